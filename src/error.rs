@@ -1,0 +1,81 @@
+//! The library's top-level error and its stable classification.
+//!
+//! [`ErrorKind::name`] is the contract with the outside: the Lambda handlers report it as the
+//! error type and the state machine's Retry/Catch match on it, so names never change.
+
+use crate::media::probe::ProbeError;
+use crate::media::verify::VerifyError;
+use crate::media::MediaError;
+use crate::plan::PlanError;
+use crate::state::StateError;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error("{path}: cannot plan segments: {source}")]
+    Plan {
+        path: PathBuf,
+        #[source]
+        source: PlanError,
+    },
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// A request that cannot be carried out as asked (paths, options).
+    #[error("{path}: {reason}")]
+    Request { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How a failure should be treated by whoever retries work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The input or the request is wrong: retrying cannot help.
+    InvalidInput,
+    /// FFmpeg failed on media that looked valid: retrying is unlikely to help.
+    MediaFailure,
+    /// A dependency was unavailable (state store, storage): retry with backoff.
+    Transient,
+}
+
+impl ErrorKind {
+    /// The stable name used as the Lambda error type.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::InvalidInput => "TreemuxInvalidInput",
+            Self::MediaFailure => "TreemuxMediaFailure",
+            Self::Transient => "TreemuxTransient",
+        }
+    }
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Probe(ProbeError::Io { .. })
+            | Self::Io { .. }
+            | Self::State(StateError::Unavailable(_)) => ErrorKind::Transient,
+            Self::Probe(_) | Self::Plan { .. } | Self::Request { .. } => ErrorKind::InvalidInput,
+            Self::Media(MediaError::Io { .. }) => ErrorKind::Transient,
+            Self::Media(MediaError::Unsupported { .. }) => ErrorKind::InvalidInput,
+            Self::Media(_) | Self::Verify(_) | Self::State(_) => ErrorKind::MediaFailure,
+        }
+    }
+
+    pub(crate) fn request(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Self::Request {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! treemux: frame-exact parallel video transcoding along a binary merge tree.
+//!
+//! - [`plan`] and [`tree`]: pure planning and merge-tree arithmetic over plain data.
+//! - [`state`] and [`steps`]: the state-store port and the shared "a node finished, what next?"
+//!   decision used by the local runner and the serverless functions alike.
+//! - [`media`]: probe, split-and-convert, merge, audio, remux and verify over ffmpeg-next.
+//! - [`local`]: the whole pipeline on one machine.
+
+pub mod error;
+pub mod local;
+pub mod media;
+pub mod plan;
+pub mod settings;
+pub mod state;
+pub mod steps;
+pub mod timestamps;
+pub mod tree;
+
+pub use error::{Error, ErrorKind};

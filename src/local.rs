@@ -1,0 +1,558 @@
+//! The local runner: the whole pipeline on one machine, with a pool of segment workers.
+//!
+//! It is the same flow the AWS functions follow, with the in-memory state store: probe, plan,
+//! then a pool that encodes segments longest first while one task extracts the audio; the worker
+//! that completes a pair merges it at once (so merges run while other segments still encode) and
+//! climbs the tree as far as it can; finally the root is muxed with the audio.
+
+use crate::error::Error;
+use crate::media::audio::{self, AudioReport};
+use crate::media::convert::{self, SegmentReport};
+use crate::media::merge::{self, MergeReport};
+use crate::media::probe::{self, MediaInfo};
+use crate::media::remux::{self, RemuxReport};
+use crate::plan::{plan_segments, PlanOptions, SegmentPlan};
+use crate::settings::{Container, EncodeSettings};
+use crate::state::{InMemoryStateStore, StateStore};
+use crate::steps::{after_node_finished, mark_merged, NextStep};
+use crate::tree::{MergeKind, MergeTree, NodeId};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// What the user asked for, beyond the input and output paths.
+#[derive(Clone, Debug)]
+pub struct TranscodeOptions {
+    /// Encoder settings; `threads` is replaced by the per-worker share of `cores`.
+    pub settings: EncodeSettings,
+    pub plan: PlanOptions,
+    /// Segment workers; `None` = one per core.
+    pub workers: Option<usize>,
+    /// CPU cores to share between workers (workers × encoder threads ≈ cores).
+    pub cores: usize,
+    /// Keep the scratch directory (segments, merges, audio) instead of deleting it.
+    pub keep_temp: bool,
+    /// Where the scratch directory is created; `None` = the system temporary directory.
+    pub temp_root: Option<PathBuf>,
+}
+
+impl TranscodeOptions {
+    /// Defaults for `settings` on this machine.
+    pub fn new(settings: EncodeSettings) -> Self {
+        Self {
+            settings,
+            plan: PlanOptions::default(),
+            workers: None,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            keep_temp: false,
+            temp_root: None,
+        }
+    }
+}
+
+/// Progress events, sent from whichever worker makes the progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// The plan is made: this many frames to encode, segments and pair merges to run.
+    Planned {
+        frames: u64,
+        segments: u32,
+        merges: u32,
+    },
+    /// One more frame encoded.
+    FrameEncoded,
+    SegmentDone {
+        index: u32,
+    },
+    MergeDone {
+        node: NodeId,
+    },
+    AudioDone,
+    /// Writing the final file.
+    Muxing,
+}
+
+/// One task of the run, for the timeline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpan {
+    /// `segment`, `merge`, `rename` or `audio`.
+    pub kind: String,
+    /// Segment index, or the merged node as `L<level>-<index>`.
+    pub target: String,
+    /// Pool thread that ran it.
+    pub worker: usize,
+    /// Seconds since the run started.
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+}
+
+/// Wall-clock seconds per stage. Encoding, merging and audio overlap in time.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageSeconds {
+    pub probe: f64,
+    pub plan: f64,
+    /// From the first segment start to the last segment end.
+    pub convert: f64,
+    /// Sum of merge durations.
+    pub merge: f64,
+    pub audio: f64,
+    pub remux: f64,
+    pub total: f64,
+}
+
+/// Everything a finished run did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TranscodeReport {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub source: MediaInfo,
+    pub plan: SegmentPlan,
+    pub tree: MergeTree,
+    pub workers: usize,
+    pub settings: EncodeSettings,
+    pub segments: Vec<SegmentReport>,
+    pub merges: Vec<(NodeId, MergeKind, Option<MergeReport>)>,
+    pub audio: Option<AudioReport>,
+    pub remux: RemuxReport,
+    pub stages: StageSeconds,
+    pub timeline: Vec<TaskSpan>,
+    pub output_bytes: u64,
+    /// The scratch directory, when kept.
+    pub temp_dir: Option<PathBuf>,
+}
+
+/// Checks the output path before any work: a known container, a writable directory, and not the
+/// input itself (the input is never overwritten).
+pub fn check_output_path(input: &Path, output: &Path) -> Result<Container, Error> {
+    let container = Container::from_path(output).ok_or_else(|| {
+        Error::request(
+            output,
+            "unknown output type: the name must end in .mp4, .m4v, .mov, .mkv or .webm",
+        )
+    })?;
+    if output.is_dir() {
+        return Err(Error::request(
+            output,
+            "is a directory; name an output file",
+        ));
+    }
+    let directory = match output.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    if !directory.is_dir() {
+        return Err(Error::request(
+            output,
+            format!("directory {} does not exist", directory.display()),
+        ));
+    }
+    tempfile::Builder::new()
+        .prefix(".treemux-write-check")
+        .tempfile_in(&directory)
+        .map_err(|source| {
+            Error::request(
+                output,
+                format!("cannot write in {}: {source}", directory.display()),
+            )
+        })?;
+    let same_file = match (
+        std::fs::canonicalize(input),
+        std::fs::canonicalize(&directory),
+    ) {
+        (Ok(input), Ok(directory)) => output
+            .file_name()
+            .is_some_and(|name| directory.join(name) == input),
+        _ => false,
+    };
+    if same_file || is_same_inode(input, output) {
+        return Err(Error::request(
+            output,
+            "is the input file; choose a different output (treemux never overwrites its input)",
+        ));
+    }
+    Ok(container)
+}
+
+#[cfg(unix)]
+fn is_same_inode(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn is_same_inode(_: &Path, _: &Path) -> bool {
+    false
+}
+
+/// Chooses workers and encoder threads per worker so that workers × threads ≈ cores.
+pub fn choose_parallelism(
+    requested_workers: Option<usize>,
+    cores: usize,
+    segments: usize,
+) -> (usize, u32) {
+    let cores = cores.max(1);
+    let workers = requested_workers.unwrap_or(cores).clamp(1, segments.max(1));
+    let threads = (cores / workers).max(1);
+    (workers, threads as u32)
+}
+
+/// Transcodes `input` to `output` on this machine.
+///
+/// On success `output` holds the finished file; on failure nothing is written there and the
+/// scratch directory is removed (unless `keep_temp`). The input is only ever read.
+pub fn transcode(
+    input: &Path,
+    output: &Path,
+    options: &TranscodeOptions,
+    on_progress: &(dyn Fn(Progress) + Sync),
+) -> Result<TranscodeReport, Error> {
+    let started = Instant::now();
+    let container = check_output_path(input, output)?;
+    if !container.allows(options.settings.codec) {
+        return Err(Error::request(
+            output,
+            format!(
+                "a .{} file cannot hold {} video",
+                container.muxer_name(),
+                options.settings.codec
+            ),
+        ));
+    }
+    let mut stages = StageSeconds::default();
+
+    let info = probe::probe(input)?;
+    audio::check_audio_fits(&info, container, output)?;
+    stages.probe = started.elapsed().as_secs_f64();
+
+    let planning = Instant::now();
+    let plan = plan_segments(
+        &info.frames,
+        info.video.time_base,
+        info.video.duration_seconds(),
+        &options.plan,
+    )
+    .map_err(|source| Error::Plan {
+        path: input.to_owned(),
+        source,
+    })?;
+    let tree = MergeTree::new(plan.segments.len() as u32);
+    let (workers, threads) =
+        choose_parallelism(options.workers, options.cores, plan.segments.len());
+    let settings = EncodeSettings {
+        threads,
+        ..options.settings.clone()
+    };
+    stages.plan = planning.elapsed().as_secs_f64();
+    on_progress(Progress::Planned {
+        frames: plan.frame_count,
+        segments: plan.segments.len() as u32,
+        merges: tree
+            .internal_nodes()
+            .filter(|&node| tree.merge_kind(node) != MergeKind::Placeholder)
+            .count() as u32,
+    });
+
+    let scratch = match &options.temp_root {
+        Some(root) => tempfile::Builder::new().prefix("treemux-").tempdir_in(root),
+        None => tempfile::Builder::new().prefix("treemux-").tempdir(),
+    }
+    .map_err(|source| Error::Io {
+        path: options.temp_root.clone().unwrap_or_else(std::env::temp_dir),
+        source,
+    })?;
+    let run = Run {
+        info: &info,
+        plan: &plan,
+        tree,
+        settings: &settings,
+        scratch: scratch.path(),
+        keep_intermediates: options.keep_temp,
+        store: InMemoryStateStore::new(),
+        started,
+        failure: Mutex::new(None),
+        cancelled: AtomicBool::new(false),
+        outcomes: Mutex::new(Outcomes::default()),
+        on_progress,
+    };
+    let result = run.execute(workers).and_then(|outcomes| {
+        on_progress(Progress::Muxing);
+        let muxing = Instant::now();
+        let audio_path = outcomes.audio.as_ref().map(|_| run.audio_path());
+        let remux = remux::remux(
+            &run.node_path(tree.root()),
+            audio_path.as_deref(),
+            &info,
+            container,
+            output,
+        )?;
+        Ok((outcomes, remux, muxing.elapsed().as_secs_f64()))
+    });
+    let temp_dir = if options.keep_temp {
+        Some(scratch.keep())
+    } else {
+        None
+    };
+    let (outcomes, remux, remux_seconds) = result?;
+
+    stages.remux = remux_seconds;
+    stages.convert = span_of(&outcomes.timeline, "segment");
+    stages.merge = outcomes
+        .timeline
+        .iter()
+        .filter(|t| t.kind == "merge" || t.kind == "rename")
+        .map(|t| t.end_seconds - t.start_seconds)
+        .sum();
+    stages.audio = outcomes.audio.as_ref().map_or(0.0, |a| a.seconds);
+    stages.total = started.elapsed().as_secs_f64();
+    let mut segments = outcomes.segments;
+    segments.sort_by_key(|s| s.index);
+    Ok(TranscodeReport {
+        input: input.to_owned(),
+        output: output.to_owned(),
+        output_bytes: remux.bytes,
+        source: info,
+        plan,
+        tree,
+        workers,
+        settings,
+        segments,
+        merges: outcomes.merges,
+        audio: outcomes.audio,
+        remux,
+        stages,
+        timeline: outcomes.timeline,
+        temp_dir,
+    })
+}
+
+fn span_of(timeline: &[TaskSpan], kind: &str) -> f64 {
+    let spans = timeline.iter().filter(|t| t.kind == kind);
+    let start = spans
+        .clone()
+        .map(|t| t.start_seconds)
+        .fold(f64::INFINITY, f64::min);
+    let end = spans
+        .map(|t| t.end_seconds)
+        .fold(f64::NEG_INFINITY, f64::max);
+    if end >= start {
+        end - start
+    } else {
+        0.0
+    }
+}
+
+#[derive(Default)]
+struct Outcomes {
+    segments: Vec<SegmentReport>,
+    merges: Vec<(NodeId, MergeKind, Option<MergeReport>)>,
+    audio: Option<AudioReport>,
+    timeline: Vec<TaskSpan>,
+}
+
+/// One run's shared state, borrowed by every worker task.
+struct Run<'a> {
+    info: &'a MediaInfo,
+    plan: &'a SegmentPlan,
+    tree: MergeTree,
+    settings: &'a EncodeSettings,
+    scratch: &'a Path,
+    keep_intermediates: bool,
+    store: InMemoryStateStore,
+    started: Instant,
+    failure: Mutex<Option<Error>>,
+    cancelled: AtomicBool,
+    outcomes: Mutex<Outcomes>,
+    on_progress: &'a (dyn Fn(Progress) + Sync),
+}
+
+const JOB: &str = "local";
+
+impl Run<'_> {
+    fn node_path(&self, node: NodeId) -> PathBuf {
+        self.scratch
+            .join(format!("node-{}-{}.nut", node.level, node.index))
+    }
+
+    fn audio_path(&self) -> PathBuf {
+        self.scratch.join("audio.nut")
+    }
+
+    fn execute(&self, workers: usize) -> Result<Outcomes, Error> {
+        pollster::block_on(self.store.create_pairs(JOB, &self.tree))?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(workers)
+            .thread_name(|i| format!("treemux-worker-{i}"))
+            .build()
+            .map_err(|error| Error::Io {
+                path: self.scratch.to_owned(),
+                source: std::io::Error::other(error),
+            })?;
+        pool.scope_fifo(|scope| {
+            if !self.info.audio.is_empty() {
+                scope.spawn_fifo(|_| self.guarded(|| self.extract_audio()));
+            }
+            for index in self.plan.encode_order() {
+                scope.spawn_fifo(move |_| self.guarded(|| self.encode_and_climb(index)));
+            }
+        });
+        if let Some(error) = self
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            return Err(error);
+        }
+        Ok(std::mem::take(
+            &mut *self.outcomes.lock().unwrap_or_else(|p| p.into_inner()),
+        ))
+    }
+
+    /// Runs a task unless the run already failed; records the first failure and stops the rest.
+    fn guarded(&self, task: impl FnOnce() -> Result<(), Error>) {
+        if self.cancelled.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Err(error) = task() {
+            self.cancelled.store(true, Ordering::SeqCst);
+            self.failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(error);
+        }
+    }
+
+    fn timed<T>(
+        &self,
+        kind: &str,
+        target: String,
+        work: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let start = self.started.elapsed().as_secs_f64();
+        let result = work()?;
+        let span = TaskSpan {
+            kind: kind.to_owned(),
+            target,
+            worker: rayon::current_thread_index().unwrap_or(0),
+            start_seconds: start,
+            end_seconds: self.started.elapsed().as_secs_f64(),
+        };
+        self.outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .timeline
+            .push(span);
+        Ok(result)
+    }
+
+    fn extract_audio(&self) -> Result<(), Error> {
+        let report = self.timed("audio", "all tracks".into(), || {
+            Ok(audio::extract_audio(self.info, &self.audio_path())?)
+        })?;
+        self.outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .audio = report;
+        (self.on_progress)(Progress::AudioDone);
+        Ok(())
+    }
+
+    fn encode_and_climb(&self, index: u32) -> Result<(), Error> {
+        let segment = &self.plan.segments[index as usize];
+        let leaf = NodeId::leaf(index);
+        let on_frame = |_: u64| (self.on_progress)(Progress::FrameEncoded);
+        let report = self.timed("segment", index.to_string(), || {
+            Ok(convert::convert_segment(
+                &self.info.path,
+                &self.info.video,
+                segment,
+                self.settings,
+                &self.node_path(leaf),
+                &on_frame,
+            )?)
+        })?;
+        self.outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .segments
+            .push(report);
+        (self.on_progress)(Progress::SegmentDone { index });
+
+        let mut finished = leaf;
+        loop {
+            if self.cancelled.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            match pollster::block_on(after_node_finished(&self.store, JOB, &self.tree, finished))? {
+                NextStep::Merge { node } => {
+                    self.merge(node)?;
+                    pollster::block_on(mark_merged(&self.store, JOB, node, finished))?;
+                    (self.on_progress)(Progress::MergeDone { node });
+                    finished = node;
+                }
+                NextStep::Done | NextStep::MergeAudio => return Ok(()),
+            }
+        }
+    }
+
+    /// Produces `node` from its children: a concatenation, or a rename when the right child is a
+    /// placeholder. Children are deleted afterwards unless intermediates are kept.
+    fn merge(&self, node: NodeId) -> Result<(), Error> {
+        let (left, right) = self
+            .tree
+            .children(node)
+            .expect("merges are of internal nodes");
+        let (left_path, right_path, target) = (
+            self.node_path(left),
+            self.node_path(right),
+            self.node_path(node),
+        );
+        let kind = self.tree.merge_kind(node);
+        let report = match kind {
+            MergeKind::Concat => Some(self.timed("merge", node.to_string(), || {
+                Ok(merge::concat_segments(&left_path, &right_path, &target)?)
+            })?),
+            MergeKind::Rename => {
+                self.timed("rename", node.to_string(), || {
+                    std::fs::rename(&left_path, &target).map_err(|source| Error::Io {
+                        path: left_path.clone(),
+                        source,
+                    })
+                })?;
+                None
+            }
+            MergeKind::Placeholder => {
+                unreachable!("placeholder pairs are confirmed at creation and never claimed")
+            }
+        };
+        if !self.keep_intermediates && kind == MergeKind::Concat {
+            for child in [&left_path, &right_path] {
+                let _ = std::fs::remove_file(child);
+            }
+        }
+        self.outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .merges
+            .push((node, kind, report));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallelism_shares_cores_between_workers() {
+        assert_eq!(choose_parallelism(None, 2, 8), (2, 1));
+        assert_eq!(choose_parallelism(Some(1), 2, 8), (1, 2));
+        assert_eq!(choose_parallelism(None, 8, 2), (2, 4));
+        assert_eq!(choose_parallelism(Some(0), 4, 3), (1, 4));
+    }
+}

@@ -1,0 +1,511 @@
+//! Split-and-convert: decode the frames of one segment and encode them into a segment file.
+//!
+//! Frame exact: the decoder starts at the keyframe at or before the segment (the plan's
+//! `decode_from`), frames with pts before `start_pts` are decoded and dropped, and decoding stops
+//! at the first frame with pts at or after `end_pts`. Decoders emit frames in presentation order,
+//! so that first late frame means every frame of the segment has been seen. Timestamps pass
+//! through unchanged in the source stream's time base, which keeps VFR timing exact.
+//!
+//! Segment files are NUT: it stores any codec and keeps each stream's time base exactly
+//! (Matroska would round timestamps to milliseconds).
+
+use super::probe::VideoInfo;
+use super::util::{self, PartialFile};
+use super::MediaError;
+use crate::plan::Segment;
+use crate::settings::{EncodeSettings, RateControl, VideoCodec};
+use ffmpeg_next as ffmpeg;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Instant;
+
+/// Muxer for segment and merge files.
+pub const SEGMENT_MUXER: &str = "nut";
+
+/// What encoding one segment did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SegmentReport {
+    pub index: u32,
+    pub frames_encoded: u64,
+    /// Frames decoded before the segment's first frame and dropped.
+    pub lead_in_dropped: u64,
+    /// Frames whose timestamp had to be moved forward to keep timestamps increasing.
+    pub timestamps_adjusted: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+/// The output frame size for a source video: the requested height (width following the source's
+/// aspect), or the source size; both rounded down to even numbers because 4:2:0 chroma needs them.
+pub fn output_size(video: &VideoInfo, settings: &EncodeSettings) -> (u32, u32) {
+    let even = |value: u32| (value & !1).max(2);
+    match settings.height {
+        Some(height) if video.height > 0 => {
+            let width = (f64::from(video.width) * f64::from(height) / f64::from(video.height))
+                .round() as u32;
+            (even(width), even(height))
+        }
+        _ => (even(video.width), even(video.height)),
+    }
+}
+
+/// Encodes segment `segment` of `source` into `output` (NUT), frame exact.
+///
+/// `on_frame` is called after each encoded frame with the count so far (for progress display).
+/// The output appears only when complete; on error nothing is left at `output`.
+pub fn convert_segment(
+    source: &Path,
+    video: &VideoInfo,
+    segment: &Segment,
+    settings: &EncodeSettings,
+    output: &Path,
+    on_frame: &(dyn Fn(u64) + Sync),
+) -> Result<SegmentReport, MediaError> {
+    util::init();
+    let started = Instant::now();
+    let seek = segment
+        .decode_from
+        .filter(|point| point.pts > video.first_pts);
+    let mut report = match encode_pass(
+        source,
+        video,
+        segment,
+        settings,
+        output,
+        seek.map(|p| p.dts.unwrap_or(p.pts)),
+        on_frame,
+    ) {
+        // The demuxer landed after the cut (an imprecise index): decode from the start instead.
+        Err(PassError::SeekOvershoot) => {
+            encode_pass(source, video, segment, settings, output, None, on_frame)
+        }
+        other => other,
+    }
+    .map_err(|error| match error {
+        PassError::Media(error) => error,
+        PassError::SeekOvershoot => unreachable!("the second pass never seeks"),
+    })?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+enum PassError {
+    SeekOvershoot,
+    Media(MediaError),
+}
+
+impl From<MediaError> for PassError {
+    fn from(error: MediaError) -> Self {
+        Self::Media(error)
+    }
+}
+
+/// One attempt: decode from `seek_to` (a dts; `None` = the start of the file) and encode.
+fn encode_pass(
+    source: &Path,
+    video: &VideoInfo,
+    segment: &Segment,
+    settings: &EncodeSettings,
+    output: &Path,
+    seek_to: Option<i64>,
+    on_frame: &(dyn Fn(u64) + Sync),
+) -> Result<SegmentReport, PassError> {
+    let mut input = util::open_input(source)?;
+    let stream_index = video.stream_index;
+    let decode_failed = |error: ffmpeg::Error| MediaError::Decode {
+        path: source.to_owned(),
+        codec: video.codec.clone(),
+        source: error,
+    };
+
+    let mut decoder = {
+        let stream = input
+            .stream(stream_index)
+            .ok_or_else(|| MediaError::Unsupported {
+                path: source.to_owned(),
+                reason: format!("video stream #{stream_index} is gone"),
+            })?;
+        let mut context =
+            ffmpeg::codec::Context::from_parameters(stream.parameters()).map_err(decode_failed)?;
+        context.set_threading(ffmpeg::codec::threading::Config {
+            kind: ffmpeg::codec::threading::Type::Frame,
+            count: settings.threads.max(1) as usize,
+            ..Default::default()
+        });
+        context.decoder().video().map_err(decode_failed)?
+    };
+    if let Some(timestamp) = seek_to {
+        util::seek_to_keyframe_before(&mut input, stream_index, timestamp).map_err(|error| {
+            MediaError::Read {
+                path: source.to_owned(),
+                source: error,
+            }
+        })?;
+    }
+
+    let partial = PartialFile::new(output);
+    let mut muxer = util::open_output(partial.path(), SEGMENT_MUXER)?;
+    let mut encoder = SegmentEncoder::open(video, &decoder, settings, &mut muxer, partial.path())?;
+
+    let mut frame = ffmpeg::frame::Video::empty();
+    let mut first_seen = false;
+    let mut last_pts: Option<i64> = None;
+    let mut dropped = 0u64;
+    let mut adjusted = 0u64;
+    let mut finished = false;
+
+    // Returns true once a frame at or past the segment's end has been seen.
+    let mut handle = |frame: &mut ffmpeg::frame::Video,
+                      encoder: &mut SegmentEncoder,
+                      muxer: &mut ffmpeg::format::context::Output|
+     -> Result<bool, PassError> {
+        let Some(pts) = frame
+            .timestamp()
+            .or(frame.pts())
+            .or(last_pts.map(|p| p + 1))
+        else {
+            return Err(MediaError::Unsupported {
+                path: source.to_owned(),
+                reason: "a decoded frame has no timestamp".into(),
+            }
+            .into());
+        };
+        if !first_seen {
+            first_seen = true;
+            if seek_to.is_some() && segment.start_pts.is_some_and(|start| pts > start) {
+                return Err(PassError::SeekOvershoot);
+            }
+        }
+        if segment.start_pts.is_some_and(|start| pts < start) {
+            dropped += 1;
+            return Ok(false);
+        }
+        if segment.end_pts.is_some_and(|end| pts >= end) {
+            return Ok(true);
+        }
+        let pts = match last_pts {
+            Some(last) if pts <= last => {
+                adjusted += 1;
+                last + 1
+            }
+            _ => pts,
+        };
+        last_pts = Some(pts);
+        encoder.send(frame, pts, muxer)?;
+        on_frame(encoder.frames);
+        Ok(false)
+    };
+
+    let mut packet = ffmpeg::Packet::empty();
+    'read: loop {
+        match packet.read(&mut input) {
+            Ok(()) => {}
+            Err(ffmpeg::Error::Eof) => break,
+            Err(ffmpeg::Error::InvalidData) => continue,
+            Err(error) => {
+                return Err(MediaError::Read {
+                    path: source.to_owned(),
+                    source: error,
+                }
+                .into())
+            }
+        }
+        if packet.stream() != stream_index {
+            continue;
+        }
+        match decoder.send_packet(&packet) {
+            Ok(()) => {}
+            // A damaged packet: skip it like the ffmpeg CLI does; the frame count check below
+            // turns any frame it cost into an error.
+            Err(ffmpeg::Error::InvalidData) => continue,
+            Err(error) => return Err(decode_failed(error).into()),
+        }
+        while decoder.receive_frame(&mut frame).is_ok() {
+            if handle(&mut frame, &mut encoder, &mut muxer)? {
+                finished = true;
+                break 'read;
+            }
+        }
+    }
+    if !finished {
+        decoder.send_eof().map_err(decode_failed)?;
+        while decoder.receive_frame(&mut frame).is_ok() {
+            if handle(&mut frame, &mut encoder, &mut muxer)? {
+                break;
+            }
+        }
+    }
+    let frames_encoded = encoder.finish(&mut muxer)?;
+    muxer.write_trailer().map_err(|source| MediaError::Write {
+        path: partial.path().to_owned(),
+        source,
+    })?;
+    drop(muxer);
+    if frames_encoded != segment.frames {
+        return Err(MediaError::FrameCount {
+            path: source.to_owned(),
+            segment: segment.index,
+            expected: segment.frames,
+            got: frames_encoded,
+        }
+        .into());
+    }
+    let bytes = std::fs::metadata(partial.path())
+        .map_err(MediaError::io(partial.path()))?
+        .len();
+    partial.commit()?;
+    Ok(SegmentReport {
+        index: segment.index,
+        frames_encoded,
+        lead_in_dropped: dropped,
+        timestamps_adjusted: adjusted,
+        bytes,
+        seconds: 0.0,
+    })
+}
+
+/// The encoder of one segment, with the scaler that feeds it and the stream it writes to.
+struct SegmentEncoder {
+    encoder: ffmpeg::encoder::Video,
+    encoder_name: &'static str,
+    width: u32,
+    height: u32,
+    /// Source frame size after cropping to even, when no scaling is asked for.
+    crop_only: bool,
+    scaler: Option<(
+        ffmpeg::software::scaling::Context,
+        (ffmpeg::format::Pixel, u32, u32),
+    )>,
+    scaled: ffmpeg::frame::Video,
+    encoder_time_base: ffmpeg::Rational,
+    stream_time_base: ffmpeg::Rational,
+    frames: u64,
+    packet: ffmpeg::Packet,
+    path: std::path::PathBuf,
+}
+
+impl SegmentEncoder {
+    fn open(
+        video: &VideoInfo,
+        decoder: &ffmpeg::decoder::Video,
+        settings: &EncodeSettings,
+        muxer: &mut ffmpeg::format::context::Output,
+        path: &Path,
+    ) -> Result<Self, MediaError> {
+        let encoder_name = settings.codec.encoder_name();
+        let codec = ffmpeg::encoder::find_by_name(encoder_name).ok_or_else(|| {
+            MediaError::EncoderMissing {
+                encoder: encoder_name.to_owned(),
+            }
+        })?;
+        let failed = |source| MediaError::Encode {
+            encoder: encoder_name.to_owned(),
+            source,
+        };
+        let (width, height) = output_size(video, settings);
+        let time_base = util::rational(video.time_base);
+
+        let mut encoder = ffmpeg::codec::Context::new_with_codec(codec)
+            .encoder()
+            .video()
+            .map_err(failed)?;
+        encoder.set_width(width);
+        encoder.set_height(height);
+        encoder.set_format(ffmpeg::format::Pixel::YUV420P);
+        encoder.set_time_base(time_base);
+        if video.frame_rate.num > 0 && video.frame_rate.den > 0 {
+            // Rate control and level selection read the frame rate; timestamps stay exact anyway.
+            encoder.set_frame_rate(Some(ffmpeg::Rational::new(
+                video.frame_rate.num,
+                video.frame_rate.den,
+            )));
+        }
+        let sar = decoder.aspect_ratio();
+        if sar.numerator() > 0 && sar.denominator() > 0 {
+            encoder.set_aspect_ratio(sar);
+        }
+        encoder.set_colorspace(decoder.color_space());
+        encoder.set_color_range(decoder.color_range());
+        encoder.set_color_primaries(decoder.color_primaries());
+        encoder.set_color_transfer_characteristic(decoder.color_transfer_characteristic());
+        if muxer
+            .format()
+            .flags()
+            .contains(ffmpeg::format::Flags::GLOBAL_HEADER)
+        {
+            encoder.set_flags(ffmpeg::codec::Flags::GLOBAL_HEADER);
+        }
+        encoder.set_threading(ffmpeg::codec::threading::Config {
+            kind: ffmpeg::codec::threading::Type::Frame,
+            count: settings.threads.max(1) as usize,
+            ..Default::default()
+        });
+        if let RateControl::Bitrate(bits) = settings.rate {
+            encoder.set_bit_rate(bits as usize);
+        }
+        let encoder = encoder
+            .open_as_with(codec, encoder_options(settings))
+            .map_err(failed)?;
+
+        let mut stream = muxer
+            .add_stream(codec)
+            .map_err(|source| MediaError::Write {
+                path: path.to_owned(),
+                source,
+            })?;
+        stream.set_parameters(&encoder);
+        stream.set_time_base(time_base);
+        util::write_intermediate_header(muxer).map_err(|source| MediaError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
+        let stream_time_base = muxer.stream(0).map(|s| s.time_base()).unwrap_or(time_base);
+
+        Ok(Self {
+            encoder,
+            encoder_name,
+            width,
+            height,
+            crop_only: settings.height.is_none(),
+            scaler: None,
+            scaled: ffmpeg::frame::Video::empty(),
+            encoder_time_base: time_base,
+            stream_time_base,
+            frames: 0,
+            packet: ffmpeg::Packet::empty(),
+            path: path.to_owned(),
+        })
+    }
+
+    /// Encodes one decoded frame at presentation timestamp `pts` (source time base).
+    fn send(
+        &mut self,
+        frame: &mut ffmpeg::frame::Video,
+        pts: i64,
+        muxer: &mut ffmpeg::format::context::Output,
+    ) -> Result<(), MediaError> {
+        let failed = |source| MediaError::Encode {
+            encoder: self.encoder_name.to_owned(),
+            source,
+        };
+        // Let the encoder choose frame types: a decoded frame's picture type would force
+        // keyframes wherever the source had them.
+        frame.set_kind(ffmpeg::picture::Type::None);
+        let fits = frame.format() == ffmpeg::format::Pixel::YUV420P
+            && self.crop_only
+            && frame.width() & !1 == self.width
+            && frame.height() & !1 == self.height;
+        if fits {
+            // Cropping the last odd row/column is just a smaller declared size over the same planes.
+            frame.set_width(self.width);
+            frame.set_height(self.height);
+            frame.set_pts(Some(pts));
+            self.encoder.send_frame(frame).map_err(failed)?;
+        } else {
+            if self.crop_only {
+                let (width, height) = (frame.width() & !1, frame.height() & !1);
+                frame.set_width(width.max(2));
+                frame.set_height(height.max(2));
+            }
+            let key = (frame.format(), frame.width(), frame.height());
+            if self
+                .scaler
+                .as_ref()
+                .is_none_or(|(_, current)| *current != key)
+            {
+                let scaler = ffmpeg::software::scaling::Context::get(
+                    key.0,
+                    key.1,
+                    key.2,
+                    ffmpeg::format::Pixel::YUV420P,
+                    self.width,
+                    self.height,
+                    ffmpeg::software::scaling::Flags::BICUBIC,
+                )
+                .map_err(failed)?;
+                self.scaler = Some((scaler, key));
+            }
+            let (scaler, _) = self.scaler.as_mut().expect("scaler was just created");
+            scaler.run(frame, &mut self.scaled).map_err(failed)?;
+            self.scaled.set_pts(Some(pts));
+            self.scaled.set_kind(ffmpeg::picture::Type::None);
+            self.encoder.send_frame(&self.scaled).map_err(failed)?;
+        }
+        self.frames += 1;
+        self.drain(muxer)
+    }
+
+    fn drain(&mut self, muxer: &mut ffmpeg::format::context::Output) -> Result<(), MediaError> {
+        while self.encoder.receive_packet(&mut self.packet).is_ok() {
+            self.packet.set_stream(0);
+            self.packet
+                .rescale_ts(self.encoder_time_base, self.stream_time_base);
+            self.packet
+                .write(muxer)
+                .map_err(|source| MediaError::Write {
+                    path: self.path.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the encoder; returns the number of frames encoded.
+    fn finish(&mut self, muxer: &mut ffmpeg::format::context::Output) -> Result<u64, MediaError> {
+        self.encoder
+            .send_eof()
+            .map_err(|source| MediaError::Encode {
+                encoder: self.encoder_name.to_owned(),
+                source,
+            })?;
+        self.drain(muxer)?;
+        Ok(self.frames)
+    }
+}
+
+/// Encoder private options for `settings`, in each encoder's own vocabulary.
+fn encoder_options(settings: &EncodeSettings) -> ffmpeg::Dictionary<'static> {
+    let mut options = ffmpeg::Dictionary::new();
+    let crf = match settings.rate {
+        RateControl::Crf(crf) => Some(crf.to_string()),
+        RateControl::Bitrate(_) => None,
+    };
+    let threads = settings.threads.max(1);
+    match settings.codec {
+        VideoCodec::H264 => {
+            options.set("preset", &settings.preset);
+            if let Some(crf) = &crf {
+                options.set("crf", crf);
+            }
+        }
+        VideoCodec::H265 => {
+            options.set("preset", &settings.preset);
+            if let Some(crf) = &crf {
+                options.set("crf", crf);
+            }
+            // libx265 ignores the generic thread count and logs to stderr on its own.
+            options.set(
+                "x265-params",
+                &format!("pools={threads}:frame-threads={threads}:log-level=error"),
+            );
+        }
+        VideoCodec::Vp9 => {
+            options.set("deadline", "good");
+            options.set("cpu-used", &settings.preset);
+            options.set("row-mt", "1");
+            if let Some(crf) = &crf {
+                options.set("crf", crf);
+                // Constant quality in libvpx needs the target bitrate at 0.
+                options.set("b", "0");
+            }
+        }
+        VideoCodec::Av1 => {
+            options.set("preset", &settings.preset);
+            if let Some(crf) = &crf {
+                options.set("crf", crf);
+            }
+            options.set("svtav1-params", &format!("lp={threads}"));
+        }
+    }
+    options
+}

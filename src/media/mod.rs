@@ -1,0 +1,84 @@
+//! Media work over ffmpeg-next, one module per step of the pipeline.
+//!
+//! Every function here is blocking (FFmpeg calls block): async callers run them on a blocking
+//! thread. Files are always written under a temporary name beside the target and renamed when
+//! complete, so a crash never leaves a file that looks finished.
+
+pub mod audio;
+pub mod convert;
+pub mod merge;
+pub mod probe;
+pub mod remux;
+pub mod verify;
+
+mod util;
+
+use std::path::PathBuf;
+
+pub use util::init;
+
+/// What can go wrong while reading, encoding or writing media.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("{path}: cannot open: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: ffmpeg_next::Error,
+    },
+    #[error("{path}: read failed: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: ffmpeg_next::Error,
+    },
+    #[error("{path}: decoding {codec} failed: {source}")]
+    Decode {
+        path: PathBuf,
+        codec: String,
+        #[source]
+        source: ffmpeg_next::Error,
+    },
+    #[error("encoder {encoder} is not in this FFmpeg build")]
+    EncoderMissing { encoder: String },
+    #[error("encoder {encoder} failed: {source}")]
+    Encode {
+        encoder: String,
+        #[source]
+        source: ffmpeg_next::Error,
+    },
+    #[error("{path}: writing failed: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: ffmpeg_next::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: segment {segment} produced {got} frames, the plan expects {expected}")]
+    FrameCount {
+        path: PathBuf,
+        segment: u32,
+        expected: u64,
+        got: u64,
+    },
+    #[error("cannot concatenate {left} and {right}: {reason}")]
+    Incompatible {
+        left: PathBuf,
+        right: PathBuf,
+        reason: String,
+    },
+    #[error("{path}: {reason}")]
+    Unsupported { path: PathBuf, reason: String },
+}
+
+impl MediaError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+}

@@ -1,0 +1,535 @@
+//! Probe: what a source file holds, read from its packets without decoding.
+//!
+//! One pass over the container gives the video packet list (timestamps and keyframe flags, the
+//! planner's input) and the facts about every audio track that the final remux needs to keep
+//! (language, title, disposition, start time). Sources are checked here, once, so that every
+//! later step can assume a readable, decodable video stream.
+
+use super::util::{self, time_base};
+use crate::plan::{FrameInfo, TimeBase};
+use ffmpeg_next as ffmpeg;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Why a source cannot be transcoded. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("{path}: no such file")]
+    NotFound { path: PathBuf },
+    #[error("{path}: is a directory, not a video file")]
+    IsDirectory { path: PathBuf },
+    #[error("{path}: is empty (0 bytes)")]
+    Empty { path: PathBuf },
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a media file FFmpeg recognises ({source})")]
+    NotMedia {
+        path: PathBuf,
+        #[source]
+        source: ffmpeg::Error,
+    },
+    #[error("{path}: has no video stream (streams found: {found})")]
+    NoVideo { path: PathBuf, found: String },
+    #[error("{path}: video codec {codec} cannot be decoded by this FFmpeg build")]
+    Undecodable { path: PathBuf, codec: String },
+    #[error("{path}: the video stream has no frames")]
+    NoFrames { path: PathBuf },
+    #[error("{path}: truncated or damaged: the container declares {declared} video frames but only {read} can be read")]
+    Truncated {
+        path: PathBuf,
+        declared: u64,
+        read: u64,
+    },
+    #[error("{path}: read error after {read} video frames: {source}")]
+    Read {
+        path: PathBuf,
+        read: u64,
+        #[source]
+        source: ffmpeg::Error,
+    },
+    #[error("{path}: the first video frame cannot be decoded ({reason})")]
+    FirstFrame { path: PathBuf, reason: String },
+}
+
+/// A frame rate as FFmpeg reports it: `num / den` frames per second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameRate {
+    pub num: i32,
+    pub den: i32,
+}
+
+impl FrameRate {
+    pub fn fps(self) -> f64 {
+        if self.den == 0 {
+            0.0
+        } else {
+            f64::from(self.num) / f64::from(self.den)
+        }
+    }
+}
+
+/// The video stream treemux transcodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VideoInfo {
+    pub stream_index: usize,
+    pub codec: String,
+    /// Coded size in pixels (before any display rotation).
+    pub width: u32,
+    pub height: u32,
+    pub pixel_format: String,
+    pub time_base: TimeBase,
+    /// Average frame rate; for VFR sources only an average.
+    pub frame_rate: FrameRate,
+    /// Sample (pixel) aspect ratio; 0/1 when unknown.
+    pub sample_aspect_ratio: FrameRate,
+    /// Presentation timestamp of the first frame, in `time_base` ticks.
+    pub first_pts: i64,
+    /// One past the last frame: its pts plus its duration, in `time_base` ticks.
+    pub end_pts: i64,
+    pub frame_count: u64,
+    pub keyframe_count: u64,
+    /// Display matrix (rotation, flips), when the container has one.
+    pub display_matrix: Option<[i32; 9]>,
+    /// Counter-clockwise display rotation in degrees, from the display matrix (0 when none).
+    pub rotation_degrees: f64,
+    /// Stream metadata tags (language, handler name, …).
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl VideoInfo {
+    /// Duration of the video stream in seconds, first frame to the end of the last.
+    pub fn duration_seconds(&self) -> f64 {
+        self.time_base.seconds(self.end_pts - self.first_pts)
+    }
+}
+
+/// One audio track of the source, as the final output must reproduce it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AudioTrack {
+    pub stream_index: usize,
+    pub codec: String,
+    pub sample_rate: u32,
+    pub channels: u32,
+    pub time_base: TimeBase,
+    /// Presentation timestamp of the first packet, in `time_base` ticks.
+    pub first_pts: Option<i64>,
+    pub packets: u64,
+    /// Duration of the last packet in `time_base` ticks (0 when the container does not say).
+    pub last_packet_duration: i64,
+    /// Raw FFmpeg disposition bits (default, forced, …).
+    pub disposition: i32,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl AudioTrack {
+    pub fn language(&self) -> Option<&str> {
+        self.metadata.get("language").map(String::as_str)
+    }
+}
+
+/// Everything the pipeline needs to know about a source.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MediaInfo {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    /// Demuxer name(s), e.g. `mov,mp4,m4a,3gp,3g2,mj2`.
+    pub container: String,
+    pub video: VideoInfo,
+    pub audio: Vec<AudioTrack>,
+    /// One entry per video packet, sorted by presentation timestamp. Not serialised: a plan is
+    /// made from it once and it can hold hundreds of thousands of entries.
+    #[serde(skip)]
+    pub frames: Vec<FrameInfo>,
+}
+
+impl MediaInfo {
+    /// Keyframe presentation timestamps in seconds from the first frame.
+    pub fn keyframe_seconds(&self) -> Vec<f64> {
+        let video = &self.video;
+        self.frames
+            .iter()
+            .filter(|f| f.key)
+            .map(|f| video.time_base.seconds(f.pts - video.first_pts))
+            .collect()
+    }
+}
+
+/// Checks that `path` names a readable, non-empty regular file.
+pub fn check_source_file(path: &Path) -> Result<u64, ProbeError> {
+    let metadata = std::fs::metadata(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => ProbeError::NotFound {
+            path: path.to_owned(),
+        },
+        _ => ProbeError::Io {
+            path: path.to_owned(),
+            source,
+        },
+    })?;
+    if metadata.is_dir() {
+        return Err(ProbeError::IsDirectory {
+            path: path.to_owned(),
+        });
+    }
+    if metadata.len() == 0 {
+        return Err(ProbeError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    Ok(metadata.len())
+}
+
+/// Reads `path` and describes its video and audio streams.
+///
+/// Fails when the file is not media, has no decodable video stream, or is visibly truncated (fewer
+/// video packets than the container declares).
+pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
+    util::init();
+    let size_bytes = check_source_file(path)?;
+    let mut input = ffmpeg::format::input(&path).map_err(|source| ProbeError::NotMedia {
+        path: path.to_owned(),
+        source,
+    })?;
+    let container = input.format().name().to_owned();
+
+    let video_stream = input
+        .streams()
+        .filter(|stream| stream.parameters().medium() == ffmpeg::media::Type::Video)
+        .find(|stream| {
+            !stream
+                .disposition()
+                .contains(ffmpeg::format::stream::Disposition::ATTACHED_PIC)
+        })
+        .ok_or_else(|| ProbeError::NoVideo {
+            path: path.to_owned(),
+            found: describe_streams(&input),
+        })?;
+    let video_index = video_stream.index();
+    let parameters = video_stream.parameters();
+    let codec_id = parameters.id();
+    let codec = util::codec_name(codec_id);
+    if codec_id == ffmpeg::codec::Id::None || ffmpeg::decoder::find(codec_id).is_none() {
+        let codec = if codec_id == ffmpeg::codec::Id::None {
+            unknown_codec_label(&parameters)
+        } else {
+            codec
+        };
+        return Err(ProbeError::Undecodable {
+            path: path.to_owned(),
+            codec,
+        });
+    }
+    // SAFETY: codecpar of an open stream is valid while `input` lives.
+    let (width, height, format, declared_frames) = unsafe {
+        let par = &*parameters.as_ptr();
+        (par.width, par.height, par.format, video_stream.frames())
+    };
+    let pixel_format = pixel_format_name(format);
+    let video_time_base = time_base(video_stream.time_base());
+    let frame_rate = video_stream.avg_frame_rate();
+    let sample_aspect_ratio = {
+        // SAFETY: as above.
+        let sar = unsafe { (*parameters.as_ptr()).sample_aspect_ratio };
+        FrameRate {
+            num: sar.num,
+            den: sar.den,
+        }
+    };
+    let display_matrix = util::display_matrix(&video_stream);
+    let video_metadata = dictionary(&video_stream.metadata());
+
+    let mut audio: Vec<AudioTrack> = input
+        .streams()
+        .filter(|stream| stream.parameters().medium() == ffmpeg::media::Type::Audio)
+        .map(|stream| {
+            let parameters = stream.parameters();
+            // SAFETY: codecpar of an open stream is valid while `input` lives.
+            let (sample_rate, channels) = unsafe {
+                let par = &*parameters.as_ptr();
+                (
+                    par.sample_rate.max(0) as u32,
+                    par.ch_layout.nb_channels.max(0) as u32,
+                )
+            };
+            AudioTrack {
+                stream_index: stream.index(),
+                codec: util::codec_name(parameters.id()),
+                sample_rate,
+                channels,
+                time_base: time_base(stream.time_base()),
+                first_pts: None,
+                packets: 0,
+                last_packet_duration: 0,
+                disposition: stream.disposition().bits(),
+                metadata: dictionary(&stream.metadata()),
+            }
+        })
+        .collect();
+
+    let mut frames: Vec<FrameInfo> = Vec::new();
+    let mut last_duration = 0i64;
+    let mut max_pts = i64::MIN;
+    let mut packet = ffmpeg::Packet::empty();
+    let mut first_key_packet: Option<ffmpeg::Packet> = None;
+    let mut corrupt_in_a_row = 0u32;
+    let mut video_packets = 0u64;
+    loop {
+        match packet.read(&mut input) {
+            Ok(()) => corrupt_in_a_row = 0,
+            Err(ffmpeg::Error::Eof) => break,
+            Err(ffmpeg::Error::InvalidData) if corrupt_in_a_row < 1000 => {
+                corrupt_in_a_row += 1;
+                continue;
+            }
+            Err(source) => {
+                return Err(ProbeError::Read {
+                    path: path.to_owned(),
+                    read: frames.len() as u64,
+                    source,
+                })
+            }
+        }
+        let index = packet.stream();
+        if index == video_index {
+            video_packets += 1;
+            // Packets outside an MP4 edit list are decoded but their frames never come out of the
+            // decoder: they are not frames of the video.
+            // SAFETY: the packet was just filled by av_read_frame; ffmpeg-next's Flags drops
+            // this bit, so read the raw field.
+            let discarded = unsafe { (*ffmpeg::packet::Ref::as_ptr(&packet)).flags }
+                & ffmpeg::ffi::AV_PKT_FLAG_DISCARD
+                != 0;
+            let Some(pts) = packet.pts().or(packet.dts()).filter(|_| !discarded) else {
+                continue;
+            };
+            if pts >= max_pts {
+                max_pts = pts;
+                last_duration = packet.duration();
+            }
+            frames.push(FrameInfo {
+                pts,
+                dts: packet.dts(),
+                key: packet.is_key(),
+            });
+            if first_key_packet.is_none() {
+                first_key_packet = Some(packet.clone());
+            }
+        } else if let Some(track) = audio.iter_mut().find(|track| track.stream_index == index) {
+            track.packets += 1;
+            track.last_packet_duration = packet.duration();
+            if let Some(pts) = packet.pts().or(packet.dts()) {
+                track.first_pts = Some(track.first_pts.map_or(pts, |first| first.min(pts)));
+            }
+        }
+    }
+    if frames.is_empty() {
+        return Err(ProbeError::NoFrames {
+            path: path.to_owned(),
+        });
+    }
+    if declared_frames > 0 && video_packets < declared_frames as u64 {
+        return Err(ProbeError::Truncated {
+            path: path.to_owned(),
+            declared: declared_frames as u64,
+            read: video_packets,
+        });
+    }
+    frames.sort_by_key(|frame| frame.pts);
+    if let Some(first_key) = first_key_packet {
+        check_first_frame_decodes(path, &input, video_index, &first_key)?;
+    }
+
+    let first_pts = frames[0].pts;
+    let last_pts = frames[frames.len() - 1].pts;
+    let typical = typical_frame_ticks(&frames, frame_rate, video_time_base);
+    // The last frame's duration: from its packet; else from the stream's declared length (MP4
+    // duration, or Matroska's per-track DURATION tag, since Matroska keeps no frame durations);
+    // else the usual frame spacing.
+    let declared_end = declared_stream_end(&input, video_index, video_time_base);
+    let last_frame_ticks = if last_duration > 0 {
+        last_duration
+    } else {
+        declared_end
+            .map(|end| end - last_pts)
+            .filter(|&ticks| ticks > 0 && ticks <= typical * 64)
+            .unwrap_or(typical)
+    };
+    let rotation_degrees = display_matrix.as_ref().map_or(0.0, util::rotation_degrees);
+    let keyframe_count = frames.iter().filter(|frame| frame.key).count() as u64;
+    audio.retain(|track| track.packets > 0);
+
+    Ok(MediaInfo {
+        path: path.to_owned(),
+        size_bytes,
+        container,
+        video: VideoInfo {
+            stream_index: video_index,
+            codec,
+            width: width.max(0) as u32,
+            height: height.max(0) as u32,
+            pixel_format,
+            time_base: video_time_base,
+            frame_rate: FrameRate {
+                num: frame_rate.numerator(),
+                den: frame_rate.denominator(),
+            },
+            sample_aspect_ratio,
+            first_pts,
+            end_pts: last_pts.saturating_add(last_frame_ticks.max(1)),
+            frame_count: frames.len() as u64,
+            keyframe_count,
+            display_matrix,
+            rotation_degrees,
+            metadata: video_metadata,
+        },
+        audio,
+        frames,
+    })
+}
+
+/// Decodes from the first video packet until one frame comes out, so a stream the decoder cannot
+/// handle is reported now rather than in every worker.
+fn check_first_frame_decodes(
+    path: &Path,
+    input: &ffmpeg::format::context::Input,
+    video_index: usize,
+    first: &ffmpeg::Packet,
+) -> Result<(), ProbeError> {
+    let fail = |reason: String| ProbeError::FirstFrame {
+        path: path.to_owned(),
+        reason,
+    };
+    let stream = input
+        .stream(video_index)
+        .ok_or_else(|| fail("stream vanished".into()))?;
+    let context = ffmpeg::codec::Context::from_parameters(stream.parameters())
+        .map_err(|e| fail(e.to_string()))?;
+    let mut decoder = context.decoder().video().map_err(|e| fail(e.to_string()))?;
+    let mut frame = ffmpeg::frame::Video::empty();
+    decoder
+        .send_packet(first)
+        .map_err(|e| fail(e.to_string()))?;
+    decoder.send_eof().map_err(|e| fail(e.to_string()))?;
+    match decoder.receive_frame(&mut frame) {
+        Ok(()) if frame.width() > 0 && frame.height() > 0 => Ok(()),
+        Ok(()) => Err(fail("decoded frame has no size".into())),
+        Err(error) => Err(fail(error.to_string())),
+    }
+}
+
+/// Where the container says the stream ends, in the stream's time base.
+fn declared_stream_end(
+    input: &ffmpeg::format::context::Input,
+    index: usize,
+    time_base: TimeBase,
+) -> Option<i64> {
+    let stream = input.stream(index)?;
+    let start = if stream.start_time() == ffmpeg::ffi::AV_NOPTS_VALUE {
+        0
+    } else {
+        stream.start_time()
+    };
+    if stream.duration() > 0 && stream.duration() != ffmpeg::ffi::AV_NOPTS_VALUE {
+        return Some(start + stream.duration());
+    }
+    let tag = stream.metadata().get("DURATION").map(str::to_owned)?;
+    let seconds = parse_clock(&tag)?;
+    (time_base.num > 0)
+        .then(|| (seconds * f64::from(time_base.den) / f64::from(time_base.num)).round() as i64)
+}
+
+/// Parses `HH:MM:SS.fraction` into seconds.
+fn parse_clock(text: &str) -> Option<f64> {
+    let mut parts = text.trim().split(':');
+    let (hours, minutes, seconds) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(
+        hours.parse::<f64>().ok()? * 3600.0
+            + minutes.parse::<f64>().ok()? * 60.0
+            + seconds.parse::<f64>().ok()?,
+    )
+}
+
+/// The usual distance between frames in ticks: from the average frame rate, else the median gap.
+fn typical_frame_ticks(
+    frames: &[FrameInfo],
+    frame_rate: ffmpeg::Rational,
+    time_base: TimeBase,
+) -> i64 {
+    if frame_rate.numerator() > 0 && frame_rate.denominator() > 0 && time_base.num > 0 {
+        let ticks = (i64::from(frame_rate.denominator()) * i64::from(time_base.den))
+            / (i64::from(frame_rate.numerator()) * i64::from(time_base.num));
+        if ticks > 0 {
+            return ticks;
+        }
+    }
+    let mut gaps: Vec<i64> = frames
+        .windows(2)
+        .map(|pair| pair[1].pts - pair[0].pts)
+        .filter(|&gap| gap > 0)
+        .collect();
+    gaps.sort_unstable();
+    gaps.get(gaps.len() / 2).copied().unwrap_or(1)
+}
+
+fn dictionary(dictionary: &ffmpeg::DictionaryRef<'_>) -> BTreeMap<String, String> {
+    dictionary
+        .iter()
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
+}
+
+fn pixel_format_name(format: i32) -> String {
+    // SAFETY: av_get_pix_fmt_name accepts any value and returns null for unknown ones.
+    let name = unsafe {
+        ffmpeg::ffi::av_get_pix_fmt_name(std::mem::transmute::<i32, ffmpeg::ffi::AVPixelFormat>(
+            format,
+        ))
+    };
+    if name.is_null() {
+        "unknown".to_owned()
+    } else {
+        // SAFETY: non-null names are static NUL-terminated strings.
+        unsafe { std::ffi::CStr::from_ptr(name) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// A readable label for a stream whose codec FFmpeg does not know: its fourcc tag.
+fn unknown_codec_label(parameters: &ffmpeg::codec::Parameters) -> String {
+    // SAFETY: codecpar is valid while the input lives.
+    let tag = unsafe { (*parameters.as_ptr()).codec_tag };
+    let bytes = tag.to_le_bytes();
+    if bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        format!(
+            "with tag '{}' (unknown to FFmpeg)",
+            String::from_utf8_lossy(&bytes)
+        )
+    } else {
+        format!("with tag 0x{tag:08x} (unknown to FFmpeg)")
+    }
+}
+
+fn describe_streams(input: &ffmpeg::format::context::Input) -> String {
+    let kinds: Vec<String> = input
+        .streams()
+        .map(|stream| {
+            let parameters = stream.parameters();
+            format!(
+                "{:?} {}",
+                parameters.medium(),
+                util::codec_name(parameters.id())
+            )
+            .to_lowercase()
+        })
+        .collect();
+    if kinds.is_empty() {
+        "none".to_owned()
+    } else {
+        kinds.join(", ")
+    }
+}

@@ -1,0 +1,273 @@
+//! Small helpers shared by the media steps.
+
+use super::MediaError;
+use crate::plan::TimeBase;
+use ffmpeg_next as ffmpeg;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+/// Initialises FFmpeg once per process and silences its own logging: treemux reports errors
+/// itself, one line each. Set `TREEMUX_FFMPEG_LOG=debug` (or `info`, `warning`, `error`) to see
+/// FFmpeg's messages.
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        // Failure here means libavformat could not register its network layer, which treemux
+        // never uses; decoding still works, so it is safe to go on.
+        let _ = ffmpeg::init();
+        use ffmpeg::util::log::Level;
+        let level = match std::env::var("TREEMUX_FFMPEG_LOG")
+            .unwrap_or_default()
+            .as_str()
+        {
+            "debug" => Level::Debug,
+            "info" => Level::Info,
+            "warning" => Level::Warning,
+            "error" => Level::Error,
+            _ => Level::Quiet,
+        };
+        ffmpeg::util::log::set_level(level);
+    });
+}
+
+pub(crate) fn time_base(rational: ffmpeg::Rational) -> TimeBase {
+    TimeBase {
+        num: rational.numerator(),
+        den: rational.denominator(),
+    }
+}
+
+pub(crate) fn rational(time_base: TimeBase) -> ffmpeg::Rational {
+    ffmpeg::Rational::new(time_base.num, time_base.den)
+}
+
+/// A file being written under a temporary name in the target's directory. Dropping it without
+/// [`PartialFile::commit`] removes it, so failures leave nothing behind that looks finished.
+#[derive(Debug)]
+pub(crate) struct PartialFile {
+    partial: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl PartialFile {
+    pub(crate) fn new(target: &Path) -> Self {
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let unique = format!(
+            ".{name}.{}-{:?}.partial",
+            std::process::id(),
+            std::thread::current().id()
+        )
+        .replace(['(', ')'], "");
+        Self {
+            partial: target.with_file_name(unique),
+            target: target.to_owned(),
+            committed: false,
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.partial
+    }
+
+    /// Renames the finished file to its target name (atomic on one file system).
+    pub(crate) fn commit(mut self) -> Result<(), MediaError> {
+        std::fs::rename(&self.partial, &self.target).map_err(MediaError::io(&self.target))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
+}
+
+/// Seeks `input` so that the next packet read is the keyframe of `stream_index` at or before
+/// `timestamp` (stream time base). Demuxers index keyframes by decoding timestamp, so callers
+/// pass the keyframe's dts where they know it.
+pub(crate) fn seek_to_keyframe_before(
+    input: &mut ffmpeg::format::context::Input,
+    stream_index: usize,
+    timestamp: i64,
+) -> Result<(), ffmpeg::Error> {
+    let index = i32::try_from(stream_index).map_err(|_| ffmpeg::Error::StreamNotFound)?;
+    // SAFETY: the context pointer is valid for the lifetime of `input`; av_seek_frame only reads
+    // and repositions it.
+    let status = unsafe {
+        ffmpeg::ffi::av_seek_frame(
+            input.as_mut_ptr(),
+            index,
+            timestamp,
+            ffmpeg::ffi::AVSEEK_FLAG_BACKWARD,
+        )
+    };
+    if status < 0 {
+        Err(ffmpeg::Error::from(status))
+    } else {
+        Ok(())
+    }
+}
+
+/// The stream's display matrix (rotation/flip), as the nine 16.16/2.30 fixed-point values FFmpeg
+/// stores.
+pub(crate) fn display_matrix(stream: &ffmpeg::format::stream::Stream) -> Option<[i32; 9]> {
+    stream
+        .side_data()
+        .find(|side| side.kind() == ffmpeg::codec::packet::side_data::Type::DisplayMatrix)
+        .and_then(|side| {
+            let bytes = side.data();
+            (bytes.len() >= 36).then(|| {
+                let mut matrix = [0i32; 9];
+                for (value, chunk) in matrix.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *value = i32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+                }
+                matrix
+            })
+        })
+}
+
+/// Counter-clockwise rotation in degrees encoded by a display matrix.
+pub(crate) fn rotation_degrees(matrix: &[i32; 9]) -> f64 {
+    // SAFETY: av_display_rotation_get reads exactly nine int32 values from the pointer.
+    let degrees = unsafe { ffmpeg::ffi::av_display_rotation_get(matrix.as_ptr()) };
+    if degrees.is_nan() {
+        0.0
+    } else {
+        degrees
+    }
+}
+
+/// Attaches `matrix` to an output stream as display-matrix side data.
+pub(crate) fn set_display_matrix(
+    output: &mut ffmpeg::format::context::Output,
+    stream_index: usize,
+    matrix: &[i32; 9],
+) -> Result<(), ffmpeg::Error> {
+    // SAFETY: the stream index is one we just added; av_stream_new_side_data returns a buffer of
+    // the requested size (or null on allocation failure), which we fill completely.
+    unsafe {
+        let context = output.as_mut_ptr();
+        let stream = *(*context).streams.add(stream_index);
+        let size = std::mem::size_of_val(matrix);
+        let data = ffmpeg::ffi::av_stream_new_side_data(
+            stream,
+            ffmpeg::ffi::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX,
+            size,
+        );
+        if data.is_null() {
+            return Err(ffmpeg::Error::Other {
+                errno: libc_enomem(),
+            });
+        }
+        std::ptr::copy_nonoverlapping(matrix.as_ptr().cast::<u8>(), data, size);
+    }
+    Ok(())
+}
+
+fn libc_enomem() -> i32 {
+    12
+}
+
+/// Sets the stream's disposition flags (default, forced, …) from their raw FFmpeg bits.
+pub(crate) fn set_disposition(
+    output: &mut ffmpeg::format::context::Output,
+    stream_index: usize,
+    disposition: i32,
+) {
+    // SAFETY: the stream index is one we just added to this context.
+    unsafe {
+        let context = output.as_mut_ptr();
+        let stream = *(*context).streams.add(stream_index);
+        (*stream).disposition = disposition;
+    }
+}
+
+/// Clears the codec tag so the muxer picks its own (a tag from another container is meaningless).
+pub(crate) fn clear_codec_tag(
+    output: &mut ffmpeg::format::context::Output,
+    stream_index: usize,
+    tag: u32,
+) {
+    // SAFETY: the stream index is one we just added; codecpar is always allocated for it.
+    unsafe {
+        let context = output.as_mut_ptr();
+        let stream = *(*context).streams.add(stream_index);
+        (*(*stream).codecpar).codec_tag = tag;
+    }
+}
+
+/// Name of a codec id as FFmpeg spells it (`h264`, `aac`, …).
+pub(crate) fn codec_name(id: ffmpeg::codec::Id) -> String {
+    // SAFETY: avcodec_get_name returns a static, NUL-terminated string for every id.
+    unsafe { std::ffi::CStr::from_ptr(ffmpeg::ffi::avcodec_get_name(id.into())) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Opens an output file of the given muxer, writing to `path`.
+pub(crate) fn open_output(
+    path: &Path,
+    muxer: &str,
+) -> Result<ffmpeg::format::context::Output, MediaError> {
+    ffmpeg::format::output_as(&path, muxer).map_err(|source| MediaError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Opens a media file for reading.
+pub(crate) fn open_input(path: &Path) -> Result<ffmpeg::format::context::Input, MediaError> {
+    ffmpeg::format::input(&path).map_err(|source| MediaError::Open {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The pts of every packet of stream 0, in decode (file) order. Packets without a pts are an
+/// error: treemux writes pts on every packet it produces.
+pub(crate) fn read_packet_pts(
+    path: &Path,
+    input: &mut ffmpeg::format::context::Input,
+) -> Result<Vec<i64>, MediaError> {
+    let mut pts = Vec::new();
+    let mut packet = ffmpeg::Packet::empty();
+    loop {
+        match packet.read(input) {
+            Ok(()) => {}
+            Err(ffmpeg::Error::Eof) => return Ok(pts),
+            Err(source) => {
+                return Err(MediaError::Read {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        }
+        match packet.pts() {
+            Some(value) => pts.push(value),
+            None => {
+                return Err(MediaError::Unsupported {
+                    path: path.to_owned(),
+                    reason: "a packet has no presentation timestamp".into(),
+                })
+            }
+        }
+    }
+}
+
+/// Writes the header of an intermediate (NUT) file. Timestamps must be kept exactly as given:
+/// by default libavformat shifts a file whose first dts is negative (B-frames make it so) to
+/// start at zero, by an amount that differs from file to file, which would misplace segments.
+pub(crate) fn write_intermediate_header(
+    muxer: &mut ffmpeg::format::context::Output,
+) -> Result<(), ffmpeg::Error> {
+    let mut options = ffmpeg::Dictionary::new();
+    options.set("avoid_negative_ts", "disabled");
+    muxer.write_header_with(options).map(|_| ())
+}

@@ -1,0 +1,598 @@
+//! Verify: check a transcoded output against its source by properties, never by bytes.
+//!
+//! Both video streams are decoded in full and paired frame by frame (frame exactness makes the
+//! i-th output frame the encoding of the i-th source frame), giving the frame counts, timestamp
+//! order, PSNR (all planes, weighted by plane size as FFmpeg's `psnr` filter does) and SSIM (luma,
+//! 8×8 windows at a stride of 4). Container-level facts (duration, audio tracks, A/V offset,
+//! rotation) come from probing both files.
+//!
+//! When the output is smaller than the source (cropped to even, or scaled with `--height`) the
+//! source frame is cropped or scaled to the output size before comparing.
+
+use super::probe::{probe, AudioTrack, MediaInfo, ProbeError};
+use super::util;
+use super::MediaError;
+use ffmpeg_next as ffmpeg;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// How far an output frame's presentation time may be from its source frame's: Matroska and
+/// WebM store milliseconds, so rounding alone can move a frame by half of one.
+const FRAME_TIMING_TOLERANCE_SECONDS: f64 = 0.0011;
+
+/// Thresholds for [`verify`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VerifyOptions {
+    /// Lowest acceptable average PSNR in dB. The default (25 dB) is far below any sane encode
+    /// (CRF 23 gives about 40 dB) and far above misaligned or grey frames (10–20 dB).
+    pub min_psnr_db: f64,
+    /// Largest change of an audio track's start relative to the video, in seconds.
+    pub max_av_offset_seconds: f64,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            min_psnr_db: 25.0,
+            max_av_offset_seconds: 0.010,
+        }
+    }
+}
+
+/// One property and whether it held.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// Everything [`verify`] measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub source_frames: u64,
+    pub output_frames: u64,
+    pub source_duration_seconds: f64,
+    pub output_duration_seconds: f64,
+    /// Average PSNR over all frames and planes, in dB.
+    pub psnr_db: f64,
+    /// PSNR of the worst frame, in dB: catches a single misplaced frame that an average hides.
+    pub min_frame_psnr_db: f64,
+    /// Average luma SSIM (1 = identical).
+    pub ssim: f64,
+    pub output_bytes: u64,
+    pub checks: Vec<Check>,
+}
+
+impl VerifyReport {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|check| check.passed)
+    }
+
+    pub fn failures(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|check| !check.passed)
+    }
+}
+
+/// Errors that stop verification before any property can be judged.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Media(#[from] MediaError),
+}
+
+/// Compares `output` with `source`.
+pub fn verify(
+    source: &Path,
+    output: &Path,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, VerifyError> {
+    util::init();
+    let source_info = probe(source)?;
+    let output_info = probe(output)?;
+    let comparison = compare_frames(&source_info, &output_info)?;
+    let mut checks = Vec::new();
+    let mut check = |name: &str, passed: bool, detail: String| {
+        checks.push(Check {
+            name: name.to_owned(),
+            passed,
+            detail,
+        })
+    };
+
+    check(
+        "frame count",
+        comparison.source_frames == comparison.output_frames,
+        format!(
+            "source {} frames, output {}",
+            comparison.source_frames, comparison.output_frames
+        ),
+    );
+    check(
+        "timestamps increasing",
+        comparison.non_increasing == 0,
+        format!(
+            "{} output frames not after their predecessor",
+            comparison.non_increasing
+        ),
+    );
+    check(
+        "frame timing",
+        comparison.max_timing_error_seconds <= FRAME_TIMING_TOLERANCE_SECONDS,
+        format!(
+            "largest difference between a frame's time in the output and in the source: {:.6} s (tolerance {FRAME_TIMING_TOLERANCE_SECONDS} s)",
+            comparison.max_timing_error_seconds
+        ),
+    );
+    let frame_seconds = typical_frame_seconds(&source_info);
+    let (source_duration, output_duration) = (
+        source_info.video.duration_seconds(),
+        output_info.video.duration_seconds(),
+    );
+    check(
+        "duration",
+        (source_duration - output_duration).abs() <= frame_seconds + 1e-6,
+        format!("source {source_duration:.4} s, output {output_duration:.4} s, tolerance one frame ({frame_seconds:.4} s)"),
+    );
+    let source_start = source_info
+        .video
+        .time_base
+        .seconds(source_info.video.first_pts);
+    let output_start = output_info
+        .video
+        .time_base
+        .seconds(output_info.video.first_pts);
+    check(
+        "video start",
+        (source_start - output_start).abs() <= frame_seconds / 2.0,
+        format!("source first frame at {source_start:.4} s, output at {output_start:.4} s"),
+    );
+    check(
+        "rotation",
+        (source_info.video.rotation_degrees - output_info.video.rotation_degrees).abs() < 0.5,
+        format!(
+            "source {}°, output {}°",
+            source_info.video.rotation_degrees, output_info.video.rotation_degrees
+        ),
+    );
+    check_audio(&source_info, &output_info, options, &mut check);
+    check(
+        "quality",
+        comparison.psnr_db >= options.min_psnr_db,
+        format!(
+            "PSNR {:.2} dB (worst frame {:.2} dB, minimum {:.1} dB), SSIM {:.4}",
+            comparison.psnr_db, comparison.min_frame_psnr_db, options.min_psnr_db, comparison.ssim
+        ),
+    );
+
+    Ok(VerifyReport {
+        source_frames: comparison.source_frames,
+        output_frames: comparison.output_frames,
+        source_duration_seconds: source_duration,
+        output_duration_seconds: output_duration,
+        psnr_db: comparison.psnr_db,
+        min_frame_psnr_db: comparison.min_frame_psnr_db,
+        ssim: comparison.ssim,
+        output_bytes: output_info.size_bytes,
+        checks,
+    })
+}
+
+/// One average frame, in seconds.
+fn typical_frame_seconds(info: &MediaInfo) -> f64 {
+    let fps = info.video.frame_rate.fps();
+    if fps > 0.0 {
+        1.0 / fps
+    } else {
+        info.video.duration_seconds() / info.video.frame_count.max(1) as f64
+    }
+}
+
+fn check_audio(
+    source: &MediaInfo,
+    output: &MediaInfo,
+    options: &VerifyOptions,
+    check: &mut impl FnMut(&str, bool, String),
+) {
+    check(
+        "audio tracks",
+        source.audio.len() == output.audio.len(),
+        format!(
+            "source {} tracks, output {}",
+            source.audio.len(),
+            output.audio.len()
+        ),
+    );
+    let video_start = |info: &MediaInfo| info.video.time_base.seconds(info.video.first_pts);
+    for (number, (before, after)) in source.audio.iter().zip(&output.audio).enumerate() {
+        let number = number + 1;
+        check(
+            &format!("audio {number} codec and layout"),
+            before.codec == after.codec
+                && before.channels == after.channels
+                && before.sample_rate == after.sample_rate,
+            format!(
+                "source {} {} ch {} Hz, output {} {} ch {} Hz",
+                before.codec,
+                before.channels,
+                before.sample_rate,
+                after.codec,
+                after.channels,
+                after.sample_rate
+            ),
+        );
+        // An unset language and "und" mean the same; a muxer that insists on a default track may
+        // mark one where the source marked none.
+        let language = |track: &AudioTrack| track.language().unwrap_or("und").to_owned();
+        let source_has_default = source
+            .audio
+            .iter()
+            .any(|track| track.disposition & ffmpeg::ffi::AV_DISPOSITION_DEFAULT != 0);
+        let default_bit = if source_has_default {
+            ffmpeg::ffi::AV_DISPOSITION_DEFAULT
+        } else {
+            0
+        };
+        let comparable = |bits: i32| {
+            disposition_core(bits) & !(ffmpeg::ffi::AV_DISPOSITION_DEFAULT & !default_bit)
+        };
+        check(
+            &format!("audio {number} language and disposition"),
+            language(before) == language(after)
+                && comparable(before.disposition) == comparable(after.disposition),
+            format!(
+                "source {:?} disposition {:#x}, output {:?} disposition {:#x}",
+                before.language(),
+                before.disposition,
+                after.language(),
+                after.disposition
+            ),
+        );
+        check(
+            &format!("audio {number} packets"),
+            before.packets == after.packets,
+            format!(
+                "source {} packets, output {}",
+                before.packets, after.packets
+            ),
+        );
+        if let (Some(first_before), Some(first_after)) = (before.first_pts, after.first_pts) {
+            let offset_before = before.time_base.seconds(first_before) - video_start(source);
+            let offset_after = after.time_base.seconds(first_after) - video_start(output);
+            check(
+                &format!("audio {number} A/V offset"),
+                (offset_before - offset_after).abs() <= options.max_av_offset_seconds,
+                format!("audio starts {offset_before:+.4} s from the video in the source, {offset_after:+.4} s in the output"),
+            );
+        }
+    }
+}
+
+/// The disposition bits a container can be expected to keep (default, forced, …): some muxers
+/// add or drop bookkeeping bits of their own.
+fn disposition_core(bits: i32) -> i32 {
+    let default = ffmpeg::ffi::AV_DISPOSITION_DEFAULT;
+    let forced = ffmpeg::ffi::AV_DISPOSITION_FORCED;
+    let dub = ffmpeg::ffi::AV_DISPOSITION_DUB;
+    let commentary = ffmpeg::ffi::AV_DISPOSITION_COMMENT;
+    let impaired =
+        ffmpeg::ffi::AV_DISPOSITION_HEARING_IMPAIRED | ffmpeg::ffi::AV_DISPOSITION_VISUAL_IMPAIRED;
+    bits & (default | forced | dub | commentary | impaired)
+}
+
+struct FrameComparison {
+    source_frames: u64,
+    output_frames: u64,
+    non_increasing: u64,
+    max_timing_error_seconds: f64,
+    psnr_db: f64,
+    min_frame_psnr_db: f64,
+    ssim: f64,
+}
+
+fn compare_frames(source: &MediaInfo, output: &MediaInfo) -> Result<FrameComparison, MediaError> {
+    let mut source_frames = DecodedFrames::open(source)?;
+    let mut output_frames = DecodedFrames::open(output)?;
+    let (width, height) = (output.video.width & !1, output.video.height & !1);
+    let mut source_scaler: Option<(
+        ffmpeg::software::scaling::Context,
+        (ffmpeg::format::Pixel, u32, u32),
+    )> = None;
+    let mut output_scaler = source_scaler.take();
+    let mut source_converted = ffmpeg::frame::Video::empty();
+    let mut output_converted = ffmpeg::frame::Video::empty();
+
+    let mut counts = (0u64, 0u64);
+    let mut non_increasing = 0u64;
+    let mut last_output_pts: Option<i64> = None;
+    let mut max_timing_error = 0f64;
+    let (mut squared_error, mut samples) = (0f64, 0f64);
+    let mut min_frame_psnr = f64::INFINITY;
+    let (mut ssim_total, mut ssim_frames) = (0f64, 0u64);
+    loop {
+        let source_frame = source_frames.next()?;
+        let output_frame = output_frames.next()?;
+        if let Some(frame) = &output_frame {
+            let pts = frame.timestamp();
+            if let (Some(pts), Some(last)) = (pts, last_output_pts) {
+                if pts <= last {
+                    non_increasing += 1;
+                }
+            }
+            last_output_pts = pts.or(last_output_pts);
+        }
+        match (source_frame, output_frame) {
+            (None, None) => break,
+            (Some(_), None) => counts.0 += 1,
+            (None, Some(_)) => counts.1 += 1,
+            (Some(mut source_frame), Some(mut output_frame)) => {
+                counts.0 += 1;
+                counts.1 += 1;
+                if let (Some(source_pts), Some(output_pts)) =
+                    (source_frame.timestamp(), output_frame.timestamp())
+                {
+                    let error = (source.video.time_base.seconds(source_pts)
+                        - output.video.time_base.seconds(output_pts))
+                    .abs();
+                    max_timing_error = max_timing_error.max(error);
+                }
+                let a = to_comparable(
+                    &mut source_frame,
+                    width,
+                    height,
+                    &mut source_scaler,
+                    &mut source_converted,
+                )?;
+                let b = to_comparable(
+                    &mut output_frame,
+                    width,
+                    height,
+                    &mut output_scaler,
+                    &mut output_converted,
+                )?;
+                let (frame_error, frame_samples) = squared_error_yuv(a, b, width, height);
+                squared_error += frame_error;
+                samples += frame_samples;
+                min_frame_psnr = min_frame_psnr.min(psnr(frame_error, frame_samples));
+                ssim_total += ssim_luma(a, b, width as usize, height as usize);
+                ssim_frames += 1;
+            }
+        }
+    }
+    Ok(FrameComparison {
+        source_frames: counts.0,
+        output_frames: counts.1,
+        non_increasing,
+        max_timing_error_seconds: max_timing_error,
+        psnr_db: psnr(squared_error, samples),
+        min_frame_psnr_db: if min_frame_psnr.is_finite() {
+            min_frame_psnr
+        } else {
+            psnr(0.0, 0.0)
+        },
+        ssim: if ssim_frames > 0 {
+            ssim_total / ssim_frames as f64
+        } else {
+            0.0
+        },
+    })
+}
+
+/// PSNR in dB for 8-bit samples; identical input is reported as 100 dB.
+fn psnr(squared_error: f64, samples: f64) -> f64 {
+    if samples == 0.0 || squared_error == 0.0 {
+        return 100.0;
+    }
+    let mse = squared_error / samples;
+    (10.0 * (255.0f64 * 255.0 / mse).log10()).min(100.0)
+}
+
+/// Brings a decoded frame to 8-bit 4:2:0 at `width`×`height`: a crop when it is the same picture
+/// with an odd row or column more, a bicubic scale otherwise.
+fn to_comparable<'a>(
+    frame: &'a mut ffmpeg::frame::Video,
+    width: u32,
+    height: u32,
+    scaler: &mut Option<(
+        ffmpeg::software::scaling::Context,
+        (ffmpeg::format::Pixel, u32, u32),
+    )>,
+    converted: &'a mut ffmpeg::frame::Video,
+) -> Result<&'a ffmpeg::frame::Video, MediaError> {
+    let same_picture = frame.width() & !1 == width && frame.height() & !1 == height;
+    if same_picture {
+        frame.set_width(width);
+        frame.set_height(height);
+        if frame.format() == ffmpeg::format::Pixel::YUV420P {
+            return Ok(frame);
+        }
+    }
+    let key = (frame.format(), frame.width(), frame.height());
+    if scaler.as_ref().is_none_or(|(_, current)| *current != key) {
+        let context = ffmpeg::software::scaling::Context::get(
+            key.0,
+            key.1,
+            key.2,
+            ffmpeg::format::Pixel::YUV420P,
+            width,
+            height,
+            ffmpeg::software::scaling::Flags::BICUBIC,
+        )
+        .map_err(|source| MediaError::Encode {
+            encoder: "swscale".into(),
+            source,
+        })?;
+        *scaler = Some((context, key));
+    }
+    let (context, _) = scaler.as_mut().expect("scaler was just created");
+    context
+        .run(frame, converted)
+        .map_err(|source| MediaError::Encode {
+            encoder: "swscale".into(),
+            source,
+        })?;
+    Ok(converted)
+}
+
+fn squared_error_yuv(
+    a: &ffmpeg::frame::Video,
+    b: &ffmpeg::frame::Video,
+    width: u32,
+    height: u32,
+) -> (f64, f64) {
+    let mut total = 0u64;
+    let mut samples = 0u64;
+    for plane in 0..3 {
+        let (plane_width, plane_height) = if plane == 0 {
+            (width as usize, height as usize)
+        } else {
+            (width as usize / 2, height as usize / 2)
+        };
+        let (data_a, data_b) = (a.data(plane), b.data(plane));
+        let (stride_a, stride_b) = (a.stride(plane), b.stride(plane));
+        for row in 0..plane_height {
+            let row_a = &data_a[row * stride_a..row * stride_a + plane_width];
+            let row_b = &data_b[row * stride_b..row * stride_b + plane_width];
+            total += row_a
+                .iter()
+                .zip(row_b)
+                .map(|(&x, &y)| u64::from(x.abs_diff(y)).pow(2))
+                .sum::<u64>();
+        }
+        samples += (plane_width * plane_height) as u64;
+    }
+    (total as f64, samples as f64)
+}
+
+/// Mean SSIM of the luma planes over 8×8 windows at a stride of 4.
+fn ssim_luma(
+    a: &ffmpeg::frame::Video,
+    b: &ffmpeg::frame::Video,
+    width: usize,
+    height: usize,
+) -> f64 {
+    let (blocks_x, blocks_y) = (width / 4, height / 4);
+    if blocks_x < 2 || blocks_y < 2 {
+        return 1.0;
+    }
+    let (data_a, data_b, stride_a, stride_b) = (a.data(0), b.data(0), a.stride(0), b.stride(0));
+    // Sums over each 4×4 block: Σa, Σb, Σa², Σb², Σab.
+    let mut blocks = vec![[0u64; 5]; blocks_x * blocks_y];
+    for by in 0..blocks_y {
+        for bx in 0..blocks_x {
+            let sums = &mut blocks[by * blocks_x + bx];
+            for row in by * 4..by * 4 + 4 {
+                for column in bx * 4..bx * 4 + 4 {
+                    let x = u64::from(data_a[row * stride_a + column]);
+                    let y = u64::from(data_b[row * stride_b + column]);
+                    sums[0] += x;
+                    sums[1] += y;
+                    sums[2] += x * x;
+                    sums[3] += y * y;
+                    sums[4] += x * y;
+                }
+            }
+        }
+    }
+    let (c1, c2) = ((0.01f64 * 255.0).powi(2), (0.03f64 * 255.0).powi(2));
+    let mut total = 0.0;
+    for by in 0..blocks_y - 1 {
+        for bx in 0..blocks_x - 1 {
+            let mut sums = [0u64; 5];
+            for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                let block = &blocks[(by + dy) * blocks_x + bx + dx];
+                for (total, value) in sums.iter_mut().zip(block) {
+                    *total += value;
+                }
+            }
+            let n = 64.0;
+            let (mean_a, mean_b) = (sums[0] as f64 / n, sums[1] as f64 / n);
+            let variance_a = sums[2] as f64 / n - mean_a * mean_a;
+            let variance_b = sums[3] as f64 / n - mean_b * mean_b;
+            let covariance = sums[4] as f64 / n - mean_a * mean_b;
+            total += ((2.0 * mean_a * mean_b + c1) * (2.0 * covariance + c2))
+                / ((mean_a * mean_a + mean_b * mean_b + c1) * (variance_a + variance_b + c2));
+        }
+    }
+    total / ((blocks_x - 1) * (blocks_y - 1)) as f64
+}
+
+/// Every frame of a file's video stream, decoded in presentation order.
+struct DecodedFrames {
+    path: std::path::PathBuf,
+    input: ffmpeg::format::context::Input,
+    decoder: ffmpeg::decoder::Video,
+    stream_index: usize,
+    draining: bool,
+    done: bool,
+}
+
+impl DecodedFrames {
+    fn open(info: &MediaInfo) -> Result<Self, MediaError> {
+        let input = util::open_input(&info.path)?;
+        let failed = |source| MediaError::Decode {
+            path: info.path.clone(),
+            codec: info.video.codec.clone(),
+            source,
+        };
+        let stream =
+            input
+                .stream(info.video.stream_index)
+                .ok_or_else(|| MediaError::Unsupported {
+                    path: info.path.clone(),
+                    reason: "video stream is gone".into(),
+                })?;
+        let mut context =
+            ffmpeg::codec::Context::from_parameters(stream.parameters()).map_err(failed)?;
+        context.set_threading(ffmpeg::codec::threading::Config {
+            kind: ffmpeg::codec::threading::Type::Frame,
+            count: 0,
+            ..Default::default()
+        });
+        let decoder = context.decoder().video().map_err(failed)?;
+        Ok(Self {
+            path: info.path.clone(),
+            input,
+            decoder,
+            stream_index: info.video.stream_index,
+            draining: false,
+            done: false,
+        })
+    }
+
+    fn next(&mut self) -> Result<Option<ffmpeg::frame::Video>, MediaError> {
+        let mut frame = ffmpeg::frame::Video::empty();
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            if self.decoder.receive_frame(&mut frame).is_ok() {
+                return Ok(Some(frame));
+            }
+            if self.draining {
+                self.done = true;
+                continue;
+            }
+            let mut packet = ffmpeg::Packet::empty();
+            match packet.read(&mut self.input) {
+                Ok(()) if packet.stream() == self.stream_index => {
+                    // A damaged packet costs its frame, which the frame-count check reports.
+                    let _ = self.decoder.send_packet(&packet);
+                }
+                Ok(()) | Err(ffmpeg::Error::InvalidData) => {}
+                Err(ffmpeg::Error::Eof) => {
+                    self.draining = true;
+                    let _ = self.decoder.send_eof();
+                }
+                Err(source) => {
+                    return Err(MediaError::Read {
+                        path: self.path.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+}

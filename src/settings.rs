@@ -1,0 +1,214 @@
+//! Encoding settings and output containers: plain data, shared by the CLI, the functions and the
+//! state-machine payloads.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::Path;
+
+/// The video codecs treemux encodes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoCodec {
+    H264,
+    H265,
+    Vp9,
+    Av1,
+}
+
+impl VideoCodec {
+    /// The FFmpeg encoder used for this codec.
+    pub fn encoder_name(self) -> &'static str {
+        match self {
+            Self::H264 => "libx264",
+            Self::H265 => "libx265",
+            Self::Vp9 => "libvpx-vp9",
+            Self::Av1 => "libsvtav1",
+        }
+    }
+
+    /// Constant-quality value used when neither `--crf` nor `--bitrate` is given: each encoder's
+    /// own default or the value its documentation recommends for general use.
+    pub fn default_crf(self) -> u32 {
+        match self {
+            Self::H264 => 23,
+            Self::H265 => 28,
+            Self::Vp9 => 31,
+            Self::Av1 => 35,
+        }
+    }
+
+    /// Preset used when `--preset` is not given, in the encoder's own vocabulary: x264/x265 preset
+    /// names, libvpx `cpu-used`, SVT-AV1 preset number.
+    pub fn default_preset(self) -> &'static str {
+        match self {
+            Self::H264 | Self::H265 => "medium",
+            Self::Vp9 => "4",
+            Self::Av1 => "8",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "h264" | "avc" | "x264" => Some(Self::H264),
+            "h265" | "hevc" | "x265" => Some(Self::H265),
+            "vp9" => Some(Self::Vp9),
+            "av1" => Some(Self::Av1),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for VideoCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::H264 => "h264",
+            Self::H265 => "h265",
+            Self::Vp9 => "vp9",
+            Self::Av1 => "av1",
+        })
+    }
+}
+
+/// Rate control: constant quality or a target bitrate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateControl {
+    /// Constant rate factor (lower is better quality).
+    Crf(u32),
+    /// Average bitrate in bits per second.
+    Bitrate(u64),
+}
+
+/// How every segment of a job is encoded. All segments of a job must use identical settings, or
+/// their streams could not be concatenated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncodeSettings {
+    pub codec: VideoCodec,
+    pub rate: RateControl,
+    /// Encoder preset, in the encoder's own vocabulary (see [`VideoCodec::default_preset`]).
+    pub preset: String,
+    /// Output height in pixels; width follows the display aspect ratio. `None` keeps the source
+    /// size (cropped by one row or column where the source is odd: 4:2:0 needs even sizes).
+    pub height: Option<u32>,
+    /// Encoder threads per segment worker.
+    pub threads: u32,
+}
+
+impl EncodeSettings {
+    /// The codec's default quality and preset, one thread.
+    pub fn new(codec: VideoCodec) -> Self {
+        Self {
+            codec,
+            rate: RateControl::Crf(codec.default_crf()),
+            preset: codec.default_preset().to_owned(),
+            height: None,
+            threads: 1,
+        }
+    }
+}
+
+/// Output containers, chosen by the output file's extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Container {
+    /// MP4 (`.mp4`, `.m4v`), written with the index at the front (faststart).
+    Mp4,
+    /// QuickTime (`.mov`).
+    Mov,
+    /// Matroska (`.mkv`).
+    Matroska,
+    /// WebM (`.webm`): VP9 or AV1 video, Opus or Vorbis audio.
+    WebM,
+}
+
+impl Container {
+    /// The container for `path`'s extension, if treemux writes it.
+    pub fn from_path(path: &Path) -> Option<Self> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "mp4" | "m4v" => Some(Self::Mp4),
+            "mov" => Some(Self::Mov),
+            "mkv" => Some(Self::Matroska),
+            "webm" => Some(Self::WebM),
+            _ => None,
+        }
+    }
+
+    /// FFmpeg muxer name.
+    pub fn muxer_name(self) -> &'static str {
+        match self {
+            Self::Mp4 => "mp4",
+            Self::Mov => "mov",
+            Self::Matroska => "matroska",
+            Self::WebM => "webm",
+        }
+    }
+
+    /// The video codec used when the user names none.
+    pub fn default_codec(self) -> VideoCodec {
+        match self {
+            Self::WebM => VideoCodec::Vp9,
+            Self::Mp4 | Self::Mov | Self::Matroska => VideoCodec::H264,
+        }
+    }
+
+    /// True when this container can carry `codec`.
+    pub fn allows(self, codec: VideoCodec) -> bool {
+        !matches!(
+            (self, codec),
+            (Self::WebM, VideoCodec::H264 | VideoCodec::H265)
+        )
+    }
+
+    /// FFmpeg name of the audio encoder used when a source audio track cannot be copied into this
+    /// container.
+    pub fn fallback_audio_encoder(self) -> &'static str {
+        match self {
+            Self::WebM => "libopus",
+            Self::Mp4 | Self::Mov | Self::Matroska => "aac",
+        }
+    }
+}
+
+/// Parses a bitrate such as `2500000`, `800k` or `2.5M` into bits per second.
+pub fn parse_bitrate(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, multiplier) = match text.chars().last()? {
+        'k' | 'K' => (&text[..text.len() - 1], 1e3),
+        'm' | 'M' => (&text[..text.len() - 1], 1e6),
+        'g' | 'G' => (&text[..text.len() - 1], 1e9),
+        _ => (text, 1.0),
+    };
+    let value: f64 = number.parse().ok()?;
+    (value.is_finite() && value > 0.0).then(|| (value * multiplier).round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitrates_parse_with_suffixes() {
+        assert_eq!(parse_bitrate("800k"), Some(800_000));
+        assert_eq!(parse_bitrate("2.5M"), Some(2_500_000));
+        assert_eq!(parse_bitrate("1200"), Some(1200));
+        assert_eq!(parse_bitrate("fast"), None);
+        assert_eq!(parse_bitrate("-1M"), None);
+        assert_eq!(parse_bitrate(""), None);
+    }
+
+    #[test]
+    fn containers_follow_extensions_and_refuse_unfit_codecs() {
+        assert_eq!(
+            Container::from_path(Path::new("a/b.MP4")),
+            Some(Container::Mp4)
+        );
+        assert_eq!(
+            Container::from_path(Path::new("b.webm")).map(Container::default_codec),
+            Some(VideoCodec::Vp9)
+        );
+        assert_eq!(Container::from_path(Path::new("b.avi")), None);
+        assert!(!Container::WebM.allows(VideoCodec::H264));
+        assert!(Container::Matroska.allows(VideoCodec::Av1));
+    }
+}
