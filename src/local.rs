@@ -223,11 +223,27 @@ pub fn transcode(
             ),
         ));
     }
+    options
+        .settings
+        .validate()
+        .map_err(|problem| Error::request(output, problem))?;
     let mut stages = StageSeconds::default();
 
     let info = probe::probe(input)?;
     audio::check_audio_fits(&info, container, output)?;
     stages.probe = started.elapsed().as_secs_f64();
+
+    let (width, height) = convert::output_size(&info.video, &options.settings);
+    let min = options.settings.codec.min_dimension();
+    if width < min || height < min {
+        return Err(Error::request(
+            input,
+            format!(
+                "{} needs frames of at least {min}x{min}; this video would be {width}x{height}",
+                options.settings.codec.encoder_name()
+            ),
+        ));
+    }
 
     let planning = Instant::now();
     let plan = plan_segments(
@@ -468,8 +484,7 @@ impl Run<'_> {
         let on_frame = |_: u64| (self.on_progress)(Progress::FrameEncoded);
         let report = self.timed("segment", index.to_string(), || {
             Ok(convert::convert_segment(
-                &self.info.path,
-                &self.info.video,
+                self.info,
                 segment,
                 self.settings,
                 &self.node_path(leaf),
@@ -489,9 +504,9 @@ impl Run<'_> {
                 return Ok(());
             }
             match pollster::block_on(after_node_finished(&self.store, JOB, &self.tree, finished))? {
-                NextStep::Merge { node } => {
+                NextStep::Merge { node, child } => {
                     self.merge(node)?;
-                    pollster::block_on(mark_merged(&self.store, JOB, node, finished))?;
+                    pollster::block_on(mark_merged(&self.store, JOB, node, child))?;
                     (self.on_progress)(Progress::MergeDone { node });
                     finished = node;
                 }

@@ -161,10 +161,6 @@ fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     };
     let mut settings = EncodeSettings::new(codec);
     if let Some(crf) = args.crf {
-        let max = if codec == VideoCodec::Av1 { 63 } else { 51 };
-        if crf > max {
-            bail!("--crf {crf}: {codec} takes 0 to {max}");
-        }
         settings.rate = RateControl::Crf(crf);
     }
     if let Some(bitrate) = &args.bitrate {
@@ -181,6 +177,9 @@ fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
             bail!("--height {height}: must be at least 2");
         }
         settings.height = Some(height);
+    }
+    if let Err(problem) = settings.validate() {
+        bail!(problem);
     }
     let mut options = TranscodeOptions::new(settings);
     options.plan = plan_options(&args.plan, options.cores)?;

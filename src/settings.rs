@@ -47,6 +47,23 @@ impl VideoCodec {
         }
     }
 
+    /// Largest constant rate factor the encoder accepts.
+    pub fn max_crf(self) -> u32 {
+        match self {
+            Self::H264 | Self::H265 => 51,
+            Self::Vp9 | Self::Av1 => 63,
+        }
+    }
+
+    /// Smallest frame width and height the encoder accepts, in pixels.
+    pub fn min_dimension(self) -> u32 {
+        match self {
+            // SVT-AV1 refuses anything below 64x64.
+            Self::Av1 => 64,
+            Self::H264 | Self::H265 | Self::Vp9 => 2,
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Self> {
         match name.to_ascii_lowercase().as_str() {
             "h264" | "avc" | "x264" => Some(Self::H264),
@@ -103,6 +120,62 @@ impl EncodeSettings {
             preset: codec.default_preset().to_owned(),
             height: None,
             threads: 1,
+        }
+    }
+}
+
+/// x264 and x265 preset names, fastest first.
+pub const X26X_PRESETS: [&str; 10] = [
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+];
+
+impl EncodeSettings {
+    /// Checks the settings before any work starts, so that a typo is reported as such rather
+    /// than as an encoder failure in every worker.
+    pub fn validate(&self) -> Result<(), String> {
+        let numeric =
+            |range: std::ops::RangeInclusive<i32>, what: &str| match self.preset.parse::<i32>() {
+                Ok(value) if range.contains(&value) => Ok(()),
+                _ => Err(format!(
+                    "--preset {}: {} takes {what} {} to {}",
+                    self.preset,
+                    self.codec.encoder_name(),
+                    range.start(),
+                    range.end()
+                )),
+            };
+        match self.codec {
+            VideoCodec::H264 | VideoCodec::H265
+                if !X26X_PRESETS.contains(&self.preset.as_str()) =>
+            {
+                Err(format!(
+                    "--preset {}: {} takes one of {}",
+                    self.preset,
+                    self.codec.encoder_name(),
+                    X26X_PRESETS.join(", ")
+                ))
+            }
+            VideoCodec::H264 | VideoCodec::H265 => Ok(()),
+            VideoCodec::Vp9 => numeric(-8..=8, "a cpu-used value from"),
+            VideoCodec::Av1 => numeric(-1..=13, "a preset number from"),
+        }?;
+        match self.rate {
+            RateControl::Crf(crf) if crf > self.codec.max_crf() => Err(format!(
+                "--crf {crf}: {} takes 0 to {}",
+                self.codec,
+                self.codec.max_crf()
+            )),
+            RateControl::Bitrate(0) => Err("--bitrate must be positive".to_owned()),
+            _ => Ok(()),
         }
     }
 }
@@ -195,6 +268,21 @@ mod tests {
         assert_eq!(parse_bitrate("fast"), None);
         assert_eq!(parse_bitrate("-1M"), None);
         assert_eq!(parse_bitrate(""), None);
+    }
+
+    #[test]
+    fn presets_and_quality_are_checked_per_codec() {
+        let mut settings = EncodeSettings::new(VideoCodec::H264);
+        assert_eq!(settings.validate(), Ok(()));
+        settings.preset = "sluggish".into();
+        assert!(settings.validate().is_err_and(|e| e.contains("ultrafast")));
+        let mut vp9 = EncodeSettings::new(VideoCodec::Vp9);
+        assert_eq!(vp9.validate(), Ok(()));
+        vp9.preset = "medium".into();
+        assert!(vp9.validate().is_err());
+        let mut av1 = EncodeSettings::new(VideoCodec::Av1);
+        av1.rate = RateControl::Crf(64);
+        assert!(av1.validate().is_err_and(|e| e.contains("0 to 63")));
     }
 
     #[test]

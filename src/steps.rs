@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "next")]
 pub enum NextStep {
-    /// This task must produce `node` by merging its two children.
-    Merge { node: NodeId },
+    /// This task must produce `node` by merging its two children. The claim is held in the name
+    /// of `child` (the finished child whose confirmation completed the pair), which is what
+    /// [`mark_merged`] needs afterwards.
+    Merge { node: NodeId, child: NodeId },
     /// Nothing for this task: a sibling is unfinished, or another task merges the pair.
     Done,
     /// The root is finished: mux the audio back in.
@@ -44,15 +46,20 @@ pub async fn after_node_finished<S: StateStore>(
             return Ok(NextStep::Done);
         }
         match store.claim_merge(job, parent, &claimant_for(node)).await? {
-            ClaimOutcome::Won => return Ok(NextStep::Merge { node: parent }),
+            ClaimOutcome::Won => {
+                return Ok(NextStep::Merge {
+                    node: parent,
+                    child: node,
+                })
+            }
             ClaimOutcome::Lost { .. } => return Ok(NextStep::Done),
             ClaimOutcome::AlreadyMerged => node = parent,
         }
     }
 }
 
-/// Marks `merged` done after its file is in place. `merged` was returned as
-/// [`NextStep::Merge`] to the task that finished one of its children, `child`.
+/// Marks `merged` done after its file is in place; `child` is the one named in the
+/// [`NextStep::Merge`] that asked for the merge.
 pub async fn mark_merged<S: StateStore>(
     store: &S,
     job: &str,
@@ -98,14 +105,18 @@ mod tests {
                 match pollster::block_on(after_node_finished(&store, "job", &tree, node))
                     .expect("step")
                 {
-                    NextStep::Merge { node: merged } => {
+                    NextStep::Merge {
+                        node: merged,
+                        child,
+                    } => {
                         assert_ne!(
                             tree.merge_kind(merged),
                             MergeKind::Placeholder,
                             "placeholders are never merged"
                         );
                         *merges.entry(merged).or_default() += 1;
-                        pollster::block_on(mark_merged(&store, "job", merged, node)).expect("mark");
+                        pollster::block_on(mark_merged(&store, "job", merged, child))
+                            .expect("mark");
                         if repeat {
                             deferred_repeats.push(node);
                         }
@@ -154,14 +165,20 @@ mod tests {
                 after_node_finished(&store, "j", &tree, right)
                     .await
                     .expect("step"),
-                NextStep::Merge { node: tree.root() }
+                NextStep::Merge {
+                    node: tree.root(),
+                    child: right
+                }
             );
             // Crash before marking: the same task retried wins again and redoes the merge.
             assert_eq!(
                 after_node_finished(&store, "j", &tree, right)
                     .await
                     .expect("step"),
-                NextStep::Merge { node: tree.root() }
+                NextStep::Merge {
+                    node: tree.root(),
+                    child: right
+                }
             );
             // The other child, retried, loses the claim.
             assert_eq!(

@@ -103,6 +103,10 @@ pub fn extract_audio(info: &MediaInfo, output: &Path) -> Result<Option<AudioRepo
     util::write_intermediate_header(&mut muxer).map_err(write_failed)?;
     let output_time_bases: Vec<ffmpeg::Rational> = muxer.streams().map(|s| s.time_base()).collect();
 
+    let offsets: Vec<i64> = output_time_bases
+        .iter()
+        .map(|&time_base| util::offset_ticks(info.intermediate_offset_seconds, time_base))
+        .collect();
     let mut packets = 0u64;
     let mut packet = ffmpeg::Packet::empty();
     loop {
@@ -121,6 +125,7 @@ pub fn extract_audio(info: &MediaInfo, output: &Path) -> Result<Option<AudioRepo
             continue;
         };
         packet.rescale_ts(time_base, output_time_bases[position]);
+        util::shift_packet(&mut packet, offsets[position]);
         packet.set_stream(position);
         packet.set_position(-1);
         packet.write_interleaved(&mut muxer).map_err(write_failed)?;

@@ -9,7 +9,7 @@
 //! Segment files are NUT: it stores any codec and keeps each stream's time base exactly
 //! (Matroska would round timestamps to milliseconds).
 
-use super::probe::VideoInfo;
+use super::probe::{MediaInfo, VideoInfo};
 use super::util::{self, PartialFile};
 use super::MediaError;
 use crate::plan::Segment;
@@ -49,13 +49,12 @@ pub fn output_size(video: &VideoInfo, settings: &EncodeSettings) -> (u32, u32) {
     }
 }
 
-/// Encodes segment `segment` of `source` into `output` (NUT), frame exact.
+/// Encodes segment `segment` of the source `info` describes into `output` (NUT), frame exact.
 ///
 /// `on_frame` is called after each encoded frame with the count so far (for progress display).
 /// The output appears only when complete; on error nothing is left at `output`.
 pub fn convert_segment(
-    source: &Path,
-    video: &VideoInfo,
+    info: &MediaInfo,
     segment: &Segment,
     settings: &EncodeSettings,
     output: &Path,
@@ -65,10 +64,9 @@ pub fn convert_segment(
     let started = Instant::now();
     let seek = segment
         .decode_from
-        .filter(|point| point.pts > video.first_pts);
+        .filter(|point| point.pts > info.video.first_pts);
     let mut report = match encode_pass(
-        source,
-        video,
+        info,
         segment,
         settings,
         output,
@@ -77,7 +75,7 @@ pub fn convert_segment(
     ) {
         // The demuxer landed after the cut (an imprecise index): decode from the start instead.
         Err(PassError::SeekOvershoot) => {
-            encode_pass(source, video, segment, settings, output, None, on_frame)
+            encode_pass(info, segment, settings, output, None, on_frame)
         }
         other => other,
     }
@@ -102,14 +100,14 @@ impl From<MediaError> for PassError {
 
 /// One attempt: decode from `seek_to` (a dts; `None` = the start of the file) and encode.
 fn encode_pass(
-    source: &Path,
-    video: &VideoInfo,
+    info: &MediaInfo,
     segment: &Segment,
     settings: &EncodeSettings,
     output: &Path,
     seek_to: Option<i64>,
     on_frame: &(dyn Fn(u64) + Sync),
 ) -> Result<SegmentReport, PassError> {
+    let (source, video) = (info.path.as_path(), &info.video);
     let mut input = util::open_input(source)?;
     let stream_index = video.stream_index;
     let decode_failed = |error: ffmpeg::Error| MediaError::Decode {
@@ -145,7 +143,7 @@ fn encode_pass(
 
     let partial = PartialFile::new(output);
     let mut muxer = util::open_output(partial.path(), SEGMENT_MUXER)?;
-    let mut encoder = SegmentEncoder::open(video, &decoder, settings, &mut muxer, partial.path())?;
+    let mut encoder = SegmentEncoder::open(info, &decoder, settings, &mut muxer, partial.path())?;
 
     let mut frame = ffmpeg::frame::Video::empty();
     let mut first_seen = false;
@@ -280,18 +278,21 @@ struct SegmentEncoder {
     encoder_time_base: ffmpeg::Rational,
     stream_time_base: ffmpeg::Rational,
     frames: u64,
+    /// The job's intermediate timestamp offset, in ticks of the stream time base.
+    offset: i64,
     packet: ffmpeg::Packet,
     path: std::path::PathBuf,
 }
 
 impl SegmentEncoder {
     fn open(
-        video: &VideoInfo,
+        info: &MediaInfo,
         decoder: &ffmpeg::decoder::Video,
         settings: &EncodeSettings,
         muxer: &mut ffmpeg::format::context::Output,
         path: &Path,
     ) -> Result<Self, MediaError> {
+        let video = &info.video;
         let encoder_name = settings.codec.encoder_name();
         let codec = ffmpeg::encoder::find_by_name(encoder_name).ok_or_else(|| {
             MediaError::EncoderMissing {
@@ -345,7 +346,14 @@ impl SegmentEncoder {
         }
         let encoder = encoder
             .open_as_with(codec, encoder_options(settings))
-            .map_err(failed)?;
+            .map_err(|source| MediaError::EncoderOpen {
+                encoder: encoder_name.to_owned(),
+                settings: format!(
+                    "preset {}, {:?}, {width}x{height}",
+                    settings.preset, settings.rate
+                ),
+                source,
+            })?;
 
         let mut stream = muxer
             .add_stream(codec)
@@ -372,6 +380,7 @@ impl SegmentEncoder {
             encoder_time_base: time_base,
             stream_time_base,
             frames: 0,
+            offset: util::offset_ticks(info.intermediate_offset_seconds, stream_time_base),
             packet: ffmpeg::Packet::empty(),
             path: path.to_owned(),
         })
@@ -440,6 +449,7 @@ impl SegmentEncoder {
             self.packet.set_stream(0);
             self.packet
                 .rescale_ts(self.encoder_time_base, self.stream_time_base);
+            util::shift_packet(&mut self.packet, self.offset);
             self.packet
                 .write(muxer)
                 .map_err(|source| MediaError::Write {

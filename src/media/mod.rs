@@ -41,6 +41,13 @@ pub enum MediaError {
     },
     #[error("encoder {encoder} is not in this FFmpeg build")]
     EncoderMissing { encoder: String },
+    #[error("encoder {encoder} cannot start with {settings}: {source}")]
+    EncoderOpen {
+        encoder: String,
+        settings: String,
+        #[source]
+        source: ffmpeg_next::Error,
+    },
     #[error("encoder {encoder} failed: {source}")]
     Encode {
         encoder: String,

@@ -145,6 +145,10 @@ pub struct MediaInfo {
     /// made from it once and it can hold hundreds of thousands of entries.
     #[serde(skip)]
     pub frames: Vec<FrameInfo>,
+    /// Whole seconds added to every timestamp in intermediate files and removed in the final
+    /// mux: NUT cannot store negative timestamps, which AAC priming and some containers produce.
+    /// 0 when nothing starts before zero.
+    pub intermediate_offset_seconds: i64,
 }
 
 impl MediaInfo {
@@ -346,21 +350,30 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
     let first_pts = frames[0].pts;
     let last_pts = frames[frames.len() - 1].pts;
     let typical = typical_frame_ticks(&frames, frame_rate, video_time_base);
-    // The last frame's duration: from its packet; else from the stream's declared length (MP4
-    // duration, or Matroska's per-track DURATION tag, since Matroska keeps no frame durations);
-    // else the usual frame spacing.
+    // The last frame's duration: the longer of its packet's and what the stream's declared length
+    // leaves for it (MP4 duration, or Matroska's per-track DURATION tag: Matroska keeps no frame
+    // durations and WebM demuxes them as 1 ms); else the usual frame spacing.
     let declared_end = declared_stream_end(&input, video_index, video_time_base);
-    let last_frame_ticks = if last_duration > 0 {
-        last_duration
-    } else {
-        declared_end
-            .map(|end| end - last_pts)
-            .filter(|&ticks| ticks > 0 && ticks <= typical * 64)
-            .unwrap_or(typical)
+    let declared_ticks = declared_end
+        .map(|end| end - last_pts)
+        .filter(|&ticks| ticks > 0 && ticks <= typical * 64);
+    let last_frame_ticks = match (last_duration > 0, declared_ticks) {
+        (true, Some(declared)) => last_duration.max(declared),
+        (true, None) => last_duration,
+        (false, declared) => declared.unwrap_or(typical),
     };
     let rotation_degrees = display_matrix.as_ref().map_or(0.0, util::rotation_degrees);
     let keyframe_count = frames.iter().filter(|frame| frame.key).count() as u64;
     audio.retain(|track| track.packets > 0);
+    let earliest = audio
+        .iter()
+        .filter_map(|track| track.first_pts.map(|pts| track.time_base.seconds(pts)))
+        .fold(video_time_base.seconds(first_pts), f64::min);
+    let intermediate_offset_seconds = if earliest < 0.0 {
+        (-earliest).ceil() as i64
+    } else {
+        0
+    };
 
     Ok(MediaInfo {
         path: path.to_owned(),
@@ -388,6 +401,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
         },
         audio,
         frames,
+        intermediate_offset_seconds,
     })
 }
 
@@ -436,10 +450,27 @@ fn declared_stream_end(
     if stream.duration() > 0 && stream.duration() != ffmpeg::ffi::AV_NOPTS_VALUE {
         return Some(start + stream.duration());
     }
-    let tag = stream.metadata().get("DURATION").map(str::to_owned)?;
-    let seconds = parse_clock(&tag)?;
-    (time_base.num > 0)
-        .then(|| (seconds * f64::from(time_base.den) / f64::from(time_base.num)).round() as i64)
+    let to_ticks = |seconds: f64| {
+        (time_base.num > 0)
+            .then(|| (seconds * f64::from(time_base.den) / f64::from(time_base.num)).round() as i64)
+    };
+    if let Some(seconds) = stream.metadata().get("DURATION").and_then(parse_clock) {
+        return to_ticks(seconds);
+    }
+    // WebM keeps only the file's duration; it is the video's when nothing else is in the file.
+    if input.streams().count() == 1 && input.duration() > 0 {
+        // SAFETY: the context is open for the lifetime of `input`.
+        let raw_start = unsafe { (*input.as_ptr()).start_time };
+        let file_start = if raw_start == ffmpeg::ffi::AV_NOPTS_VALUE {
+            0
+        } else {
+            raw_start
+        };
+        return to_ticks(
+            (file_start + input.duration()) as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE),
+        );
+    }
+    None
 }
 
 /// Parses `HH:MM:SS.fraction` into seconds.

@@ -134,9 +134,11 @@ pub fn remux(
     let output_time_bases: Vec<ffmpeg::Rational> = muxer.streams().map(|s| s.time_base()).collect();
     // Derive dts and durations in the output's own time base: derived in a finer one, neighbouring
     // dts could round onto the same tick.
+    // Intermediate files carry the job's timestamp offset; the output does not.
+    let video_offset = util::offset_ticks(info.intermediate_offset_seconds, video_time_base);
     let video_pts: Vec<i64> = merged_pts
         .iter()
-        .map(|pts| pts.rescale(video_time_base, output_time_bases[0]))
+        .map(|pts| (pts - video_offset).rescale(video_time_base, output_time_bases[0]))
         .collect();
     let end = info
         .video
@@ -156,8 +158,21 @@ pub fn remux(
     let mut video_index = 0usize;
     let mut audio_packet_counts = vec![0usize; audio_time_bases.len()];
     let mut next_video = read_packet(video, &mut video_input)?;
+    let audio_offsets: Vec<i64> = audio_time_bases
+        .iter()
+        .map(|&time_base| util::offset_ticks(info.intermediate_offset_seconds, time_base))
+        .collect();
+    let read_audio = |path: &Path,
+                      input: &mut ffmpeg::format::context::Input|
+     -> Result<Option<ffmpeg::Packet>, MediaError> {
+        let mut packet = read_packet(path, input)?;
+        if let Some(packet) = packet.as_mut() {
+            util::shift_packet(packet, -audio_offsets[packet.stream()]);
+        }
+        Ok(packet)
+    };
     let mut next_audio = match (audio, audio_input.as_mut()) {
-        (Some(path), Some(input)) => read_packet(path, input)?,
+        (Some(path), Some(input)) => read_audio(path, input)?,
         _ => None,
     };
     loop {
@@ -215,7 +230,7 @@ pub fn remux(
             packet.write_interleaved(&mut muxer).map_err(write_failed)?;
             report.audio_packets += 1;
             if let (Some(path), Some(input)) = (audio, audio_input.as_mut()) {
-                next_audio = read_packet(path, input)?;
+                next_audio = read_audio(path, input)?;
             }
         }
     }

@@ -271,3 +271,18 @@ pub(crate) fn write_intermediate_header(
     options.set("avoid_negative_ts", "disabled");
     muxer.write_header_with(options).map(|_| ())
 }
+
+/// `seconds` in ticks of `time_base`: the intermediate-file timestamp offset. Always computed the
+/// same way for a given time base, so adding and removing it is exact.
+pub(crate) fn offset_ticks(seconds: i64, time_base: ffmpeg::Rational) -> i64 {
+    use ffmpeg::Rescale as _;
+    seconds.rescale(ffmpeg::Rational::new(1, 1), time_base)
+}
+
+/// Adds `ticks` to a packet's pts and dts (where set).
+pub(crate) fn shift_packet(packet: &mut ffmpeg::Packet, ticks: i64) {
+    if ticks != 0 {
+        packet.set_pts(packet.pts().map(|pts| pts + ticks));
+        packet.set_dts(packet.dts().map(|dts| dts + ticks));
+    }
+}

@@ -136,18 +136,22 @@ pub fn verify(
         (source_duration - output_duration).abs() <= frame_seconds + 1e-6,
         format!("source {source_duration:.4} s, output {output_duration:.4} s, tolerance one frame ({frame_seconds:.4} s)"),
     );
+    // Times are compared from each file's origin (its earliest stream start): a container that
+    // cannot start before zero (Matroska) shifts the whole file when audio priming starts early.
     let source_start = source_info
         .video
         .time_base
-        .seconds(source_info.video.first_pts);
+        .seconds(source_info.video.first_pts)
+        - timeline_origin(&source_info);
     let output_start = output_info
         .video
         .time_base
-        .seconds(output_info.video.first_pts);
+        .seconds(output_info.video.first_pts)
+        - timeline_origin(&output_info);
     check(
         "video start",
         (source_start - output_start).abs() <= frame_seconds / 2.0,
-        format!("source first frame at {source_start:.4} s, output at {output_start:.4} s"),
+        format!("first frame {source_start:.4} s after the start of the source, {output_start:.4} s after the start of the output"),
     );
     check(
         "rotation",
@@ -178,6 +182,14 @@ pub fn verify(
         output_bytes: output_info.size_bytes,
         checks,
     })
+}
+
+/// The earliest start of any video or audio stream in the file, in seconds.
+fn timeline_origin(info: &MediaInfo) -> f64 {
+    info.audio
+        .iter()
+        .filter_map(|track| track.first_pts.map(|pts| track.time_base.seconds(pts)))
+        .fold(info.video.time_base.seconds(info.video.first_pts), f64::min)
 }
 
 /// One average frame, in seconds.
@@ -308,6 +320,7 @@ fn compare_frames(source: &MediaInfo, output: &MediaInfo) -> Result<FrameCompari
     let mut non_increasing = 0u64;
     let mut last_output_pts: Option<i64> = None;
     let mut max_timing_error = 0f64;
+    let (source_origin, output_origin) = (timeline_origin(source), timeline_origin(output));
     let (mut squared_error, mut samples) = (0f64, 0f64);
     let mut min_frame_psnr = f64::INFINITY;
     let (mut ssim_total, mut ssim_frames) = (0f64, 0u64);
@@ -334,8 +347,9 @@ fn compare_frames(source: &MediaInfo, output: &MediaInfo) -> Result<FrameCompari
                     (source_frame.timestamp(), output_frame.timestamp())
                 {
                     let error = (source.video.time_base.seconds(source_pts)
-                        - output.video.time_base.seconds(output_pts))
-                    .abs();
+                        - source_origin
+                        - (output.video.time_base.seconds(output_pts) - output_origin))
+                        .abs();
                     max_timing_error = max_timing_error.max(error);
                 }
                 let a = to_comparable(

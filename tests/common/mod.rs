@@ -1,0 +1,144 @@
+//! Helpers shared by the integration tests: the built binary, sample locations, synthetic clips.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `treemux` binary built for this test run.
+pub fn treemux() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_treemux"))
+}
+
+/// Runs `treemux` with `args` and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    treemux().args(args).output().expect("treemux runs")
+}
+
+/// The bundled fixtures (samples/ in the repository).
+pub fn bundled(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("samples")
+        .join(name)
+}
+
+/// The shared real-world samples, next to the repository (`../shared/samples`), or the folder
+/// named by `TREEMUX_SHARED_SAMPLES`. `None` when absent, except in CI, where their absence is a
+/// broken checkout and fails the test.
+pub fn shared_samples() -> Option<PathBuf> {
+    let dir = std::env::var_os("TREEMUX_SHARED_SAMPLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples"));
+    if dir.is_dir() {
+        Some(dir)
+    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "{} is missing: CI runs with shared/ beside the repository",
+            dir.display()
+        );
+    } else {
+        eprintln!(
+            "skipped: {} not present (set TREEMUX_SHARED_SAMPLES)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Makes a clip with the ffmpeg CLI: `args` go between `-y` and the output path.
+pub fn ffmpeg_clip(output: &Path, args: &[&str]) {
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .arg(output)
+        .status()
+        .expect("the ffmpeg CLI is installed");
+    assert!(
+        status.success(),
+        "ffmpeg could not make {}",
+        output.display()
+    );
+}
+
+/// A 320x240 test pattern of `seconds` at 25 fps with a moving counter, B-frames, and a sine tone,
+/// with `gop` frames between keyframes.
+pub fn pattern_clip(output: &Path, seconds: u32, gop: u32) {
+    let duration = seconds.to_string();
+    let gop = gop.to_string();
+    ffmpeg_clip(
+        output,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=s=320x240:r=25:d={duration}"),
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=f=440:d={duration}"),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-bf",
+            "2",
+            "-g",
+            &gop,
+            "-keyint_min",
+            &gop,
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ],
+    );
+}
+
+/// Parses a command's stdout as JSON.
+pub fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "stdout is not JSON ({error}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// Asserts that `treemux verify SOURCE OUTPUT` passes and returns its JSON report.
+pub fn assert_verifies(source: &Path, output: &Path) -> serde_json::Value {
+    let result = run(&["verify", path(source), path(output), "--json"]);
+    let report = json(&result);
+    assert!(
+        result.status.success() && report["passed"] == true,
+        "verify {} against {} failed:\n{}",
+        output.display(),
+        source.display(),
+        serde_json::to_string_pretty(&report["report"]["checks"]).unwrap_or_default()
+    );
+    report
+}
+
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Lists a directory's entries (names), sorted.
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}

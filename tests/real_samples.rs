@@ -1,0 +1,169 @@
+//! `treemux transcode` then `treemux verify` on real videos made by others: every shared sample
+//! with h264, and VP9 (.webm) and AV1 (.mkv) on several. Fast presets keep the suite quick; the
+//! properties checked do not depend on the preset.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+fn transcode_and_verify(source: &Path, output_name: &str, extra: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join(output_name);
+    let mut args = vec!["transcode", path(source), path(&output), "--json"];
+    args.extend_from_slice(extra);
+    let result = run(&args);
+    assert!(
+        result.status.success(),
+        "transcode {} failed: {}",
+        source.display(),
+        stderr(&result)
+    );
+    let summary = json(&result);
+    let report = assert_verifies(source, &output);
+    assert_eq!(
+        summary["plan"]["frame_count"], report["report"]["output_frames"],
+        "plan and output agree on frames"
+    );
+    report
+}
+
+macro_rules! shared_h264 {
+    ($($name:ident => $file:literal,)*) => {$(
+        #[test]
+        fn $name() {
+            let Some(dir) = shared_samples() else { return };
+            transcode_and_verify(&dir.join($file), "out.mp4", &["--preset", "veryfast", "--segments", "4"]);
+        }
+    )*};
+}
+
+shared_h264! {
+    h264_01_screencast_gop12 => "01_h264_aac_1280x720_gop12_screencast.mp4",
+    h264_03_long_irregular_keyframes => "03_long180s_h264baseline_aac_480x352.mp4",
+    h264_05_long_gop_bframes_he_aac_51 => "05_ebu_chid_h264_aac51_800x600_longgop.mp4",
+    h264_06_vp9_opus_source => "06_bbb_vp9_opus_320x180.webm",
+    h264_08_odd_height_quicktime => "08_quicktime_h264_aac_640x465_oddsize.mov",
+    h264_09_vfr_screen_recording => "09_screenrec_vfr_h264_3026x1386_noaudio.mp4",
+    h264_10_rotated_fragmented => "10_bbb_rotated90_h264_aac51_1080p.mp4",
+    h264_12_hevc_in_ts_one_keyframe => "12_hevc_aac51_1080p.ts",
+    h264_13_msmpeg4_avi_long_gop => "13_opencv_vtest_msmpeg4v3_768x576_noaudio.avi",
+    h264_15_three_audio_tracks => "15_DERIVED_bbb_h264_3audio_aac51_aac51_opus.mkv",
+}
+
+#[test]
+fn vp9_webm_on_opus_and_silent_sources() {
+    for file in [
+        "06_bbb_vp9_opus_320x180.webm",
+        "09_screenrec_vfr_h264_3026x1386_noaudio.mp4",
+    ] {
+        transcode_and_verify(
+            &bundled(file),
+            "out.webm",
+            &["--preset", "8", "--segments", "3"],
+        );
+    }
+}
+
+#[test]
+fn av1_mkv_keeps_every_audio_track() {
+    for file in [
+        "15_DERIVED_bbb_h264_3audio_aac51_aac51_opus.mkv",
+        "06_bbb_vp9_opus_320x180.webm",
+    ] {
+        let report = transcode_and_verify(
+            &bundled(file),
+            "out.mkv",
+            &["--codec", "av1", "--preset", "12", "--segments", "2"],
+        );
+        let checks = report["report"]["checks"]
+            .as_array()
+            .expect("checks")
+            .clone();
+        assert!(checks
+            .iter()
+            .any(|c| c["name"] == "audio tracks" && c["passed"] == true));
+    }
+}
+
+#[test]
+fn h265_mp4_from_the_hevc_ts_sample() {
+    transcode_and_verify(
+        &bundled("12_hevc_aac51_1080p.ts"),
+        "out.mp4",
+        &[
+            "--codec",
+            "h265",
+            "--preset",
+            "ultrafast",
+            "--segments",
+            "2",
+        ],
+    );
+}
+
+#[test]
+fn rotation_survives_and_is_checked() {
+    let report = transcode_and_verify(
+        &bundled("10_bbb_rotated90_h264_aac51_1080p.mp4"),
+        "out.mp4",
+        &["--preset", "veryfast"],
+    );
+    let rotation = report["report"]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "rotation")
+        .cloned();
+    assert_eq!(rotation.expect("rotation check")["passed"], true);
+}
+
+#[test]
+fn odd_height_is_cropped_to_even() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("odd.mp4");
+    let source = bundled("08_quicktime_h264_aac_640x465_oddsize.mov");
+    let result = run(&[
+        "transcode",
+        path(&source),
+        path(&output),
+        "--preset",
+        "veryfast",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let probe = json(&run(&["probe", path(&output), "--json"]));
+    assert_eq!(
+        (
+            probe["source"]["video"]["width"].as_u64(),
+            probe["source"]["video"]["height"].as_u64()
+        ),
+        (Some(640), Some(464))
+    );
+    assert_verifies(&source, &output);
+}
+
+#[test]
+fn scaling_to_a_smaller_height_keeps_frames_and_aspect() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("small.mkv");
+    let source = bundled("15_DERIVED_bbb_h264_3audio_aac51_aac51_opus.mkv");
+    let result = run(&[
+        "transcode",
+        path(&source),
+        path(&output),
+        "--height",
+        "90",
+        "--preset",
+        "veryfast",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let probe = json(&run(&["probe", path(&output), "--json"]));
+    assert_eq!(
+        (
+            probe["source"]["video"]["width"].as_u64(),
+            probe["source"]["video"]["height"].as_u64()
+        ),
+        (Some(160), Some(90))
+    );
+    assert_verifies(&source, &output);
+}
