@@ -6,7 +6,7 @@
 //! climbs the tree as far as it can; finally the root is muxed with the audio.
 
 use crate::error::Error;
-use crate::media::audio::{self, AudioReport};
+use crate::media::audio::{self, AudioAction, AudioReport};
 use crate::media::convert::{self, SegmentReport};
 use crate::media::merge::{self, MergeReport};
 use crate::media::probe::{self, MediaInfo};
@@ -230,7 +230,7 @@ pub fn transcode(
     let mut stages = StageSeconds::default();
 
     let info = probe::probe(input)?;
-    audio::check_audio_fits(&info, container, output)?;
+    let audio_actions = audio::plan_audio(&info, container, output)?;
     stages.probe = started.elapsed().as_secs_f64();
 
     let (width, height) = convert::output_size(&info.video, &options.settings);
@@ -284,6 +284,7 @@ pub fn transcode(
     let run = Run {
         info: &info,
         plan: &plan,
+        audio_actions: &audio_actions,
         tree,
         settings: &settings,
         scratch: scratch.path(),
@@ -374,6 +375,7 @@ struct Outcomes {
 struct Run<'a> {
     info: &'a MediaInfo,
     plan: &'a SegmentPlan,
+    audio_actions: &'a [AudioAction],
     tree: MergeTree,
     settings: &'a EncodeSettings,
     scratch: &'a Path,
@@ -468,7 +470,11 @@ impl Run<'_> {
 
     fn extract_audio(&self) -> Result<(), Error> {
         let report = self.timed("audio", "all tracks".into(), || {
-            Ok(audio::extract_audio(self.info, &self.audio_path())?)
+            Ok(audio::extract_audio(
+                self.info,
+                self.audio_actions,
+                &self.audio_path(),
+            )?)
         })?;
         self.outcomes
             .lock()

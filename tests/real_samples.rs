@@ -167,3 +167,38 @@ fn scaling_to_a_smaller_height_keeps_frames_and_aspect() {
     );
     assert_verifies(&source, &output);
 }
+
+/// WebM cannot hold AAC: those tracks are re-encoded to Opus (once, for the whole file), the Opus
+/// track is copied, and every track keeps its language, length and place.
+#[test]
+fn aac_tracks_are_re_encoded_for_webm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = bundled("15_DERIVED_bbb_h264_3audio_aac51_aac51_opus.mkv");
+    let output = dir.path().join("out.webm");
+    let result = run(&[
+        "transcode",
+        path(&source),
+        path(&output),
+        "--preset",
+        "8",
+        "--json",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let actions = json(&result)["audio"]["actions"].clone();
+    assert_eq!(
+        actions,
+        serde_json::json!([{"encode": {"encoder": "libopus"}}, {"encode": {"encoder": "libopus"}}, "copy"])
+    );
+    let report = assert_verifies(&source, &output);
+    let names: Vec<String> = report["report"]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter_map(|c| c["name"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        names.contains(&"audio 1 re-encoded".to_owned())
+            && names.contains(&"audio 3 packets".to_owned()),
+        "{names:?}"
+    );
+}

@@ -118,6 +118,11 @@ pub struct AudioTrack {
     pub time_base: TimeBase,
     /// Presentation timestamp of the first packet, in `time_base` ticks.
     pub first_pts: Option<i64>,
+    /// One past the last packet (its pts plus duration), in `time_base` ticks.
+    pub end_pts: Option<i64>,
+    /// Encoder priming at the start that decoders drop (AAC's 1024, Opus pre-skip), in samples:
+    /// the audible start is `first_pts` plus this.
+    pub priming_samples: u32,
     pub packets: u64,
     /// Duration of the last packet in `time_base` ticks (0 when the container does not say).
     pub last_packet_duration: i64,
@@ -129,6 +134,23 @@ pub struct AudioTrack {
 impl AudioTrack {
     pub fn language(&self) -> Option<&str> {
         self.metadata.get("language").map(String::as_str)
+    }
+
+    /// When the first audible sample plays, in seconds (after the priming is dropped).
+    pub fn audible_start_seconds(&self) -> Option<f64> {
+        let priming = if self.sample_rate > 0 {
+            f64::from(self.priming_samples) / f64::from(self.sample_rate)
+        } else {
+            0.0
+        };
+        self.first_pts
+            .map(|pts| self.time_base.seconds(pts) + priming)
+    }
+
+    /// Seconds from the audible start to the end of the last packet.
+    pub fn audible_duration_seconds(&self) -> Option<f64> {
+        let end = self.time_base.seconds(self.end_pts?);
+        self.audible_start_seconds().map(|start| end - start)
     }
 }
 
@@ -147,7 +169,6 @@ pub struct MediaInfo {
     pub frames: Vec<FrameInfo>,
     /// Whole seconds added to every timestamp in intermediate files and removed in the final
     /// mux: NUT cannot store negative timestamps, which AAC priming and some containers produce.
-    /// 0 when nothing starts before zero.
     pub intermediate_offset_seconds: i64,
 }
 
@@ -252,11 +273,12 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
         .map(|stream| {
             let parameters = stream.parameters();
             // SAFETY: codecpar of an open stream is valid while `input` lives.
-            let (sample_rate, channels) = unsafe {
+            let (sample_rate, channels, initial_padding) = unsafe {
                 let par = &*parameters.as_ptr();
                 (
                     par.sample_rate.max(0) as u32,
                     par.ch_layout.nb_channels.max(0) as u32,
+                    priming_from_header(par).unwrap_or(par.initial_padding.max(0) as u32),
                 )
             };
             AudioTrack {
@@ -266,6 +288,8 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
                 channels,
                 time_base: time_base(stream.time_base()),
                 first_pts: None,
+                end_pts: None,
+                priming_samples: initial_padding,
                 packets: 0,
                 last_packet_duration: 0,
                 disposition: stream.disposition().bits(),
@@ -323,10 +347,25 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
                 first_key_packet = Some(packet.clone());
             }
         } else if let Some(track) = audio.iter_mut().find(|track| track.stream_index == index) {
+            if track.packets == 0 {
+                if let Some(skip) = packet
+                    .side_data()
+                    .find(|side| side.kind() == ffmpeg::codec::packet::side_data::Type::SkipSamples)
+                    .and_then(|side| {
+                        side.data()
+                            .get(..4)
+                            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    })
+                {
+                    track.priming_samples = skip;
+                }
+            }
             track.packets += 1;
             track.last_packet_duration = packet.duration();
             if let Some(pts) = packet.pts().or(packet.dts()) {
                 track.first_pts = Some(track.first_pts.map_or(pts, |first| first.min(pts)));
+                let end = pts + packet.duration().max(0);
+                track.end_pts = Some(track.end_pts.map_or(end, |last| last.max(end)));
             }
         }
     }
@@ -369,11 +408,9 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
         .iter()
         .filter_map(|track| track.first_pts.map(|pts| track.time_base.seconds(pts)))
         .fold(video_time_base.seconds(first_pts), f64::min);
-    let intermediate_offset_seconds = if earliest < 0.0 {
-        (-earliest).ceil() as i64
-    } else {
-        0
-    };
+    // One second of headroom beyond the earliest start: a re-encoded audio track starts earlier
+    // by its encoder's priming (AAC 1024, Opus 312 samples).
+    let intermediate_offset_seconds = (-earliest).max(0.0).ceil() as i64 + 1;
 
     Ok(MediaInfo {
         path: path.to_owned(),
@@ -482,6 +519,22 @@ fn parse_clock(text: &str) -> Option<f64> {
             + minutes.parse::<f64>().ok()? * 60.0
             + seconds.parse::<f64>().ok()?,
     )
+}
+
+/// Opus states its pre-skip (samples to drop at the start) in its `OpusHead` header, bytes 10–11.
+///
+/// # Safety
+/// `par` must be valid codec parameters whose extradata holds `extradata_size` bytes.
+unsafe fn priming_from_header(par: &ffmpeg::ffi::AVCodecParameters) -> Option<u32> {
+    if par.codec_id != ffmpeg::ffi::AVCodecID::AV_CODEC_ID_OPUS
+        || par.extradata.is_null()
+        || par.extradata_size < 12
+    {
+        return None;
+    }
+    // SAFETY: guaranteed by the caller; at least 12 bytes were checked above.
+    let header = unsafe { std::slice::from_raw_parts(par.extradata, 12) };
+    (&header[..8] == b"OpusHead").then(|| u32::from(u16::from_le_bytes([header[10], header[11]])))
 }
 
 /// The usual distance between frames in ticks: from the average frame rate, else the median gap.

@@ -20,6 +20,10 @@ use std::path::Path;
 /// WebM store milliseconds, so rounding alone can move a frame by half of one.
 const FRAME_TIMING_TOLERANCE_SECONDS: f64 = 0.0011;
 
+/// How much a re-encoded audio track's length may change: one codec frame of padding either way
+/// (AAC 1024 samples, Opus 20 ms) plus resampling rounding.
+const REENCODED_LENGTH_TOLERANCE_SECONDS: f64 = 0.05;
+
 /// Thresholds for [`verify`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VerifyOptions {
@@ -220,21 +224,42 @@ fn check_audio(
     let video_start = |info: &MediaInfo| info.video.time_base.seconds(info.video.first_pts);
     for (number, (before, after)) in source.audio.iter().zip(&output.audio).enumerate() {
         let number = number + 1;
-        check(
-            &format!("audio {number} codec and layout"),
-            before.codec == after.codec
-                && before.channels == after.channels
-                && before.sample_rate == after.sample_rate,
-            format!(
-                "source {} {} ch {} Hz, output {} {} ch {} Hz",
-                before.codec,
-                before.channels,
-                before.sample_rate,
-                after.codec,
-                after.channels,
-                after.sample_rate
-            ),
-        );
+        if before.codec == after.codec {
+            check(
+                &format!("audio {number} codec and layout"),
+                before.channels == after.channels && before.sample_rate == after.sample_rate,
+                format!(
+                    "{} {} ch {} Hz, output {} ch {} Hz",
+                    before.codec,
+                    before.channels,
+                    before.sample_rate,
+                    after.channels,
+                    after.sample_rate
+                ),
+            );
+            check(
+                &format!("audio {number} packets"),
+                before.packets == after.packets,
+                format!(
+                    "source {} packets, output {}",
+                    before.packets, after.packets
+                ),
+            );
+        } else {
+            // Re-encoded for the container: the channels and the length must survive.
+            let (length_before, length_after) = (
+                before.audible_duration_seconds().unwrap_or(0.0),
+                after.audible_duration_seconds().unwrap_or(0.0),
+            );
+            check(
+                &format!("audio {number} re-encoded"),
+                before.channels == after.channels && (length_before - length_after).abs() <= REENCODED_LENGTH_TOLERANCE_SECONDS,
+                format!(
+                    "{} {} ch {length_before:.3} s → {} {} ch {length_after:.3} s (length tolerance {REENCODED_LENGTH_TOLERANCE_SECONDS} s)",
+                    before.codec, before.channels, after.codec, after.channels
+                ),
+            );
+        }
         // An unset language and "und" mean the same; a muxer that insists on a default track may
         // mark one where the source marked none.
         let language = |track: &AudioTrack| track.language().unwrap_or("und").to_owned();
@@ -262,21 +287,23 @@ fn check_audio(
                 after.disposition
             ),
         );
-        check(
-            &format!("audio {number} packets"),
-            before.packets == after.packets,
-            format!(
-                "source {} packets, output {}",
-                before.packets, after.packets
-            ),
-        );
-        if let (Some(first_before), Some(first_after)) = (before.first_pts, after.first_pts) {
-            let offset_before = before.time_base.seconds(first_before) - video_start(source);
-            let offset_after = after.time_base.seconds(first_after) - video_start(output);
+        // A copied track must keep its packets where they were relative to the video (priming
+        // included: not every container can signal it, but the samples are the same). A
+        // re-encoded track has new priming, so its audible start is what must stay.
+        let start = |track: &AudioTrack| {
+            if before.codec == after.codec {
+                track.first_pts.map(|pts| track.time_base.seconds(pts))
+            } else {
+                track.audible_start_seconds()
+            }
+        };
+        if let (Some(start_before), Some(start_after)) = (start(before), start(after)) {
+            let offset_before = start_before - video_start(source);
+            let offset_after = start_after - video_start(output);
             check(
                 &format!("audio {number} A/V offset"),
                 (offset_before - offset_after).abs() <= options.max_av_offset_seconds,
-                format!("audio starts {offset_before:+.4} s from the video in the source, {offset_after:+.4} s in the output"),
+                format!("audio starts {offset_before:+.4} s from the first frame in the source, {offset_after:+.4} s in the output"),
             );
         }
     }
@@ -320,7 +347,12 @@ fn compare_frames(source: &MediaInfo, output: &MediaInfo) -> Result<FrameCompari
     let mut non_increasing = 0u64;
     let mut last_output_pts: Option<i64> = None;
     let mut max_timing_error = 0f64;
-    let (source_origin, output_origin) = (timeline_origin(source), timeline_origin(output));
+    // Frame times are compared from each file's first frame; where that first frame sits is the
+    // "video start" check's business.
+    let (source_origin, output_origin) = (
+        source.video.time_base.seconds(source.video.first_pts),
+        output.video.time_base.seconds(output.video.first_pts),
+    );
     let (mut squared_error, mut samples) = (0f64, 0f64);
     let mut min_frame_psnr = f64::INFINITY;
     let (mut ssim_total, mut ssim_frames) = (0f64, 0u64);
