@@ -199,7 +199,6 @@ pub fn extract_audio(
             }
         }
     }
-    drop(writer);
     muxer.write_trailer().map_err(write_failed)?;
     drop(muxer);
     let bytes = std::fs::metadata(partial.path())
