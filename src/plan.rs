@@ -164,6 +164,18 @@ pub enum PlanError {
 /// Preconditions: `frames` is in presentation order (non-decreasing `pts`, stream time base);
 /// `duration_seconds` is the video's duration. Every frame lands in exactly one segment: the
 /// segments' `[start_pts, end_pts)` ranges are contiguous and together cover every timestamp.
+///
+/// ```
+/// use treemux::plan::{plan_segments, FrameInfo, PlanOptions, TimeBase};
+///
+/// // 100 frames at 25 fps with a keyframe every 25 frames, cut into 4 segments.
+/// let frames: Vec<FrameInfo> = (0..100).map(|i| FrameInfo { pts: i, dts: Some(i), key: i % 25 == 0 }).collect();
+/// let options = PlanOptions { exact_segments: Some(4), ..PlanOptions::default() };
+/// let plan = plan_segments(&frames, TimeBase { num: 1, den: 25 }, 4.0, &options).unwrap();
+/// let starts: Vec<Option<i64>> = plan.segments.iter().map(|s| s.start_pts).collect();
+/// assert_eq!(starts, [None, Some(25), Some(50), Some(75)]); // every cut on a keyframe
+/// assert!(plan.segments.iter().all(|s| s.frames == 25 && s.lead_in_frames == 0));
+/// ```
 pub fn plan_segments(
     frames: &[FrameInfo],
     time_base: TimeBase,

@@ -49,6 +49,16 @@ pub enum MergeKind {
 }
 
 /// The shape of a job's merge tree.
+///
+/// ```
+/// use treemux::tree::{MergeKind, MergeTree, NodeId, Side};
+///
+/// let tree = MergeTree::new(3); // three segments: four leaves, the last a placeholder
+/// assert_eq!((tree.levels, tree.leaf_count()), (2, 4));
+/// assert_eq!(tree.parent(NodeId::leaf(2)), Some((NodeId { level: 1, index: 1 }, Side::Left)));
+/// assert_eq!(tree.merge_kind(NodeId { level: 1, index: 1 }), MergeKind::Rename);
+/// assert_eq!(tree.merge_kind(tree.root()), MergeKind::Concat);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MergeTree {
     /// Height of the tree: `2^levels` leaves.
