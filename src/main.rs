@@ -3,6 +3,7 @@
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::ffi::OsString;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,6 +33,10 @@ enum Command {
     Probe(ProbeArgs),
     /// Check OUTPUT against SOURCE: frames, timestamps, duration, audio, rotation, PSNR/SSIM.
     Verify(VerifyArgs),
+    /// Other subcommands run `treemux-SUBCOMMAND` (beside this binary or on PATH):
+    /// `treemux worker` takes state-machine tasks from SQS (built by the functions crate).
+    #[command(external_subcommand)]
+    External(Vec<OsString>),
 }
 
 #[derive(Args, Debug)]
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
         Command::Transcode(args) => transcode(args),
         Command::Probe(args) => probe_command(args),
         Command::Verify(args) => verify_command(args),
+        Command::External(args) => external(args),
     };
     match result {
         Ok(code) => code,
@@ -116,6 +122,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `treemux-NAME` with the remaining arguments, as git and cargo do.
+fn external(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
+    let (name, rest) = args.split_first().context("no subcommand")?;
+    let program = format!("treemux-{}", name.to_string_lossy());
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(&program)))
+        .filter(|path| path.is_file());
+    let status = std::process::Command::new(beside.as_deref().unwrap_or(Path::new(&program)))
+        .args(rest)
+        .status()
+        .with_context(|| format!("unknown subcommand {:?}: {program} is not beside treemux or on PATH (build it with `cargo build -p treemux-functions`)", name))?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Drops causes already quoted in full by the message before them, so the one line stays readable.

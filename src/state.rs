@@ -32,6 +32,8 @@ pub enum ClaimOutcome {
 /// Errors from a state store.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    #[error("job {job}: no job record")]
+    MissingJob { job: String },
     #[error("job {job}: no record for pair {pair}")]
     MissingPair { job: String, pair: NodeId },
     #[error("job {job}: pair {pair} marked merged by {by}, but the claim is held by {holder:?}")]
@@ -89,10 +91,11 @@ struct PairRecord {
     merged: bool,
 }
 
-/// A [`StateStore`] in process memory, for the local runner and tests.
+/// A [`StateStore`] and [`JobStore`] in process memory, for the local runner and tests.
 #[derive(Debug, Default)]
 pub struct InMemoryStateStore {
     pairs: Mutex<HashMap<(String, NodeId), PairRecord>>,
+    jobs: Mutex<HashMap<String, JobRecord>>,
 }
 
 impl InMemoryStateStore {
@@ -132,10 +135,17 @@ impl StateStore for InMemoryStateStore {
         if pairs.contains_key(&(job.to_owned(), tree.root())) || tree.levels == 0 {
             return Ok(());
         }
-        for node in tree.internal_nodes() {
+        for node in tree
+            .internal_nodes()
+            .filter(|&node| !tree.is_placeholder(node))
+        {
             pairs.insert((job.to_owned(), node), PairRecord::default());
         }
-        for (pair, side) in tree.initial_confirmations() {
+        for (pair, side) in tree
+            .initial_confirmations()
+            .into_iter()
+            .filter(|&(pair, _)| !tree.is_placeholder(pair))
+        {
             if let Some(record) = pairs.get_mut(&(job.to_owned(), pair)) {
                 record.confirmed.insert(side);
             }
@@ -191,5 +201,186 @@ impl StateStore for InMemoryStateStore {
                 })
             }
         })?
+    }
+}
+
+/// Where a job stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    /// Recorded by analyze; the execution is not started yet.
+    Created,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Created => "CREATED",
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Created, Self::Running, Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|status| status.name() == name)
+    }
+}
+
+/// The job record a user can read while the job runs. Progress is kept as sets of finished
+/// items, so a retried task never counts twice.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JobRecord {
+    pub job_id: String,
+    pub status: JobStatus,
+    /// Where the upload came from, `s3://bucket/key`.
+    pub source: String,
+    /// Where the result goes, `s3://bucket/key`.
+    pub output: String,
+    pub segments: u32,
+    /// Pair merges the tree needs (concatenations and renames).
+    pub merges: u32,
+    pub segments_done: BTreeSet<u32>,
+    /// Merged nodes, as `L<level>-<index>`.
+    pub merges_done: BTreeSet<String>,
+    /// Merge executions, including any repeated by a retry: equals `merges` when every pair was
+    /// merged exactly once.
+    pub merge_runs: u32,
+    /// Seconds spent per stage (`analyze`, `split_audio`, `convert`, `merge`, `merge_audio`),
+    /// summed over tasks.
+    pub stage_seconds: std::collections::BTreeMap<String, f64>,
+    /// Why the job failed: the error name and its cause.
+    pub error: Option<String>,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// A change to a job record.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobUpdate {
+    /// The execution started.
+    Running,
+    SegmentDone {
+        index: u32,
+        seconds: f64,
+    },
+    /// A pair was merged (or renamed) by this task.
+    Merged {
+        node: NodeId,
+        seconds: f64,
+    },
+    /// Time spent in a stage other than convert and merge.
+    Stage {
+        name: &'static str,
+        seconds: f64,
+    },
+    Succeeded,
+    /// Never replaces a success; the first cause recorded is kept.
+    Failed {
+        error: String,
+    },
+}
+
+/// Job records: created once per upload (a duplicate event finds the record and stops),
+/// updated by every task.
+pub trait JobStore: Send + Sync {
+    /// Creates the record unless one with the same id exists; true when this call created it.
+    fn create_job(
+        &self,
+        record: &JobRecord,
+    ) -> impl Future<Output = Result<bool, StateError>> + Send;
+
+    fn get_job(
+        &self,
+        job_id: &str,
+    ) -> impl Future<Output = Result<Option<JobRecord>, StateError>> + Send;
+
+    /// Applies `update` at `now` (Unix seconds).
+    fn update_job(
+        &self,
+        job_id: &str,
+        update: &JobUpdate,
+        now: u64,
+    ) -> impl Future<Output = Result<(), StateError>> + Send;
+}
+
+/// Applies an update to a record in memory; the DynamoDB store expresses the same rules as
+/// update expressions.
+pub fn apply_job_update(record: &mut JobRecord, update: &JobUpdate, now: u64) {
+    record.updated_at = now;
+    let mut add_seconds = |name: &str, seconds: f64| {
+        *record.stage_seconds.entry(name.to_owned()).or_default() += seconds
+    };
+    match update {
+        JobUpdate::Running => {
+            if record.status == JobStatus::Created {
+                record.status = JobStatus::Running;
+            }
+        }
+        JobUpdate::SegmentDone { index, seconds } => {
+            add_seconds("convert", *seconds);
+            record.segments_done.insert(*index);
+        }
+        JobUpdate::Merged { node, seconds } => {
+            add_seconds("merge", *seconds);
+            record.merges_done.insert(node.to_string());
+            record.merge_runs += 1;
+        }
+        JobUpdate::Stage { name, seconds } => add_seconds(name, *seconds),
+        JobUpdate::Succeeded => record.status = JobStatus::Succeeded,
+        JobUpdate::Failed { error } => {
+            // The first cause is the specific one; a later, generic report (the Map giving up
+            // after a child failed) must not replace it.
+            if record.status != JobStatus::Succeeded {
+                record.status = JobStatus::Failed;
+                record.error.get_or_insert_with(|| error.clone());
+            }
+        }
+    }
+}
+
+impl JobStore for InMemoryStateStore {
+    async fn create_job(&self, record: &JobRecord) -> Result<bool, StateError> {
+        let mut jobs = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if jobs.contains_key(&record.job_id) {
+            return Ok(false);
+        }
+        jobs.insert(record.job_id.clone(), record.clone());
+        Ok(true)
+    }
+
+    async fn get_job(&self, job_id: &str) -> Result<Option<JobRecord>, StateError> {
+        Ok(self
+            .jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(job_id)
+            .cloned())
+    }
+
+    async fn update_job(
+        &self,
+        job_id: &str,
+        update: &JobUpdate,
+        now: u64,
+    ) -> Result<(), StateError> {
+        let mut jobs = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let record = jobs.get_mut(job_id).ok_or_else(|| StateError::MissingJob {
+            job: job_id.to_owned(),
+        })?;
+        apply_job_update(record, update, now);
+        Ok(())
     }
 }

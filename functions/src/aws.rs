@@ -1,0 +1,586 @@
+//! AWS implementations of the ports, and the configuration the binaries read.
+//!
+//! DynamoDB layout (one table, `pk`/`sk` string keys, TTL attribute `expires_at`):
+//! - job record: `pk = job#<id>`, `sk = job`;
+//! - pair record: `pk = job#<id>`, `sk = pair#<level>#<index>`, with `confirmed` (string set of
+//!   `left`/`right`), `claimed_by` and `merged`.
+//!
+//! Every write sets `expires_at` so finished jobs disappear on their own.
+
+use crate::handlers::Config;
+use crate::ports::{ExecutionStarter, ObjectError, ObjectStore};
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+use treemux::plan::PlanOptions;
+use treemux::settings::{EncodeSettings, RateControl, VideoCodec};
+use treemux::state::{
+    apply_job_update, ClaimOutcome, JobRecord, JobStatus, JobStore, JobUpdate, StateError,
+    StateStore,
+};
+use treemux::tree::{MergeTree, NodeId, Side};
+
+/// Loads the SDK configuration from the environment (`AWS_ENDPOINT_URL` points every client at
+/// a local stack).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// An S3 client; path-style addressing when the endpoint is overridden (local stacks).
+pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(path_style)
+            .build(),
+    )
+}
+
+fn env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// The handlers' configuration from the environment:
+/// `TREEMUX_SCRATCH_DIR` (the EFS mount), `TREEMUX_OUTPUT_BUCKET`, `TREEMUX_OUTPUT_PREFIX`
+/// (default `transcoded/`), `TREEMUX_CODEC` (h264), `TREEMUX_CRF`, `TREEMUX_PRESET`,
+/// `TREEMUX_HEIGHT`, `TREEMUX_THREADS` (default: the vCPUs), `TREEMUX_MAX_SEGMENTS` (default 1024),
+/// `TREEMUX_MIN_SEGMENT_SECONDS` (default 4).
+pub fn config_from_env() -> Result<Config, String> {
+    let codec_name = env_or("TREEMUX_CODEC", "h264");
+    let codec = VideoCodec::parse(&codec_name)
+        .ok_or_else(|| format!("TREEMUX_CODEC={codec_name}: expected h264, h265, vp9 or av1"))?;
+    let mut settings = EncodeSettings::new(codec);
+    if let Ok(crf) = std::env::var("TREEMUX_CRF") {
+        settings.rate = RateControl::Crf(
+            crf.parse()
+                .map_err(|_| format!("TREEMUX_CRF={crf}: expected a whole number"))?,
+        );
+    }
+    if let Ok(preset) = std::env::var("TREEMUX_PRESET") {
+        settings.preset = preset;
+    }
+    if let Ok(height) = std::env::var("TREEMUX_HEIGHT") {
+        settings.height = Some(
+            height
+                .parse()
+                .map_err(|_| format!("TREEMUX_HEIGHT={height}: expected pixels"))?,
+        );
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    settings.threads = env_or("TREEMUX_THREADS", &cores.to_string())
+        .parse()
+        .map_err(|_| "TREEMUX_THREADS: expected a number".to_owned())?;
+    settings.validate()?;
+    let max_segments: u32 = env_or("TREEMUX_MAX_SEGMENTS", "1024")
+        .parse()
+        .map_err(|_| "TREEMUX_MAX_SEGMENTS: expected a number".to_owned())?;
+    let min_segment_seconds: f64 = env_or("TREEMUX_MIN_SEGMENT_SECONDS", "4")
+        .parse()
+        .map_err(|_| "TREEMUX_MIN_SEGMENT_SECONDS: expected seconds".to_owned())?;
+    Ok(Config {
+        scratch_root: PathBuf::from(env("TREEMUX_SCRATCH_DIR")?),
+        output_bucket: env("TREEMUX_OUTPUT_BUCKET")?,
+        output_prefix: env_or("TREEMUX_OUTPUT_PREFIX", "transcoded/"),
+        settings,
+        plan: PlanOptions {
+            max_segments,
+            min_segment_seconds,
+            ..PlanOptions::default()
+        },
+    })
+}
+
+/// S3 as an [`ObjectStore`].
+#[derive(Clone, Debug)]
+pub struct S3Store {
+    pub client: aws_sdk_s3::Client,
+}
+
+impl ObjectStore for S3Store {
+    async fn get_to_path(&self, bucket: &str, key: &str, path: &Path) -> Result<u64, ObjectError> {
+        let failed = |message: String| ObjectError::Failed {
+            bucket: bucket.into(),
+            key: key.into(),
+            message,
+        };
+        let response = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(response) => response,
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Err(ObjectError::NotFound {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                })
+            }
+            Err(error) => {
+                return Err(failed(
+                    aws_sdk_s3::error::DisplayErrorContext(error).to_string(),
+                ))
+            }
+        };
+        let partial = path.with_extension("partial-download");
+        let local = |source| ObjectError::Local {
+            path: partial.clone(),
+            source,
+        };
+        let mut file = tokio::fs::File::create(&partial).await.map_err(local)?;
+        let mut body = response.body.into_async_read();
+        let bytes = tokio::io::copy(&mut body, &mut file).await.map_err(local)?;
+        tokio::io::AsyncWriteExt::flush(&mut file)
+            .await
+            .map_err(local)?;
+        tokio::fs::rename(&partial, path)
+            .await
+            .map_err(|source| ObjectError::Local {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(bytes)
+    }
+
+    async fn put_from_path(&self, path: &Path, bucket: &str, key: &str) -> Result<(), ObjectError> {
+        let body = aws_sdk_s3::primitives::ByteStream::from_path(path)
+            .await
+            .map_err(|e| ObjectError::Failed {
+                bucket: bucket.into(),
+                key: key.into(),
+                message: e.to_string(),
+            })?;
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body)
+            .content_type("video/mp4")
+            .send()
+            .await
+            .map_err(|e| ObjectError::Failed {
+                bucket: bucket.into(),
+                key: key.into(),
+                message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+            })?;
+        Ok(())
+    }
+
+    async fn exists(&self, bucket: &str, key: &str) -> Result<bool, ObjectError> {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
+            Err(error) => Err(ObjectError::Failed {
+                bucket: bucket.into(),
+                key: key.into(),
+                message: aws_sdk_s3::error::DisplayErrorContext(error).to_string(),
+            }),
+        }
+    }
+}
+
+/// Step Functions as an [`ExecutionStarter`].
+#[derive(Clone, Debug)]
+pub struct SfnStarter {
+    pub client: aws_sdk_sfn::Client,
+    pub state_machine_arn: String,
+}
+
+impl ExecutionStarter for SfnStarter {
+    async fn start(&self, name: &str, input: &str) -> Result<(), String> {
+        match self
+            .client
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(name)
+            .input(input)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Same name, same input: the execution is already there.
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_execution_already_exists()) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(aws_sdk_sfn::error::DisplayErrorContext(error).to_string()),
+        }
+    }
+}
+
+/// DynamoDB as the [`StateStore`] and [`JobStore`].
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    pub client: aws_sdk_dynamodb::Client,
+    pub table: String,
+    /// How long items live after their last write, in seconds.
+    pub ttl_seconds: u64,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Left => "left",
+        Side::Right => "right",
+    }
+}
+
+fn unavailable<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug>(
+    error: SdkError<E, R>,
+) -> StateError {
+    StateError::Unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string())
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+impl DynamoStore {
+    fn job_key(job: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_owned(), s(format!("job#{job}"))),
+            ("sk".to_owned(), s("job")),
+        ])
+    }
+
+    fn pair_key(job: &str, pair: NodeId) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_owned(), s(format!("job#{job}"))),
+            (
+                "sk".to_owned(),
+                s(format!("pair#{}#{}", pair.level, pair.index)),
+            ),
+        ])
+    }
+
+    fn expires(&self) -> AttributeValue {
+        n(now() + self.ttl_seconds)
+    }
+
+    async fn add_confirmation(
+        &self,
+        job: &str,
+        pair: NodeId,
+        side: Side,
+    ) -> Result<BTreeSet<Side>, StateError> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::pair_key(job, pair)))
+            .update_expression("ADD confirmed :side SET expires_at = :expires")
+            .expression_attribute_values(
+                ":side",
+                AttributeValue::Ss(vec![side_name(side).to_owned()]),
+            )
+            .expression_attribute_values(":expires", self.expires())
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let confirmed = output
+            .attributes()
+            .and_then(|a| a.get("confirmed"))
+            .and_then(|v| v.as_ss().ok())
+            .cloned()
+            .unwrap_or_default();
+        Ok(confirmed
+            .iter()
+            .filter_map(|name| match name.as_str() {
+                "left" => Some(Side::Left),
+                "right" => Some(Side::Right),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+impl StateStore for DynamoStore {
+    async fn create_pairs(&self, job: &str, tree: &MergeTree) -> Result<(), StateError> {
+        // Pair records appear with their first confirmation; only the placeholder confirmations
+        // are written ahead (at most one per level).
+        for (pair, side) in tree
+            .initial_confirmations()
+            .into_iter()
+            .filter(|&(pair, _)| !tree.is_placeholder(pair))
+        {
+            self.add_confirmation(job, pair, side).await?;
+        }
+        Ok(())
+    }
+
+    async fn confirm_child(
+        &self,
+        job: &str,
+        pair: NodeId,
+        side: Side,
+    ) -> Result<BTreeSet<Side>, StateError> {
+        self.add_confirmation(job, pair, side).await
+    }
+
+    async fn claim_merge(
+        &self,
+        job: &str,
+        pair: NodeId,
+        claimant: &str,
+    ) -> Result<ClaimOutcome, StateError> {
+        let claimed = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::pair_key(job, pair)))
+            .update_expression("SET claimed_by = :claimant, expires_at = :expires")
+            .condition_expression("(attribute_not_exists(claimed_by) OR claimed_by = :claimant) AND attribute_not_exists(merged)")
+            .expression_attribute_values(":claimant", s(claimant))
+            .expression_attribute_values(":expires", self.expires())
+            .send()
+            .await;
+        match claimed {
+            Ok(_) => Ok(ClaimOutcome::Won),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                let item = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .set_key(Some(Self::pair_key(job, pair)))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                let attributes = item.item().cloned().unwrap_or_default();
+                if attributes
+                    .get("merged")
+                    .and_then(|v| v.as_bool().ok())
+                    .copied()
+                    .unwrap_or(false)
+                {
+                    Ok(ClaimOutcome::AlreadyMerged)
+                } else {
+                    let holder = attributes
+                        .get("claimed_by")
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default();
+                    Ok(ClaimOutcome::Lost { holder })
+                }
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn mark_merged(&self, job: &str, pair: NodeId, claimant: &str) -> Result<(), StateError> {
+        let marked = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::pair_key(job, pair)))
+            .update_expression("SET merged = :yes, expires_at = :expires")
+            .condition_expression("claimed_by = :claimant")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":claimant", s(claimant))
+            .expression_attribute_values(":expires", self.expires())
+            .send()
+            .await;
+        match marked {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StateError::NotClaimant {
+                    job: job.to_owned(),
+                    pair,
+                    by: claimant.to_owned(),
+                    holder: None,
+                })
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+}
+
+/// The job record's JSON is kept in one attribute (`record`), updated by read-modify-write with
+/// an optimistic `version` check, so the rules of [`apply_job_update`] are the only rules.
+impl JobStore for DynamoStore {
+    async fn create_job(&self, record: &JobRecord) -> Result<bool, StateError> {
+        let json =
+            serde_json::to_string(record).map_err(|e| StateError::Unavailable(e.to_string()))?;
+        let mut item = Self::job_key(&record.job_id);
+        item.insert("record".into(), s(json));
+        item.insert("status".into(), s(record.status.name()));
+        item.insert("version".into(), n(0));
+        item.insert("expires_at".into(), self.expires());
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn get_job(&self, job_id: &str) -> Result<Option<JobRecord>, StateError> {
+        Ok(self.read_job(job_id).await?.map(|(record, _)| record))
+    }
+
+    async fn update_job(
+        &self,
+        job_id: &str,
+        update: &JobUpdate,
+        now: u64,
+    ) -> Result<(), StateError> {
+        // Concurrent tasks update the same record; retry the optimistic write a bounded number
+        // of times (each attempt re-reads).
+        for _ in 0..50 {
+            let Some((mut record, version)) = self.read_job(job_id).await? else {
+                return Err(StateError::MissingJob {
+                    job: job_id.to_owned(),
+                });
+            };
+            apply_job_update(&mut record, update, now);
+            let json = serde_json::to_string(&record)
+                .map_err(|e| StateError::Unavailable(e.to_string()))?;
+            let written = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::job_key(job_id)))
+                .update_expression("SET #record = :record, #status = :status, #version = :next, expires_at = :expires")
+                .condition_expression("#version = :version")
+                .expression_attribute_names("#record", "record")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":record", s(json))
+                .expression_attribute_values(":status", s(record.status.name()))
+                .expression_attribute_values(":version", n(version))
+                .expression_attribute_values(":next", n(version + 1))
+                .expression_attribute_values(":expires", self.expires())
+                .send()
+                .await;
+            match written {
+                Ok(_) => return Ok(()),
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    continue
+                }
+                Err(error) => return Err(unavailable(error)),
+            }
+        }
+        Err(StateError::Unavailable(format!(
+            "job {job_id}: the record kept changing under 50 attempts to update it"
+        )))
+    }
+}
+
+impl DynamoStore {
+    async fn read_job(&self, job_id: &str) -> Result<Option<(JobRecord, u64)>, StateError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::job_key(job_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(attributes) = item.item() else {
+            return Ok(None);
+        };
+        let json = attributes
+            .get("record")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| StateError::MissingJob {
+                job: job_id.to_owned(),
+            })?;
+        let record: JobRecord = serde_json::from_str(json).map_err(|e| {
+            StateError::Unavailable(format!("job {job_id}: unreadable record: {e}"))
+        })?;
+        let version = attributes
+            .get("version")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Ok(Some((record, version)))
+    }
+}
+
+/// Is the status one a user would call final?
+pub fn is_final(status: JobStatus) -> bool {
+    matches!(status, JobStatus::Succeeded | JobStatus::Failed)
+}
+
+/// The handlers' services on AWS.
+pub type AwsServices = crate::handlers::Services<DynamoStore, S3Store, SfnStarter>;
+
+/// Builds the services from the environment: the handler configuration ([`config_from_env`]),
+/// `TREEMUX_TABLE`, `TREEMUX_TTL_DAYS` (default 7) and, for analyze,
+/// `TREEMUX_STATE_MACHINE_ARN`.
+pub async fn services_from_env() -> Result<AwsServices, String> {
+    let sdk = sdk_config().await;
+    let ttl_days: u64 = env_or("TREEMUX_TTL_DAYS", "7")
+        .parse()
+        .map_err(|_| "TREEMUX_TTL_DAYS: expected days".to_owned())?;
+    Ok(crate::handlers::Services {
+        store: DynamoStore {
+            client: aws_sdk_dynamodb::Client::new(&sdk),
+            table: env("TREEMUX_TABLE")?,
+            ttl_seconds: ttl_days * 86_400,
+        },
+        objects: S3Store {
+            client: s3_client(&sdk),
+        },
+        executions: SfnStarter {
+            client: aws_sdk_sfn::Client::new(&sdk),
+            state_machine_arn: env_or("TREEMUX_STATE_MACHINE_ARN", ""),
+        },
+        config: config_from_env()?,
+    })
+}

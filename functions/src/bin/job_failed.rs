@@ -1,0 +1,14 @@
+//! Lambda entry point: job-failed (the state machine's Catch). Wires AWS clients from the environment and serves
+//! [`treemux_functions::handlers::job_failed`].
+
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use treemux_functions::{aws, events::FailedTask, handlers};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let services = aws::services_from_env().await?;
+    run(service_fn(|event: LambdaEvent<FailedTask>| {
+        handlers::job_failed(&services, event.payload)
+    }))
+    .await
+}

@@ -1,0 +1,14 @@
+//! Lambda entry point: merge-video. Wires AWS clients from the environment and serves
+//! [`treemux_functions::handlers::merge_video`].
+
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use treemux_functions::{aws, events::MergeTask, handlers};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let services = aws::services_from_env().await?;
+    run(service_fn(|event: LambdaEvent<MergeTask>| {
+        handlers::merge_video(&services, event.payload)
+    }))
+    .await
+}

@@ -1,0 +1,95 @@
+//! `treemux-worker` (also reached as `treemux worker`): runs the handlers from SQS for the local
+//! stack or any machine, and renders the state machine definition.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::sync::Arc;
+use treemux_functions::worker::{Faults, WorkerOptions};
+use treemux_functions::{asl, aws, worker};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "treemux worker",
+    about = "Run treemux's Lambda handlers from SQS, or render the state machine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Take tasks from the task queue (and S3 upload notifications) until interrupted. Reads the
+    /// handlers' TREEMUX_* environment (see the functions crate docs).
+    Run {
+        #[arg(long, env = "TREEMUX_TASK_QUEUE_URL")]
+        task_queue_url: String,
+        #[arg(long, env = "TREEMUX_UPLOAD_QUEUE_URL")]
+        upload_queue_url: Option<String>,
+        /// Tasks at once (default: CPU cores).
+        #[arg(long, env = "TREEMUX_WORKER_CONCURRENCY")]
+        concurrency: Option<usize>,
+        /// Injected faults, e.g. `fail-once:split-and-convert:1,duplicate:merge-video`.
+        #[arg(long, env = "TREEMUX_WORKER_FAULTS", default_value = "")]
+        faults: String,
+    },
+    /// Print the definition for the local stack: Lambda tasks become SQS callback tasks.
+    RenderLocal {
+        #[arg(long)]
+        queue_url: String,
+    },
+    /// Print the definition for AWS with function ARNs `PREFIX<function>` (e.g. for linting).
+    RenderLambda {
+        #[arg(
+            long,
+            default_value = "arn:aws:lambda:us-east-1:123456789012:function:treemux-"
+        )]
+        arn_prefix: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run {
+            task_queue_url,
+            upload_queue_url,
+            concurrency,
+            faults,
+        } => {
+            let services = aws::services_from_env().await.map_err(anyhow::Error::msg)?;
+            let sdk = aws::sdk_config().await;
+            let options = WorkerOptions {
+                task_queue_url,
+                upload_queue_url,
+                concurrency: concurrency
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                faults: Faults::parse(&faults)
+                    .map_err(anyhow::Error::msg)
+                    .context("TREEMUX_WORKER_FAULTS")?,
+            };
+            worker::run(
+                Arc::new(services),
+                aws_sdk_sqs::Client::new(&sdk),
+                aws_sdk_sfn::Client::new(&sdk),
+                options,
+            )
+            .await
+        }
+        Command::RenderLocal { queue_url } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &asl::render_for_worker(&queue_url).map_err(anyhow::Error::msg)?
+                )?
+            );
+            Ok(())
+        }
+        Command::RenderLambda { arn_prefix } => {
+            let definition = asl::render_for_lambda(|function| format!("{arn_prefix}{function}"))
+                .map_err(anyhow::Error::msg)?;
+            println!("{}", serde_json::to_string_pretty(&definition)?);
+            Ok(())
+        }
+    }
+}

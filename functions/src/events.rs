@@ -1,0 +1,147 @@
+//! Payloads: the S3 event analyze receives, and the JSON each state-machine task takes and
+//! returns. Plain serde types; the fixtures under functions/tests/fixtures hold real examples.
+
+use serde::{Deserialize, Serialize};
+use treemux::steps::NextStep;
+use treemux::tree::NodeId;
+
+/// An S3 event notification (the fields treemux reads). S3 also sends a one-off
+/// `s3:TestEvent` message with no `Records` when a notification is configured; it parses as an
+/// event with no records.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct S3Event {
+    #[serde(rename = "Records", default)]
+    pub records: Vec<S3EventRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct S3EventRecord {
+    #[serde(default)]
+    pub event_name: String,
+    pub s3: S3Entity,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct S3Entity {
+    pub bucket: S3Bucket,
+    pub object: S3Object,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct S3Bucket {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Object {
+    /// URL-encoded as in every S3 event (`+` for a space).
+    pub key: String,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default, rename = "eTag")]
+    pub e_tag: Option<String>,
+    #[serde(default)]
+    pub version_id: Option<String>,
+    #[serde(default)]
+    pub sequencer: Option<String>,
+}
+
+/// What analyze did with each record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalyzeOutcome {
+    pub jobs: Vec<AnalyzedJob>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalyzedJob {
+    pub job_id: String,
+    pub bucket: String,
+    pub key: String,
+    /// `started`, or `duplicate` when the job already existed.
+    pub outcome: String,
+}
+
+/// The state machine's input, written by analyze.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionInput {
+    pub job_id: String,
+    /// Segment indices, the items of the Map.
+    pub segments: Vec<u32>,
+}
+
+/// Input of split-audio, merge-audio and job-done steps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobTask {
+    pub job_id: String,
+}
+
+/// Input of split-and-convert.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentTask {
+    pub job_id: String,
+    pub segment: u32,
+}
+
+/// Input of merge-video: the node to produce and the child whose name holds the claim (the
+/// output of the previous step, passed on as is).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeTask {
+    pub job_id: String,
+    pub node: NodeId,
+    pub child: NodeId,
+}
+
+/// Output of split-and-convert and merge-video: the job and the next step, which the state
+/// machine's Choice reads from `$.next` (`Merge`, `Done` or `MergeAudio`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepOutput {
+    pub job_id: String,
+    #[serde(flatten)]
+    pub next: NextStep,
+}
+
+/// Input of job-failed: the job and the error caught by the state machine's Catch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedTask {
+    pub job_id: String,
+    pub error: CaughtError,
+}
+
+/// What a Catch puts at its ResultPath.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaughtError {
+    #[serde(rename = "Error", default)]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+impl CaughtError {
+    /// `Error: message`, with the message taken out of a Lambda error's JSON cause.
+    pub fn describe(&self) -> String {
+        let message = serde_json::from_str::<serde_json::Value>(&self.cause)
+            .ok()
+            .and_then(|cause| {
+                cause
+                    .get("errorMessage")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| self.cause.clone());
+        if message.is_empty() {
+            self.error.clone()
+        } else {
+            format!("{}: {message}", self.error)
+        }
+    }
+}
+
+/// What merge-audio reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobDone {
+    pub job_id: String,
+    pub output: String,
+    pub bytes: u64,
+}

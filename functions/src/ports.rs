@@ -1,0 +1,143 @@
+//! Narrow ports to the outside world beside the core's state store: an object store (S3, or a
+//! local directory) and an execution starter (Step Functions, or a recorder in tests).
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Errors from an object store.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("s3://{bucket}/{key}: no such object")]
+    NotFound { bucket: String, key: String },
+    #[error("s3://{bucket}/{key}: {message}")]
+    Failed {
+        bucket: String,
+        key: String,
+        message: String,
+    },
+    #[error("{path}: {source}")]
+    Local {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Objects addressed by bucket and key.
+pub trait ObjectStore: Send + Sync {
+    /// Downloads an object to `path`; the file appears only when complete.
+    fn get_to_path(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+    ) -> impl Future<Output = Result<u64, ObjectError>> + Send;
+
+    /// Uploads the file at `path`; the object appears only when complete (S3 semantics).
+    fn put_from_path(
+        &self,
+        path: &Path,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<(), ObjectError>> + Send;
+
+    /// True when the object exists.
+    fn exists(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<bool, ObjectError>> + Send;
+}
+
+/// Starts a state-machine execution.
+pub trait ExecutionStarter: Send + Sync {
+    /// Starts execution `name` with `input`. Starting the same name with the same input again
+    /// is not an error (Step Functions treats it as the same execution).
+    fn start(&self, name: &str, input: &str) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Buckets as directories under a root: `root/bucket/key`. Used for tests and local runs.
+#[derive(Clone, Debug)]
+pub struct LocalDirStore {
+    pub root: PathBuf,
+}
+
+impl LocalDirStore {
+    fn path(&self, bucket: &str, key: &str) -> Result<PathBuf, ObjectError> {
+        let escapes = key
+            .split('/')
+            .any(|segment| segment == ".." || segment == ".")
+            || key.starts_with('/');
+        if escapes || bucket.contains('/') || bucket.is_empty() {
+            return Err(ObjectError::Failed {
+                bucket: bucket.into(),
+                key: key.into(),
+                message: "key not representable as a local path".into(),
+            });
+        }
+        Ok(self.root.join(bucket).join(key))
+    }
+}
+
+fn local(path: &Path) -> impl FnOnce(std::io::Error) -> ObjectError + '_ {
+    move |source| ObjectError::Local {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Copies `from` to `to` through a temporary name beside `to`.
+async fn copy_atomically(from: &Path, to: &Path) -> Result<u64, ObjectError> {
+    if let Some(parent) = to.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(local(parent))?;
+    }
+    let partial = to.with_extension("partial-copy");
+    let bytes = tokio::fs::copy(from, &partial).await.map_err(local(from))?;
+    tokio::fs::rename(&partial, to).await.map_err(local(to))?;
+    Ok(bytes)
+}
+
+impl ObjectStore for LocalDirStore {
+    async fn get_to_path(&self, bucket: &str, key: &str, path: &Path) -> Result<u64, ObjectError> {
+        let source = self.path(bucket, key)?;
+        if !source.is_file() {
+            return Err(ObjectError::NotFound {
+                bucket: bucket.into(),
+                key: key.into(),
+            });
+        }
+        copy_atomically(&source, path).await
+    }
+
+    async fn put_from_path(&self, path: &Path, bucket: &str, key: &str) -> Result<(), ObjectError> {
+        copy_atomically(path, &self.path(bucket, key)?)
+            .await
+            .map(|_| ())
+    }
+
+    async fn exists(&self, bucket: &str, key: &str) -> Result<bool, ObjectError> {
+        Ok(self.path(bucket, key)?.is_file())
+    }
+}
+
+/// Records started executions instead of starting them (tests).
+#[derive(Debug, Default)]
+pub struct RecordingStarter {
+    pub started: Mutex<Vec<(String, String)>>,
+}
+
+impl ExecutionStarter for RecordingStarter {
+    async fn start(&self, name: &str, input: &str) -> Result<(), String> {
+        let mut started = self
+            .started
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !started.iter().any(|(existing, _)| existing == name) {
+            started.push((name.to_owned(), input.to_owned()));
+        }
+        Ok(())
+    }
+}

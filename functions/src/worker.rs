@@ -1,0 +1,398 @@
+//! `treemux worker`: runs the Lambda handlers from SQS instead of Lambda.
+//!
+//! The local-stack state machine sends each task as an SQS message `{function, token, input}`;
+//! the worker runs the handler of that name and answers Step Functions with SendTaskSuccess
+//! (the handler's output) or SendTaskFailure (the handler's error name and message), exactly
+//! what a Lambda task would produce. It also takes S3 event notifications from an upload queue
+//! and runs analyze on them. Usable on any machine that reaches the queues.
+//!
+//! Fault injection, for tests and soak runs (`TREEMUX_WORKER_FAULTS`, comma-separated):
+//! `fail-once:FUNCTION[:SEGMENT]` answers the first matching task with `TreemuxTransient`
+//! without running it; `fail-always:FUNCTION[:SEGMENT]` answers every matching task with
+//! `TreemuxMediaFailure`; `duplicate:FUNCTION` runs every matching task twice, as a duplicated
+//! delivery would, and answers with the first result.
+
+use crate::error::HandlerError;
+use crate::events::S3Event;
+use crate::handlers::{self, Services};
+use crate::ports::{ExecutionStarter, ObjectStore};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use treemux::state::{JobStore, StateStore};
+
+/// Runs the handler called `function` on `input`.
+pub async fn dispatch<S, O, X>(
+    services: &Services<S, O, X>,
+    function: &str,
+    input: Value,
+) -> Result<Value, HandlerError>
+where
+    S: StateStore + JobStore,
+    O: ObjectStore,
+    X: ExecutionStarter,
+{
+    fn parse<T: serde::de::DeserializeOwned>(
+        function: &str,
+        input: Value,
+    ) -> Result<T, HandlerError> {
+        serde_json::from_value(input)
+            .map_err(|e| HandlerError::invalid(format!("{function}: unexpected input: {e}")))
+    }
+    fn output<T: serde::Serialize>(value: T) -> Result<Value, HandlerError> {
+        serde_json::to_value(value).map_err(|e| HandlerError::media(e.to_string()))
+    }
+    match function {
+        "analyze" => output(handlers::analyze(services, parse(function, input)?).await?),
+        "split-audio" => output(handlers::split_audio(services, parse(function, input)?).await?),
+        "split-and-convert" => {
+            output(handlers::split_and_convert(services, parse(function, input)?).await?)
+        }
+        "merge-video" => output(handlers::merge_video(services, parse(function, input)?).await?),
+        "merge-audio" => output(handlers::merge_audio(services, parse(function, input)?).await?),
+        "job-failed" => output(handlers::job_failed(services, parse(function, input)?).await?),
+        other => Err(HandlerError::invalid(format!(
+            "no function named {other:?}"
+        ))),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum FaultRule {
+    FailOnce {
+        function: String,
+        segment: Option<u32>,
+    },
+    FailAlways {
+        function: String,
+        segment: Option<u32>,
+    },
+    Duplicate {
+        function: String,
+    },
+}
+
+/// Injected faults (see the module docs).
+#[derive(Debug, Default)]
+pub struct Faults {
+    rules: Vec<FaultRule>,
+    fired: Mutex<HashSet<(String, Option<u32>)>>,
+}
+
+/// What to do with one task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultAction {
+    Run,
+    RunTwice,
+    Fail(HandlerError),
+}
+
+impl Faults {
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let mut rules = Vec::new();
+        for rule in spec.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            let parts: Vec<&str> = rule.split(':').collect();
+            let segment = match parts.get(2) {
+                Some(text) => Some(
+                    text.parse()
+                        .map_err(|_| format!("fault {rule:?}: segment must be a number"))?,
+                ),
+                None => None,
+            };
+            let function = parts
+                .get(1)
+                .map(|f| (*f).to_owned())
+                .ok_or_else(|| format!("fault {rule:?}: expected KIND:FUNCTION[:SEGMENT]"))?;
+            rules.push(match parts[0] {
+                "fail-once" => FaultRule::FailOnce { function, segment },
+                "fail-always" => FaultRule::FailAlways { function, segment },
+                "duplicate" => FaultRule::Duplicate { function },
+                kind => {
+                    return Err(format!(
+                        "fault {rule:?}: unknown kind {kind:?} (fail-once, fail-always, duplicate)"
+                    ))
+                }
+            });
+        }
+        Ok(Self {
+            rules,
+            fired: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Decides what happens to a task of `function` with `input`.
+    pub fn decide(&self, function: &str, input: &Value) -> FaultAction {
+        let segment = input
+            .get("segment")
+            .and_then(Value::as_u64)
+            .map(|s| s as u32);
+        let matches = |name: &str, wanted: &Option<u32>| {
+            name == function && (wanted.is_none() || *wanted == segment)
+        };
+        for rule in &self.rules {
+            match rule {
+                FaultRule::FailOnce {
+                    function: name,
+                    segment: wanted,
+                } if matches(name, wanted) => {
+                    let mut fired = self.fired.lock().unwrap_or_else(|p| p.into_inner());
+                    if fired.insert((function.to_owned(), segment)) {
+                        return FaultAction::Fail(HandlerError::transient(format!(
+                            "injected fault: {function} fails once"
+                        )));
+                    }
+                }
+                FaultRule::FailAlways {
+                    function: name,
+                    segment: wanted,
+                } if matches(name, wanted) => {
+                    return FaultAction::Fail(HandlerError::media(format!(
+                        "injected fault: {function} always fails"
+                    )));
+                }
+                FaultRule::Duplicate { function: name } if name == function => {
+                    return FaultAction::RunTwice
+                }
+                _ => {}
+            }
+        }
+        FaultAction::Run
+    }
+}
+
+/// Where the worker takes work from.
+#[derive(Debug)]
+pub struct WorkerOptions {
+    pub task_queue_url: String,
+    /// S3 event notifications for analyze; `None` to take tasks only.
+    pub upload_queue_url: Option<String>,
+    /// Tasks run at once.
+    pub concurrency: usize,
+    pub faults: Faults,
+}
+
+/// The longest a task may run before SQS would hand its message to someone else, in seconds
+/// (Lambda's own limit).
+const VISIBILITY_SECONDS: i32 = 900;
+
+/// Polls until interrupted (Ctrl-C or SIGTERM).
+pub async fn run<S, O, X>(
+    services: Arc<Services<S, O, X>>,
+    sqs: aws_sdk_sqs::Client,
+    sfn: aws_sdk_sfn::Client,
+    options: WorkerOptions,
+) -> anyhow::Result<()>
+where
+    S: StateStore + JobStore + 'static,
+    O: ObjectStore + 'static,
+    X: ExecutionStarter + 'static,
+{
+    let options = Arc::new(options);
+    let permits = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
+    eprintln!(
+        "worker: taking tasks from {} ({} at once)",
+        options.task_queue_url,
+        options.concurrency.max(1)
+    );
+    let shutdown = tokio::signal::ctrl_c();
+    tokio::pin!(shutdown);
+    loop {
+        let queues = std::iter::once((options.task_queue_url.clone(), true))
+            .chain(options.upload_queue_url.clone().map(|url| (url, false)));
+        for (queue, is_task) in queues {
+            let available = permits.available_permits().clamp(1, 10) as i32;
+            let received = tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                received = sqs.receive_message().queue_url(&queue).max_number_of_messages(available).wait_time_seconds(1).visibility_timeout(VISIBILITY_SECONDS).send() => received,
+            };
+            let messages = match received {
+                Ok(output) => output.messages.unwrap_or_default(),
+                Err(error) => {
+                    eprintln!(
+                        "worker: receiving from {queue}: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(error)
+                    );
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            for message in messages {
+                let permit = permits.clone().acquire_owned().await?;
+                let (services, sqs, sfn, options, queue) = (
+                    services.clone(),
+                    sqs.clone(),
+                    sfn.clone(),
+                    options.clone(),
+                    queue.clone(),
+                );
+                tokio::spawn(async move {
+                    let body = message.body().unwrap_or_default().to_owned();
+                    if is_task {
+                        handle_task(&services, &sfn, &options.faults, &body).await;
+                    } else {
+                        handle_upload(&services, &body).await;
+                    }
+                    if let Some(receipt) = message.receipt_handle() {
+                        if let Err(error) = sqs
+                            .delete_message()
+                            .queue_url(&queue)
+                            .receipt_handle(receipt)
+                            .send()
+                            .await
+                        {
+                            eprintln!(
+                                "worker: deleting a message: {}",
+                                aws_sdk_sqs::error::DisplayErrorContext(error)
+                            );
+                        }
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+/// Runs one state-machine task and answers Step Functions.
+async fn handle_task<S, O, X>(
+    services: &Services<S, O, X>,
+    sfn: &aws_sdk_sfn::Client,
+    faults: &Faults,
+    body: &str,
+) where
+    S: StateStore + JobStore,
+    O: ObjectStore,
+    X: ExecutionStarter,
+{
+    let message: Value = match serde_json::from_str(body) {
+        Ok(message) => message,
+        Err(error) => return eprintln!("worker: dropping a message that is not JSON: {error}"),
+    };
+    let (Some(function), Some(token)) = (message["function"].as_str(), message["token"].as_str())
+    else {
+        return eprintln!("worker: dropping a message without function and token");
+    };
+    let input = message["input"].clone();
+    let started = Instant::now();
+    let result = match faults.decide(function, &input) {
+        FaultAction::Fail(error) => Err(error),
+        FaultAction::Run => dispatch(services, function, input).await,
+        FaultAction::RunTwice => {
+            let first = dispatch(services, function, input.clone()).await;
+            let second = dispatch(services, function, input).await;
+            eprintln!(
+                "worker: {function} delivered twice: second run {}",
+                if second.is_ok() {
+                    "succeeded"
+                } else {
+                    "failed"
+                }
+            );
+            first
+        }
+    };
+    let job = message["input"]["job_id"].as_str().unwrap_or("-");
+    let answer = match &result {
+        Ok(output) => {
+            eprintln!(
+                "worker: {function} job={job} ok in {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
+            sfn.send_task_success()
+                .task_token(token)
+                .output(output.to_string())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws_sdk_sfn::error::DisplayErrorContext(e).to_string())
+        }
+        Err(error) => {
+            eprintln!(
+                "worker: {function} job={job} failed ({}): {}",
+                error.name(),
+                error.message
+            );
+            let cause: String = error.message.chars().take(30_000).collect();
+            sfn.send_task_failure()
+                .task_token(token)
+                .error(error.name())
+                .cause(cause)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws_sdk_sfn::error::DisplayErrorContext(e).to_string())
+        }
+    };
+    if let Err(error) = answer {
+        eprintln!("worker: answering Step Functions for {function}: {error}");
+    }
+}
+
+/// Runs analyze on an S3 event notification. Failures are recorded on the job by analyze.
+async fn handle_upload<S, O, X>(services: &Services<S, O, X>, body: &str)
+where
+    S: StateStore + JobStore,
+    O: ObjectStore,
+    X: ExecutionStarter,
+{
+    let event: S3Event = match serde_json::from_str(body) {
+        Ok(event) => event,
+        Err(error) => {
+            return eprintln!(
+                "worker: dropping an upload notification that is not an S3 event: {error}"
+            )
+        }
+    };
+    if event.records.is_empty() {
+        return; // s3:TestEvent, sent once when the notification is configured.
+    }
+    match handlers::analyze(services, event).await {
+        Ok(outcome) => {
+            for job in outcome.jobs {
+                eprintln!(
+                    "worker: analyze s3://{}/{}: job {} {}",
+                    job.bucket, job.key, job.job_id, job.outcome
+                );
+            }
+        }
+        Err(error) => eprintln!(
+            "worker: analyze failed ({}): {}",
+            error.name(),
+            error.message
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_parse_and_fire_as_documented() {
+        let faults =
+            Faults::parse("fail-once:split-and-convert:1, duplicate:merge-video").expect("parse");
+        let segment = |n: u32| serde_json::json!({"job_id": "a", "segment": n});
+        assert!(
+            matches!(faults.decide("split-and-convert", &segment(1)), FaultAction::Fail(e) if e.name() == "TreemuxTransient")
+        );
+        assert_eq!(
+            faults.decide("split-and-convert", &segment(1)),
+            FaultAction::Run,
+            "only once"
+        );
+        assert_eq!(
+            faults.decide("split-and-convert", &segment(2)),
+            FaultAction::Run
+        );
+        assert_eq!(
+            faults.decide("merge-video", &serde_json::json!({})),
+            FaultAction::RunTwice
+        );
+        assert!(Faults::parse("explode:x").is_err());
+        let always = Faults::parse("fail-always:merge-audio").expect("parse");
+        assert!(
+            matches!(always.decide("merge-audio", &serde_json::json!({})), FaultAction::Fail(e) if e.name() == "TreemuxMediaFailure")
+        );
+    }
+}

@@ -1,0 +1,327 @@
+//! Each handler on real event JSON (fixtures as S3 and Step Functions send them), with the
+//! in-memory state store, a local-directory object store and a recording execution starter; and
+//! the whole job driven the way the state machine drives it.
+
+use std::path::{Path, PathBuf};
+use treemux::media::verify::{verify, VerifyOptions};
+use treemux::plan::PlanOptions;
+use treemux::settings::{EncodeSettings, VideoCodec};
+use treemux::state::{InMemoryStateStore, JobStatus, JobStore};
+use treemux::steps::NextStep;
+use treemux_functions::events::{
+    ExecutionInput, FailedTask, JobTask, MergeTask, S3Event, SegmentTask,
+};
+use treemux_functions::handlers::{self, Config, Services};
+use treemux_functions::ports::{LocalDirStore, ObjectStore, RecordingStarter};
+
+type TestServices = Services<InMemoryStateStore, LocalDirStore, RecordingStarter>;
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
+    .expect("fixture")
+}
+
+fn sample(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../samples")
+        .join(name)
+}
+
+/// Services over a temporary directory holding the "buckets" and the scratch root, with the
+/// fixture's upload in place.
+fn services(dir: &Path, upload: &str) -> TestServices {
+    let objects = LocalDirStore {
+        root: dir.join("buckets"),
+    };
+    let target = objects.root.join("treemux-input/uploads/café clip.webm");
+    std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+    std::fs::copy(sample(upload), &target).expect("upload");
+    let mut settings = EncodeSettings::new(VideoCodec::H264);
+    settings.preset = "veryfast".into();
+    Services {
+        store: InMemoryStateStore::new(),
+        objects,
+        executions: RecordingStarter::default(),
+        config: Config {
+            scratch_root: dir.join("efs"),
+            output_bucket: "treemux-output".into(),
+            output_prefix: "transcoded/".into(),
+            settings,
+            plan: PlanOptions {
+                max_segments: 4,
+                min_segment_seconds: 1.0,
+                ..PlanOptions::default()
+            },
+        },
+    }
+}
+
+fn started_input(services: &TestServices) -> ExecutionInput {
+    let started = services.executions.started.lock().expect("lock");
+    assert_eq!(started.len(), 1, "one execution started");
+    serde_json::from_str(&started[0].1).expect("execution input")
+}
+
+/// Runs the job the way the state machine does: audio beside the segments, each segment task
+/// climbing while it wins merges, then merge-audio. Returns the tasks that merged.
+async fn drive(services: &TestServices, input: &ExecutionInput) -> Vec<MergeTask> {
+    let job = JobTask {
+        job_id: input.job_id.clone(),
+    };
+    handlers::split_audio(services, job.clone())
+        .await
+        .expect("split-audio");
+    let mut merges = Vec::new();
+    let mut audio_ready = 0;
+    for &segment in input.segments.iter().rev() {
+        let mut step = handlers::split_and_convert(
+            services,
+            SegmentTask {
+                job_id: input.job_id.clone(),
+                segment,
+            },
+        )
+        .await
+        .expect("split-and-convert");
+        while let NextStep::Merge { node, child } = step.next {
+            let task = MergeTask {
+                job_id: input.job_id.clone(),
+                node,
+                child,
+            };
+            merges.push(task.clone());
+            step = handlers::merge_video(services, task)
+                .await
+                .expect("merge-video");
+        }
+        if step.next == NextStep::MergeAudio {
+            audio_ready += 1;
+        }
+    }
+    assert_eq!(audio_ready, 1, "exactly one task reaches the root");
+    handlers::merge_audio(services, job)
+        .await
+        .expect("merge-audio");
+    merges
+}
+
+#[tokio::test]
+async fn analyze_the_real_s3_event_then_run_the_whole_job() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let services = services(dir.path(), "06_bbb_vp9_opus_320x180.webm");
+    let event: S3Event = serde_json::from_str(&fixture("s3-object-created.json")).expect("event");
+    let outcome = handlers::analyze(&services, event.clone())
+        .await
+        .expect("analyze");
+    assert_eq!(outcome.jobs.len(), 1);
+    assert_eq!(
+        outcome.jobs[0].key, "uploads/café clip.webm",
+        "the key is URL-decoded"
+    );
+    assert_eq!(outcome.jobs[0].outcome, "started");
+    let input = started_input(&services);
+    assert_eq!(input.segments, vec![0, 1, 2, 3]);
+
+    // The same event again starts nothing.
+    let again = handlers::analyze(&services, event)
+        .await
+        .expect("analyze again");
+    assert_eq!(again.jobs[0].outcome, "duplicate");
+    assert_eq!(services.executions.started.lock().expect("lock").len(), 1);
+
+    let merges = drive(&services, &input).await;
+    assert_eq!(merges.len(), 3, "4 segments, 3 merges");
+    let record = services
+        .store
+        .get_job(&input.job_id)
+        .await
+        .expect("read")
+        .expect("record");
+    assert_eq!(record.status, JobStatus::Succeeded);
+    assert_eq!(
+        (
+            record.segments_done.len(),
+            record.merges_done.len(),
+            record.merge_runs
+        ),
+        (4, 3, 3)
+    );
+    for stage in ["analyze", "split_audio", "convert", "merge", "merge_audio"] {
+        assert!(
+            record.stage_seconds.get(stage).is_some_and(|s| *s > 0.0),
+            "stage {stage} timed: {:?}",
+            record.stage_seconds
+        );
+    }
+    assert_eq!(
+        record.output,
+        "s3://treemux-output/transcoded/uploads/café clip.mp4"
+    );
+    let output = dir
+        .path()
+        .join("buckets/treemux-output/transcoded/uploads/café clip.mp4");
+    let report = verify(
+        &sample("06_bbb_vp9_opus_320x180.webm"),
+        &output,
+        &VerifyOptions::default(),
+    )
+    .expect("verify");
+    assert!(
+        report.passed(),
+        "{:?}",
+        report.failures().collect::<Vec<_>>()
+    );
+    assert!(
+        !dir.path().join("efs/jobs").join(&input.job_id).exists(),
+        "scratch removed"
+    );
+}
+
+#[tokio::test]
+async fn the_s3_test_event_starts_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let services = services(dir.path(), "06_bbb_vp9_opus_320x180.webm");
+    let event: S3Event =
+        serde_json::from_str(&fixture("s3-test-event.json")).expect("a test event parses");
+    let outcome = handlers::analyze(&services, event).await.expect("analyze");
+    assert!(outcome.jobs.is_empty());
+    assert!(services.executions.started.lock().expect("lock").is_empty());
+}
+
+#[tokio::test]
+async fn a_bad_upload_fails_the_job_with_its_cause() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let services = services(dir.path(), "06_bbb_vp9_opus_320x180.webm");
+    let upload = dir
+        .path()
+        .join("buckets/treemux-input/uploads/café clip.webm");
+    std::fs::write(&upload, "not a video").expect("overwrite upload");
+    let event: S3Event = serde_json::from_str(&fixture("s3-object-created.json")).expect("event");
+    let error = handlers::analyze(&services, event)
+        .await
+        .expect_err("a text file is not a video");
+    assert_eq!(error.name(), "TreemuxInvalidInput");
+    assert!(
+        error
+            .message
+            .contains("s3://treemux-input/uploads/café clip.webm"),
+        "{}",
+        error.message
+    );
+    let outcome_job = treemux_functions::job::job_id(
+        "treemux-input",
+        "uploads/café clip.webm",
+        "096fKKXTRTtl3on89fVO.nfljtsv6qko",
+    );
+    let record = services
+        .store
+        .get_job(&outcome_job)
+        .await
+        .expect("read")
+        .expect("record");
+    assert_eq!(record.status, JobStatus::Failed);
+    assert!(
+        record
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("not a media file")),
+        "{:?}",
+        record.error
+    );
+    assert!(
+        services.executions.started.lock().expect("lock").is_empty(),
+        "no execution for a bad upload"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&upload).ok().as_deref(),
+        Some("not a video"),
+        "the upload is untouched"
+    );
+    assert!(!services
+        .objects
+        .exists("treemux-output", "transcoded/uploads/café clip.mp4")
+        .await
+        .expect("exists"));
+}
+
+/// The Step Functions task fixtures, with the job id of a real analyzed job substituted, run
+/// through split-and-convert, merge-video (a retried task walks on instead of merging twice)
+/// and job-failed.
+#[tokio::test]
+async fn state_machine_task_fixtures() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let services = services(dir.path(), "06_bbb_vp9_opus_320x180.webm");
+    let event: S3Event = serde_json::from_str(&fixture("s3-object-created.json")).expect("event");
+    handlers::analyze(&services, event).await.expect("analyze");
+    let job_id = started_input(&services).job_id;
+    let task = |name: &str| fixture(name).replace("JOB_ID", &job_id);
+
+    let first = handlers::split_and_convert(
+        &services,
+        SegmentTask {
+            job_id: job_id.clone(),
+            segment: 0,
+        },
+    )
+    .await
+    .expect("segment 0");
+    assert_eq!(first.next, NextStep::Done, "its sibling is not finished");
+    let convert: SegmentTask =
+        serde_json::from_str(&task("task-split-and-convert.json")).expect("task");
+    let second = handlers::split_and_convert(&services, convert)
+        .await
+        .expect("segment 1");
+    let merge: MergeTask = serde_json::from_str(&task("task-merge-video.json")).expect("task");
+    assert_eq!(
+        second.next,
+        NextStep::Merge {
+            node: merge.node,
+            child: merge.child
+        },
+        "the fixture is what the handler returns"
+    );
+    assert_eq!(
+        serde_json::to_value(&second).expect("json")["next"],
+        "Merge"
+    );
+
+    let merged = handlers::merge_video(&services, merge.clone())
+        .await
+        .expect("merge");
+    assert_eq!(merged.next, NextStep::Done, "the other half is not done");
+    let repeated = handlers::merge_video(&services, merge)
+        .await
+        .expect("a retried merge");
+    assert_eq!(repeated.next, NextStep::Done);
+    let record = services
+        .store
+        .get_job(&job_id)
+        .await
+        .expect("read")
+        .expect("record");
+    assert_eq!(record.merges_done.len(), 1);
+
+    let failed: FailedTask = serde_json::from_str(&task("task-job-failed.json")).expect("task");
+    handlers::job_failed(&services, failed)
+        .await
+        .expect("job-failed");
+    let record = services
+        .store
+        .get_job(&job_id)
+        .await
+        .expect("read")
+        .expect("record");
+    assert_eq!(record.status, JobStatus::Failed);
+    assert_eq!(
+        record.error.as_deref(),
+        Some("TreemuxMediaFailure: encoder libx264 failed: Invalid argument")
+    );
+    assert!(
+        !dir.path().join("efs/jobs").join(&job_id).exists(),
+        "scratch removed"
+    );
+}
