@@ -109,31 +109,36 @@ pub struct FailedTask {
     pub error: CaughtError,
 }
 
-/// What a Catch puts at its ResultPath.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What a Catch puts at its ResultPath. Either field may be missing or null.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaughtError {
     #[serde(rename = "Error", default)]
-    pub error: String,
+    pub error: Option<String>,
     #[serde(rename = "Cause", default)]
-    pub cause: String,
+    pub cause: Option<String>,
 }
 
 impl CaughtError {
     /// `Error: message`, with the message taken out of a Lambda error's JSON cause.
     pub fn describe(&self) -> String {
-        let message = serde_json::from_str::<serde_json::Value>(&self.cause)
+        let error = self
+            .error
+            .clone()
+            .unwrap_or_else(|| "UnknownError".to_owned());
+        let cause = self.cause.clone().unwrap_or_default();
+        let message = serde_json::from_str::<serde_json::Value>(&cause)
             .ok()
-            .and_then(|cause| {
-                cause
+            .and_then(|parsed| {
+                parsed
                     .get("errorMessage")
                     .and_then(|m| m.as_str())
                     .map(str::to_owned)
             })
-            .unwrap_or_else(|| self.cause.clone());
+            .unwrap_or(cause);
         if message.is_empty() {
-            self.error.clone()
+            error
         } else {
-            format!("{}: {message}", self.error)
+            format!("{error}: {message}")
         }
     }
 }

@@ -82,6 +82,52 @@ async fn read_manifest(config: &Config, job_id: &str) -> Result<JobManifest, Han
         .map_err(|e| HandlerError::media(format!("{}: unreadable manifest: {e}", path.display())))
 }
 
+/// Fails fast when the job already failed (another task's permanent error, or the Catch), so no
+/// task keeps working, or retrying, on a dead job.
+async fn ensure_active<S: JobStore>(store: &S, job_id: &str) -> Result<(), HandlerError> {
+    match store.get_job(job_id).await? {
+        None => Err(HandlerError::invalid(format!(
+            "job {job_id}: no job record"
+        ))),
+        Some(job) if job.status == JobStatus::Failed => Err(HandlerError::media(format!(
+            "job {job_id} already failed: {}",
+            job.error.unwrap_or_default()
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Records a permanent task failure on the job (the first cause is kept), so the job record
+/// says why even where the orchestrator does not pass causes on. Transient errors are retried
+/// and not recorded.
+pub async fn record_failure<S: JobStore>(store: &S, job_id: &str, error: &HandlerError) {
+    if error.kind != treemux::ErrorKind::Transient
+        && job_id.bytes().all(|b| b.is_ascii_hexdigit())
+        && !job_id.is_empty()
+    {
+        let failure = JobUpdate::Failed {
+            error: format!("{}: {}", error.name(), error.message),
+        };
+        let _ = store.update_job(job_id, &failure, now()).await;
+    }
+}
+
+/// Runs a task handler's body after [`ensure_active`] and records a permanent failure.
+async fn task<S: JobStore, T>(
+    store: &S,
+    job_id: &str,
+    body: impl std::future::Future<Output = Result<T, HandlerError>>,
+) -> Result<T, HandlerError> {
+    let result = match ensure_active(store, job_id).await {
+        Ok(()) => body.await,
+        Err(error) => return Err(error),
+    };
+    if let Err(error) = &result {
+        record_failure(store, job_id, error).await;
+    }
+    result
+}
+
 async fn write_atomically(path: &Path, bytes: Vec<u8>) -> Result<(), HandlerError> {
     let partial = path.with_extension("partial");
     tokio::fs::write(&partial, bytes)
@@ -292,6 +338,17 @@ pub async fn split_audio<S, O, X>(
 where
     S: StateStore + JobStore,
 {
+    let job_id = task.job_id.clone();
+    self::task(&services.store, &job_id, split_audio_body(services, task)).await
+}
+
+async fn split_audio_body<S, O, X>(
+    services: &Services<S, O, X>,
+    task: JobTask,
+) -> Result<JobTask, HandlerError>
+where
+    S: StateStore + JobStore,
+{
     let started = Instant::now();
     let manifest = read_manifest(&services.config, &task.job_id).await?;
     let path = JobPaths::new(&services.config.scratch_root, &task.job_id).audio();
@@ -324,6 +381,22 @@ pub async fn split_and_convert<S, O, X>(
 where
     S: StateStore + JobStore,
 {
+    let job_id = task.job_id.clone();
+    self::task(
+        &services.store,
+        &job_id,
+        split_and_convert_body(services, task),
+    )
+    .await
+}
+
+async fn split_and_convert_body<S, O, X>(
+    services: &Services<S, O, X>,
+    task: SegmentTask,
+) -> Result<StepOutput, HandlerError>
+where
+    S: StateStore + JobStore,
+{
     let manifest = read_manifest(&services.config, &task.job_id).await?;
     let segment = *manifest
         .plan
@@ -335,19 +408,23 @@ where
     let leaf = NodeId::leaf(task.segment);
     let path = JobPaths::new(&services.config.scratch_root, &task.job_id).node(leaf);
     let tree = manifest.tree;
-    let report = blocking(move || {
-        convert::convert_segment(&manifest.info, &segment, &manifest.settings, &path, &|_| {})
-            .map_err(HandlerError::from)
-    })
-    .await?;
-    let update = JobUpdate::SegmentDone {
-        index: task.segment,
-        seconds: report.seconds,
-    };
-    services
-        .store
-        .update_job(&task.job_id, &update, now())
+    // A segment file is committed atomically and kept until the job ends, so a repeated task
+    // (a retry after a lost answer, or a duplicate delivery) finds it and does not encode again.
+    if !path.is_file() {
+        let report = blocking(move || {
+            convert::convert_segment(&manifest.info, &segment, &manifest.settings, &path, &|_| {})
+                .map_err(HandlerError::from)
+        })
         .await?;
+        let update = JobUpdate::SegmentDone {
+            index: task.segment,
+            seconds: report.seconds,
+        };
+        services
+            .store
+            .update_job(&task.job_id, &update, now())
+            .await?;
+    }
     let next = after_node_finished(&services.store, &task.job_id, &tree, leaf).await?;
     Ok(StepOutput {
         job_id: task.job_id,
@@ -358,6 +435,17 @@ where
 /// merge-video: produce `node` from its children (concatenation, or a rename when the right
 /// child is a placeholder), mark it merged, and decide what comes next.
 pub async fn merge_video<S, O, X>(
+    services: &Services<S, O, X>,
+    task: MergeTask,
+) -> Result<StepOutput, HandlerError>
+where
+    S: StateStore + JobStore,
+{
+    let job_id = task.job_id.clone();
+    self::task(&services.store, &job_id, merge_video_body(services, task)).await
+}
+
+async fn merge_video_body<S, O, X>(
     services: &Services<S, O, X>,
     task: MergeTask,
 ) -> Result<StepOutput, HandlerError>
@@ -424,8 +512,10 @@ where
         .store
         .update_job(&task.job_id, &update, now())
         .await?;
-    if kind == MergeKind::Concat {
-        // The children are no longer needed once the merge is recorded.
+    if kind == MergeKind::Concat && task.node.level > 1 {
+        // Merged children are no longer needed once the merge is recorded. Segment files
+        // (level 0) stay until the job ends: they are what makes a repeated split-and-convert
+        // skip its encode.
         for child in tree
             .children(task.node)
             .into_iter()
@@ -444,6 +534,18 @@ where
 /// merge-audio: mux the root with the audio, upload the result, mark the job SUCCEEDED and
 /// remove its scratch files.
 pub async fn merge_audio<S, O, X>(
+    services: &Services<S, O, X>,
+    task: JobTask,
+) -> Result<JobDone, HandlerError>
+where
+    S: StateStore + JobStore,
+    O: ObjectStore,
+{
+    let job_id = task.job_id.clone();
+    self::task(&services.store, &job_id, merge_audio_body(services, task)).await
+}
+
+async fn merge_audio_body<S, O, X>(
     services: &Services<S, O, X>,
     task: JobTask,
 ) -> Result<JobDone, HandlerError>

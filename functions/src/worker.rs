@@ -189,6 +189,7 @@ where
     X: ExecutionStarter + 'static,
 {
     let options = Arc::new(options);
+    let in_flight = Arc::new(InFlight::default());
     let permits = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
     eprintln!(
         "worker: taking tasks from {} ({} at once)",
@@ -219,16 +220,20 @@ where
             };
             for message in messages {
                 let permit = permits.clone().acquire_owned().await?;
-                let (services, sqs, sfn, options, queue) = (
+                let (services, sqs, sfn, options, queue, in_flight) = (
                     services.clone(),
                     sqs.clone(),
                     sfn.clone(),
                     options.clone(),
                     queue.clone(),
+                    in_flight.clone(),
                 );
                 tokio::spawn(async move {
                     let body = message.body().unwrap_or_default().to_owned();
                     if is_task {
+                        // The same task delivered again while it still runs waits for it, then
+                        // finds its work done, instead of redoing it alongside.
+                        let _same_task = in_flight.lock(&task_key(&body)).await;
                         handle_task(&services, &sfn, &options.faults, &body).await;
                     } else {
                         handle_upload(&services, &body).await;
@@ -254,6 +259,33 @@ where
     }
 }
 
+/// Locks keyed by task (function and input), for tasks that run now.
+#[derive(Debug, Default)]
+struct InFlight {
+    locks: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl InFlight {
+    async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_owned())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+}
+
+/// What makes two task messages the same task: the function and its input (not the token).
+fn task_key(body: &str) -> String {
+    serde_json::from_str::<Value>(body).map_or_else(
+        |_| body.to_owned(),
+        |message| format!("{}:{}", message["function"], message["input"]),
+    )
+}
+
 /// Runs one state-machine task and answers Step Functions.
 async fn handle_task<S, O, X>(
     services: &Services<S, O, X>,
@@ -276,7 +308,13 @@ async fn handle_task<S, O, X>(
     let input = message["input"].clone();
     let started = Instant::now();
     let result = match faults.decide(function, &input) {
-        FaultAction::Fail(error) => Err(error),
+        FaultAction::Fail(error) => {
+            // As the handler itself would: a permanent failure is recorded on the job.
+            if let Some(job_id) = input["job_id"].as_str() {
+                handlers::record_failure(&services.store, job_id, &error).await;
+            }
+            Err(error)
+        }
         FaultAction::Run => dispatch(services, function, input).await,
         FaultAction::RunTwice => {
             let first = dispatch(services, function, input.clone()).await;

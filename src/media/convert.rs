@@ -157,9 +157,12 @@ fn encode_pass(
                       encoder: &mut SegmentEncoder,
                       muxer: &mut ffmpeg::format::context::Output|
      -> Result<bool, PassError> {
+        // The frame's own pts first: the plan's cuts are packet pts, and the best-effort
+        // timestamp is a heuristic that depends on what was decoded before (so it could differ
+        // between a segment decoded after a seek and the same frames decoded from the start).
         let Some(pts) = frame
-            .timestamp()
-            .or(frame.pts())
+            .pts()
+            .or(frame.timestamp())
             .or(last_pts.map(|p| p + 1))
         else {
             return Err(MediaError::Unsupported {

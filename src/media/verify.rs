@@ -642,3 +642,37 @@ impl DecodedFrames {
         }
     }
 }
+
+/// A hash of each decoded video frame of `path` (all planes, in presentation order): two
+/// encodes are the same video exactly when these lists are equal. Hashes are stable within one
+/// build of treemux.
+pub fn decoded_frame_hashes(path: &Path) -> Result<Vec<u64>, VerifyError> {
+    use std::hash::{Hash, Hasher};
+    util::init();
+    let info = probe(path)?;
+    let mut frames = DecodedFrames::open(&info)?;
+    let mut hashes = Vec::new();
+    while let Some(frame) = frames.next()? {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (frame.width(), frame.height(), frame.format() as i32).hash(&mut hasher);
+        for plane in 0..frame.planes() {
+            // Only the picture's bytes: row padding up to the stride is undefined.
+            // SAFETY: av_image_get_linesize only computes from its arguments.
+            let row_bytes = unsafe {
+                ffmpeg::ffi::av_image_get_linesize(
+                    frame.format().into(),
+                    frame.width() as i32,
+                    plane as i32,
+                )
+            };
+            let row_bytes = (row_bytes.max(0) as usize).min(frame.stride(plane));
+            let data = frame.data(plane);
+            for row in 0..frame.plane_height(plane) as usize {
+                let start = row * frame.stride(plane);
+                data[start..start + row_bytes].hash(&mut hasher);
+            }
+        }
+        hashes.push(hasher.finish());
+    }
+    Ok(hashes)
+}
