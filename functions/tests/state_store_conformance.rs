@@ -1,0 +1,304 @@
+//! One suite for every state-store implementation: the in-memory store always, DynamoDB on the
+//! local stack when it runs (required in CI).
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use std::collections::BTreeSet;
+use treemux::state::{
+    ClaimOutcome, InMemoryStateStore, JobRecord, JobStatus, JobStore, JobUpdate, StateError,
+    StateStore,
+};
+use treemux::steps::{after_node_finished, mark_merged, NextStep};
+use treemux::tree::{MergeTree, NodeId, Side};
+use treemux_functions::aws::DynamoStore;
+
+fn record(job_id: &str) -> JobRecord {
+    JobRecord {
+        job_id: job_id.to_owned(),
+        status: JobStatus::Created,
+        source: "s3://in/a.mp4".into(),
+        output: "s3://out/a.mp4".into(),
+        segments: 5,
+        merges: 4,
+        segments_done: BTreeSet::new(),
+        merges_done: BTreeSet::new(),
+        merge_runs: 0,
+        stage_seconds: Default::default(),
+        error: None,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+/// The contract, exercised through the trait only.
+async fn conformance<S: StateStore + JobStore>(store: &S, job: &str) {
+    // Jobs: created once, updated by rules that tolerate repeats.
+    assert!(store.create_job(&record(job)).await.expect("create"));
+    assert!(
+        !store.create_job(&record(job)).await.expect("create again"),
+        "a second create is refused"
+    );
+    store
+        .update_job(job, &JobUpdate::Running, 2)
+        .await
+        .expect("running");
+    for _ in 0..2 {
+        store
+            .update_job(
+                job,
+                &JobUpdate::SegmentDone {
+                    index: 3,
+                    seconds: 1.5,
+                },
+                3,
+            )
+            .await
+            .expect("segment");
+    }
+    store
+        .update_job(
+            job,
+            &JobUpdate::Merged {
+                node: NodeId { level: 1, index: 0 },
+                seconds: 0.5,
+            },
+            4,
+        )
+        .await
+        .expect("merged");
+    store
+        .update_job(
+            job,
+            &JobUpdate::Failed {
+                error: "TreemuxMediaFailure: first".into(),
+            },
+            5,
+        )
+        .await
+        .expect("failed");
+    store
+        .update_job(
+            job,
+            &JobUpdate::Failed {
+                error: "States.Generic: later".into(),
+            },
+            6,
+        )
+        .await
+        .expect("failed again");
+    let read = store.get_job(job).await.expect("get").expect("exists");
+    assert_eq!(read.status, JobStatus::Failed);
+    assert_eq!(
+        read.error.as_deref(),
+        Some("TreemuxMediaFailure: first"),
+        "the first cause is kept"
+    );
+    assert_eq!(
+        read.segments_done,
+        BTreeSet::from([3]),
+        "a repeated confirmation counts once"
+    );
+    assert_eq!(read.merge_runs, 1);
+    assert_eq!(read.stage_seconds.get("convert"), Some(&3.0));
+    assert!(store
+        .get_job(&format!("{job}-missing"))
+        .await
+        .expect("get")
+        .is_none());
+    assert!(matches!(
+        store
+            .update_job(&format!("{job}-missing"), &JobUpdate::Running, 1)
+            .await,
+        Err(StateError::MissingJob { .. })
+    ));
+
+    // Pairs: five real segments, three placeholders.
+    let tree = MergeTree::new(5);
+    store.create_pairs(job, &tree).await.expect("pairs");
+    store.create_pairs(job, &tree).await.expect("pairs again");
+    let pair = NodeId { level: 1, index: 0 };
+    assert_eq!(
+        store
+            .confirm_child(job, pair, Side::Left)
+            .await
+            .expect("confirm"),
+        BTreeSet::from([Side::Left])
+    );
+    assert_eq!(
+        store
+            .confirm_child(job, pair, Side::Left)
+            .await
+            .expect("confirm"),
+        BTreeSet::from([Side::Left]),
+        "idempotent"
+    );
+    assert_eq!(
+        store
+            .confirm_child(job, pair, Side::Right)
+            .await
+            .expect("confirm"),
+        BTreeSet::from([Side::Left, Side::Right])
+    );
+    assert_eq!(
+        store.claim_merge(job, pair, "a").await.expect("claim"),
+        ClaimOutcome::Won
+    );
+    assert_eq!(
+        store.claim_merge(job, pair, "a").await.expect("claim"),
+        ClaimOutcome::Won,
+        "the holder may claim again"
+    );
+    assert_eq!(
+        store.claim_merge(job, pair, "b").await.expect("claim"),
+        ClaimOutcome::Lost { holder: "a".into() }
+    );
+    assert!(
+        store.mark_merged(job, pair, "b").await.is_err(),
+        "only the holder marks"
+    );
+    store.mark_merged(job, pair, "a").await.expect("mark");
+    assert_eq!(
+        store.claim_merge(job, pair, "a").await.expect("claim"),
+        ClaimOutcome::AlreadyMerged
+    );
+
+    // The placeholder confirmations are in place: leaf 4's parent has its right side already.
+    let with_placeholder = NodeId { level: 1, index: 2 };
+    assert_eq!(
+        store
+            .confirm_child(job, with_placeholder, Side::Left)
+            .await
+            .expect("confirm"),
+        BTreeSet::from([Side::Left, Side::Right])
+    );
+
+    // A whole tree through the shared step logic, leaves finishing out of order.
+    let walk = format!("{job}-walk");
+    store.create_pairs(&walk, &tree).await.expect("pairs");
+    let mut merges = 0;
+    let mut roots = 0;
+    for leaf in [3, 0, 4, 2, 1] {
+        let mut finished = NodeId::leaf(leaf);
+        loop {
+            match after_node_finished(store, &walk, &tree, finished)
+                .await
+                .expect("step")
+            {
+                NextStep::Merge { node, child } => {
+                    merges += 1;
+                    mark_merged(store, &walk, node, child).await.expect("mark");
+                    finished = node;
+                }
+                NextStep::MergeAudio => {
+                    roots += 1;
+                    break;
+                }
+                NextStep::Done => break,
+            }
+        }
+    }
+    // 5 segments in an 8-leaf tree: 7 pairs, one all-placeholder; 4 concatenations, 2 renames.
+    assert_eq!(
+        (merges, roots),
+        (6, 1),
+        "every real pair merged once, the root once"
+    );
+}
+
+#[tokio::test]
+async fn in_memory_store() {
+    conformance(&InMemoryStateStore::new(), "0a1b").await;
+}
+
+#[tokio::test]
+async fn dynamodb_store_on_the_local_stack() {
+    let endpoint = std::env::var("TREEMUX_LOCAL_STACK_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:5055".into());
+    let up = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("{endpoint}/moto-api/"),
+        ])
+        .output()
+        .is_ok_and(|o| o.stdout == b"200");
+    if !up {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "CI runs the local stack (scripts/local-stack up)"
+        );
+        eprintln!("skipped: no local stack at {endpoint}");
+        return;
+    }
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let table = format!("conformance-{}", std::process::id());
+    client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attr"),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("sk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attr"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("sk")
+                .key_type(KeyType::Range)
+                .build()
+                .expect("key"),
+        )
+        .send()
+        .await
+        .expect("create table");
+    let store = DynamoStore {
+        client: client.clone(),
+        table: table.clone(),
+        ttl_seconds: 3600,
+    };
+    conformance(&store, "0a1b").await;
+    // Every item carries a TTL.
+    let items = client
+        .scan()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("scan")
+        .items
+        .unwrap_or_default();
+    assert!(items.len() >= 5, "{} items", items.len());
+    assert!(
+        items
+            .iter()
+            .all(|item| item.get("expires_at").and_then(|v| v.as_n().ok()).is_some()),
+        "an item without TTL"
+    );
+}
