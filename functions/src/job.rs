@@ -14,6 +14,18 @@ use treemux::settings::EncodeSettings;
 use treemux::tree::{MergeTree, NodeId};
 
 /// The id of the job for one uploaded object version: 24 hex digits of a SHA-256.
+///
+/// ```
+/// use treemux_functions::job::{decode_event_key, job_id, JobPaths};
+///
+/// let key = decode_event_key("uploads/..%2F..%2Fescape+me.mp4").unwrap();
+/// assert_eq!(key, "uploads/../../escape me.mp4");
+/// let id = job_id("treemux-input", &key, "3HL4kqtJlcpXroDTDmjVBH40Nrjfkd");
+/// assert_eq!(id, job_id("treemux-input", &key, "3HL4kqtJlcpXroDTDmjVBH40Nrjfkd"), "a duplicate event is the same job");
+/// // Scratch paths are built from the id alone, never from the key.
+/// let paths = JobPaths::new(std::path::Path::new("/mnt/efs"), &id);
+/// assert!(paths.manifest().starts_with("/mnt/efs/jobs"));
+/// ```
 pub fn job_id(bucket: &str, key: &str, version: &str) -> String {
     let mut hash = Sha256::new();
     for part in [bucket, key, version] {

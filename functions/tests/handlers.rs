@@ -69,9 +69,10 @@ fn started_input(services: &TestServices) -> ExecutionInput {
 /// Runs the job the way the state machine does: audio beside the segments, each segment task
 /// climbing while it wins merges, then merge-audio. Returns the tasks that merged.
 async fn drive(services: &TestServices, input: &ExecutionInput) -> Vec<MergeTask> {
-    let job = JobTask {
-        job_id: input.job_id.clone(),
-    };
+    // split-audio and merge-audio take the job as Step Functions passes it (fixture).
+    let job: JobTask =
+        serde_json::from_str(&fixture("task-job.json").replace("JOB_ID", &input.job_id))
+            .expect("task");
     handlers::split_audio(services, job.clone())
         .await
         .expect("split-audio");
