@@ -562,9 +562,12 @@ async fn a_duplicate_event_starts_no_second_job() {
         .send()
         .await
         .expect("send");
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stack.worker_log().contains(" duplicate") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(
-        stack.worker_log().contains("duplicate"),
+        stack.worker_log().contains(" duplicate"),
         "the worker saw the duplicate:\n{}",
         stack.worker_log()
     );
