@@ -161,8 +161,9 @@ pub fn extract_audio(
     };
 
     let mut packets = 0u64;
-    let mut packet = ffmpeg::Packet::empty();
     loop {
+        // A fresh packet per read: `Packet::read` does not release the previous one.
+        let mut packet = ffmpeg::Packet::empty();
         match packet.read(&mut input) {
             Ok(()) => {}
             Err(ffmpeg::Error::Eof) => break,

@@ -197,8 +197,9 @@ fn encode_pass(
         Ok(false)
     };
 
-    let mut packet = ffmpeg::Packet::empty();
     'read: loop {
+        // A fresh packet per read: `Packet::read` does not release the previous one.
+        let mut packet = ffmpeg::Packet::empty();
         match packet.read(&mut input) {
             Ok(()) => {}
             Err(ffmpeg::Error::Eof) => break,

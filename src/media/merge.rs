@@ -95,8 +95,9 @@ pub fn concat_segments(
     let mut written = 0usize;
     for path in [left, right] {
         let mut input = util::open_input(path)?;
-        let mut packet = ffmpeg::Packet::empty();
         loop {
+            // A fresh packet per read: `Packet::read` does not release the previous one.
+            let mut packet = ffmpeg::Packet::empty();
             match packet.read(&mut input) {
                 Ok(()) => {}
                 Err(ffmpeg::Error::Eof) => break,

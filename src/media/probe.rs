@@ -301,11 +301,12 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
     let mut frames: Vec<FrameInfo> = Vec::new();
     let mut last_duration = 0i64;
     let mut max_pts = i64::MIN;
-    let mut packet = ffmpeg::Packet::empty();
     let mut first_key_packet: Option<ffmpeg::Packet> = None;
     let mut corrupt_in_a_row = 0u32;
     let mut video_packets = 0u64;
     loop {
+        // A fresh packet per read: `Packet::read` does not release the previous one.
+        let mut packet = ffmpeg::Packet::empty();
         match packet.read(&mut input) {
             Ok(()) => corrupt_in_a_row = 0,
             Err(ffmpeg::Error::Eof) => break,

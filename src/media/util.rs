@@ -237,8 +237,9 @@ pub(crate) fn read_packet_pts(
     input: &mut ffmpeg::format::context::Input,
 ) -> Result<Vec<i64>, MediaError> {
     let mut pts = Vec::new();
-    let mut packet = ffmpeg::Packet::empty();
     loop {
+        // A fresh packet per read: `Packet::read` does not release the previous one.
+        let mut packet = ffmpeg::Packet::empty();
         match packet.read(input) {
             Ok(()) => {}
             Err(ffmpeg::Error::Eof) => return Ok(pts),
