@@ -10,7 +10,8 @@
 //! `fail-once:FUNCTION[:SEGMENT]` answers the first matching task with `TreemuxTransient`
 //! without running it; `fail-always:FUNCTION[:SEGMENT]` answers every matching task with
 //! `TreemuxMediaFailure`; `duplicate:FUNCTION` runs every matching task twice, as a duplicated
-//! delivery would, and answers with the first result.
+//! delivery would, and answers with the second result (Step Functions keeps a task's last
+//! invocation's result; the claim protocol relies on that).
 
 use crate::error::HandlerError;
 use crate::events::S3Event;
@@ -317,17 +318,13 @@ async fn handle_task<S, O, X>(
         }
         FaultAction::Run => dispatch(services, function, input).await,
         FaultAction::RunTwice => {
+            // Step Functions takes a task's result from its last invocation (a retry follows only
+            // a failure), so answer with the second run's: a claim it won must not be dropped.
             let first = dispatch(services, function, input.clone()).await;
             let second = dispatch(services, function, input).await;
-            eprintln!(
-                "worker: {function} delivered twice: second run {}",
-                if second.is_ok() {
-                    "succeeded"
-                } else {
-                    "failed"
-                }
-            );
-            first
+            let outcome = if first.is_ok() { "succeeded" } else { "failed" };
+            eprintln!("worker: {function} delivered twice: first run {outcome}");
+            second
         }
     };
     let job = message["input"]["job_id"].as_str().unwrap_or("-");
