@@ -6,10 +6,10 @@
 //! and runs its own worker process (with its own injected faults), so tests run in parallel.
 //! Without a reachable stack the tests are skipped, except in CI, where that is a failure.
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
+mod common;
+
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+use common::{endpoint, sdk, stack_available};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -19,38 +19,10 @@ use treemux::state::{JobRecord, JobStatus, JobStore};
 use treemux_functions::asl;
 use treemux_functions::aws::DynamoStore;
 
-const ENDPOINT_DEFAULT: &str = "http://127.0.0.1:5055";
-
-fn endpoint() -> String {
-    std::env::var("TREEMUX_LOCAL_STACK_ENDPOINT").unwrap_or_else(|_| ENDPOINT_DEFAULT.to_owned())
-}
-
 fn sample(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../samples")
         .join(name)
-}
-
-/// True when the stack answers; panics in CI when it does not.
-fn stack_available() -> bool {
-    let url = format!("{}/moto-api/", endpoint());
-    let up = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url])
-        .output()
-        .is_ok_and(|o| o.stdout == b"200");
-    if !up && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "the local stack is not running at {}: CI starts it with scripts/local-stack up",
-            endpoint()
-        );
-    }
-    if !up {
-        eprintln!(
-            "skipped: no local stack at {} (scripts/local-stack up)",
-            endpoint()
-        );
-    }
-    up
 }
 
 /// One test's isolated resources and worker.
@@ -72,17 +44,6 @@ impl Drop for Stack {
         let _ = self.worker.kill();
         let _ = self.worker.wait();
     }
-}
-
-async fn sdk() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .load()
-        .await
 }
 
 impl Stack {
@@ -115,41 +76,7 @@ impl Stack {
                 .await
                 .expect("create bucket");
         }
-        dynamodb
-            .create_table()
-            .table_name(&table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("pk")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .expect("attr"),
-            )
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("sk")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .expect("attr"),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("pk")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .expect("key"),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("sk")
-                    .key_type(KeyType::Range)
-                    .build()
-                    .expect("key"),
-            )
-            .send()
-            .await
-            .expect("create table");
+        common::create_table(&dynamodb, &table).await;
         let task_queue = sqs
             .create_queue()
             .queue_name(format!("{name}-tasks"))

@@ -1,9 +1,8 @@
 //! One suite for every state-store implementation: the in-memory store always, DynamoDB on the
 //! local stack when it runs (required in CI).
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
+mod common;
+
 use std::collections::BTreeSet;
 use treemux::state::{
     ClaimOutcome, InMemoryStateStore, JobRecord, JobStatus, JobStore, JobUpdate, StateError,
@@ -213,72 +212,12 @@ async fn in_memory_store() {
 
 #[tokio::test]
 async fn dynamodb_store_on_the_local_stack() {
-    let endpoint = std::env::var("TREEMUX_LOCAL_STACK_ENDPOINT")
-        .unwrap_or_else(|_| "http://127.0.0.1:5055".into());
-    let up = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("{endpoint}/moto-api/"),
-        ])
-        .output()
-        .is_ok_and(|o| o.stdout == b"200");
-    if !up {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "CI runs the local stack (scripts/local-stack up)"
-        );
-        eprintln!("skipped: no local stack at {endpoint}");
+    if !common::stack_available() {
         return;
     }
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .load()
-        .await;
-    let client = aws_sdk_dynamodb::Client::new(&config);
+    let client = aws_sdk_dynamodb::Client::new(&common::sdk().await);
     let table = format!("conformance-{}", std::process::id());
-    client
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attr"),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("sk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attr"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("key"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("sk")
-                .key_type(KeyType::Range)
-                .build()
-                .expect("key"),
-        )
-        .send()
-        .await
-        .expect("create table");
+    common::create_table(&client, &table).await;
     let store = DynamoStore {
         client: client.clone(),
         table: table.clone(),

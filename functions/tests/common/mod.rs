@@ -1,0 +1,76 @@
+//! Helpers for the tests that use the local AWS stack (`scripts/local-stack up`).
+#![allow(dead_code)]
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use std::process::Command;
+
+/// The local stack's endpoint (`TREEMUX_LOCAL_STACK_ENDPOINT`, default `http://127.0.0.1:5055`).
+pub fn endpoint() -> String {
+    std::env::var("TREEMUX_LOCAL_STACK_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:5055".to_owned())
+}
+
+/// True when the stack answers. Its absence skips a test locally and fails it in CI.
+pub fn stack_available() -> bool {
+    let url = format!("{}/moto-api/", endpoint());
+    let up = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url])
+        .output()
+        .is_ok_and(|o| o.stdout == b"200");
+    if !up && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "the local stack is not running at {}: CI starts it with scripts/local-stack up",
+            endpoint()
+        );
+    }
+    if !up {
+        eprintln!(
+            "skipped: no local stack at {} (scripts/local-stack up)",
+            endpoint()
+        );
+    }
+    up
+}
+
+/// SDK configuration for the local stack, with test credentials.
+pub async fn sdk() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+/// Creates a table with treemux's key schema (`pk`, `sk` strings).
+pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) {
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute")
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("key")
+    };
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("pk"))
+        .attribute_definitions(attribute("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .send()
+        .await
+        .expect("create table");
+}
