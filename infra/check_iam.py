@@ -1,0 +1,88 @@
+"""Least-privilege check for infra/template.yaml: fails on any wildcard IAM action, any resource
+that is not scoped to this stack's own buckets, table, file system, functions or state machine,
+and any managed policy or SAM policy template (whose contents this check cannot see).
+
+Usage: python infra/check_iam.py TEMPLATE   (exit 1 and one line per problem when it fails)
+"""
+import sys
+
+from cfnlint.decode import decode
+
+# Statement resources may be a Ref/GetAtt of one of the template's own resources, or a Sub string
+# naming one of them (objects in our buckets, executions of our state machine).
+OWN_PLACEHOLDERS = ("${InputBucket}", "${OutputBucket}", "${AWS::StackName}")
+
+
+def resource_problem(resource, logical_ids):
+    if isinstance(resource, dict):
+        if "Ref" in resource:
+            return None if resource["Ref"] in logical_ids else f"Ref to {resource['Ref']}, not a resource of this stack"
+        if "Fn::GetAtt" in resource:
+            target = resource["Fn::GetAtt"]
+            name = target[0] if isinstance(target, list) else str(target).split(".")[0]
+            return None if name in logical_ids else f"GetAtt of {name}, not a resource of this stack"
+        if "Fn::Sub" in resource:
+            text = resource["Fn::Sub"] if isinstance(resource["Fn::Sub"], str) else resource["Fn::Sub"][0]
+            if not any(own in text for own in OWN_PLACEHOLDERS):
+                return f"{text} does not name a resource of this stack"
+            prefix = text.split("${", 1)[0]
+            return "wildcard before the resource name" if "*" in prefix else None
+        return f"unsupported resource expression {resource}"
+    if isinstance(resource, str):
+        return f"literal resource {resource!r} is not scoped to this stack"
+    return f"unexpected resource {resource!r}"
+
+
+def problems(template):
+    resources = template.get("Resources", {})
+    logical_ids = set(resources)
+    for name, resource in resources.items():
+        properties = resource.get("Properties", {}) or {}
+        policies = []
+        if resource.get("Type") in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine"):
+            policies = properties.get("Policies", []) or []
+            if isinstance(policies, (str, dict)):
+                policies = [policies]
+        elif resource.get("Type") == "AWS::IAM::Role":
+            for managed in properties.get("ManagedPolicyArns", []) or []:
+                yield f"{name}: managed policy {managed} cannot be checked"
+            policies = [p.get("PolicyDocument", {}) for p in properties.get("Policies", []) or []]
+        elif resource.get("Type") in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            policies = [properties.get("PolicyDocument", {})]
+        for policy in policies:
+            if isinstance(policy, str) or (isinstance(policy, dict) and "Statement" not in policy):
+                yield f"{name}: policy {policy} is a managed policy or SAM template; write its statements out"
+                continue
+            statements = policy["Statement"]
+            for index, statement in enumerate(statements if isinstance(statements, list) else [statements]):
+                where = f"{name}: statement {statement.get('Sid', index)}"
+                if statement.get("Effect") != "Allow":
+                    continue
+                if "NotAction" in statement or "NotResource" in statement:
+                    yield f"{where}: NotAction/NotResource grant more than they name"
+                actions = statement.get("Action", [])
+                for action in actions if isinstance(actions, list) else [actions]:
+                    if not isinstance(action, str) or "*" in action:
+                        yield f"{where}: wildcard action {action!r}"
+                targets = statement.get("Resource", [])
+                for target in targets if isinstance(targets, list) else [targets]:
+                    problem = resource_problem(target, logical_ids)
+                    if problem:
+                        yield f"{where}: {problem}"
+
+
+def main(path):
+    template, matches = decode(path)
+    if template is None:
+        print(f"{path}: cannot parse: {matches}")
+        return 1
+    found = list(problems(template))
+    for problem in found:
+        print(f"{path}: {problem}")
+    if not found:
+        print(f"{path}: IAM statements are least-privilege (no wildcard actions, every resource scoped to this stack)")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
