@@ -17,8 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use treemux::plan::PlanOptions;
 use treemux::settings::{EncodeSettings, RateControl, VideoCodec};
 use treemux::state::{
-    apply_job_update, ClaimOutcome, JobRecord, JobStatus, JobStore, JobUpdate, StateError,
-    StateStore,
+    apply_job_update, ClaimOutcome, JobRecord, JobStore, JobUpdate, StateError, StateStore,
 };
 use treemux::tree::{MergeTree, NodeId, Side};
 
@@ -550,11 +549,6 @@ impl DynamoStore {
             .unwrap_or(0);
         Ok(Some((record, version)))
     }
-}
-
-/// Is the status one a user would call final?
-pub fn is_final(status: JobStatus) -> bool {
-    matches!(status, JobStatus::Succeeded | JobStatus::Failed)
 }
 
 /// The handlers' services on AWS.

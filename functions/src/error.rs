@@ -77,12 +77,6 @@ impl From<treemux::media::probe::ProbeError> for HandlerError {
     }
 }
 
-impl From<lambda_runtime::Diagnostic> for HandlerError {
-    fn from(diagnostic: lambda_runtime::Diagnostic) -> Self {
-        Self::transient(diagnostic.error_message)
-    }
-}
-
 impl From<HandlerError> for lambda_runtime::Diagnostic {
     fn from(error: HandlerError) -> Self {
         lambda_runtime::Diagnostic {
