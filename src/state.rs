@@ -141,11 +141,7 @@ impl StateStore for InMemoryStateStore {
         {
             pairs.insert((job.to_owned(), node), PairRecord::default());
         }
-        for (pair, side) in tree
-            .initial_confirmations()
-            .into_iter()
-            .filter(|&(pair, _)| !tree.is_placeholder(pair))
-        {
+        for (pair, side) in tree.initial_confirmations() {
             if let Some(record) = pairs.get_mut(&(job.to_owned(), pair)) {
                 record.confirmed.insert(side);
             }

@@ -326,11 +326,7 @@ impl StateStore for DynamoStore {
     async fn create_pairs(&self, job: &str, tree: &MergeTree) -> Result<(), StateError> {
         // Pair records appear with their first confirmation; only the placeholder confirmations
         // are written ahead (at most one per level).
-        for (pair, side) in tree
-            .initial_confirmations()
-            .into_iter()
-            .filter(|&(pair, _)| !tree.is_placeholder(pair))
-        {
+        for (pair, side) in tree.initial_confirmations() {
             self.add_confirmation(job, pair, side).await?;
         }
         Ok(())
