@@ -28,6 +28,23 @@ fn transcode_and_verify(source: &Path, output_name: &str, extra: &[&str]) -> ser
     report
 }
 
+/// Transcodes, verifies the output against the source, and returns the output's frame size.
+fn transcoded_size(source: &Path, output_name: &str, extra: &[&str]) -> (u64, u64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join(output_name);
+    let mut args = vec!["transcode", path(source), path(&output)];
+    args.extend_from_slice(extra);
+    let result = run(&args);
+    assert!(result.status.success(), "{}", stderr(&result));
+    assert_verifies(source, &output);
+    let probe = json(&run(&["probe", path(&output), "--json"]));
+    let video = &probe["source"]["video"];
+    (
+        video["width"].as_u64().unwrap_or(0),
+        video["height"].as_u64().unwrap_or(0),
+    )
+}
+
 macro_rules! shared_h264 {
     ($($name:ident => $file:literal,)*) => {$(
         #[test]
@@ -120,52 +137,18 @@ fn rotation_survives_and_is_checked() {
 
 #[test]
 fn odd_height_is_cropped_to_even() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let output = dir.path().join("odd.mp4");
     let source = bundled("08_quicktime_h264_aac_640x465_oddsize.mov");
-    let result = run(&[
-        "transcode",
-        path(&source),
-        path(&output),
-        "--preset",
-        "veryfast",
-    ]);
-    assert!(result.status.success(), "{}", stderr(&result));
-    let probe = json(&run(&["probe", path(&output), "--json"]));
     assert_eq!(
-        (
-            probe["source"]["video"]["width"].as_u64(),
-            probe["source"]["video"]["height"].as_u64()
-        ),
-        (Some(640), Some(464))
+        transcoded_size(&source, "odd.mp4", &["--preset", "veryfast"]),
+        (640, 464)
     );
-    assert_verifies(&source, &output);
 }
 
 #[test]
 fn scaling_to_a_smaller_height_keeps_frames_and_aspect() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let output = dir.path().join("small.mkv");
     let source = bundled("15_DERIVED_bbb_h264_3audio_aac51_aac51_opus.mkv");
-    let result = run(&[
-        "transcode",
-        path(&source),
-        path(&output),
-        "--height",
-        "90",
-        "--preset",
-        "veryfast",
-    ]);
-    assert!(result.status.success(), "{}", stderr(&result));
-    let probe = json(&run(&["probe", path(&output), "--json"]));
-    assert_eq!(
-        (
-            probe["source"]["video"]["width"].as_u64(),
-            probe["source"]["video"]["height"].as_u64()
-        ),
-        (Some(160), Some(90))
-    );
-    assert_verifies(&source, &output);
+    let extra = ["--height", "90", "--preset", "veryfast"];
+    assert_eq!(transcoded_size(&source, "small.mkv", &extra), (160, 90));
 }
 
 /// WebM cannot hold AAC: those tracks are re-encoded to Opus (once, for the whole file), the Opus
