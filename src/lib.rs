@@ -5,11 +5,13 @@
 //!   decision used by the local runner and the serverless functions alike.
 //! - [`media`]: probe, split-and-convert, merge, audio, remux and verify over ffmpeg-next.
 //! - [`local`]: the whole pipeline on one machine.
+//! - [`process`]: process start-up that keeps encodes repeatable.
 
 pub mod error;
 pub mod local;
 pub mod media;
 pub mod plan;
+pub mod process;
 pub mod settings;
 pub mod state;
 pub mod steps;

@@ -102,6 +102,7 @@ struct VerifyArgs {
 }
 
 fn main() -> ExitCode {
+    treemux::process::ensure_zeroed_heap_or_warn("treemux");
     // SVT-AV1 prints its banner straight to stderr unless told to log errors only. Set before any
     // thread starts.
     if std::env::var_os("SVT_LOG").is_none() {

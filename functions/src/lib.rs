@@ -6,6 +6,7 @@
 //! - [`aws`]: DynamoDB (state and job records), S3 and Step Functions implementations, and the
 //!   configuration read from the environment.
 //! - [`asl`]: renders the state machine definition for deployment or for the local stack.
+//! - [`startup`]: process start-up shared by every function binary, with its self-test.
 //! - [`worker`]: runs the same handlers from SQS (the local stack, or any machine).
 
 pub mod asl;
@@ -15,4 +16,5 @@ pub mod events;
 pub mod handlers;
 pub mod job;
 pub mod ports;
+pub mod startup;
 pub mod worker;

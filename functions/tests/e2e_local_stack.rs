@@ -352,9 +352,8 @@ async fn a_segment_that_fails_once_is_retried_to_the_same_frames() {
     let clean_output = clean.download("transcoded/uploads/a.mp4").await;
     let flaky_output = flaky.download("transcoded/uploads/a.mp4").await;
     assert_verified(&source, &flaky_output);
-    // Every frame outside the retried segment is bit-identical to the fault-free run. The retried
-    // segment (frames 30..60 of 120 with 4 segments) has the same frames at the same times, but
-    // its re-encode is not always bit-identical: see the closing notes of issue 3 (open).
+    // The worker restarts itself with zeroed allocations (treemux::process), which makes the
+    // retried segment's re-encode bit-identical, not merely close.
     let (clean_hashes, flaky_hashes) = (
         decoded_frame_hashes(&clean_output).expect("hashes"),
         decoded_frame_hashes(&flaky_output).expect("hashes"),
@@ -364,23 +363,9 @@ async fn a_segment_that_fails_once_is_retried_to_the_same_frames() {
         .filter(|&i| clean_hashes[i] != flaky_hashes[i])
         .collect();
     assert!(
-        differing.iter().all(|i| (30..60).contains(i)),
-        "frames outside the retried segment differ: {differing:?}\n{}",
+        differing.is_empty(),
+        "decoded frames {differing:?} differ from the fault-free run\n{}",
         flaky.worker_log()
-    );
-    let against_clean = verify(
-        &clean_output,
-        &flaky_output,
-        &VerifyOptions {
-            min_psnr_db: 45.0,
-            ..VerifyOptions::default()
-        },
-    )
-    .expect("verify");
-    assert!(
-        against_clean.passed(),
-        "the retried run is not the same video: {:?}",
-        against_clean.failures().collect::<Vec<_>>()
     );
 }
 

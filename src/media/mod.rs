@@ -17,6 +17,22 @@ use std::path::PathBuf;
 
 pub use util::init;
 
+/// The libavcodec this process loaded: `(version, configure line)`. The configure line tells a
+/// slim layer build (`--disable-everything …`) from a distribution's full one.
+pub fn codec_library() -> (String, String) {
+    init();
+    let version = ffmpeg_next::codec::version();
+    (
+        format!(
+            "{}.{}.{}",
+            version >> 16,
+            (version >> 8) & 0xff,
+            version & 0xff
+        ),
+        ffmpeg_next::codec::configuration().to_owned(),
+    )
+}
+
 /// What can go wrong while reading, encoding or writing media.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {

@@ -6,6 +6,7 @@ use treemux_functions::{aws, events::S3Event, handlers};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    treemux_functions::startup::prepare("analyze");
     let services = aws::services_from_env().await?;
     run(service_fn(|event: LambdaEvent<S3Event>| {
         handlers::analyze(&services, event.payload)

@@ -6,6 +6,7 @@ use treemux_functions::{aws, events::FailedTask, handlers};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    treemux_functions::startup::prepare("job-failed");
     let services = aws::services_from_env().await?;
     run(service_fn(|event: LambdaEvent<FailedTask>| {
         handlers::job_failed(&services, event.payload)

@@ -6,6 +6,7 @@ use treemux_functions::{aws, events::MergeTask, handlers};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    treemux_functions::startup::prepare("merge-video");
     let services = aws::services_from_env().await?;
     run(service_fn(|event: LambdaEvent<MergeTask>| {
         handlers::merge_video(&services, event.payload)

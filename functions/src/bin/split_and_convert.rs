@@ -6,6 +6,7 @@ use treemux_functions::{aws, events::SegmentTask, handlers};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    treemux_functions::startup::prepare("split-and-convert");
     let services = aws::services_from_env().await?;
     run(service_fn(|event: LambdaEvent<SegmentTask>| {
         handlers::split_and_convert(&services, event.payload)

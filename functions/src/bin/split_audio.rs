@@ -6,6 +6,7 @@ use treemux_functions::{aws, events::JobTask, handlers};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    treemux_functions::startup::prepare("split-audio");
     let services = aws::services_from_env().await?;
     run(service_fn(|event: LambdaEvent<JobTask>| {
         handlers::split_audio(&services, event.payload)
