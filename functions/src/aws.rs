@@ -100,6 +100,171 @@ pub fn config_from_env() -> Result<Config, String> {
 #[derive(Clone, Debug)]
 pub struct S3Store {
     pub client: aws_sdk_s3::Client,
+    /// Files larger than this go up as a multipart upload (bytes).
+    pub multipart_threshold: u64,
+    /// Multipart part size before the 10,000-part limit raises it (bytes; S3's minimum is 5 MiB).
+    pub part_bytes: u64,
+}
+
+/// Default [`S3Store::multipart_threshold`]: a single PUT is limited to 5 GiB and uses one
+/// connection; parts go up four at a time.
+pub const MULTIPART_THRESHOLD: u64 = 64 * 1024 * 1024;
+/// Default [`S3Store::part_bytes`].
+pub const PART_BYTES: u64 = 64 * 1024 * 1024;
+/// S3's limit on parts per upload.
+const MAX_PARTS: u64 = 10_000;
+/// Parts in flight at once per upload.
+const PARALLEL_PARTS: usize = 4;
+
+impl S3Store {
+    /// A store with the default multipart settings.
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        Self {
+            client,
+            multipart_threshold: MULTIPART_THRESHOLD,
+            part_bytes: PART_BYTES,
+        }
+    }
+
+    async fn put_multipart(
+        &self,
+        path: &Path,
+        size: u64,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(), ObjectError> {
+        let failed = |message: String| ObjectError::Failed {
+            bucket: bucket.into(),
+            key: key.into(),
+            message,
+        };
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .content_type("video/mp4")
+            .send()
+            .await
+            .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+        let upload_id = upload
+            .upload_id()
+            .ok_or_else(|| failed("S3 returned no upload id".into()))?
+            .to_owned();
+        let parts = self.upload_parts(path, size, bucket, key, &upload_id).await;
+        let completed = match parts {
+            Ok(parts) => self
+                .client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(e).to_string())),
+            Err(error) => Err(error),
+        };
+        if completed.is_err() {
+            // Uploaded parts are billed until aborted. Best effort: the bucket's lifecycle rule
+            // for incomplete uploads is the backstop.
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        completed
+    }
+
+    async fn upload_parts(
+        &self,
+        path: &Path,
+        size: u64,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<aws_sdk_s3::types::CompletedPart>, ObjectError> {
+        let ranges = part_ranges(size, self.part_bytes);
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(PARALLEL_PARTS));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, (offset, length)) in ranges.into_iter().enumerate() {
+            let part_number = index as i32 + 1;
+            let (client, path, bucket, key, upload_id) = (
+                self.client.clone(),
+                path.to_owned(),
+                bucket.to_owned(),
+                key.to_owned(),
+                upload_id.to_owned(),
+            );
+            let permits = permits.clone();
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
+                let body = aws_sdk_s3::primitives::ByteStream::read_from()
+                    .path(&path)
+                    .offset(offset)
+                    .length(aws_sdk_s3::primitives::Length::Exact(length))
+                    .build()
+                    .await
+                    .map_err(|e| format!("part {part_number}: {e}"))?;
+                let response = client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(part_number)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "part {part_number}: {}",
+                            aws_sdk_s3::error::DisplayErrorContext(e)
+                        )
+                    })?;
+                Ok::<_, String>(
+                    aws_sdk_s3::types::CompletedPart::builder()
+                        .part_number(part_number)
+                        .set_e_tag(response.e_tag().map(str::to_owned))
+                        .build(),
+                )
+            });
+        }
+        let mut parts = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let part = joined
+                .map_err(|e| e.to_string())
+                .and_then(|part| part)
+                .map_err(|message| ObjectError::Failed {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                    message,
+                })?;
+            parts.push(part);
+        }
+        parts.sort_by_key(|part| part.part_number());
+        Ok(parts)
+    }
+}
+
+/// The `(offset, length)` byte ranges of a multipart upload of `size` bytes: `part_bytes` each
+/// (raised so there are at most 10,000), the last one shorter. Empty for an empty file.
+pub fn part_ranges(size: u64, part_bytes: u64) -> Vec<(u64, u64)> {
+    let part = part_bytes.max(1).max(size.div_ceil(MAX_PARTS));
+    (0..size.div_ceil(part))
+        .map(|index| {
+            let offset = index * part;
+            (offset, part.min(size - offset))
+        })
+        .collect()
 }
 
 impl ObjectStore for S3Store {
@@ -151,6 +316,16 @@ impl ObjectStore for S3Store {
     }
 
     async fn put_from_path(&self, path: &Path, bucket: &str, key: &str) -> Result<(), ObjectError> {
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|source| ObjectError::Local {
+                path: path.to_owned(),
+                source,
+            })?
+            .len();
+        if size > self.multipart_threshold {
+            return self.put_multipart(path, size, bucket, key).await;
+        }
         let body = aws_sdk_s3::primitives::ByteStream::from_path(path)
             .await
             .map_err(|e| ObjectError::Failed {
@@ -564,13 +739,43 @@ pub async fn services_from_env() -> Result<AwsServices, String> {
             table: env("TREEMUX_TABLE")?,
             ttl_seconds: ttl_days * 86_400,
         },
-        objects: S3Store {
-            client: s3_client(&sdk),
-        },
+        objects: S3Store::new(s3_client(&sdk)),
         executions: SfnStarter {
             client: aws_sdk_sfn::Client::new(&sdk),
             state_machine_arn: env_or("TREEMUX_STATE_MACHINE_ARN", ""),
         },
         config: config_from_env()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_ranges_cover_the_file_within_s3_limits() {
+        const MIB: u64 = 1024 * 1024;
+        for size in [
+            0,
+            1,
+            5 * MIB,
+            64 * MIB,
+            64 * MIB + 1,
+            1_000 * MIB + 7,
+            5 * 1024 * 1024 * MIB, // 5 TiB, S3's object limit
+        ] {
+            let ranges = part_ranges(size, 64 * MIB);
+            assert!(ranges.len() as u64 <= MAX_PARTS, "{size}: too many parts");
+            let mut next = 0;
+            for (index, &(offset, length)) in ranges.iter().enumerate() {
+                assert_eq!(offset, next, "{size}: parts are contiguous");
+                assert!(length > 0);
+                if index + 1 < ranges.len() {
+                    assert!(length >= 64 * MIB, "{size}: only the last part is short");
+                }
+                next = offset + length;
+            }
+            assert_eq!(next, size, "{size}: parts cover the file");
+        }
+    }
 }
