@@ -5,16 +5,21 @@
 //!   decision used by the local runner and the serverless functions alike.
 //! - [`media`]: probe, split-and-convert, merge, audio, remux and verify over ffmpeg-next.
 //! - [`local`]: the whole pipeline on one machine.
+//! - [`bench`], [`model`], [`timeline`]: measuring against one ffmpeg, the Lambda cost and time
+//!   model (pure), and the timeline chart (pure).
 //! - [`process`]: process start-up that keeps encodes repeatable.
 
+pub mod bench;
 pub mod error;
 pub mod local;
 pub mod media;
+pub mod model;
 pub mod plan;
 pub mod process;
 pub mod settings;
 pub mod state;
 pub mod steps;
+pub mod timeline;
 pub mod timestamps;
 pub mod tree;
 

@@ -322,8 +322,8 @@ pub fn transcode(
         .timeline
         .iter()
         .filter(|t| t.kind == "merge" || t.kind == "rename")
-        .map(|t| t.end_seconds - t.start_seconds)
-        .sum();
+        // A fold from +0.0: an empty f64 `sum` is -0.0, which prints as "-0.00".
+        .fold(0.0, |total, t| total + (t.end_seconds - t.start_seconds));
     stages.audio = outcomes.audio.as_ref().map_or(0.0, |a| a.seconds);
     stages.total = started.elapsed().as_secs_f64();
     let mut segments = outcomes.segments;

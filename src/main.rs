@@ -1,5 +1,7 @@
 //! The `treemux` command line: a thin adapter over the library.
 
+mod bench_cli;
+
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -33,6 +35,10 @@ enum Command {
     Probe(ProbeArgs),
     /// Check OUTPUT against SOURCE: frames, timestamps, duration, audio, rotation, PSNR/SSIM.
     Verify(VerifyArgs),
+    /// Measure treemux against one ffmpeg process on this machine: time, CPU, memory, size, quality.
+    Bench(bench_cli::BenchArgs),
+    /// Project a serverless run and EC2 baselines from measured costs (a model, not a measurement).
+    Model(bench_cli::ModelArgs),
     /// Other subcommands run `treemux-SUBCOMMAND` (beside this binary or on PATH):
     /// `treemux worker` takes state-machine tasks from SQS (built by the functions crate).
     #[command(external_subcommand)]
@@ -49,10 +55,9 @@ struct PlanArgs {
     workers: Option<usize>,
 }
 
+/// How to encode (shared by `transcode` and `bench`).
 #[derive(Args, Debug)]
-struct TranscodeArgs {
-    input: PathBuf,
-    output: PathBuf,
+struct EncodeArgs {
     /// Video codec: h264, h265, vp9 or av1 (default: h264, or vp9 for .webm).
     #[arg(long)]
     codec: Option<String>,
@@ -68,6 +73,14 @@ struct TranscodeArgs {
     /// Output height in pixels; the width keeps the aspect ratio.
     #[arg(long)]
     height: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+struct TranscodeArgs {
+    input: PathBuf,
+    output: PathBuf,
+    #[command(flatten)]
+    encode: EncodeArgs,
     #[command(flatten)]
     plan: PlanArgs,
     /// Keep the scratch directory with segments and merges.
@@ -113,6 +126,8 @@ fn main() -> ExitCode {
         Command::Transcode(args) => transcode(args),
         Command::Probe(args) => probe_command(args),
         Command::Verify(args) => verify_command(args),
+        Command::Bench(args) => bench_cli::bench_command(args),
+        Command::Model(args) => bench_cli::model_command(args),
         Command::External(args) => external(args),
     };
     match result {
@@ -178,8 +193,11 @@ fn plan_options(args: &PlanArgs, cores: usize) -> anyhow::Result<PlanOptions> {
     })
 }
 
-fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
-    let container = Container::from_path(&args.output);
+/// Encoder settings from the command line; the codec defaults to the container's.
+fn encode_settings(
+    args: &EncodeArgs,
+    container: Option<Container>,
+) -> anyhow::Result<EncodeSettings> {
     let codec = match &args.codec {
         Some(name) => VideoCodec::parse(name)
             .with_context(|| format!("--codec {name}: expected h264, h265, vp9 or av1"))?,
@@ -207,6 +225,11 @@ fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     if let Err(problem) = settings.validate() {
         bail!(problem);
     }
+    Ok(settings)
+}
+
+fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
+    let settings = encode_settings(&args.encode, Container::from_path(&args.output))?;
     let mut options = TranscodeOptions::new(settings);
     options.plan = plan_options(&args.plan, options.cores)?;
     options.workers = args.plan.workers;

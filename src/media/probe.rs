@@ -93,6 +93,9 @@ pub struct VideoInfo {
     pub end_pts: i64,
     pub frame_count: u64,
     pub keyframe_count: u64,
+    /// Bytes of all the stream's packets: the video's share of the file.
+    #[serde(default)]
+    pub packet_bytes: u64,
     /// Display matrix (rotation, flips), when the container has one.
     pub display_matrix: Option<[i32; 9]>,
     /// Counter-clockwise display rotation in degrees, from the display matrix (0 when none).
@@ -304,6 +307,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
     let mut first_key_packet: Option<ffmpeg::Packet> = None;
     let mut corrupt_in_a_row = 0u32;
     let mut video_packets = 0u64;
+    let mut video_bytes = 0u64;
     loop {
         // A fresh packet per read: `Packet::read` does not release the previous one.
         let mut packet = ffmpeg::Packet::empty();
@@ -325,6 +329,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
         let index = packet.stream();
         if index == video_index {
             video_packets += 1;
+            video_bytes += packet.size() as u64;
             // Packets outside an MP4 edit list are decoded but their frames never come out of the
             // decoder: they are not frames of the video.
             // SAFETY: the packet was just filled by av_read_frame; ffmpeg-next's Flags drops
@@ -433,6 +438,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
             end_pts: last_pts.saturating_add(last_frame_ticks.max(1)),
             frame_count: frames.len() as u64,
             keyframe_count,
+            packet_bytes: video_bytes,
             display_matrix,
             rotation_degrees,
             metadata: video_metadata,

@@ -1,0 +1,341 @@
+//! `treemux bench` and `treemux model`: command-line adapters over [`treemux::bench`],
+//! [`treemux::model`] and [`treemux::timeline`].
+
+use anyhow::Context as _;
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use treemux::bench::{self, BenchOptions, BenchReport};
+use treemux::model::{self, ModelInputs, Projection};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    input: PathBuf,
+    #[command(flatten)]
+    encode: super::EncodeArgs,
+    /// treemux segment workers (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Runs of each side, alternating.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Skip the single-thread reference encode (no parallel efficiency then).
+    #[arg(long)]
+    no_reference: bool,
+    /// The ffmpeg for the baseline.
+    #[arg(long, default_value = "ffmpeg")]
+    ffmpeg: PathBuf,
+    /// An ffmpeg built with libvmaf for VMAF scores (default: the `imageio-ffmpeg` Python
+    /// wheel's, when installed and built with libvmaf).
+    #[arg(long)]
+    vmaf_ffmpeg: Option<PathBuf>,
+    /// Write the last treemux run's timeline chart here (SVG).
+    #[arg(long)]
+    timeline: Option<PathBuf>,
+    /// Where the outputs go while measuring (default: the system temporary directory).
+    #[arg(long)]
+    temp_dir: Option<PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ModelArgs {
+    /// A JSON file of model inputs (any subset of the fields `--json` prints under `inputs`).
+    #[arg(long)]
+    inputs: Option<PathBuf>,
+    /// Take the measured encode cost, sizes and baseline efficiency from `treemux bench --json`
+    /// output.
+    #[arg(long)]
+    from_bench: Option<PathBuf>,
+    /// Length of the video to project, in seconds.
+    #[arg(long)]
+    video_seconds: Option<f64>,
+    /// Segments (default: the inputs', 1024).
+    #[arg(long)]
+    segments: Option<u32>,
+    /// Lambda functions at once.
+    #[arg(long)]
+    concurrency: Option<u32>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// `ffmpeg` from the `imageio-ffmpeg` wheel when it is installed and has libvmaf.
+fn imageio_ffmpeg_with_vmaf() -> Option<PathBuf> {
+    let output = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
+        ])
+        .output()
+        .ok()?;
+    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    let filters = std::process::Command::new(&path)
+        .args(["-hide_banner", "-filters"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&filters.stdout)
+        .contains("libvmaf")
+        .then_some(path)
+}
+
+pub fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let settings = super::encode_settings(&args.encode, None)?;
+    if args.repeat == 0 {
+        anyhow::bail!("--repeat 0: must be at least 1");
+    }
+    let options = BenchOptions {
+        input: args.input.clone(),
+        settings,
+        workers: args.workers,
+        repeat: args.repeat,
+        treemux: std::env::current_exe().context("cannot find the treemux executable")?,
+        ffmpeg: args.ffmpeg.clone(),
+        temp_root: args.temp_dir.clone(),
+        single_thread_reference: !args.no_reference,
+        vmaf_ffmpeg: args.vmaf_ffmpeg.clone().or_else(imageio_ffmpeg_with_vmaf),
+    };
+    let quiet = args.json;
+    let report = bench::run(&options, &|line| {
+        if !quiet {
+            eprintln!("bench: {line}");
+        }
+    })
+    .with_context(|| format!("{}: benchmark failed", args.input.display()))?;
+    if let Some(path) = &args.timeline {
+        write_timeline(path, &report)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_bench(&report);
+        if let Some(path) = &args.timeline {
+            println!("timeline chart: {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_timeline(path: &Path, report: &BenchReport) -> anyhow::Result<()> {
+    let detail = &report.treemux_detail;
+    let title = format!(
+        "treemux {} {} {}: {} segments on {} workers, {:.2} s",
+        report.codec,
+        report.preset,
+        report
+            .input
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        detail.segments,
+        detail.workers,
+        detail.stages_s.total
+    );
+    let svg = treemux::timeline::render_svg(&title, &detail.timeline, detail.stages_s.total);
+    std::fs::write(path, svg).with_context(|| format!("{}: cannot write the chart", path.display()))
+}
+
+fn print_bench(report: &BenchReport) {
+    let (b, t) = (&report.baseline, &report.treemux);
+    println!(
+        "{} ({}x{}, {} frames, {:.1} s): {} {} preset {}, {} cores, {} runs each (medians)",
+        report.input.display(),
+        report.width,
+        report.height,
+        report.source_frames,
+        report.source_seconds,
+        report.codec,
+        report.rate,
+        report.preset,
+        report.cores,
+        report.repeat
+    );
+    println!("baseline: {}", report.baseline_command);
+    println!("{:<22} {:>12} {:>12}", "", "baseline", "treemux");
+    let row = |name: &str, a: String, b: String| println!("{name:<22} {a:>12} {b:>12}");
+    row(
+        "wall s",
+        format!("{:.2}", b.wall_s),
+        format!("{:.2}", t.wall_s),
+    );
+    row(
+        "CPU s",
+        format!("{:.2}", b.cpu_s),
+        format!("{:.2}", t.cpu_s),
+    );
+    row(
+        "peak memory MB",
+        format!("{:.0}", b.max_rss_mb),
+        format!("{:.0}", t.max_rss_mb),
+    );
+    let efficiency = |e: Option<f64>| e.map_or("-".to_owned(), |e| format!("{e:.2}"));
+    row(
+        "parallel efficiency",
+        efficiency(b.parallel_efficiency),
+        efficiency(t.parallel_efficiency),
+    );
+    row("video bytes", b.bytes.to_string(), t.bytes.to_string());
+    row("frames", b.frames.to_string(), t.frames.to_string());
+    row(
+        "PSNR dB",
+        format!("{:.3}", b.psnr_db),
+        format!("{:.3}", t.psnr_db),
+    );
+    row("SSIM", format!("{:.5}", b.ssim), format!("{:.5}", t.ssim));
+    let vmaf = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+    row("VMAF", vmaf(b.vmaf), vmaf(t.vmaf));
+    let detail = &report.treemux_detail;
+    let s = &detail.stages_s;
+    println!(
+        "ratio treemux/baseline wall: {:.3}; size {:+.2}%; PSNR {:+.3} dB",
+        report.ratio,
+        (t.bytes as f64 / b.bytes.max(1) as f64 - 1.0) * 100.0,
+        t.psnr_db - b.psnr_db
+    );
+    println!(
+        "treemux: {} segments, {} workers; stages probe {:.2} plan {:.3} convert {:.2} merge {:.2} audio {:.2} remux {:.2} total {:.2} s; non-encode share {:.1}%; peak memory per worker ≤ {:.0} MB; verify {}",
+        detail.segments,
+        detail.workers,
+        s.probe,
+        s.plan,
+        s.convert,
+        s.merge,
+        s.audio,
+        s.remux,
+        s.total,
+        detail.non_encode_share * 100.0,
+        detail.max_rss_per_worker_mb,
+        if detail.verify_passed { "passed" } else { "FAILED" }
+    );
+}
+
+pub fn model_command(args: ModelArgs) -> anyhow::Result<ExitCode> {
+    let mut inputs = serde_json::to_value(ModelInputs::default())?;
+    if let Some(path) = &args.inputs {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read model inputs", path.display()))?;
+        let overrides: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+        let serde_json::Value::Object(overrides) = overrides else {
+            anyhow::bail!("{}: expected a JSON object of model inputs", path.display());
+        };
+        for (key, value) in overrides {
+            if inputs.get(&key).is_none() {
+                anyhow::bail!("{}: unknown model input {key:?}", path.display());
+            }
+            inputs[key] = value;
+        }
+    }
+    let mut inputs: ModelInputs =
+        serde_json::from_value(inputs).context("model inputs have the wrong types")?;
+    if let Some(path) = &args.from_bench {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read the bench report", path.display()))?;
+        let report: BenchReport = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not `treemux bench --json` output", path.display()))?;
+        apply_bench(&mut inputs, &report)
+            .with_context(|| format!("{}: cannot use this report", path.display()))?;
+    }
+    if let Some(seconds) = args.video_seconds {
+        inputs.video_seconds = seconds;
+    }
+    if let Some(segments) = args.segments {
+        inputs.segments = segments;
+    }
+    if let Some(concurrency) = args.concurrency {
+        inputs.concurrency = concurrency;
+    }
+    let projection = model::project(&inputs)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&projection)?);
+    } else {
+        print_projection(&projection);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Measured encode cost, sizes and baseline efficiency from a bench report.
+fn apply_bench(inputs: &mut ModelInputs, report: &BenchReport) -> anyhow::Result<()> {
+    let single = report
+        .single_thread_cpu_s
+        .context("the report has no single-thread reference (run bench without --no-reference)")?;
+    if report.source_seconds <= 0.0 {
+        anyhow::bail!("the source has no duration");
+    }
+    inputs.encode_cpu_seconds_per_video_second = single / report.source_seconds;
+    inputs.output_bytes_per_video_second = report.treemux.bytes as f64 / report.source_seconds;
+    let source_bytes = std::fs::metadata(&report.input)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    if source_bytes > 0 {
+        inputs.source_bytes_per_video_second = source_bytes as f64 / report.source_seconds;
+    }
+    if let Some(efficiency) = report.baseline.parallel_efficiency {
+        inputs.baseline_efficiency = efficiency.clamp(0.05, 1.0);
+    }
+    Ok(())
+}
+
+fn print_projection(projection: &Projection) {
+    let (inputs, lambda) = (&projection.inputs, &projection.lambda);
+    println!("{}", projection.note);
+    println!(
+        "inputs: {:.0} s of video; {:.3} CPU-s per video second (single thread); source {:.2} MB/s, output {:.2} MB/s of video",
+        inputs.video_seconds,
+        inputs.encode_cpu_seconds_per_video_second,
+        inputs.source_bytes_per_video_second / 1e6,
+        inputs.output_bytes_per_video_second / 1e6
+    );
+    println!(
+        "        {} segments, {} functions at once, {} vCPUs × {:.2} efficiency at {} MB; cold start {:.2} s; {:.3} s per transition; {:.0} Map children/s",
+        inputs.segments,
+        inputs.concurrency,
+        inputs.function_vcpus,
+        inputs.function_thread_efficiency,
+        inputs.convert_memory_mb,
+        inputs.cold_start_seconds,
+        inputs.transition_seconds,
+        inputs.map_child_starts_per_second
+    );
+    println!(
+        "        S3 {:.0} MB/s per stream, EFS {:.0} MB/s per function; ${}/GB-s, ${}/transition, EFS ${}/GB read, ${}/GB written",
+        inputs.s3_bytes_per_second / 1e6,
+        inputs.efs_client_bytes_per_second / 1e6,
+        inputs.lambda_per_gb_second,
+        inputs.transition_price,
+        inputs.efs_read_per_gb,
+        inputs.efs_write_per_gb
+    );
+    println!(
+        "Lambda: {:.0} s wall = analyze {:.1} + Map start {:.1} + {} wave(s) × {:.1} s per segment + merge tail {:.1} ({} levels) + merge-audio {:.1}",
+        lambda.wall_seconds,
+        lambda.analyze_seconds,
+        lambda.map_start_seconds,
+        lambda.waves,
+        lambda.segment_seconds,
+        lambda.merge_tail_seconds,
+        lambda.tree_levels,
+        lambda.merge_audio_seconds
+    );
+    println!(
+        "        ${:.2} = Lambda ${:.2} + Step Functions ${:.2} ({:.0} transitions) + EFS ${:.2} ({:.1} GB written)",
+        lambda.dollars,
+        lambda.lambda_dollars,
+        lambda.step_functions_dollars,
+        lambda.state_transitions,
+        lambda.efs_dollars,
+        lambda.efs_bytes_written / 1e9
+    );
+    for ec2 in &projection.ec2 {
+        println!(
+            "EC2 {:<14} {:>4} vCPUs: {:>8.0} s wall, ${:.2} (baseline efficiency {:.2}, at most {} useful threads)",
+            ec2.name,
+            ec2.vcpus,
+            ec2.wall_seconds,
+            ec2.dollars,
+            inputs.baseline_efficiency,
+            inputs.baseline_max_useful_threads
+        );
+    }
+}

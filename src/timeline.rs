@@ -1,0 +1,209 @@
+//! **Pure.** The timeline of a local run as an SVG chart: one lane per worker, a bar per task
+//! (segment encodes, merges, audio), so the eager merge tree can be seen working: merges start
+//! while other segments are still encoding.
+
+use crate::local::TaskSpan;
+use std::fmt::Write as _;
+
+/// Chart geometry, in SVG user units (pixels).
+const WIDTH: f64 = 960.0;
+const LEFT: f64 = 90.0;
+const RIGHT: f64 = 20.0;
+const TOP: f64 = 40.0;
+const LANE: f64 = 34.0;
+const BAR: f64 = 24.0;
+const AXIS: f64 = 40.0;
+
+/// Fill colour of a task kind.
+fn colour(kind: &str) -> &'static str {
+    match kind {
+        "segment" => "#4e79a7",
+        "merge" => "#f28e2b",
+        "rename" => "#bab0ac",
+        "audio" => "#59a14f",
+        _ => "#9c755f",
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A tick step (seconds) giving about 8 ticks over `total` seconds: 1, 2 or 5 × a power of ten.
+fn tick_step(total: f64) -> f64 {
+    let rough = (total / 8.0).max(1e-3);
+    let power = 10f64.powf(rough.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|factor| factor * power)
+        .find(|step| *step >= rough)
+        .unwrap_or(10.0 * power)
+}
+
+/// Renders `spans` (times in seconds since the run started) over `total_seconds` of wall time.
+///
+/// Every span becomes one `<rect>` with a `<title>` (kind, target, start, end), in the lane of its
+/// worker; `title` heads the chart. Spans with times outside `[0, total_seconds]` are clamped.
+pub fn render_svg(title: &str, spans: &[TaskSpan], total_seconds: f64) -> String {
+    let total = if total_seconds.is_finite() && total_seconds > 0.0 {
+        total_seconds
+    } else {
+        spans
+            .iter()
+            .map(|span| span.end_seconds)
+            .fold(1e-3, f64::max)
+    };
+    let lanes = spans.iter().map(|span| span.worker + 1).max().unwrap_or(1);
+    let height = TOP + lanes as f64 * LANE + AXIS + 30.0;
+    let plot_width = WIDTH - LEFT - RIGHT;
+    let x = |seconds: f64| LEFT + plot_width * (seconds.clamp(0.0, total) / total);
+
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"##
+    );
+    let _ = writeln!(
+        svg,
+        r##"<rect width="{WIDTH}" height="{height}" fill="white"/><text x="{LEFT}" y="22" font-size="14">{}</text>"##,
+        escape(title)
+    );
+    for lane in 0..lanes {
+        let y = TOP + lane as f64 * LANE;
+        let _ = writeln!(
+            svg,
+            r##"<text x="8" y="{:.1}">worker {lane}</text><line x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/>"##,
+            y + LANE / 2.0 + 4.0,
+            WIDTH - RIGHT,
+            y + LANE,
+            y + LANE
+        );
+    }
+    for span in spans {
+        let (start, end) = (
+            x(span.start_seconds),
+            x(span.end_seconds.max(span.start_seconds)),
+        );
+        let y = TOP + span.worker as f64 * LANE + (LANE - BAR) / 2.0;
+        let _ = writeln!(
+            svg,
+            r##"<rect class="{}" x="{start:.2}" y="{y:.1}" width="{:.2}" height="{BAR}" fill="{}" stroke="white" stroke-width="0.5"><title>{} {}: {:.3}–{:.3} s</title></rect>"##,
+            escape(&span.kind),
+            (end - start).max(0.5),
+            colour(&span.kind),
+            escape(&span.kind),
+            escape(&span.target),
+            span.start_seconds,
+            span.end_seconds
+        );
+        if end - start > 28.0 {
+            let _ = writeln!(
+                svg,
+                r##"<text x="{:.1}" y="{:.1}" fill="white" font-size="10">{}</text>"##,
+                start + 3.0,
+                y + BAR / 2.0 + 4.0,
+                escape(&span.target)
+            );
+        }
+    }
+    let axis_y = TOP + lanes as f64 * LANE + 8.0;
+    let step = tick_step(total);
+    let mut tick = 0.0;
+    while tick <= total + 1e-9 {
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{0:.1}" x2="{0:.1}" y1="{1:.1}" y2="{2:.1}" stroke="#888"/><text x="{0:.1}" y="{3:.1}" text-anchor="middle">{4}</text>"##,
+            x(tick),
+            axis_y,
+            axis_y + 5.0,
+            axis_y + 18.0,
+            format_seconds(tick, step)
+        );
+        tick += step;
+    }
+    let legend_y = axis_y + 36.0;
+    for (index, kind) in ["segment", "merge", "rename", "audio"].iter().enumerate() {
+        let lx = LEFT + index as f64 * 110.0;
+        let _ = writeln!(
+            svg,
+            r##"<rect x="{lx:.1}" y="{:.1}" width="12" height="12" fill="{}"/><text x="{:.1}" y="{legend_y:.1}">{kind}</text>"##,
+            legend_y - 10.0,
+            colour(kind),
+            lx + 16.0
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r##"<text x="{:.1}" y="{legend_y:.1}" text-anchor="end">seconds since start</text>"##,
+        WIDTH - RIGHT
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn format_seconds(seconds: f64, step: f64) -> String {
+    if step >= 1.0 {
+        format!("{seconds:.0}")
+    } else {
+        let decimals = (-step.log10()).ceil() as usize;
+        format!("{seconds:.decimals$}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn span(kind: &str, worker: usize, start: f64, end: f64) -> TaskSpan {
+        TaskSpan {
+            kind: kind.to_owned(),
+            target: format!("{kind}-{worker}"),
+            worker,
+            start_seconds: start,
+            end_seconds: end,
+        }
+    }
+
+    #[test]
+    fn one_bar_per_task_in_its_worker_lane() {
+        let spans = [
+            span("segment", 0, 0.0, 4.0),
+            span("segment", 1, 0.0, 5.0),
+            span("merge", 0, 4.0, 4.5),
+            span("audio", 1, 5.0, 5.2),
+        ];
+        let svg = render_svg("run <1>", &spans, 6.0);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches(r##"class="segment""##).count(), 2);
+        assert_eq!(svg.matches(r##"class="merge""##).count(), 1);
+        assert_eq!(svg.matches(r##"class="audio""##).count(), 1);
+        assert!(svg.contains("worker 1") && !svg.contains("worker 2"));
+        assert!(svg.contains("run &lt;1&gt;"), "the title is escaped");
+        // The merge starts where worker 0's segment ended: 4 s of 6 s across the plot.
+        let merge_x = LEFT + (WIDTH - LEFT - RIGHT) * 4.0 / 6.0;
+        assert!(svg.contains(&format!(r##"class="merge" x="{merge_x:.2}""##)));
+    }
+
+    proptest! {
+        #[test]
+        fn bars_stay_inside_the_plot(
+            raw in prop::collection::vec((0usize..4, 0.0f64..100.0, 0.0f64..100.0), 0..40),
+            total in 0.1f64..120.0,
+        ) {
+            let spans: Vec<TaskSpan> = raw
+                .iter()
+                .map(|&(worker, a, b)| span("segment", worker, a.min(b), a.max(b)))
+                .collect();
+            let svg = render_svg("t", &spans, total);
+            prop_assert_eq!(svg.matches("<rect class=").count(), spans.len());
+            for piece in svg.split(r##"<rect class="segment" x=""##).skip(1) {
+                let x: f64 = piece.split('"').next().and_then(|x| x.parse().ok()).expect("an x coordinate");
+                prop_assert!((LEFT..=WIDTH - RIGHT).contains(&x));
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! `treemux bench` and `treemux model` from the command line. Only what they report is checked
+//! here, never how fast anything was: timings belong in benchmarks, not tests.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn bench_reports_both_sides_and_draws_the_timeline() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("pattern.mp4");
+    pattern_clip(&source, 8, 25);
+    let chart = dir.path().join("timeline.svg");
+    let result = run(&[
+        "bench",
+        path(&source),
+        "--preset",
+        "ultrafast",
+        "--segments-hint-ignored",
+    ]);
+    assert!(!result.status.success(), "unknown options are refused");
+
+    let result = run(&[
+        "bench",
+        path(&source),
+        "--preset",
+        "ultrafast",
+        "--repeat",
+        "2",
+        "--workers",
+        "2",
+        "--timeline",
+        path(&chart),
+        "--temp-dir",
+        path(dir.path()),
+        "--json",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let report = json(&result);
+    for side in ["baseline", "treemux"] {
+        let wall = report[side]["wall_s"].as_f64().expect("wall_s");
+        assert!(wall > 0.0, "{side} wall {wall}");
+        assert_eq!(report[side]["runs"].as_array().map(Vec::len), Some(2));
+        assert_eq!(report[side]["frames"], 200, "{side} frames");
+        assert!(report[side]["bytes"].as_u64() > Some(1000), "{side} bytes");
+        assert!(report[side]["psnr_db"].as_f64() > Some(30.0), "{side} PSNR");
+        assert!(report[side]["cpu_s"].as_f64() > Some(0.0), "{side} CPU");
+    }
+    let ratio = report["ratio"].as_f64().expect("ratio");
+    let expected = report["treemux"]["wall_s"].as_f64().expect("wall")
+        / report["baseline"]["wall_s"].as_f64().expect("wall");
+    assert!((ratio - expected).abs() < 1e-9);
+    assert!(report["parallel_efficiency"].as_f64() > Some(0.0));
+    let detail = &report["treemux_detail"];
+    assert_eq!(detail["verify_passed"], true);
+    let share = detail["non_encode_share"].as_f64().expect("share");
+    assert!((0.0..1.0).contains(&share), "{share}");
+    let spans = detail["timeline"].as_array().expect("timeline").len();
+    assert!(spans >= 2, "segments and merges appear in the timeline");
+    let svg = std::fs::read_to_string(&chart).expect("chart written");
+    assert_eq!(svg.matches("<rect class=").count(), spans);
+    assert!(
+        entries(dir.path())
+            .iter()
+            .all(|name| !name.starts_with("treemux-bench-")),
+        "bench removes its outputs: {:?}",
+        entries(dir.path())
+    );
+
+    // The model takes the measured costs from the report.
+    let bench_json = dir.path().join("bench.json");
+    std::fs::write(&bench_json, &result.stdout).expect("write");
+    let result = run(&[
+        "model",
+        "--from-bench",
+        path(&bench_json),
+        "--video-seconds",
+        "3600",
+        "--json",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let projection = json(&result);
+    assert!(projection["note"]
+        .as_str()
+        .is_some_and(|n| n.contains("MODEL")));
+    let single = report["single_thread_cpu_s"].as_f64().expect("reference");
+    let per_second = projection["inputs"]["encode_cpu_seconds_per_video_second"]
+        .as_f64()
+        .expect("cost");
+    assert!(
+        (per_second - single / 8.0).abs() < 0.05 * per_second,
+        "{per_second} vs {single}/8 s"
+    );
+    assert!(projection["lambda"]["wall_seconds"].as_f64() > Some(0.0));
+    assert!(projection["lambda"]["dollars"].as_f64() > Some(0.0));
+    assert!(projection["ec2"].as_array().is_some_and(|e| !e.is_empty()));
+}
+
+#[test]
+fn model_inputs_are_checked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let result = run(&["model"]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    assert!(String::from_utf8_lossy(&result.stdout).contains("MODEL, not a measurement"));
+
+    let inputs = dir.path().join("inputs.json");
+    std::fs::write(&inputs, r#"{"segmentz": 4}"#).expect("write");
+    let result = run(&["model", "--inputs", path(&inputs)]);
+    assert!(!result.status.success());
+    let message = stderr(&result);
+    assert!(
+        message.contains("inputs.json") && message.contains("segmentz"),
+        "{message}"
+    );
+
+    std::fs::write(&inputs, r#"{"efs_client_bytes_per_second": 0}"#).expect("write");
+    let result = run(&["model", "--inputs", path(&inputs)]);
+    assert!(!result.status.success());
+    assert!(
+        stderr(&result).contains("efs_client_bytes_per_second"),
+        "{}",
+        stderr(&result)
+    );
+
+    let result = run(&["model", "--from-bench", path(&inputs)]);
+    assert!(!result.status.success());
+    assert!(
+        stderr(&result).contains("inputs.json"),
+        "{}",
+        stderr(&result)
+    );
+}
+
+#[test]
+fn bench_on_a_bad_input_names_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = dir.path().join("notes.mp4");
+    std::fs::write(&text, "not a video").expect("write");
+    let result = run(&["bench", path(&text), "--repeat", "1", "--no-reference"]);
+    assert!(!result.status.success());
+    let message = stderr(&result);
+    assert!(message.contains("notes.mp4"), "{message}");
+    assert_eq!(message.trim().lines().count(), 1, "one line: {message}");
+}
