@@ -39,6 +39,8 @@ pub enum ProbeError {
     Undecodable { path: PathBuf, codec: String },
     #[error("{path}: the video stream has no frames")]
     NoFrames { path: PathBuf },
+    #[error("{path}: none of its {packets} video packets has a timestamp (a raw elementary stream?); put it in a container first, e.g. `ffmpeg -r 25 -i INPUT -c copy OUTPUT.mkv` with its real frame rate")]
+    NoTimestamps { path: PathBuf, packets: u64 },
     #[error("{path}: truncated or damaged: the container declares {declared} video frames but only {read} can be read")]
     Truncated {
         path: PathBuf,
@@ -374,6 +376,12 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
                 track.end_pts = Some(track.end_pts.map_or(end, |last| last.max(end)));
             }
         }
+    }
+    if frames.is_empty() && video_packets > 0 {
+        return Err(ProbeError::NoTimestamps {
+            path: path.to_owned(),
+            packets: video_packets,
+        });
     }
     if frames.is_empty() {
         return Err(ProbeError::NoFrames {

@@ -140,22 +140,29 @@ pub fn verify(
         (source_duration - output_duration).abs() <= frame_seconds + 1e-6,
         format!("source {source_duration:.4} s, output {output_duration:.4} s, tolerance one frame ({frame_seconds:.4} s)"),
     );
-    // Times are compared from each file's origin (its earliest stream start): a container that
-    // cannot start before zero (Matroska) shifts the whole file when audio priming starts early.
-    let source_start = source_info
-        .video
-        .time_base
-        .seconds(source_info.video.first_pts)
-        - timeline_origin(&source_info);
-    let output_start = output_info
-        .video
-        .time_base
-        .seconds(output_info.video.first_pts)
-        - timeline_origin(&output_info);
+    // Times are compared from each file's origin, its earliest stream start. Audio priming makes
+    // "start" ambiguous: MP4 keeps an AAC encoder's priming packets before zero (an edit list hides
+    // them), Matroska cannot start before zero and shifts the whole file instead. So the origin
+    // is taken both ways, from first packets and from audible starts, and either reading agreeing
+    // between source and output passes. The audio checks judge the A/V offset itself.
+    let video_start =
+        |info: &MediaInfo, origin: f64| info.video.time_base.seconds(info.video.first_pts) - origin;
+    let by_packets = (
+        video_start(&source_info, timeline_origin(&source_info, false)),
+        video_start(&output_info, timeline_origin(&output_info, false)),
+    );
+    let by_sound = (
+        video_start(&source_info, timeline_origin(&source_info, true)),
+        video_start(&output_info, timeline_origin(&output_info, true)),
+    );
+    let agrees = |(source, output): (f64, f64)| (source - output).abs() <= frame_seconds / 2.0;
     check(
         "video start",
-        (source_start - output_start).abs() <= frame_seconds / 2.0,
-        format!("first frame {source_start:.4} s after the start of the source, {output_start:.4} s after the start of the output"),
+        agrees(by_packets) || agrees(by_sound),
+        format!(
+            "first frame {:.4} s after the start of the source, {:.4} s after the start of the output (from audible starts: {:.4} s and {:.4} s)",
+            by_packets.0, by_packets.1, by_sound.0, by_sound.1
+        ),
     );
     check(
         "rotation",
@@ -189,10 +196,18 @@ pub fn verify(
 }
 
 /// The earliest start of any video or audio stream in the file, in seconds.
-fn timeline_origin(info: &MediaInfo) -> f64 {
+/// The earliest start of any stream, in seconds: audio from its first packet, or from its first
+/// audible sample (after the priming) when `audible`.
+fn timeline_origin(info: &MediaInfo, audible: bool) -> f64 {
     info.audio
         .iter()
-        .filter_map(|track| track.first_pts.map(|pts| track.time_base.seconds(pts)))
+        .filter_map(|track| {
+            if audible {
+                track.audible_start_seconds()
+            } else {
+                track.first_pts.map(|pts| track.time_base.seconds(pts))
+            }
+        })
         .fold(info.video.time_base.seconds(info.video.first_pts), f64::min)
 }
 

@@ -1,0 +1,213 @@
+//! The hostile-input corpus (tests/corpus/generate.py, rebuilt on every run): for every case,
+//! `treemux transcode` either produces an output that verify passes, or exits non-zero with one
+//! line naming the file. Never a panic, never a hang, never a partial output or scratch left
+//! behind, and the input is never modified. Regenerates docs/robustness.md with every outcome.
+
+mod common;
+
+use common::*;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use treemux::media::verify::{verify, VerifyOptions};
+
+/// Longest a debug build may take on one of these small files before it counts as a hang.
+const TIME_LIMIT: Duration = Duration::from_secs(120);
+
+#[derive(serde::Deserialize)]
+struct Case {
+    file: String,
+    what: String,
+    expect: String,
+}
+
+fn content_hash(path: &Path) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut hasher = DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+fn all_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(read) = std::fs::read_dir(dir) {
+        for entry in read.flatten() {
+            found.push(entry.path());
+        }
+    }
+    found
+}
+
+/// Runs `treemux transcode input output`, killing it after [`TIME_LIMIT`].
+fn transcode_bounded(
+    input: &Path,
+    output: &Path,
+    scratch: &Path,
+) -> (Option<i32>, String, Duration) {
+    let started = Instant::now();
+    let mut child = treemux()
+        .args(["transcode"])
+        .arg(input)
+        .arg(output)
+        .args(["--preset", "ultrafast", "--temp-dir"])
+        .arg(scratch)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("treemux runs");
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            return (status.code(), stderr, started.elapsed());
+        }
+        if started.elapsed() > TIME_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (None, "HANG".to_owned(), started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn every_hostile_input_is_transcoded_and_verified_or_refused_in_one_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("corpus");
+    let generator = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/generate.py");
+    let generated = std::process::Command::new("python3")
+        .arg(&generator)
+        .arg(&corpus)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        generated.status.success(),
+        "the corpus generator failed: {}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let cases: Vec<Case> =
+        serde_json::from_slice(&std::fs::read(corpus.join("cases.json")).expect("cases.json"))
+            .expect("cases.json parses");
+    assert!(cases.len() >= 40, "the corpus has {} cases", cases.len());
+
+    let mut problems = Vec::new();
+    let mut rows = Vec::new();
+    for (index, case) in cases.iter().enumerate() {
+        let input = corpus.join(&case.file);
+        let work = dir.path().join(format!("case-{index}"));
+        let scratch = work.join("scratch");
+        std::fs::create_dir_all(&scratch).expect("scratch dir");
+        let output = work.join("out.mp4");
+        let before = content_hash(&input);
+        let (code, stderr, _took) = transcode_bounded(&input, &output, &scratch);
+        let mut fail = |what: String| problems.push(format!("{}: {what}", case.file));
+        if content_hash(&input) != before {
+            fail("the input was modified".into());
+        }
+        if stderr.contains("panicked") || stderr.contains("RUST_BACKTRACE") {
+            fail(format!("panic: {stderr}"));
+        }
+        if !all_entries(&scratch).is_empty() {
+            fail(format!("scratch left: {:?}", all_entries(&scratch)));
+        }
+        let leftovers: Vec<PathBuf> = all_entries(&work)
+            .into_iter()
+            .filter(|p| p != &scratch && p != &output)
+            .collect();
+        if !leftovers.is_empty() {
+            fail(format!("partial files left: {leftovers:?}"));
+        }
+        let outcome = match code {
+            None => {
+                fail(format!("no answer within {TIME_LIMIT:?} (a hang)"));
+                "HANG".to_owned()
+            }
+            Some(0) => match std::fs::metadata(&output) {
+                Ok(meta) if meta.len() > 0 => {
+                    match verify(&input, &output, &VerifyOptions::default()) {
+                        Ok(report) if report.passed() => {
+                            format!(
+                                "transcoded, verified ({} frame{})",
+                                report.output_frames,
+                                if report.output_frames == 1 { "" } else { "s" }
+                            )
+                        }
+                        Ok(report) => {
+                            let failed: Vec<&str> =
+                                report.failures().map(|c| c.name.as_str()).collect();
+                            fail(format!("success claimed but verify fails: {failed:?}"));
+                            format!("VERIFY FAILED: {failed:?}")
+                        }
+                        Err(error) => {
+                            fail(format!(
+                                "success claimed but the output cannot be verified: {error}"
+                            ));
+                            "UNVERIFIABLE".to_owned()
+                        }
+                    }
+                }
+                _ => {
+                    fail("exit 0 with a missing or empty output".into());
+                    "EMPTY SUCCESS".to_owned()
+                }
+            },
+            Some(_) => {
+                let lines: Vec<&str> = stderr.trim().lines().collect();
+                if lines.len() != 1 || !lines[0].starts_with("treemux: error: ") {
+                    fail(format!("the error is not one line: {stderr:?}"));
+                }
+                if !stderr.contains(&case.file) {
+                    fail(format!("the error does not name the file: {stderr:?}"));
+                }
+                if output.exists() {
+                    fail("failed but left an output".into());
+                }
+                let message = lines.first().copied().unwrap_or("");
+                let message = message
+                    .trim_start_matches("treemux: error: ")
+                    .replace(&format!("{}/", corpus.display()), "");
+                format!("refused: {message}")
+            }
+        };
+        let succeeded = outcome.starts_with("transcoded");
+        match (case.expect.as_str(), succeeded) {
+            ("ok", false) => fail(format!("expected a verified output, got {outcome}")),
+            ("refused", true) => fail(format!("expected a refusal, got {outcome}")),
+            _ => {}
+        }
+        // No timings in the document: it must not change from run to run.
+        rows.push(format!(
+            "| `{}` | {} | {} | {} |",
+            case.file,
+            case.what,
+            case.expect,
+            outcome.replace('|', "\\|"),
+        ));
+    }
+
+    let document = format!(
+        "# Robustness: the hostile-input corpus\n\n\
+         Generated by `cargo test --test hostile_corpus` from `tests/corpus/generate.py` ({} cases, \
+         rebuilt on every run; nothing binary is committed). For each case `treemux transcode` \
+         (debug build, preset ultrafast) must either produce an output that `treemux verify` passes, \
+         or exit non-zero with one line naming the file. In every case: no panic, an answer within \
+         {} s, no partial output, no scratch left, the input unchanged. *expect* says what the case \
+         must do (`either` accepts both).\n\n\
+         | file | what | expect | outcome |\n|---|---|---|---|\n{}\n",
+        cases.len(),
+        TIME_LIMIT.as_secs(),
+        rows.join("\n")
+    );
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/robustness.md");
+    std::fs::write(&target, document).expect("write docs/robustness.md");
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
