@@ -36,6 +36,49 @@ pub struct TranscodeOptions {
     pub keep_temp: bool,
     /// Where the scratch directory is created; `None` = the system temporary directory.
     pub temp_root: Option<PathBuf>,
+    /// Keep the scratch directory of a failed or killed run under a name derived from the input,
+    /// the settings and the plan, and reuse its finished segments, merges and audio when run
+    /// again with the same input and options.
+    pub resume: bool,
+    /// Crash on purpose at this point (fault injection for robustness tests; never in normal use).
+    pub fault: Option<Fault>,
+}
+
+/// Where [`TranscodeOptions::fault`] crashes the process (with `abort`, as a power cut or a
+/// `SIGKILL` would: no cleanup runs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Before segment `n` starts encoding.
+    BeforeEncode(u32),
+    /// After segment `n` has encoded `frames` frames (its output is half written).
+    MidEncode { segment: u32, frames: u64 },
+    /// After segment `n`'s file is complete, before it is confirmed to its pair.
+    AfterSegment(u32),
+    /// After segment `n` was confirmed to its pair, before its worker merges or returns.
+    AfterConfirm(u32),
+    /// After the `n`th merge (in completion order, from 0) wrote its file, before its pair is
+    /// marked merged and its inputs are removed.
+    AfterMerge(u32),
+}
+
+impl Fault {
+    /// Parses `before-encode:N`, `mid-encode:N:FRAMES`, `after-segment:N`, `after-confirm:N` or
+    /// `after-merge:N`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let parts: Vec<&str> = text.split(':').collect();
+        let number = |i: usize| parts.get(i).and_then(|p| p.parse::<u32>().ok());
+        Some(match (parts.first().copied()?, parts.len()) {
+            ("before-encode", 2) => Self::BeforeEncode(number(1)?),
+            ("mid-encode", 3) => Self::MidEncode {
+                segment: number(1)?,
+                frames: u64::from(number(2)?),
+            },
+            ("after-segment", 2) => Self::AfterSegment(number(1)?),
+            ("after-confirm", 2) => Self::AfterConfirm(number(1)?),
+            ("after-merge", 2) => Self::AfterMerge(number(1)?),
+            _ => return None,
+        })
+    }
 }
 
 impl TranscodeOptions {
@@ -48,6 +91,8 @@ impl TranscodeOptions {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             keep_temp: false,
             temp_root: None,
+            resume: false,
+            fault: None,
         }
     }
 }
@@ -119,6 +164,9 @@ pub struct TranscodeReport {
     pub stages: StageSeconds,
     pub timeline: Vec<TaskSpan>,
     pub output_bytes: u64,
+    /// Nodes (segments or merges) a `--resume` run found finished and reused.
+    #[serde(default)]
+    pub reused: Vec<NodeId>,
     /// The scratch directory, when kept.
     pub temp_dir: Option<PathBuf>,
 }
@@ -273,14 +321,23 @@ pub fn transcode(
             .count() as u32,
     });
 
-    let scratch = match &options.temp_root {
-        Some(root) => tempfile::Builder::new().prefix("treemux-").tempdir_in(root),
-        None => tempfile::Builder::new().prefix("treemux-").tempdir(),
-    }
-    .map_err(|source| Error::Io {
-        path: options.temp_root.clone().unwrap_or_else(std::env::temp_dir),
-        source,
-    })?;
+    let scratch = if options.resume {
+        Scratch::Named(resume_dir(
+            &options.temp_root.clone().unwrap_or_else(std::env::temp_dir),
+            resume_key(input, container, &settings, &plan, &audio_actions),
+        )?)
+    } else {
+        Scratch::Temp(
+            match &options.temp_root {
+                Some(root) => tempfile::Builder::new().prefix("treemux-").tempdir_in(root),
+                None => tempfile::Builder::new().prefix("treemux-").tempdir(),
+            }
+            .map_err(|source| Error::Io {
+                path: options.temp_root.clone().unwrap_or_else(std::env::temp_dir),
+                source,
+            })?,
+        )
+    };
     let run = Run {
         info: &info,
         plan: &plan,
@@ -289,6 +346,8 @@ pub fn transcode(
         settings: &settings,
         scratch: scratch.path(),
         keep_intermediates: options.keep_temp,
+        fault: options.fault,
+        merges_done: std::sync::atomic::AtomicU32::new(0),
         store: InMemoryStateStore::new(),
         started,
         failure: Mutex::new(None),
@@ -296,7 +355,7 @@ pub fn transcode(
         outcomes: Mutex::new(Outcomes::default()),
         on_progress,
     };
-    let result = run.execute(workers).and_then(|outcomes| {
+    let result = run.execute(workers, options.resume).and_then(|outcomes| {
         on_progress(Progress::Muxing);
         let muxing = Instant::now();
         let audio_path = outcomes.audio.as_ref().map(|_| run.audio_path());
@@ -312,6 +371,9 @@ pub fn transcode(
     let temp_dir = if options.keep_temp {
         Some(scratch.keep())
     } else {
+        // A resumable scratch directory outlives a failure (run again with --resume to reuse
+        // it) and goes with success.
+        scratch.finish(result.is_ok());
         None
     };
     let (outcomes, remux, remux_seconds) = result?;
@@ -343,8 +405,108 @@ pub fn transcode(
         remux,
         stages,
         timeline: outcomes.timeline,
+        reused: outcomes.reused,
         temp_dir,
     })
+}
+
+/// The scratch directory: a fresh temporary one, or the named one `--resume` reuses.
+enum Scratch {
+    Temp(tempfile::TempDir),
+    Named(PathBuf),
+}
+
+impl Scratch {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Temp(dir) => dir.path(),
+            Self::Named(dir) => dir,
+        }
+    }
+
+    fn keep(self) -> PathBuf {
+        match self {
+            Self::Temp(dir) => dir.keep(),
+            Self::Named(dir) => dir,
+        }
+    }
+
+    /// Removes the directory, except a resumable one after a failure.
+    fn finish(self, succeeded: bool) {
+        match self {
+            Self::Temp(dir) => drop(dir),
+            Self::Named(dir) if succeeded => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Self::Named(_) => {}
+        }
+    }
+}
+
+/// A stable 64-bit FNV-1a hash (std's hasher may change between Rust releases).
+fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
+    for &byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// Identifies a run for `--resume`: the same input file (path, size, modification time), the
+/// same output container, encoder settings, plan and audio actions give the same key; anything
+/// else gives another, so stale work is never reused.
+fn resume_key(
+    input: &Path,
+    container: Container,
+    settings: &EncodeSettings,
+    plan: &SegmentPlan,
+    audio_actions: &[AudioAction],
+) -> u64 {
+    let file = std::fs::canonicalize(input).unwrap_or_else(|_| input.to_owned());
+    let (size, modified) = std::fs::metadata(input).map_or((0, 0), |meta| {
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |since| since.as_nanos());
+        (meta.len(), modified)
+    });
+    let identity = format!(
+        "{}\n{size}\n{modified}\n{}\n{}\n{}\n{audio_actions:?}",
+        file.display(),
+        container.muxer_name(),
+        serde_json::to_string(settings).unwrap_or_default(),
+        serde_json::to_string(&plan.segments).unwrap_or_default(),
+    );
+    fnv1a(identity.as_bytes(), 0xcbf2_9ce4_8422_2325)
+}
+
+/// Creates (or, resuming, accepts) `root/treemux-resume-<key>`, private to this user.
+fn resume_dir(root: &Path, key: u64) -> Result<PathBuf, Error> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+    let dir = root.join(format!("treemux-resume-{key:016x}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => Ok(dir),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            // The name is predictable, so only a directory this user made, that nobody else
+            // can write, is trusted with work to reuse.
+            let meta = std::fs::symlink_metadata(&dir).map_err(|source| Error::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let me = unsafe { libc::geteuid() };
+            if meta.is_dir() && meta.uid() == me && meta.mode() & 0o077 == 0 {
+                Ok(dir)
+            } else {
+                Err(Error::request(
+                    &dir,
+                    "exists but is not a private directory of this user; remove it to resume",
+                ))
+            }
+        }
+        Err(source) => Err(Error::Io { path: dir, source }),
+    }
 }
 
 fn span_of(timeline: &[TaskSpan], kind: &str) -> f64 {
@@ -369,6 +531,17 @@ struct Outcomes {
     merges: Vec<(NodeId, MergeKind, Option<MergeReport>)>,
     audio: Option<AudioReport>,
     timeline: Vec<TaskSpan>,
+    reused: Vec<NodeId>,
+}
+
+/// What a resumed run found in its scratch directory.
+#[derive(Default)]
+struct Resumed {
+    /// Finished nodes with no finished ancestor: the workers climb on from these.
+    frontier: Vec<NodeId>,
+    /// Leaves with a finished file of their own or of an ancestor: not encoded again.
+    covered_leaves: std::collections::BTreeSet<u32>,
+    audio_done: bool,
 }
 
 /// One run's shared state, borrowed by every worker task.
@@ -380,6 +553,9 @@ struct Run<'a> {
     settings: &'a EncodeSettings,
     scratch: &'a Path,
     keep_intermediates: bool,
+    fault: Option<Fault>,
+    /// Merges finished so far (for [`Fault::AfterMerge`]).
+    merges_done: std::sync::atomic::AtomicU32,
     store: InMemoryStateStore,
     started: Instant,
     failure: Mutex<Option<Error>>,
@@ -400,8 +576,77 @@ impl Run<'_> {
         self.scratch.join("audio.nut")
     }
 
-    fn execute(&self, workers: usize) -> Result<Outcomes, Error> {
+    /// Crashes here if the run was told to (fault injection).
+    fn crash_if(&self, point: Fault) {
+        if self.fault == Some(point) {
+            eprintln!("treemux: injected fault {point:?}: aborting");
+            std::process::abort();
+        }
+    }
+
+    /// Looks at what an earlier run left in the scratch directory: files are only ever renamed
+    /// into place when complete, so a node's file either is whole or absent. Half-written
+    /// (`.partial`) files and the inputs of merges that completed are removed.
+    fn scan_for_resume(&self) -> Resumed {
+        let mut resumed = Resumed::default();
+        if let Ok(entries) = std::fs::read_dir(self.scratch) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().ends_with(".partial") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        resumed.audio_done = self.audio_path().is_file();
+        let exists = |node: NodeId| self.node_path(node).is_file();
+        let has_finished_ancestor = |mut node: NodeId| {
+            while let Some((parent, _)) = self.tree.parent(node) {
+                if exists(parent) {
+                    return true;
+                }
+                node = parent;
+            }
+            false
+        };
+        let mut nodes: Vec<NodeId> = (0..self.tree.leaf_count()).map(NodeId::leaf).collect();
+        nodes.extend(self.tree.internal_nodes());
+        for node in nodes {
+            if !exists(node) {
+                continue;
+            }
+            if has_finished_ancestor(node) {
+                // A merge finished but the crash came before its inputs were removed.
+                let _ = std::fs::remove_file(self.node_path(node));
+            } else {
+                resumed.frontier.push(node);
+            }
+        }
+        for leaf in 0..self.tree.real_leaves {
+            let mut node = NodeId::leaf(leaf);
+            loop {
+                if exists(node) {
+                    resumed.covered_leaves.insert(leaf);
+                    break;
+                }
+                match self.tree.parent(node) {
+                    Some((parent, _)) => node = parent,
+                    None => break,
+                }
+            }
+        }
+        resumed
+    }
+
+    fn execute(&self, workers: usize, resume: bool) -> Result<Outcomes, Error> {
         pollster::block_on(self.store.create_pairs(JOB, &self.tree))?;
+        let resumed = if resume {
+            self.scan_for_resume()
+        } else {
+            Resumed::default()
+        };
+        self.outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reused = resumed.frontier.clone();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(workers)
             .thread_name(|i| format!("treemux-worker-{i}"))
@@ -411,11 +656,16 @@ impl Run<'_> {
                 source: std::io::Error::other(error),
             })?;
         pool.scope_fifo(|scope| {
-            if !self.info.audio.is_empty() {
+            if !self.info.audio.is_empty() && !resumed.audio_done {
                 scope.spawn_fifo(|_| self.guarded(|| self.extract_audio()));
             }
+            for &node in &resumed.frontier {
+                scope.spawn_fifo(move |_| self.guarded(|| self.climb_from(node)));
+            }
             for index in self.plan.encode_order() {
-                scope.spawn_fifo(move |_| self.guarded(|| self.encode_and_climb(index)));
+                if !resumed.covered_leaves.contains(&index) {
+                    scope.spawn_fifo(move |_| self.guarded(|| self.encode_and_climb(index)));
+                }
             }
         });
         if let Some(error) = self
@@ -487,7 +737,16 @@ impl Run<'_> {
     fn encode_and_climb(&self, index: u32) -> Result<(), Error> {
         let segment = &self.plan.segments[index as usize];
         let leaf = NodeId::leaf(index);
-        let on_frame = |_: u64| (self.on_progress)(Progress::FrameEncoded);
+        self.crash_if(Fault::BeforeEncode(index));
+        let encoded = std::sync::atomic::AtomicU64::new(0);
+        let on_frame = |_: u64| {
+            let frames = encoded.fetch_add(1, Ordering::SeqCst) + 1;
+            self.crash_if(Fault::MidEncode {
+                segment: index,
+                frames,
+            });
+            (self.on_progress)(Progress::FrameEncoded)
+        };
         let report = self.timed("segment", index.to_string(), || {
             Ok(convert::convert_segment(
                 self.info,
@@ -503,13 +762,24 @@ impl Run<'_> {
             .segments
             .push(report);
         (self.on_progress)(Progress::SegmentDone { index });
+        self.crash_if(Fault::AfterSegment(index));
+        self.climb_from(leaf)
+    }
 
-        let mut finished = leaf;
+    /// `finished` is complete: confirm it to its pair and merge up the tree while this worker
+    /// completes pairs.
+    fn climb_from(&self, finished: NodeId) -> Result<(), Error> {
+        let mut finished = finished;
         loop {
             if self.cancelled.load(Ordering::SeqCst) {
                 return Ok(());
             }
-            match pollster::block_on(after_node_finished(&self.store, JOB, &self.tree, finished))? {
+            let next =
+                pollster::block_on(after_node_finished(&self.store, JOB, &self.tree, finished))?;
+            if finished.level == 0 {
+                self.crash_if(Fault::AfterConfirm(finished.index));
+            }
+            match next {
                 NextStep::Merge { node, child } => {
                     self.merge(node)?;
                     pollster::block_on(mark_merged(&self.store, JOB, node, child))?;
@@ -551,6 +821,8 @@ impl Run<'_> {
                 unreachable!("placeholder pairs are confirmed at creation and never claimed")
             }
         };
+        let completed = self.merges_done.fetch_add(1, Ordering::SeqCst);
+        self.crash_if(Fault::AfterMerge(completed));
         if !self.keep_intermediates && kind == MergeKind::Concat {
             for child in [&left_path, &right_path] {
                 let _ = std::fs::remove_file(child);

@@ -89,6 +89,10 @@ struct TranscodeArgs {
     /// Where to create the scratch directory (default: the system temporary directory).
     #[arg(long)]
     temp_dir: Option<PathBuf>,
+    /// Keep finished segments and merges when the run fails or is killed, and reuse them when
+    /// the same command is run again with --resume.
+    #[arg(long)]
+    resume: bool,
     /// Print a JSON summary on stdout instead of progress and text.
     #[arg(long)]
     json: bool,
@@ -189,6 +193,7 @@ fn plan_options(args: &PlanArgs, cores: usize) -> anyhow::Result<PlanOptions> {
     Ok(PlanOptions {
         max_segments: (workers * 4) as u32,
         exact_segments,
+        balance_over: workers as u32,
         ..PlanOptions::default()
     })
 }
@@ -235,6 +240,13 @@ fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     options.workers = args.plan.workers;
     options.keep_temp = args.keep_temp;
     options.temp_root = args.temp_dir.clone();
+    options.resume = args.resume;
+    // Fault injection for the robustness tests: crash on purpose at a named point.
+    if let Ok(fault) = std::env::var("TREEMUX_FAULT") {
+        options.fault = Some(local::Fault::parse(&fault).with_context(|| {
+            format!("TREEMUX_FAULT={fault}: expected before-encode:N, mid-encode:N:FRAMES, after-segment:N, after-confirm:N or after-merge:N")
+        })?);
+    }
 
     let show_progress = !args.json && std::io::stderr().is_terminal();
     let display = ProgressDisplay::new(show_progress);
@@ -336,6 +348,7 @@ fn summary_json(report: &TranscodeReport) -> serde_json::Value {
         "remux": report.remux,
         "stages_seconds": report.stages,
         "timeline": report.timeline,
+        "reused": report.reused,
         "temp_dir": report.temp_dir,
     })
 }

@@ -136,6 +136,15 @@ pub struct PlanOptions {
     /// How far from the ideal cut a keyframe may be and still be preferred, as a fraction of the
     /// ideal segment length.
     pub keyframe_snap: f64,
+    /// When choosing the count automatically, round it down to a multiple of this (the workers
+    /// that will encode the segments) once there are at least this many, so that no worker sits
+    /// idle while another encodes a last, lone segment. 1 = no rounding.
+    #[serde(default = "one")]
+    pub balance_over: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for PlanOptions {
@@ -146,6 +155,7 @@ impl Default for PlanOptions {
             min_segment_seconds: 4.0,
             max_lead_in_ratio: 3.0,
             keyframe_snap: 0.05,
+            balance_over: 1,
         }
     }
 }
@@ -208,7 +218,13 @@ pub fn plan_segments(
             } else {
                 u64::MAX
             };
-            u64::from(options.max_segments).min(by_length)
+            let count = u64::from(options.max_segments).min(by_length);
+            let multiple = u64::from(options.balance_over.max(1));
+            if count >= multiple {
+                count - count % multiple
+            } else {
+                count
+            }
         }
     }
     .clamp(1, frame_count);
@@ -377,6 +393,32 @@ mod tests {
                 .segments
                 .len(),
             1
+        );
+    }
+
+    #[test]
+    fn automatic_count_is_a_multiple_of_the_workers() {
+        let frames = frames_with_keys(500, &[0, 50, 100, 150, 200, 250, 300, 350, 400, 450]);
+        let balanced = |workers: u32, seconds: f64| {
+            let options = PlanOptions {
+                max_segments: 4 * workers,
+                balance_over: workers,
+                ..PlanOptions::default()
+            };
+            plan_segments(&frames, TB, seconds, &options)
+                .expect("plan")
+                .segments
+                .len()
+        };
+        // 20 s allows 5 segments of 4 s; two workers get 4, not 2 + 2 + a lone fifth.
+        assert_eq!(balanced(2, 20.0), 4);
+        assert_eq!(balanced(3, 20.0), 3);
+        // Fewer possible segments than workers: as many as possible.
+        assert_eq!(balanced(4, 12.0), 3);
+        assert_eq!(
+            balanced(1, 20.0),
+            4,
+            "one worker: capped at 4 by max_segments"
         );
     }
 

@@ -19,6 +19,25 @@ use treemux::state::{JobRecord, JobStatus, JobStore};
 use treemux_functions::asl;
 use treemux_functions::aws::DynamoStore;
 
+const CANARY_KEY_ID: &str = "AKIATREEMUXCANARY777";
+const CANARY_SECRET: &str = "treemux-canary-secret-never-log-me";
+
+/// Credentials and request signatures never reach the worker's log.
+fn assert_no_secrets(log: &str) {
+    for secret in [
+        CANARY_KEY_ID,
+        CANARY_SECRET,
+        "X-Amz-Signature",
+        "X-Amz-Credential",
+        "Authorization:",
+    ] {
+        assert!(
+            !log.contains(secret),
+            "the worker log contains {secret:?}:\n{log}"
+        );
+    }
+}
+
 fn sample(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../samples")
@@ -127,8 +146,9 @@ impl Stack {
         let worker = Command::new(env!("CARGO_BIN_EXE_treemux-worker"))
             .arg("run")
             .env("AWS_ENDPOINT_URL", endpoint())
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
+            // Canary credentials (moto accepts any): no log may ever contain them.
+            .env("AWS_ACCESS_KEY_ID", CANARY_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", CANARY_SECRET)
             .env("AWS_REGION", "us-east-1")
             .env("TREEMUX_TABLE", &table)
             .env("TREEMUX_OUTPUT_BUCKET", &output_bucket)
@@ -315,6 +335,7 @@ async fn an_upload_becomes_a_verified_output() {
     }
     let output = stack.download("transcoded/uploads/three tracks.mp4").await;
     assert_verified(&source, &output);
+    assert_no_secrets(&stack.worker_log());
     assert!(
         stack.scratch_files().is_empty(),
         "scratch left: {:?}",
@@ -414,6 +435,7 @@ async fn a_permanent_failure_fails_the_job_and_leaves_no_output() {
         stack.worker_log()
     );
     assert!(stack.output_keys().await.is_empty(), "no output object");
+    assert_no_secrets(&stack.worker_log());
     let original = std::fs::read(&source).expect("sample");
     let object = stack
         .s3
