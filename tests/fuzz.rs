@@ -10,6 +10,9 @@
 //! Each iteration's seed is printed when it fails; `TREEMUX_FUZZ_SEED=N` replays from N. The probe
 //! target's seed files are the bundled samples (samples/) plus tests/fuzz-seeds/.
 
+mod common;
+
+use common::Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -17,25 +20,6 @@ use treemux::plan::{plan_segments, FrameInfo, PlanOptions, TimeBase};
 use treemux::state::{InMemoryStateStore, StateStore};
 use treemux::steps::{after_node_finished, mark_merged, NextStep};
 use treemux::tree::{MergeKind, MergeTree};
-
-/// splitmix64: small, fast, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 fn budget() -> Duration {
     let seconds = std::env::var("TREEMUX_FUZZ_SECONDS")
