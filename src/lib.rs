@@ -8,9 +8,11 @@
 //! - [`bench`], [`model`], [`timeline`]: measuring against one ffmpeg, the Lambda cost and time
 //!   model (pure), and the timeline chart (pure).
 //! - [`process`]: process start-up that keeps encodes repeatable.
+//! - [`fault`]: crash points for fault-injection tests (inert unless a test names one).
 
 pub mod bench;
 pub mod error;
+pub mod fault;
 pub mod local;
 pub mod media;
 pub mod model;

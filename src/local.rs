@@ -6,6 +6,7 @@
 //! climbs the tree as far as it can; finally the root is muxed with the audio.
 
 use crate::error::Error;
+use crate::fault::{CrashPlan, CrashPoint};
 use crate::media::audio::{self, AudioAction, AudioReport};
 use crate::media::convert::{self, SegmentReport};
 use crate::media::merge::{self, MergeReport};
@@ -41,44 +42,7 @@ pub struct TranscodeOptions {
     /// again with the same input and options.
     pub resume: bool,
     /// Crash on purpose at this point (fault injection for robustness tests; never in normal use).
-    pub fault: Option<Fault>,
-}
-
-/// Where [`TranscodeOptions::fault`] crashes the process (with `abort`, as a power cut or a
-/// `SIGKILL` would: no cleanup runs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// Before segment `n` starts encoding.
-    BeforeEncode(u32),
-    /// After segment `n` has encoded `frames` frames (its output is half written).
-    MidEncode { segment: u32, frames: u64 },
-    /// After segment `n`'s file is complete, before it is confirmed to its pair.
-    AfterSegment(u32),
-    /// After segment `n` was confirmed to its pair, before its worker merges or returns.
-    AfterConfirm(u32),
-    /// After the `n`th merge (in completion order, from 0) wrote its file, before its pair is
-    /// marked merged and its inputs are removed.
-    AfterMerge(u32),
-}
-
-impl Fault {
-    /// Parses `before-encode:N`, `mid-encode:N:FRAMES`, `after-segment:N`, `after-confirm:N` or
-    /// `after-merge:N`.
-    pub fn parse(text: &str) -> Option<Self> {
-        let parts: Vec<&str> = text.split(':').collect();
-        let number = |i: usize| parts.get(i).and_then(|p| p.parse::<u32>().ok());
-        Some(match (parts.first().copied()?, parts.len()) {
-            ("before-encode", 2) => Self::BeforeEncode(number(1)?),
-            ("mid-encode", 3) => Self::MidEncode {
-                segment: number(1)?,
-                frames: u64::from(number(2)?),
-            },
-            ("after-segment", 2) => Self::AfterSegment(number(1)?),
-            ("after-confirm", 2) => Self::AfterConfirm(number(1)?),
-            ("after-merge", 2) => Self::AfterMerge(number(1)?),
-            _ => return None,
-        })
-    }
+    pub fault: Option<CrashPoint>,
 }
 
 impl TranscodeOptions {
@@ -315,10 +279,7 @@ pub fn transcode(
     on_progress(Progress::Planned {
         frames: plan.frame_count,
         segments: plan.segments.len() as u32,
-        merges: tree
-            .internal_nodes()
-            .filter(|&node| tree.merge_kind(node) != MergeKind::Placeholder)
-            .count() as u32,
+        merges: tree.merges_needed(),
     });
 
     let scratch = if options.resume {
@@ -346,8 +307,7 @@ pub fn transcode(
         settings: &settings,
         scratch: scratch.path(),
         keep_intermediates: options.keep_temp,
-        fault: options.fault,
-        merges_done: std::sync::atomic::AtomicU32::new(0),
+        crashes: CrashPlan::new(options.fault.into_iter().collect()),
         store: InMemoryStateStore::new(),
         started,
         failure: Mutex::new(None),
@@ -553,9 +513,7 @@ struct Run<'a> {
     settings: &'a EncodeSettings,
     scratch: &'a Path,
     keep_intermediates: bool,
-    fault: Option<Fault>,
-    /// Merges finished so far (for [`Fault::AfterMerge`]).
-    merges_done: std::sync::atomic::AtomicU32,
+    crashes: CrashPlan,
     store: InMemoryStateStore,
     started: Instant,
     failure: Mutex<Option<Error>>,
@@ -574,14 +532,6 @@ impl Run<'_> {
 
     fn audio_path(&self) -> PathBuf {
         self.scratch.join("audio.nut")
-    }
-
-    /// Crashes here if the run was told to (fault injection).
-    fn crash_if(&self, point: Fault) {
-        if self.fault == Some(point) {
-            eprintln!("treemux: injected fault {point:?}: aborting");
-            std::process::abort();
-        }
     }
 
     /// Looks at what an earlier run left in the scratch directory: files are only ever renamed
@@ -737,11 +687,11 @@ impl Run<'_> {
     fn encode_and_climb(&self, index: u32) -> Result<(), Error> {
         let segment = &self.plan.segments[index as usize];
         let leaf = NodeId::leaf(index);
-        self.crash_if(Fault::BeforeEncode(index));
+        self.crashes.at(CrashPoint::BeforeEncode(index));
         let encoded = std::sync::atomic::AtomicU64::new(0);
         let on_frame = |_: u64| {
             let frames = encoded.fetch_add(1, Ordering::SeqCst) + 1;
-            self.crash_if(Fault::MidEncode {
+            self.crashes.at(CrashPoint::MidEncode {
                 segment: index,
                 frames,
             });
@@ -762,7 +712,7 @@ impl Run<'_> {
             .segments
             .push(report);
         (self.on_progress)(Progress::SegmentDone { index });
-        self.crash_if(Fault::AfterSegment(index));
+        self.crashes.at(CrashPoint::AfterSegment(index));
         self.climb_from(leaf)
     }
 
@@ -777,7 +727,7 @@ impl Run<'_> {
             let next =
                 pollster::block_on(after_node_finished(&self.store, JOB, &self.tree, finished))?;
             if finished.level == 0 {
-                self.crash_if(Fault::AfterConfirm(finished.index));
+                self.crashes.at(CrashPoint::AfterConfirm(finished.index));
             }
             match next {
                 NextStep::Merge { node, child } => {
@@ -821,8 +771,7 @@ impl Run<'_> {
                 unreachable!("placeholder pairs are confirmed at creation and never claimed")
             }
         };
-        let completed = self.merges_done.fetch_add(1, Ordering::SeqCst);
-        self.crash_if(Fault::AfterMerge(completed));
+        self.crashes.merge_written();
         if !self.keep_intermediates && kind == MergeKind::Concat {
             for child in [&left_path, &right_path] {
                 let _ = std::fs::remove_file(child);

@@ -10,6 +10,7 @@ use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, Ordering};
+use treemux::fault::CrashPoint;
 use treemux::local::{self, Progress, TranscodeOptions, TranscodeReport};
 use treemux::media::probe::{self, MediaInfo};
 use treemux::media::verify::{self, VerifyOptions, VerifyReport};
@@ -243,9 +244,10 @@ fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     options.resume = args.resume;
     // Fault injection for the robustness tests: crash on purpose at a named point.
     if let Ok(fault) = std::env::var("TREEMUX_FAULT") {
-        options.fault = Some(local::Fault::parse(&fault).with_context(|| {
-            format!("TREEMUX_FAULT={fault}: expected before-encode:N, mid-encode:N:FRAMES, after-segment:N, after-confirm:N or after-merge:N")
-        })?);
+        options.fault =
+            Some(CrashPoint::parse(&fault).with_context(|| {
+                format!("TREEMUX_FAULT={fault}: expected {}", CrashPoint::SYNTAX)
+            })?);
     }
 
     let show_progress = !args.json && std::io::stderr().is_terminal();

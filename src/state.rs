@@ -244,8 +244,8 @@ pub struct JobRecord {
     pub segments_done: BTreeSet<u32>,
     /// Merged nodes, as `L<level>-<index>`.
     pub merges_done: BTreeSet<String>,
-    /// Merge executions, including any repeated by a retry: equals `merges` when every pair was
-    /// merged exactly once.
+    /// Merge files written, including any written again by a duplicate task: equals `merges`
+    /// when every pair was merged exactly once.
     pub merge_runs: u32,
     /// Seconds spent per stage (`analyze`, `split_audio`, `convert`, `merge`, `merge_audio`),
     /// summed over tasks.
@@ -260,16 +260,24 @@ pub struct JobRecord {
 /// A change to a job record.
 #[derive(Clone, Debug, PartialEq)]
 pub enum JobUpdate {
-    /// The execution started.
-    Running,
+    /// The execution started, for a plan of `segments` segments whose tree needs `merges` pair
+    /// merges (placeholder pairs excluded).
+    Running {
+        segments: u32,
+        merges: u32,
+    },
     SegmentDone {
         index: u32,
         seconds: f64,
     },
-    /// A pair was merged (or renamed) by this task.
+    /// A pair's file is in place (a concatenation, or a rename when the right child is a
+    /// placeholder). `ran` says this task wrote it; false when a retried task found the file an
+    /// earlier attempt of the same claim had written before dying. That earlier run is counted
+    /// then, unless it was recorded before the attempt died.
     Merged {
         node: NodeId,
         seconds: f64,
+        ran: bool,
     },
     /// Time spent in a stage other than convert and merge.
     Stage {
@@ -314,7 +322,8 @@ pub fn apply_job_update(record: &mut JobRecord, update: &JobUpdate, now: u64) {
         *record.stage_seconds.entry(name.to_owned()).or_default() += seconds
     };
     match update {
-        JobUpdate::Running => {
+        JobUpdate::Running { segments, merges } => {
+            (record.segments, record.merges) = (*segments, *merges);
             if record.status == JobStatus::Created {
                 record.status = JobStatus::Running;
             }
@@ -323,10 +332,12 @@ pub fn apply_job_update(record: &mut JobRecord, update: &JobUpdate, now: u64) {
             add_seconds("convert", *seconds);
             record.segments_done.insert(*index);
         }
-        JobUpdate::Merged { node, seconds } => {
+        JobUpdate::Merged { node, seconds, ran } => {
             add_seconds("merge", *seconds);
-            record.merges_done.insert(node.to_string());
-            record.merge_runs += 1;
+            let first_record = record.merges_done.insert(node.to_string());
+            if *ran || first_record {
+                record.merge_runs += 1;
+            }
         }
         JobUpdate::Stage { name, seconds } => add_seconds(name, *seconds),
         JobUpdate::Succeeded => record.status = JobStatus::Succeeded,

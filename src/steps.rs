@@ -141,6 +141,7 @@ mod tests {
             let merged: u32 = merges.values().sum();
             prop_assert_eq!(merged + placeholder_pairs, tree.leaf_count() - 1, "2^n − 1 pairs completed");
             prop_assert!(merges.values().all(|&count| count == 1), "a pair merged twice: {:?}", merges);
+            prop_assert_eq!(merges.len() as u32, tree.merges_needed());
             if tree.levels > 0 {
                 prop_assert_eq!(merges.get(&tree.root()).copied(), Some(1), "the root merges once");
             }

@@ -88,6 +88,14 @@ impl MergeTree {
         1 << self.levels
     }
 
+    /// Pair merges the tree needs: its internal nodes that are not placeholders (concatenations
+    /// and renames).
+    pub fn merges_needed(&self) -> u32 {
+        self.internal_nodes()
+            .filter(|&node| self.merge_kind(node) != MergeKind::Placeholder)
+            .count() as u32
+    }
+
     /// The node covering the whole video.
     pub fn root(&self) -> NodeId {
         NodeId {

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::Rng;
+use common::rng::Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

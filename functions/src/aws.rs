@@ -93,6 +93,7 @@ pub fn config_from_env() -> Result<Config, String> {
             min_segment_seconds,
             ..PlanOptions::default()
         },
+        crashes: Default::default(),
     })
 }
 

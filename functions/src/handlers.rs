@@ -11,7 +11,10 @@ use crate::events::{
 use crate::job::{decode_event_key, job_id, output_key, safe_extension, JobManifest, JobPaths};
 use crate::ports::{ExecutionStarter, ObjectError, ObjectStore};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use treemux::fault::{CrashPlan, CrashPoint};
 use treemux::media::{audio, convert, merge, probe, remux};
 use treemux::plan::{plan_segments, PlanOptions};
 use treemux::settings::{Container, EncodeSettings};
@@ -30,6 +33,9 @@ pub struct Config {
     /// Encoder settings for every job (threads: the function's vCPUs).
     pub settings: EncodeSettings,
     pub plan: PlanOptions,
+    /// Points where a handler dies on purpose: empty except in the worker's fault-injection
+    /// runs (`TREEMUX_WORKER_FAULTS=crash:…`).
+    pub crashes: Arc<CrashPlan>,
 }
 
 /// The outside world, as the handlers see it.
@@ -232,7 +238,14 @@ where
                 .map_err(HandlerError::transient)?;
             services
                 .store
-                .update_job(id, &JobUpdate::Running, now())
+                .update_job(
+                    id,
+                    &JobUpdate::Running {
+                        segments: manifest.tree.real_leaves,
+                        merges: manifest.tree.merges_needed(),
+                    },
+                    now(),
+                )
                 .await?;
             services
                 .store
@@ -408,24 +421,46 @@ where
     let leaf = NodeId::leaf(task.segment);
     let path = JobPaths::new(&services.config.scratch_root, &task.job_id).node(leaf);
     let tree = manifest.tree;
+    let crashes = services.config.crashes.clone();
+    let index = task.segment;
     // A segment file is committed atomically and kept until the job ends, so a repeated task
-    // (a retry after a lost answer, or a duplicate delivery) finds it and does not encode again.
-    if !path.is_file() {
+    // (a retry after a lost answer or a crash, or a duplicate delivery) finds it and does not
+    // encode again.
+    let seconds = if path.is_file() {
+        0.0
+    } else {
+        crashes.at(CrashPoint::BeforeEncode(index));
+        let crashes_while_encoding = crashes.clone();
+        let encoded = AtomicU64::new(0);
         let report = blocking(move || {
-            convert::convert_segment(&manifest.info, &segment, &manifest.settings, &path, &|_| {})
-                .map_err(HandlerError::from)
+            let on_frame = |_: u64| {
+                let frames = encoded.fetch_add(1, Ordering::Relaxed) + 1;
+                crashes_while_encoding.at(CrashPoint::MidEncode {
+                    segment: index,
+                    frames,
+                });
+            };
+            convert::convert_segment(
+                &manifest.info,
+                &segment,
+                &manifest.settings,
+                &path,
+                &on_frame,
+            )
+            .map_err(HandlerError::from)
         })
         .await?;
-        let update = JobUpdate::SegmentDone {
-            index: task.segment,
-            seconds: report.seconds,
-        };
-        services
-            .store
-            .update_job(&task.job_id, &update, now())
-            .await?;
-    }
+        crashes.at(CrashPoint::AfterSegment(index));
+        report.seconds
+    };
+    // Recorded on the repeated path too: the attempt that encoded may have died before this.
+    let update = JobUpdate::SegmentDone { index, seconds };
+    services
+        .store
+        .update_job(&task.job_id, &update, now())
+        .await?;
     let next = after_node_finished(&services.store, &task.job_id, &tree, leaf).await?;
+    crashes.at(CrashPoint::AfterConfirm(index));
     Ok(StepOutput {
         job_id: task.job_id,
         next,
@@ -487,31 +522,41 @@ where
     let (left_path, right_path, target) =
         (paths.node(left), paths.node(right), paths.node(task.node));
     let kind = tree.merge_kind(task.node);
-    let (left_for_merge, target_for_merge) = (left_path.clone(), target.clone());
-    blocking(move || match kind {
-        MergeKind::Concat => {
-            merge::concat_segments(&left_for_merge, &right_path, &target_for_merge)
-                .map(|_| ())
-                .map_err(HandlerError::from)
-        }
-        MergeKind::Rename if !left_for_merge.exists() && target_for_merge.exists() => Ok(()),
-        MergeKind::Rename => std::fs::rename(&left_for_merge, &target_for_merge)
-            .map_err(|e| HandlerError::transient(format!("{}: {e}", left_for_merge.display()))),
-        MergeKind::Placeholder => Err(HandlerError::invalid(format!(
-            "{} is a placeholder and is never merged",
-            task.node
-        ))),
-    })
-    .await?;
-    mark_merged(&services.store, &task.job_id, task.node, task.child).await?;
+    // The claim is this task's, so a file at the target was committed (atomically) by an earlier
+    // attempt of this same task that died before marking the pair: the merge is done already.
+    let ran = !target.is_file();
+    if ran {
+        let (left_for_merge, target_for_merge) = (left_path.clone(), target.clone());
+        blocking(move || match kind {
+            MergeKind::Concat => {
+                merge::concat_segments(&left_for_merge, &right_path, &target_for_merge)
+                    .map(|_| ())
+                    .map_err(HandlerError::from)
+            }
+            MergeKind::Rename => std::fs::rename(&left_for_merge, &target_for_merge)
+                .map_err(|e| HandlerError::transient(format!("{}: {e}", left_for_merge.display()))),
+            MergeKind::Placeholder => Err(HandlerError::invalid(format!(
+                "{} is a placeholder and is never merged",
+                task.node
+            ))),
+        })
+        .await?;
+        eprintln!(
+            "merge-video: job {} {} written ({kind:?})",
+            task.job_id, task.node
+        );
+        services.config.crashes.merge_written();
+    }
     let update = JobUpdate::Merged {
         node: task.node,
         seconds: started.elapsed().as_secs_f64(),
+        ran,
     };
     services
         .store
         .update_job(&task.job_id, &update, now())
         .await?;
+    mark_merged(&services.store, &task.job_id, task.node, task.child).await?;
     if kind == MergeKind::Concat && task.node.level > 1 {
         // Merged children are no longer needed once the merge is recorded. Segment files
         // (level 0) stay until the job ends: they are what makes a repeated split-and-convert

@@ -11,7 +11,15 @@
 //! without running it; `fail-always:FUNCTION[:SEGMENT]` answers every matching task with
 //! `TreemuxMediaFailure`; `duplicate:FUNCTION` runs every matching task twice, as a duplicated
 //! delivery would, and answers with the second result (Step Functions keeps a task's last
-//! invocation's result; the claim protocol relies on that).
+//! invocation's result; the claim protocol relies on that); `crash:POINT` kills the whole worker
+//! process with `abort` at a [`CrashPoint`] inside a handler (e.g. `crash:after-segment:1`,
+//! `crash:mid-encode:2:5`, `crash:after-merge:0`), as a Lambda sandbox that vanishes would. The
+//! task's message is not deleted, so it comes back after the visibility timeout to whichever
+//! worker polls next, carrying the same task token.
+//!
+//! A message stays invisible to other workers while its task runs: the worker extends its
+//! visibility every third of [`WorkerOptions::visibility_seconds`], so a dead worker's tasks
+//! return after at most that long, and a long encode is never handed to a second worker.
 
 use crate::error::HandlerError;
 use crate::events::S3Event;
@@ -20,7 +28,9 @@ use crate::ports::{ExecutionStarter, ObjectStore};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use std::time::Instant;
+use treemux::fault::{CrashPlan, CrashPoint};
 use treemux::state::{JobStore, StateStore};
 
 /// Runs the handler called `function` on `input`.
@@ -79,6 +89,7 @@ enum FaultRule {
 pub struct Faults {
     rules: Vec<FaultRule>,
     fired: Mutex<HashSet<(String, Option<u32>)>>,
+    crash_points: Vec<CrashPoint>,
 }
 
 /// What to do with one task.
@@ -92,7 +103,17 @@ pub enum FaultAction {
 impl Faults {
     pub fn parse(spec: &str) -> Result<Self, String> {
         let mut rules = Vec::new();
+        let mut crash_points = Vec::new();
         for rule in spec.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            if let Some(point) = rule.strip_prefix("crash:") {
+                crash_points.push(CrashPoint::parse(point).ok_or_else(|| {
+                    format!(
+                        "fault {rule:?}: expected crash:POINT, POINT one of {}",
+                        CrashPoint::SYNTAX
+                    )
+                })?);
+                continue;
+            }
             let parts: Vec<&str> = rule.split(':').collect();
             let segment = match parts.get(2) {
                 Some(text) => Some(
@@ -111,7 +132,7 @@ impl Faults {
                 "duplicate" => FaultRule::Duplicate { function },
                 kind => {
                     return Err(format!(
-                        "fault {rule:?}: unknown kind {kind:?} (fail-once, fail-always, duplicate)"
+                        "fault {rule:?}: unknown kind {kind:?} (fail-once, fail-always, duplicate, crash)"
                     ))
                 }
             });
@@ -119,7 +140,13 @@ impl Faults {
         Ok(Self {
             rules,
             fired: Mutex::new(HashSet::new()),
+            crash_points,
         })
+    }
+
+    /// The `crash:` points, for the handlers' [`crate::handlers::Config::crashes`].
+    pub fn crash_plan(&self) -> CrashPlan {
+        CrashPlan::new(self.crash_points.clone())
     }
 
     /// Decides what happens to a task of `function` with `input`.
@@ -170,12 +197,14 @@ pub struct WorkerOptions {
     pub upload_queue_url: Option<String>,
     /// Tasks run at once.
     pub concurrency: usize,
+    /// How long a received message stays hidden from other workers, in seconds, renewed while
+    /// its task runs: the longest a dead worker's task waits before another worker takes it.
+    pub visibility_seconds: u32,
     pub faults: Faults,
 }
 
-/// The longest a task may run before SQS would hand its message to someone else, in seconds
-/// (Lambda's own limit).
-const VISIBILITY_SECONDS: i32 = 900;
+/// [`WorkerOptions::visibility_seconds`] by default.
+pub const DEFAULT_VISIBILITY_SECONDS: u32 = 60;
 
 /// Polls until interrupted (Ctrl-C or SIGTERM).
 pub async fn run<S, O, X>(
@@ -189,6 +218,7 @@ where
     O: ObjectStore + 'static,
     X: ExecutionStarter + 'static,
 {
+    let visibility = i32::try_from(options.visibility_seconds.clamp(3, 43_200)).unwrap_or(60);
     let options = Arc::new(options);
     let in_flight = Arc::new(InFlight::default());
     let permits = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
@@ -206,7 +236,7 @@ where
             let available = permits.available_permits().clamp(1, 10) as i32;
             let received = tokio::select! {
                 _ = &mut shutdown => return Ok(()),
-                received = sqs.receive_message().queue_url(&queue).max_number_of_messages(available).wait_time_seconds(1).visibility_timeout(VISIBILITY_SECONDS).send() => received,
+                received = sqs.receive_message().queue_url(&queue).max_number_of_messages(available).wait_time_seconds(1).visibility_timeout(visibility).send() => received,
             };
             let messages = match received {
                 Ok(output) => output.messages.unwrap_or_default(),
@@ -231,6 +261,13 @@ where
                 );
                 tokio::spawn(async move {
                     let body = message.body().unwrap_or_default().to_owned();
+                    let receipt = message.receipt_handle().unwrap_or_default().to_owned();
+                    let keep_hidden = tokio::spawn(keep_invisible(
+                        sqs.clone(),
+                        queue.clone(),
+                        receipt,
+                        visibility,
+                    ));
                     if is_task {
                         // The same task delivered again while it still runs waits for it, then
                         // finds its work done, instead of redoing it alongside.
@@ -239,6 +276,7 @@ where
                     } else {
                         handle_upload(&services, &body).await;
                     }
+                    keep_hidden.abort();
                     if let Some(receipt) = message.receipt_handle() {
                         if let Err(error) = sqs
                             .delete_message()
@@ -256,6 +294,28 @@ where
                     drop(permit);
                 });
             }
+        }
+    }
+}
+
+/// Renews a message's invisibility every third of `visibility` seconds until aborted, so the
+/// message reappears only if this worker dies.
+async fn keep_invisible(sqs: aws_sdk_sqs::Client, queue: String, receipt: String, visibility: i32) {
+    let period = Duration::from_secs_f64(f64::from(visibility) / 3.0);
+    loop {
+        tokio::time::sleep(period).await;
+        if let Err(error) = sqs
+            .change_message_visibility()
+            .queue_url(&queue)
+            .receipt_handle(&receipt)
+            .visibility_timeout(visibility)
+            .send()
+            .await
+        {
+            eprintln!(
+                "worker: extending a message's visibility: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(error)
+            );
         }
     }
 }
@@ -425,6 +485,17 @@ mod tests {
             FaultAction::RunTwice
         );
         assert!(Faults::parse("explode:x").is_err());
+        let crashing =
+            Faults::parse("crash:after-segment:1,crash:mid-encode:0:5,fail-once:merge-video")
+                .expect("parse");
+        assert!(!crashing.crash_plan().is_empty());
+        assert_eq!(
+            crashing.decide("split-and-convert", &segment(1)),
+            FaultAction::Run,
+            "a crash fires inside the handler, not before it"
+        );
+        assert!(Faults::parse("crash:after-everything").is_err());
+        assert!(Faults::parse("").expect("parse").crash_plan().is_empty());
         let always = Faults::parse("fail-always:merge-audio").expect("parse");
         assert!(
             matches!(always.decide("merge-audio", &serde_json::json!({})), FaultAction::Fail(e) if e.name() == "TreemuxMediaFailure")

@@ -56,6 +56,7 @@ fn services(dir: &Path, upload: &str) -> TestServices {
                 min_segment_seconds: 1.0,
                 ..PlanOptions::default()
             },
+            crashes: Default::default(),
         },
     }
 }

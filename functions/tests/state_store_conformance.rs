@@ -4,6 +4,8 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use tokio::task::JoinSet;
 use treemux::state::{
     ClaimOutcome, InMemoryStateStore, JobRecord, JobStatus, JobStore, JobUpdate, StateError,
     StateStore,
@@ -39,7 +41,14 @@ async fn conformance<S: StateStore + JobStore>(store: &S, job: &str) {
         "a second create is refused"
     );
     store
-        .update_job(job, &JobUpdate::Running, 2)
+        .update_job(
+            job,
+            &JobUpdate::Running {
+                segments: 5,
+                merges: 4,
+            },
+            2,
+        )
         .await
         .expect("running");
     for _ in 0..2 {
@@ -55,17 +64,30 @@ async fn conformance<S: StateStore + JobStore>(store: &S, job: &str) {
             .await
             .expect("segment");
     }
-    store
-        .update_job(
-            job,
-            &JobUpdate::Merged {
-                node: NodeId { level: 1, index: 0 },
-                seconds: 0.5,
-            },
-            4,
-        )
-        .await
-        .expect("merged");
+    // L1-0 merged, then its task retried and found the file (not a second run); L1-1 written by
+    // an attempt that died before recording it, found by the retry (one run); L2-0 written by a
+    // task and again by a duplicate of it (two runs).
+    for (level, index, ran) in [
+        (1, 0, true),
+        (1, 0, false),
+        (1, 1, false),
+        (1, 1, false),
+        (2, 0, true),
+        (2, 0, true),
+    ] {
+        store
+            .update_job(
+                job,
+                &JobUpdate::Merged {
+                    node: NodeId { level, index },
+                    seconds: 0.5,
+                    ran,
+                },
+                4,
+            )
+            .await
+            .expect("merged");
+    }
     store
         .update_job(
             job,
@@ -98,7 +120,11 @@ async fn conformance<S: StateStore + JobStore>(store: &S, job: &str) {
         BTreeSet::from([3]),
         "a repeated confirmation counts once"
     );
-    assert_eq!(read.merge_runs, 1);
+    assert_eq!(read.merges_done.len(), 3);
+    assert_eq!(
+        read.merge_runs, 4,
+        "runs found on retry are not counted twice"
+    );
     assert_eq!(read.stage_seconds.get("convert"), Some(&3.0));
     assert!(store
         .get_job(&format!("{job}-missing"))
@@ -107,7 +133,14 @@ async fn conformance<S: StateStore + JobStore>(store: &S, job: &str) {
         .is_none());
     assert!(matches!(
         store
-            .update_job(&format!("{job}-missing"), &JobUpdate::Running, 1)
+            .update_job(
+                &format!("{job}-missing"),
+                &JobUpdate::Running {
+                    segments: 1,
+                    merges: 0,
+                },
+                1,
+            )
             .await,
         Err(StateError::MissingJob { .. })
     ));
@@ -205,9 +238,93 @@ async fn conformance<S: StateStore + JobStore>(store: &S, job: &str) {
     );
 }
 
+/// Conditional writes hold under concurrency: updates racing on one job record are all kept,
+/// two children confirming a pair at once see it complete exactly once between them, and of two
+/// claimants racing for a pair exactly one wins.
+async fn concurrent_writers<S>(store: Arc<S>, job: &str)
+where
+    S: StateStore + JobStore + 'static,
+{
+    const WRITERS: u32 = 60;
+    assert!(store.create_job(&record(job)).await.expect("create"));
+    let mut updates = JoinSet::new();
+    for index in 0..WRITERS {
+        let (store, job) = (store.clone(), job.to_owned());
+        updates.spawn(async move {
+            let update = JobUpdate::SegmentDone {
+                index,
+                seconds: 1.0,
+            };
+            store.update_job(&job, &update, 2).await.expect("update");
+        });
+    }
+    updates.join_all().await;
+    let read = store.get_job(job).await.expect("get").expect("exists");
+    assert_eq!(
+        read.segments_done,
+        (0..WRITERS).collect::<BTreeSet<_>>(),
+        "no update was lost"
+    );
+
+    let tree = MergeTree::new(64);
+    store.create_pairs(job, &tree).await.expect("pairs");
+    let mut races = JoinSet::new();
+    for index in 0..32 {
+        let pair = NodeId { level: 1, index };
+        for side in [Side::Left, Side::Right] {
+            let (store, job) = (store.clone(), job.to_owned());
+            races.spawn(async move {
+                let confirmed = store
+                    .confirm_child(&job, pair, side)
+                    .await
+                    .expect("confirm");
+                let claim = store
+                    .claim_merge(&job, pair, &format!("{side:?}"))
+                    .await
+                    .expect("claim");
+                (pair, confirmed.len(), claim)
+            });
+        }
+    }
+    let mut completions = std::collections::BTreeMap::<NodeId, (u32, u32)>::new();
+    for (pair, confirmed, claim) in races.join_all().await {
+        let entry = completions.entry(pair).or_default();
+        entry.0 += u32::from(confirmed == 2);
+        entry.1 += u32::from(claim == ClaimOutcome::Won);
+    }
+    for (pair, (completed, won)) in completions {
+        assert_eq!(
+            completed, 1,
+            "{pair}: exactly one confirmation completes the pair"
+        );
+        assert_eq!(won, 1, "{pair}: exactly one claimant wins");
+    }
+}
+
 #[tokio::test]
 async fn in_memory_store() {
     conformance(&InMemoryStateStore::new(), "0a1b").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_memory_store_under_concurrent_writers() {
+    concurrent_writers(Arc::new(InMemoryStateStore::new()), "0c1d").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_store_under_concurrent_writers() {
+    if !common::stack_available() {
+        return;
+    }
+    let client = aws_sdk_dynamodb::Client::new(&common::sdk().await);
+    let table = format!("conformance-concurrent-{}", std::process::id());
+    common::create_table(&client, &table).await;
+    let store = DynamoStore {
+        client,
+        table,
+        ttl_seconds: 3600,
+    };
+    concurrent_writers(Arc::new(store), "0c1d").await;
 }
 
 #[tokio::test]

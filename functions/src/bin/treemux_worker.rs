@@ -29,7 +29,12 @@ enum Command {
         /// Tasks at once (default: CPU cores).
         #[arg(long, env = "TREEMUX_WORKER_CONCURRENCY")]
         concurrency: Option<usize>,
-        /// Injected faults, e.g. `fail-once:split-and-convert:1,duplicate:merge-video`.
+        /// Seconds a task's message stays hidden from other workers, renewed while it runs: how
+        /// long a dead worker's task waits before another worker takes it.
+        #[arg(long, env = "TREEMUX_WORKER_VISIBILITY_SECONDS", default_value_t = worker::DEFAULT_VISIBILITY_SECONDS)]
+        visibility_seconds: u32,
+        /// Injected faults, e.g. `fail-once:split-and-convert:1,duplicate:merge-video` or
+        /// `crash:after-segment:1`.
         #[arg(long, env = "TREEMUX_WORKER_FAULTS", default_value = "")]
         faults: String,
     },
@@ -56,18 +61,22 @@ async fn main() -> anyhow::Result<()> {
             task_queue_url,
             upload_queue_url,
             concurrency,
+            visibility_seconds,
             faults,
         } => {
-            let services = aws::services_from_env().await.map_err(anyhow::Error::msg)?;
+            let faults = Faults::parse(&faults)
+                .map_err(anyhow::Error::msg)
+                .context("TREEMUX_WORKER_FAULTS")?;
+            let mut services = aws::services_from_env().await.map_err(anyhow::Error::msg)?;
+            services.config.crashes = Arc::new(faults.crash_plan());
             let sdk = aws::sdk_config().await;
             let options = WorkerOptions {
                 task_queue_url,
                 upload_queue_url,
                 concurrency: concurrency
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-                faults: Faults::parse(&faults)
-                    .map_err(anyhow::Error::msg)
-                    .context("TREEMUX_WORKER_FAULTS")?,
+                visibility_seconds,
+                faults,
             };
             worker::run(
                 Arc::new(services),

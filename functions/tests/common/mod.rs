@@ -6,6 +6,10 @@ use aws_sdk_dynamodb::types::{
 };
 use std::process::Command;
 
+#[path = "../../../tests/common/rng.rs"]
+pub mod rng;
+pub mod stack;
+
 /// The local stack's endpoint (`TREEMUX_LOCAL_STACK_ENDPOINT`, default `http://127.0.0.1:5055`).
 pub fn endpoint() -> String {
     std::env::var("TREEMUX_LOCAL_STACK_ENDPOINT")

@@ -1,0 +1,410 @@
+//! One test's isolated slice of the local stack: its own buckets, table, queues and state
+//! machine on the shared moto server, and its own `treemux worker` process, supervised: a worker
+//! that dies (an injected crash, or a kill) is started again, as Lambda starts a new sandbox.
+
+use super::{endpoint, sdk};
+use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use treemux::state::{JobRecord, JobStore};
+use treemux_functions::asl;
+use treemux_functions::aws::DynamoStore;
+
+pub const CANARY_KEY_ID: &str = "AKIATREEMUXCANARY777";
+pub const CANARY_SECRET: &str = "treemux-canary-secret-never-log-me";
+
+/// Credentials and request signatures never reach the worker's log.
+pub fn assert_no_secrets(log: &str) {
+    for secret in [
+        CANARY_KEY_ID,
+        CANARY_SECRET,
+        "X-Amz-Signature",
+        "X-Amz-Credential",
+        "Authorization:",
+    ] {
+        assert!(
+            !log.contains(secret),
+            "the worker log contains {secret:?}:\n{log}"
+        );
+    }
+}
+
+/// What the crash points in a worker's log say fired, in order (`after-segment:1`, …).
+pub fn fired_crashes(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|line| line.strip_prefix("treemux: injected crash at "))
+        .filter_map(|rest| rest.strip_suffix(": aborting"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// How a test's worker runs.
+#[derive(Clone, Debug)]
+pub struct WorkerSetup {
+    /// `TREEMUX_WORKER_FAULTS`.
+    pub faults: String,
+    /// `TREEMUX_WORKER_VISIBILITY_SECONDS`: how soon a dead worker's tasks come back.
+    pub visibility_seconds: u32,
+}
+
+impl WorkerSetup {
+    pub fn faults(faults: &str) -> Self {
+        Self {
+            faults: faults.to_owned(),
+            visibility_seconds: 60,
+        }
+    }
+}
+
+struct Worker {
+    child: Child,
+    /// Fault rules the next start gets: the original ones minus the crashes that fired.
+    faults: Vec<String>,
+    restarts: u32,
+}
+
+pub struct Stack {
+    pub name: String,
+    pub s3: aws_sdk_s3::Client,
+    pub sfn: aws_sdk_sfn::Client,
+    pub store: DynamoStore,
+    pub state_machine: String,
+    pub upload_queue: String,
+    pub input_bucket: String,
+    pub output_bucket: String,
+    pub dir: tempfile::TempDir,
+    worker_env: WorkerEnv,
+    worker: Mutex<Worker>,
+}
+
+/// Everything a worker process of one stack is started with, apart from its faults.
+struct WorkerEnv {
+    table: String,
+    output_bucket: String,
+    state_machine: String,
+    task_queue: String,
+    upload_queue: String,
+    scratch: PathBuf,
+    log: PathBuf,
+    visibility_seconds: u32,
+}
+
+impl WorkerEnv {
+    fn spawn(&self, faults: &[String]) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log");
+        Command::new(env!("CARGO_BIN_EXE_treemux-worker"))
+            .arg("run")
+            .env("AWS_ENDPOINT_URL", endpoint())
+            // Canary credentials (moto accepts any): no log may ever contain them.
+            .env("AWS_ACCESS_KEY_ID", CANARY_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", CANARY_SECRET)
+            .env("AWS_REGION", "us-east-1")
+            .env("TREEMUX_TABLE", &self.table)
+            .env("TREEMUX_OUTPUT_BUCKET", &self.output_bucket)
+            .env("TREEMUX_STATE_MACHINE_ARN", &self.state_machine)
+            .env("TREEMUX_TASK_QUEUE_URL", &self.task_queue)
+            .env("TREEMUX_UPLOAD_QUEUE_URL", &self.upload_queue)
+            .env("TREEMUX_SCRATCH_DIR", &self.scratch)
+            .env("TREEMUX_PRESET", "veryfast")
+            .env("TREEMUX_THREADS", "1")
+            .env("TREEMUX_MAX_SEGMENTS", "4")
+            .env("TREEMUX_MIN_SEGMENT_SECONDS", "1")
+            .env("TREEMUX_WORKER_CONCURRENCY", "2")
+            .env(
+                "TREEMUX_WORKER_VISIBILITY_SECONDS",
+                self.visibility_seconds.to_string(),
+            )
+            .env("TREEMUX_WORKER_FAULTS", faults.join(","))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("worker starts")
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let worker = self.worker.get_mut().unwrap_or_else(|p| p.into_inner());
+        let _ = worker.child.kill();
+        let _ = worker.child.wait();
+    }
+}
+
+impl Stack {
+    pub async fn new(test: &str, faults: &str) -> Self {
+        Self::with_worker(test, WorkerSetup::faults(faults)).await
+    }
+
+    pub async fn with_worker(test: &str, setup: WorkerSetup) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "e2e-{test}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        )
+        .replace('_', "-");
+        let config = sdk().await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
+        );
+        let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        let sfn = aws_sdk_sfn::Client::new(&config);
+        let (input_bucket, output_bucket, table) = (
+            format!("{name}-in"),
+            format!("{name}-out"),
+            format!("{name}-jobs"),
+        );
+        for bucket in [&input_bucket, &output_bucket] {
+            s3.create_bucket()
+                .bucket(bucket)
+                .send()
+                .await
+                .expect("create bucket");
+        }
+        super::create_table(&dynamodb, &table).await;
+        let mut queues = Vec::new();
+        for suffix in ["tasks", "uploads"] {
+            queues.push(
+                sqs.create_queue()
+                    .queue_name(format!("{name}-{suffix}"))
+                    .send()
+                    .await
+                    .expect("queue")
+                    .queue_url
+                    .expect("url"),
+            );
+        }
+        let (task_queue, upload_queue) = (queues[0].clone(), queues[1].clone());
+        let upload_queue_arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}-uploads");
+        s3.put_bucket_notification_configuration()
+            .bucket(&input_bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .queue_configurations(
+                        QueueConfiguration::builder()
+                            .queue_arn(upload_queue_arn)
+                            .events(Event::from("s3:ObjectCreated:*"))
+                            .build()
+                            .expect("queue config"),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("notification");
+        let definition = asl::render_for_worker(&task_queue).expect("render");
+        let state_machine = sfn
+            .create_state_machine()
+            .name(&name)
+            .definition(definition.to_string())
+            .role_arn("arn:aws:iam::123456789012:role/treemux-local")
+            .send()
+            .await
+            .expect("state machine")
+            .state_machine_arn;
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("efs")).expect("scratch");
+        let store = DynamoStore {
+            client: dynamodb,
+            table,
+            ttl_seconds: 3600,
+        };
+        let faults: Vec<String> = setup
+            .faults
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let worker_env = WorkerEnv {
+            table: store.table.clone(),
+            output_bucket: output_bucket.clone(),
+            state_machine: state_machine.clone(),
+            task_queue: task_queue.clone(),
+            upload_queue: upload_queue.clone(),
+            scratch: dir.path().join("efs"),
+            log: dir.path().join("worker.log"),
+            visibility_seconds: setup.visibility_seconds,
+        };
+        let child = worker_env.spawn(&faults);
+        Stack {
+            name,
+            s3,
+            sfn,
+            store,
+            state_machine,
+            upload_queue,
+            input_bucket,
+            output_bucket,
+            dir,
+            worker_env,
+            worker: Mutex::new(Worker {
+                child,
+                faults,
+                restarts: 0,
+            }),
+        }
+    }
+
+    /// Starts the worker again if it died, without the crashes that already fired (a new
+    /// sandbox runs the same code; the crash was the old one's).
+    fn revive_worker(&self) {
+        let mut worker = self.worker.lock().unwrap_or_else(|p| p.into_inner());
+        if !matches!(worker.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let mut remaining = worker.faults.clone();
+        for fired in fired_crashes(&self.worker_log()) {
+            if let Some(at) = remaining
+                .iter()
+                .position(|f| *f == format!("crash:{fired}"))
+            {
+                remaining.remove(at);
+            }
+        }
+        worker.child = self.worker_env.spawn(&remaining);
+        worker.faults = remaining;
+        worker.restarts += 1;
+    }
+
+    /// Kills the worker at once (SIGKILL); the supervisor starts a new one.
+    pub fn kill_worker(&self) {
+        let mut worker = self.worker.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = worker.child.kill();
+        let _ = worker.child.wait();
+    }
+
+    /// How often the worker was started again after dying.
+    pub fn worker_restarts(&self) -> u32 {
+        self.worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .restarts
+    }
+
+    pub async fn upload(&self, key: &str, file: &Path) {
+        let body = aws_sdk_s3::primitives::ByteStream::from_path(file)
+            .await
+            .expect("read sample");
+        self.s3
+            .put_object()
+            .bucket(&self.input_bucket)
+            .key(key)
+            .body(body)
+            .send()
+            .await
+            .expect("upload");
+    }
+
+    /// Waits for the first execution to end, keeping the worker alive; returns its status and
+    /// the job record.
+    pub async fn finished_job(&self) -> (String, JobRecord) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            self.revive_worker();
+            let executions = self
+                .sfn
+                .list_executions()
+                .state_machine_arn(&self.state_machine)
+                .send()
+                .await
+                .expect("list")
+                .executions;
+            if let Some(execution) = executions.iter().find(|e| e.status.as_str() != "RUNNING") {
+                let job = self
+                    .store
+                    .get_job(&execution.name)
+                    .await
+                    .expect("read job")
+                    .expect("job record");
+                return (execution.status.as_str().to_owned(), job);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: no execution finished in time; worker log:\n{}",
+                self.name,
+                self.worker_log()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    pub async fn executions(&self) -> usize {
+        self.sfn
+            .list_executions()
+            .state_machine_arn(&self.state_machine)
+            .send()
+            .await
+            .expect("list")
+            .executions
+            .len()
+    }
+
+    pub async fn download(&self, key: &str) -> PathBuf {
+        let object = self
+            .s3
+            .get_object()
+            .bucket(&self.output_bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: no output {key}: {}\nworker log:\n{}",
+                    self.name,
+                    aws_sdk_s3::error::DisplayErrorContext(e),
+                    self.worker_log()
+                )
+            });
+        let bytes = object.body.collect().await.expect("body").into_bytes();
+        let path = self.dir.path().join("downloaded.mp4");
+        std::fs::write(&path, bytes).expect("write");
+        path
+    }
+
+    pub async fn output_keys(&self) -> Vec<String> {
+        let listed = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.output_bucket)
+            .send()
+            .await
+            .expect("list");
+        listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect()
+    }
+
+    pub fn worker_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("worker.log")).unwrap_or_default()
+    }
+
+    /// Every file left under the scratch root.
+    pub fn scratch_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, found);
+                } else {
+                    found.push(path);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(&self.dir.path().join("efs"), &mut found);
+        found
+    }
+}
