@@ -35,6 +35,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The run was told to stop ([`crate::local::TranscodeOptions::interrupt`]).
+    #[error("{path}: interrupted before it finished")]
+    Interrupted { path: PathBuf },
 }
 
 /// How a failure should be treated by whoever retries work.
@@ -66,7 +69,8 @@ impl Error {
             | Self::Io { .. }
             | Self::State(StateError::Unavailable(_)) => ErrorKind::Transient,
             Self::Probe(_) | Self::Plan { .. } | Self::Request { .. } => ErrorKind::InvalidInput,
-            Self::Media(MediaError::Io { .. }) => ErrorKind::Transient,
+            Self::Media(MediaError::Io { .. } | MediaError::Interrupted { .. })
+            | Self::Interrupted { .. } => ErrorKind::Transient,
             Self::Media(MediaError::Unsupported { .. }) => ErrorKind::InvalidInput,
             Self::Media(_) | Self::Verify(_) | Self::State(_) => ErrorKind::MediaFailure,
         }

@@ -18,9 +18,10 @@ use crate::state::{InMemoryStateStore, StateStore};
 use crate::steps::{after_node_finished, mark_merged, NextStep};
 use crate::tree::{MergeKind, MergeTree, NodeId};
 use serde::{Deserialize, Serialize};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// What the user asked for, beyond the input and output paths.
@@ -43,6 +44,10 @@ pub struct TranscodeOptions {
     pub resume: bool,
     /// Crash on purpose at this point (fault injection for robustness tests; never in normal use).
     pub fault: Option<CrashPoint>,
+    /// Set (from a signal handler) to stop the run: encodes stop at their next frame, merges and
+    /// the audio at their end, no new work starts, and the run returns [`Error::Interrupted`]
+    /// after removing its scratch directory (kept with `resume`) and writing no output.
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl TranscodeOptions {
@@ -57,6 +62,7 @@ impl TranscodeOptions {
             temp_root: None,
             resume: false,
             fault: None,
+            interrupt: None,
         }
     }
 }
@@ -308,6 +314,7 @@ pub fn transcode(
         scratch: scratch.path(),
         keep_intermediates: options.keep_temp,
         crashes: CrashPlan::new(options.fault.into_iter().collect()),
+        interrupt: options.interrupt.clone(),
         store: InMemoryStateStore::new(),
         started,
         failure: Mutex::new(None),
@@ -514,6 +521,7 @@ struct Run<'a> {
     scratch: &'a Path,
     keep_intermediates: bool,
     crashes: CrashPlan,
+    interrupt: Option<Arc<AtomicBool>>,
     store: InMemoryStateStore,
     started: Instant,
     failure: Mutex<Option<Error>>,
@@ -631,12 +639,26 @@ impl Run<'_> {
         ))
     }
 
-    /// Runs a task unless the run already failed; records the first failure and stops the rest.
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::SeqCst))
+    }
+
+    /// Runs a task unless the run already failed or was interrupted; records the first failure
+    /// and stops the rest.
     fn guarded(&self, task: impl FnOnce() -> Result<(), Error>) {
         if self.cancelled.load(Ordering::SeqCst) {
             return;
         }
-        if let Err(error) = task() {
+        let result = if self.interrupted() {
+            Err(Error::Interrupted {
+                path: self.info.path.clone(),
+            })
+        } else {
+            task()
+        };
+        if let Err(error) = result {
             self.cancelled.store(true, Ordering::SeqCst);
             self.failure
                 .lock()
@@ -695,7 +717,12 @@ impl Run<'_> {
                 segment: index,
                 frames,
             });
-            (self.on_progress)(Progress::FrameEncoded)
+            (self.on_progress)(Progress::FrameEncoded);
+            if self.interrupted() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         };
         let report = self.timed("segment", index.to_string(), || {
             Ok(convert::convert_segment(
@@ -723,6 +750,11 @@ impl Run<'_> {
         loop {
             if self.cancelled.load(Ordering::SeqCst) {
                 return Ok(());
+            }
+            if self.interrupted() {
+                return Err(Error::Interrupted {
+                    path: self.info.path.clone(),
+                });
             }
             let next =
                 pollster::block_on(after_node_finished(&self.store, JOB, &self.tree, finished))?;

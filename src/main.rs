@@ -9,7 +9,8 @@ use std::ffi::OsString;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use treemux::fault::CrashPoint;
 use treemux::local::{self, Progress, TranscodeOptions, TranscodeReport};
 use treemux::media::probe::{self, MediaInfo};
@@ -250,18 +251,54 @@ fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
             })?);
     }
 
+    let interrupt = stop_on_signals()?;
+    options.interrupt = Some(interrupt.clone());
+
     let show_progress = !args.json && std::io::stderr().is_terminal();
     let display = ProgressDisplay::new(show_progress);
-    let report = local::transcode(&args.input, &args.output, &options, &|event| {
+    let result = local::transcode(&args.input, &args.output, &options, &|event| {
         display.update(event)
-    })?;
+    });
     display.finish();
+    if result.is_err() && interrupt.load(Ordering::SeqCst) {
+        let kept = if args.resume {
+            "finished segments kept: run the same command again to continue"
+        } else {
+            "scratch files removed"
+        };
+        eprintln!(
+            "treemux: {}: interrupted; no output written, {kept}",
+            args.input.display()
+        );
+        return Ok(ExitCode::from(INTERRUPTED_EXIT_CODE));
+    }
+    let report = result?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary_json(&report))?);
     } else {
         print_transcode_summary(&report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The exit status of a run stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report it).
+const INTERRUPTED_EXIT_CODE: u8 = 130;
+
+/// SIGINT and SIGTERM set the returned flag, which the run polls to stop cleanly; a second
+/// signal ends the process at once.
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Registered first, so it sees the flag as the previous signal left it.
+        signal_hook::flag::register_conditional_shutdown(
+            signal,
+            i32::from(INTERRUPTED_EXIT_CODE),
+            flag.clone(),
+        )
+        .context("installing a signal handler")?;
+        signal_hook::flag::register(signal, flag.clone()).context("installing a signal handler")?;
+    }
+    Ok(flag)
 }
 
 /// Terminal progress: frames with rate and ETA, segments and merges done.

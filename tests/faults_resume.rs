@@ -248,3 +248,76 @@ fn a_hundred_seeded_random_crashes_resume_to_the_same_frames() {
         resume_and_check(&fixture, &output, &format!("seed {seed} {plan:?}"), crashes);
     }
 }
+
+/// SIGINT and SIGTERM on a run without `--resume`: the run stops within its current frame or
+/// merge, says so in one line, exits 130, and leaves neither an output file nor its scratch
+/// directory.
+#[test]
+fn an_interrupted_run_without_resume_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("source.mp4");
+    pattern_clip(&source, 12, 25);
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let scratch_root = dir.path().join(format!("scratch-{signal}"));
+        std::fs::create_dir_all(&scratch_root).expect("scratch");
+        let output = dir.path().join(format!("out-{signal}.mp4"));
+        let mut child = treemux()
+            .arg("transcode")
+            .arg(&source)
+            .arg(&output)
+            .args(["--segments", "4", "--workers", "2", "--preset", "slow"])
+            .arg("--temp-dir")
+            .arg(&scratch_root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("treemux runs");
+        // Interrupt once encoding has visibly started: a file exists in the run's scratch.
+        let started = std::time::Instant::now();
+        let encoding = |root: &Path| {
+            std::fs::read_dir(root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|run| !entries(&run.path()).is_empty())
+        };
+        while !encoding(&scratch_root) {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the run never started encoding"
+            );
+            assert!(
+                child.try_wait().expect("wait").is_none(),
+                "the run ended before it could be interrupted"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: signalling our own child, which has not been waited for yet.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        let result = child.wait_with_output().expect("wait");
+        let message = stderr(&result);
+        assert_eq!(
+            result.status.code(),
+            Some(130),
+            "signal {signal}: {message}"
+        );
+        assert!(
+            message.contains("interrupted") && message.contains("source.mp4"),
+            "signal {signal}: says what happened to which file: {message}"
+        );
+        assert!(!output.exists(), "signal {signal}: no output file");
+        assert!(
+            entries(dir.path())
+                .iter()
+                .all(|name| !name.starts_with("out-")),
+            "signal {signal}: no partial output: {:?}",
+            entries(dir.path())
+        );
+        assert!(
+            entries(&scratch_root).is_empty(),
+            "signal {signal}: scratch left: {:?}",
+            entries(&scratch_root)
+        );
+    }
+}

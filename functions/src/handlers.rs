@@ -10,6 +10,7 @@ use crate::events::{
 };
 use crate::job::{decode_event_key, job_id, output_key, safe_extension, JobManifest, JobPaths};
 use crate::ports::{ExecutionStarter, ObjectError, ObjectStore};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -439,6 +440,7 @@ where
                     segment: index,
                     frames,
                 });
+                ControlFlow::Continue(())
             };
             convert::convert_segment(
                 &manifest.info,

@@ -16,6 +16,7 @@ use crate::plan::Segment;
 use crate::settings::{EncodeSettings, RateControl, VideoCodec};
 use ffmpeg_next as ffmpeg;
 use serde::{Deserialize, Serialize};
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
 
@@ -51,14 +52,16 @@ pub fn output_size(video: &VideoInfo, settings: &EncodeSettings) -> (u32, u32) {
 
 /// Encodes segment `segment` of the source `info` describes into `output` (NUT), frame exact.
 ///
-/// `on_frame` is called after each encoded frame with the count so far (for progress display).
+/// `on_frame` is called after each encoded frame with the count so far (for progress display);
+/// when it breaks, the encode stops, its partial file is removed and the result is
+/// [`MediaError::Interrupted`].
 /// The output appears only when complete; on error nothing is left at `output`.
 pub fn convert_segment(
     info: &MediaInfo,
     segment: &Segment,
     settings: &EncodeSettings,
     output: &Path,
-    on_frame: &(dyn Fn(u64) + Sync),
+    on_frame: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
 ) -> Result<SegmentReport, MediaError> {
     util::init();
     let started = Instant::now();
@@ -105,7 +108,7 @@ fn encode_pass(
     settings: &EncodeSettings,
     output: &Path,
     seek_to: Option<i64>,
-    on_frame: &(dyn Fn(u64) + Sync),
+    on_frame: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
 ) -> Result<SegmentReport, PassError> {
     let (source, video) = (info.path.as_path(), &info.video);
     let mut input = util::open_input(source)?;
@@ -193,7 +196,12 @@ fn encode_pass(
         };
         last_pts = Some(pts);
         encoder.send(frame, pts, muxer)?;
-        on_frame(encoder.frames);
+        if on_frame(encoder.frames).is_break() {
+            return Err(MediaError::Interrupted {
+                path: output.to_owned(),
+            }
+            .into());
+        }
         Ok(false)
     };
 

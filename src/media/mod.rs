@@ -97,6 +97,9 @@ pub enum MediaError {
     },
     #[error("{path}: {reason}")]
     Unsupported { path: PathBuf, reason: String },
+    /// The caller asked the work to stop (an interrupted run); nothing was written.
+    #[error("{path}: interrupted")]
+    Interrupted { path: PathBuf },
 }
 
 impl MediaError {
