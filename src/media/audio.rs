@@ -93,7 +93,7 @@ pub fn extract_audio(
     }
     let started = Instant::now();
     let mut input = util::open_input(&info.path)?;
-    let partial = PartialFile::new(output);
+    let partial = PartialFile::create(output)?;
     let write_failed = |source| MediaError::Write {
         path: partial.path().to_owned(),
         source,

@@ -144,7 +144,7 @@ fn encode_pass(
         })?;
     }
 
-    let partial = PartialFile::new(output);
+    let partial = PartialFile::create(output)?;
     let mut muxer = util::open_output(partial.path(), SEGMENT_MUXER)?;
     let mut encoder = SegmentEncoder::open(info, &decoder, settings, &mut muxer, partial.path())?;
 

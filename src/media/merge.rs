@@ -45,7 +45,7 @@ pub fn concat_segments(
     let right_input = util::open_input(right)?;
     check_compatible(left, &left_input, right, &right_input)?;
 
-    let partial = PartialFile::new(output);
+    let partial = PartialFile::create(output)?;
     let write_failed = |source| MediaError::Write {
         path: partial.path().to_owned(),
         source,

@@ -52,7 +52,7 @@ pub fn remux(
     let mut video_input = util::open_input(video)?;
     let mut audio_input = audio.map(util::open_input).transpose()?;
 
-    let partial = PartialFile::new(output);
+    let partial = PartialFile::create(output)?;
     let write_failed = |source| MediaError::Write {
         path: partial.path().to_owned(),
         source,

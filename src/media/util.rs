@@ -43,6 +43,11 @@ pub(crate) fn rational(time_base: TimeBase) -> ffmpeg::Rational {
 
 /// A file being written under a temporary name in the target's directory. Dropping it without
 /// [`PartialFile::commit`] removes it, so failures leave nothing behind that looks finished.
+///
+/// The temporary file is created before FFmpeg opens it, exclusively (`O_EXCL`), under a random
+/// name and readable by the owner only: in a shared directory such as `/tmp` nobody can plant a
+/// symbolic link at the name or read the half-written video. It gets ordinary permissions (those
+/// of a new file under the process's umask) when it is committed.
 #[derive(Debug)]
 pub(crate) struct PartialFile {
     partial: PathBuf,
@@ -51,34 +56,57 @@ pub(crate) struct PartialFile {
 }
 
 impl PartialFile {
-    pub(crate) fn new(target: &Path) -> Self {
+    pub(crate) fn create(target: &Path) -> Result<Self, MediaError> {
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let unique = format!(
-            ".{name}.{}-{:?}.partial",
-            std::process::id(),
-            std::thread::current().id()
-        )
-        .replace(['(', ')'], "");
-        Self {
-            partial: target.with_file_name(unique),
+        let directory = match target.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let (_, partial) = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".partial")
+            .tempfile_in(directory)
+            .and_then(|file| file.keep().map_err(|e| e.error))
+            .map_err(MediaError::io(target))?;
+        Ok(Self {
+            partial,
             target: target.to_owned(),
             committed: false,
-        }
+        })
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.partial
     }
 
-    /// Renames the finished file to its target name (atomic on one file system).
+    /// Gives the finished file ordinary permissions and renames it to its target name (atomic on
+    /// one file system).
     pub(crate) fn commit(mut self) -> Result<(), MediaError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = 0o666 & !process_umask();
+        std::fs::set_permissions(&self.partial, std::fs::Permissions::from_mode(mode))
+            .map_err(MediaError::io(&self.target))?;
         std::fs::rename(&self.partial, &self.target).map_err(MediaError::io(&self.target))?;
         self.committed = true;
         Ok(())
     }
+}
+
+/// The process's file-creation mask, read without changing it (Linux reports it in
+/// `/proc/self/status`); the common `022` when it cannot be read.
+fn process_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Umask:"))
+                .and_then(|value| u32::from_str_radix(value.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
 }
 
 impl Drop for PartialFile {
@@ -285,5 +313,44 @@ pub(crate) fn shift_packet(packet: &mut ffmpeg::Packet, ticks: i64) {
     if ticks != 0 {
         packet.set_pts(packet.pts().map(|pts| pts + ticks));
         packet.set_dts(packet.dts().map(|dts| dts + ticks));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[test]
+    fn partial_files_are_private_unique_and_public_once_committed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let target = dir.path().join("out.mp4");
+        let (first, second) = (
+            PartialFile::create(&target).expect("create"),
+            PartialFile::create(&target).expect("create"),
+        );
+        assert_ne!(first.path(), second.path(), "unique names");
+        for partial in [&first, &second] {
+            assert_eq!(partial.path().parent(), Some(dir.path()));
+            assert_eq!(mode(partial.path()), 0o600, "owner only while written");
+        }
+        let abandoned = second.path().to_owned();
+        drop(second);
+        assert!(!abandoned.exists(), "an abandoned partial file is removed");
+        first.commit().expect("commit");
+        assert_eq!(mode(&target), 0o666 & !process_umask());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("list").count(),
+            1,
+            "only the committed file is left"
+        );
     }
 }
