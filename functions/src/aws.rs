@@ -296,24 +296,25 @@ impl ObjectStore for S3Store {
                 ))
             }
         };
-        let partial = path.with_extension("partial-download");
         let local = |source| ObjectError::Local {
-            path: partial.clone(),
+            path: path.to_owned(),
             source,
         };
-        let mut file = tokio::fs::File::create(&partial).await.map_err(local)?;
+        let (file, partial) = crate::ports::partial_beside(path).map_err(local)?;
+        let mut file = tokio::fs::File::from_std(file);
         let mut body = response.body.into_async_read();
-        let bytes = tokio::io::copy(&mut body, &mut file).await.map_err(local)?;
-        tokio::io::AsyncWriteExt::flush(&mut file)
-            .await
-            .map_err(local)?;
-        tokio::fs::rename(&partial, path)
-            .await
-            .map_err(|source| ObjectError::Local {
-                path: path.to_owned(),
-                source,
-            })?;
-        Ok(bytes)
+        let downloaded = async {
+            let bytes = tokio::io::copy(&mut body, &mut file).await?;
+            tokio::io::AsyncWriteExt::flush(&mut file).await?;
+            tokio::fs::rename(&partial, path).await?;
+            Ok(bytes)
+        }
+        .await;
+        if downloaded.is_err() {
+            // A broken download leaves nothing that could be mistaken for the source.
+            let _ = tokio::fs::remove_file(&partial).await;
+        }
+        downloaded.map_err(local)
     }
 
     async fn put_from_path(&self, path: &Path, bucket: &str, key: &str) -> Result<(), ObjectError> {

@@ -136,13 +136,16 @@ async fn task<S: JobStore, T>(
 }
 
 async fn write_atomically(path: &Path, bytes: Vec<u8>) -> Result<(), HandlerError> {
-    let partial = path.with_extension("partial");
-    tokio::fs::write(&partial, bytes)
-        .await
-        .map_err(|e| HandlerError::transient(format!("{}: {e}", partial.display())))?;
-    tokio::fs::rename(&partial, path)
-        .await
-        .map_err(|e| HandlerError::transient(format!("{}: {e}", path.display())))
+    let failed = |e: std::io::Error| HandlerError::transient(format!("{}: {e}", path.display()));
+    let (_, partial) = crate::ports::partial_beside(path).map_err(failed)?;
+    let written = match tokio::fs::write(&partial, bytes).await {
+        Ok(()) => tokio::fs::rename(&partial, path).await,
+        Err(error) => Err(error),
+    };
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(&partial).await;
+    }
+    written.map_err(failed)
 }
 
 /// analyze: S3 ObjectCreated → job record, source copy, probe, plan, pair records, execution.

@@ -88,16 +88,44 @@ fn local(path: &Path) -> impl FnOnce(std::io::Error) -> ObjectError + '_ {
 }
 
 /// Copies `from` to `to` through a temporary name beside `to`.
+/// A new, empty file beside `path` under a random name, created exclusively and readable by the
+/// owner only, to be renamed to `path` when complete. A task and a duplicate of it writing the
+/// same `path` at once each get their own, so neither can truncate what the other renames.
+pub fn partial_beside(path: &Path) -> std::io::Result<(std::fs::File, PathBuf)> {
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .tempfile_in(directory)?
+        .keep()
+        .map_err(|e| e.error)
+}
+
 async fn copy_atomically(from: &Path, to: &Path) -> Result<u64, ObjectError> {
     if let Some(parent) = to.parent() {
         tokio::fs::create_dir_all(parent)
             .await
             .map_err(local(parent))?;
     }
-    let partial = to.with_extension("partial-copy");
-    let bytes = tokio::fs::copy(from, &partial).await.map_err(local(from))?;
-    tokio::fs::rename(&partial, to).await.map_err(local(to))?;
-    Ok(bytes)
+    let (_, partial) = partial_beside(to).map_err(local(to))?;
+    let copied = match tokio::fs::copy(from, &partial).await {
+        Ok(bytes) => tokio::fs::rename(&partial, to)
+            .await
+            .map(|()| bytes)
+            .map_err(local(to)),
+        Err(error) => Err(local(from)(error)),
+    };
+    if copied.is_err() {
+        let _ = tokio::fs::remove_file(&partial).await;
+    }
+    copied
 }
 
 impl ObjectStore for LocalDirStore {
