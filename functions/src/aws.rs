@@ -647,8 +647,12 @@ impl JobStore for DynamoStore {
         now: u64,
     ) -> Result<(), StateError> {
         // Concurrent tasks update the same record; retry the optimistic write a bounded number
-        // of times (each attempt re-reads).
-        for _ in 0..50 {
+        // of times (each attempt re-reads), backing off with full jitter so that a crowd of
+        // tasks finishing together (a wide Map) spreads out instead of colliding again.
+        for attempt in 0..UPDATE_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(update_backoff(attempt)).await;
+            }
             let Some((mut record, version)) = self.read_job(job_id).await? else {
                 return Err(StateError::MissingJob {
                     job: job_id.to_owned(),
@@ -687,9 +691,24 @@ impl JobStore for DynamoStore {
             }
         }
         Err(StateError::Unavailable(format!(
-            "job {job_id}: the record kept changing under 50 attempts to update it"
+            "job {job_id}: the record kept changing under {UPDATE_ATTEMPTS} attempts to update it"
         )))
     }
+}
+
+/// Optimistic writes of one job record before giving up with a transient error.
+const UPDATE_ATTEMPTS: u32 = 50;
+
+/// How long to wait before optimistic write `attempt` (from 1): uniformly random up to an
+/// exponentially growing cap (5 ms doubling, at most 1 s).
+fn update_backoff(attempt: u32) -> std::time::Duration {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let cap_ms = 5u64 << attempt.min(8);
+    // std's per-instance random hash keys are the only randomness needed here.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    std::time::Duration::from_millis(random % cap_ms.min(1_000) + 1)
 }
 
 impl DynamoStore {
@@ -753,6 +772,23 @@ pub async fn services_from_env() -> Result<AwsServices, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn update_backoff_is_jittered_and_bounded() {
+        for attempt in 1..UPDATE_ATTEMPTS {
+            let cap = std::time::Duration::from_millis((5u64 << attempt.min(8)).min(1_000) + 1);
+            let waits: Vec<_> = (0..20).map(|_| update_backoff(attempt)).collect();
+            assert!(waits
+                .iter()
+                .all(|w| *w >= std::time::Duration::from_millis(1) && *w <= cap));
+            if attempt >= 3 {
+                assert!(
+                    waits.iter().any(|w| *w != waits[0]),
+                    "attempt {attempt}: jittered"
+                );
+            }
+        }
+    }
 
     #[test]
     fn part_ranges_cover_the_file_within_s3_limits() {
