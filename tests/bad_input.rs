@@ -62,7 +62,23 @@ fn text_file() {
     .expect("write");
     let message = expect_failure(&input, &dir.path().join("out.mp4"), &[]);
     assert!(
-        message.contains("notes.mp4") && message.contains("not a media file"),
+        message.contains("notes.mp4") && message.contains("cannot open it as media"),
+        "{message}"
+    );
+}
+
+/// FFmpeg returns a generic code for some refusals and says why only in its log; the error
+/// carries the logged reason.
+#[test]
+fn absurd_declared_dimensions_are_refused_with_ffmpegs_reason() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("huge.y4m");
+    let mut bytes = b"YUV4MPEG2 W60000 H60000 F25:1 Ip A1:1 C420jpeg\nFRAME\n".to_vec();
+    bytes.resize(bytes.len() + 1024, 0);
+    std::fs::write(&input, bytes).expect("write");
+    let message = expect_failure(&input, &dir.path().join("out.mp4"), &[]);
+    assert!(
+        message.contains("huge.y4m") && message.contains("Picture size 60000x60000 is invalid"),
         "{message}"
     );
 }

@@ -230,7 +230,7 @@ async fn a_bad_upload_fails_the_job_with_its_cause() {
         record
             .error
             .as_deref()
-            .is_some_and(|e| e.contains("not a media file")),
+            .is_some_and(|e| e.contains("cannot open it as media")),
         "{:?}",
         record.error
     );

@@ -27,11 +27,13 @@ pub enum ProbeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: not a media file FFmpeg recognises ({source})")]
+    /// `reason`: what FFmpeg logged when it refused the file, followed by the text of `code`, the
+    /// error it returned (not a `#[source]`: the reason already says it).
+    #[error("{path}: FFmpeg cannot open it as media: {reason}")]
     NotMedia {
         path: PathBuf,
-        #[source]
-        source: ffmpeg::Error,
+        reason: String,
+        code: ffmpeg::Error,
     },
     #[error("{path}: has no video stream (streams found: {found})")]
     NoVideo { path: PathBuf, found: String },
@@ -220,9 +222,14 @@ pub fn check_source_file(path: &Path) -> Result<u64, ProbeError> {
 pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
     util::init();
     let size_bytes = check_source_file(path)?;
-    let mut input = ffmpeg::format::input(&path).map_err(|source| ProbeError::NotMedia {
+    util::clear_ffmpeg_error();
+    let mut input = ffmpeg::format::input(&path).map_err(|code| ProbeError::NotMedia {
         path: path.to_owned(),
-        source,
+        reason: match util::take_ffmpeg_error() {
+            Some(logged) => format!("{logged} ({code})"),
+            None => code.to_string(),
+        },
+        code,
     })?;
     let container = input.format().name().to_owned();
 

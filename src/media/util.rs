@@ -27,8 +27,77 @@ pub fn init() {
             _ => Level::Quiet,
         };
         ffmpeg::util::log::set_level(level);
+        if level == Level::Quiet {
+            install_error_capture();
+        }
     });
 }
+
+thread_local! {
+    /// FFmpeg's last error-level log message on this thread. FFmpeg often says why it refused a
+    /// file only in its log and returns a generic code (a Y4M header declaring 60000x60000 comes
+    /// back as "Device or resource busy" after logging "Picture size 60000x60000 is invalid"),
+    /// so errors read it to name the real cause. Thread-local because the log callback is the
+    /// one process-wide hook FFmpeg offers and messages must reach the thread that failed.
+    static LAST_FFMPEG_ERROR: std::cell::RefCell<Option<String>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Forgets this thread's last FFmpeg error message; call before the FFmpeg call whose failure
+/// [`take_ffmpeg_error`] should explain.
+pub(crate) fn clear_ffmpeg_error() {
+    LAST_FFMPEG_ERROR.with(|last| last.borrow_mut().take());
+}
+
+/// The last error FFmpeg logged on this thread since [`clear_ffmpeg_error`], if any.
+pub(crate) fn take_ffmpeg_error() -> Option<String> {
+    LAST_FFMPEG_ERROR.with(|last| last.borrow_mut().take())
+}
+
+/// Replaces FFmpeg's log output (silenced anyway) with [`LAST_FFMPEG_ERROR`]. Only where the
+/// bindings' `va_list` is the x86-64 one, the only target treemux ships (Lambda x86_64); elsewhere
+/// errors keep FFmpeg's return code alone.
+#[cfg(target_arch = "x86_64")]
+fn install_error_capture() {
+    use ffmpeg::ffi;
+    unsafe extern "C" fn capture(
+        context: *mut libc::c_void,
+        level: libc::c_int,
+        format: *const libc::c_char,
+        arguments: *mut ffi::__va_list_tag,
+    ) {
+        if level > ffi::AV_LOG_ERROR {
+            return;
+        }
+        let mut line = [0 as libc::c_char; 512];
+        // No "[context @ address]" prefix: the message alone is what users can act on.
+        let mut print_prefix: libc::c_int = 0;
+        // SAFETY: FFmpeg passes a valid format and argument list for this one call, and the
+        // buffer's size is given; av_log_format_line2 always NUL-terminates within it.
+        let text = unsafe {
+            ffi::av_log_format_line2(
+                context,
+                level,
+                format,
+                arguments,
+                line.as_mut_ptr(),
+                line.len() as libc::c_int,
+                &mut print_prefix,
+            );
+            std::ffi::CStr::from_ptr(line.as_ptr())
+        };
+        let text = text.to_string_lossy().trim().to_owned();
+        if !text.is_empty() {
+            LAST_FFMPEG_ERROR.with(|last| *last.borrow_mut() = Some(text));
+        }
+    }
+    // SAFETY: the callback is a plain function that only formats into a local buffer and a
+    // thread-local; FFmpeg may call it from any thread.
+    unsafe { ffi::av_log_set_callback(Some(capture)) };
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn install_error_capture() {}
 
 pub(crate) fn time_base(rational: ffmpeg::Rational) -> TimeBase {
     TimeBase {
