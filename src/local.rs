@@ -231,6 +231,8 @@ pub fn transcode(
 ) -> Result<TranscodeReport, Error> {
     let started = Instant::now();
     let container = check_output_path(input, output)?;
+    // A run of this command that was SIGKILLed while writing the output left its partial file.
+    crate::media::util::remove_stale_partials(output);
     if !container.allows(options.settings.codec) {
         return Err(Error::request(
             output,

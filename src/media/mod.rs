@@ -11,7 +11,7 @@ pub mod probe;
 pub mod remux;
 pub mod verify;
 
-mod util;
+pub(crate) mod util;
 
 use std::path::PathBuf;
 

@@ -135,7 +135,7 @@ impl PartialFile {
             _ => Path::new("."),
         };
         let (_, partial) = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
+            .prefix(&format!(".{name}.{}.", std::process::id()))
             .suffix(".partial")
             .tempfile_in(directory)
             .and_then(|file| file.keep().map_err(|e| e.error))
@@ -162,6 +162,52 @@ impl PartialFile {
         self.committed = true;
         Ok(())
     }
+}
+
+/// Removes what [`PartialFile`]s for `target` left behind when their process was killed
+/// (SIGKILL, power loss: nothing of the process ran to remove them), recognised by their name
+/// and the process id in it no longer running. For the local command line's output directory
+/// only: on storage shared between machines (EFS) another machine's live process can carry an
+/// id that is free here. Returns how many files it removed.
+pub(crate) fn remove_stale_partials(target: &Path) -> usize {
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return 0;
+    };
+    let directory = match target.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file_name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".partial"))
+            .and_then(|middle| middle.split_once('.'))
+            .and_then(|(pid, _)| pid.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() as libc::pid_t
+            && !process_is_running(pid)
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// True unless the kernel says no process `pid` exists (a process of another user counts as
+/// running).
+fn process_is_running(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    alive || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// The process's file-creation mask, read without changing it (Linux reports it in
@@ -421,5 +467,16 @@ mod tests {
             1,
             "only the committed file is left"
         );
+        // Debris of killed processes is recognised; a running process's file is not touched.
+        let dead = dir.path().join(".out.mp4.2147483646.abc123.partial");
+        let running = dir
+            .path()
+            .join(format!(".out.mp4.{}.def456.partial", std::process::id()));
+        let unrelated = dir.path().join(".other.mp4.2147483646.abc123.partial");
+        for path in [&dead, &running, &unrelated] {
+            std::fs::write(path, b"x").expect("write");
+        }
+        assert_eq!(remove_stale_partials(&target), 1);
+        assert!(!dead.exists() && running.exists() && unrelated.exists());
     }
 }
