@@ -93,6 +93,7 @@ async fn crashing_run(
         WorkerSetup {
             faults: faults.clone(),
             visibility_seconds: VISIBILITY_SECONDS,
+            restart: true,
         },
     )
     .await;

@@ -1,6 +1,7 @@
 //! One test's isolated slice of the local stack: its own buckets, table, queues and state
-//! machine on the shared moto server, and its own `treemux worker` process, supervised: a worker
-//! that dies (an injected crash, or a kill) is started again, as Lambda starts a new sandbox.
+//! machine on the shared moto server, and its own `treemux worker` process. In tests that kill
+//! it ([`WorkerSetup::restart`]) a worker that dies is started again, as Lambda starts a new
+//! sandbox; in any other test its exit is a failure.
 
 use super::{endpoint, sdk};
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
@@ -48,6 +49,9 @@ pub struct WorkerSetup {
     pub faults: String,
     /// `TREEMUX_WORKER_VISIBILITY_SECONDS`: how soon a dead worker's tasks come back.
     pub visibility_seconds: u32,
+    /// Start the worker again when it dies (tests that kill it). Otherwise a worker that exits
+    /// fails the test: nothing may crash it by accident.
+    pub restart: bool,
 }
 
 impl WorkerSetup {
@@ -55,6 +59,7 @@ impl WorkerSetup {
         Self {
             faults: faults.to_owned(),
             visibility_seconds: 60,
+            restart: false,
         }
     }
 }
@@ -78,6 +83,7 @@ pub struct Stack {
     pub dir: tempfile::TempDir,
     worker_env: WorkerEnv,
     worker: Mutex<Worker>,
+    restart: bool,
 }
 
 /// Everything a worker process of one stack is started with, apart from its faults.
@@ -253,6 +259,7 @@ impl Stack {
                 faults,
                 restarts: 0,
             }),
+            restart: setup.restart,
         }
     }
 
@@ -260,9 +267,15 @@ impl Stack {
     /// sandbox runs the same code; the crash was the old one's).
     fn revive_worker(&self) {
         let mut worker = self.worker.lock().unwrap_or_else(|p| p.into_inner());
-        if !matches!(worker.child.try_wait(), Ok(Some(_))) {
+        let Ok(Some(status)) = worker.child.try_wait() else {
             return;
-        }
+        };
+        assert!(
+            self.restart,
+            "{}: the worker exited ({status}) though nothing was meant to stop it; its log:\n{}",
+            self.name,
+            self.worker_log()
+        );
         let mut remaining = worker.faults.clone();
         for fired in fired_crashes(&self.worker_log()) {
             if let Some(at) = remaining
