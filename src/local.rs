@@ -712,9 +712,7 @@ impl Run<'_> {
         let segment = &self.plan.segments[index as usize];
         let leaf = NodeId::leaf(index);
         self.crashes.at(CrashPoint::BeforeEncode(index));
-        let encoded = std::sync::atomic::AtomicU64::new(0);
-        let on_frame = |_: u64| {
-            let frames = encoded.fetch_add(1, Ordering::SeqCst) + 1;
+        let on_frame = |frames: u64| {
             self.crashes.at(CrashPoint::MidEncode {
                 segment: index,
                 frames,

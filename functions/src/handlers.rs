@@ -12,7 +12,6 @@ use crate::job::{decode_event_key, job_id, output_key, safe_extension, JobManife
 use crate::ports::{ExecutionStarter, ObjectError, ObjectStore};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use treemux::fault::{CrashPlan, CrashPoint};
@@ -435,10 +434,8 @@ where
     } else {
         crashes.at(CrashPoint::BeforeEncode(index));
         let crashes_while_encoding = crashes.clone();
-        let encoded = AtomicU64::new(0);
         let report = blocking(move || {
-            let on_frame = |_: u64| {
-                let frames = encoded.fetch_add(1, Ordering::Relaxed) + 1;
+            let on_frame = |frames: u64| {
                 crashes_while_encoding.at(CrashPoint::MidEncode {
                     segment: index,
                     frames,
