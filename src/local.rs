@@ -253,7 +253,8 @@ pub fn transcode(
     let audio_actions = audio::plan_audio(&info, container, output)?;
     stages.probe = started.elapsed().as_secs_f64();
 
-    let (width, height) = convert::output_size(&info.video, &options.settings);
+    let job_settings = options.settings.for_container(container);
+    let (width, height) = convert::output_size(&info.video, &job_settings);
     let min = options.settings.codec.min_dimension();
     if width < min || height < min {
         return Err(Error::request(
@@ -281,7 +282,7 @@ pub fn transcode(
         choose_parallelism(options.workers, options.cores, plan.segments.len());
     let settings = EncodeSettings {
         threads,
-        ..options.settings.clone()
+        ..job_settings
     };
     stages.plan = planning.elapsed().as_secs_f64();
     on_progress(Progress::Planned {
@@ -332,6 +333,7 @@ pub fn transcode(
             &run.node_path(tree.root()),
             audio_path.as_deref(),
             &info,
+            &settings,
             container,
             output,
         )?;

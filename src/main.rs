@@ -16,7 +16,9 @@ use treemux::local::{self, Progress, TranscodeOptions, TranscodeReport};
 use treemux::media::probe::{self, MediaInfo};
 use treemux::media::verify::{self, VerifyOptions, VerifyReport};
 use treemux::plan::{plan_segments, PlanOptions, SegmentPlan};
-use treemux::settings::{parse_bitrate, Container, EncodeSettings, RateControl, VideoCodec};
+use treemux::settings::{
+    parse_bitrate, Container, EncodeSettings, OutputPixels, RateControl, VideoCodec,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -72,9 +74,17 @@ struct EncodeArgs {
     /// Encoder preset: x264/x265 names (medium, fast, …), libvpx cpu-used (0–8), SVT-AV1 preset (0–13).
     #[arg(long)]
     preset: Option<String>,
-    /// Output height in pixels; the width keeps the aspect ratio.
+    /// Output height in pixels, as displayed; the width keeps the aspect ratio.
     #[arg(long)]
     height: Option<u32>,
+    /// Pixel format: `source` keeps the source's bit depth (8/10/12) and chroma (4:2:0, 4:2:2,
+    /// 4:4:4) where the encoder can; `yuv420p` makes 8-bit 4:2:0, the most widely playable.
+    #[arg(long, default_value = "source", value_name = "source|yuv420p")]
+    pix_fmt: String,
+    /// Turn the pixels to the source's display rotation in every container (always done for
+    /// .mkv and .webm, which cannot carry a rotation); otherwise MP4/MOV keep it as metadata.
+    #[arg(long)]
+    autorotate: bool,
 }
 
 #[derive(Args, Debug)]
@@ -229,6 +239,9 @@ fn encode_settings(
         }
         settings.height = Some(height);
     }
+    settings.pixel_format = OutputPixels::parse(&args.pix_fmt)
+        .with_context(|| format!("--pix-fmt {}: expected source or yuv420p", args.pix_fmt))?;
+    settings.autorotate = args.autorotate;
     if let Err(problem) = settings.validate() {
         bail!(problem);
     }

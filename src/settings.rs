@@ -109,9 +109,48 @@ pub struct EncodeSettings {
     pub height: Option<u32>,
     /// Encoder threads per segment worker.
     pub threads: u32,
+    /// Bit depth and chroma format of the encoded picture.
+    #[serde(default)]
+    pub pixel_format: OutputPixels,
+    /// Turn the pixels to the source's display rotation (as ffmpeg's autorotate does) instead of
+    /// keeping the rotation as metadata. Runners set it for containers that cannot carry a
+    /// display matrix ([`Container::carries_rotation`]); users may ask for it everywhere.
+    #[serde(default)]
+    pub autorotate: bool,
+}
+
+/// Which pixel format the encoder gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputPixels {
+    /// The source's bit depth (8, 10, 12) and chroma format (4:2:0, 4:2:2, 4:4:4) where the
+    /// encoder can hold them, else the nearest it can (see `media::picture`).
+    #[default]
+    Source,
+    /// 8-bit 4:2:0, the most widely playable format, whatever the source.
+    Yuv420p,
+}
+
+impl OutputPixels {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "source" | "auto" | "keep" => Some(Self::Source),
+            "yuv420p" | "8bit" => Some(Self::Yuv420p),
+            _ => None,
+        }
+    }
 }
 
 impl EncodeSettings {
+    /// These settings as a job writing `container` uses them: the rotation is turned into the
+    /// pixels where the container cannot carry it.
+    pub fn for_container(&self, container: Container) -> Self {
+        Self {
+            autorotate: self.autorotate || !container.carries_rotation(),
+            ..self.clone()
+        }
+    }
+
     /// The codec's default quality and preset, one thread.
     pub fn new(codec: VideoCodec) -> Self {
         Self {
@@ -120,6 +159,8 @@ impl EncodeSettings {
             preset: codec.default_preset().to_owned(),
             height: None,
             threads: 1,
+            pixel_format: OutputPixels::Source,
+            autorotate: false,
         }
     }
 }
@@ -225,11 +266,30 @@ impl Container {
         }
     }
 
-    /// True when this container can carry `codec`.
+    /// True when this container can carry `codec`. QuickTime (FFmpeg 5.1's `mov` muxer) has no
+    /// sample entry for VP9 or AV1; WebM holds only VP8/VP9/AV1.
     pub fn allows(self, codec: VideoCodec) -> bool {
         !matches!(
             (self, codec),
             (Self::WebM, VideoCodec::H264 | VideoCodec::H265)
+                | (Self::Mov, VideoCodec::Vp9 | VideoCodec::Av1)
+        )
+    }
+
+    /// True when the container keeps a display matrix (rotation) for players. FFmpeg 5.1's
+    /// Matroska and WebM muxers drop it, so there the rotation must be applied to the pixels.
+    pub fn carries_rotation(self) -> bool {
+        matches!(self, Self::Mp4 | Self::Mov)
+    }
+
+    /// True when an audio track of codec `name` (FFmpeg's codec name) may be copied into this
+    /// container. Beyond what the muxer accepts at all, MP4/MOV get no Opus or FLAC: FFmpeg 5.1
+    /// writes them to MP4 only as an experimental feature and not at all to QuickTime, and the
+    /// ffmpeg CLI re-encodes them to AAC there too.
+    pub fn copies_audio(self, name: &str) -> bool {
+        !matches!(
+            (self, name),
+            (Self::Mp4 | Self::Mov, "opus" | "flac" | "vorbis")
         )
     }
 

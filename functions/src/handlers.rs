@@ -303,7 +303,8 @@ where
         let info = probe::probe(&source).map_err(|error| HandlerError::from(error).with_source_name(&bucket_owned, &key_owned))?;
         let plan = plan_segments(&info.frames, info.video.time_base, info.video.duration_seconds(), &config.plan)
             .map_err(|e| HandlerError::invalid(format!("s3://{bucket_owned}/{key_owned}: cannot plan segments: {e}")))?;
-        let (width, height) = convert::output_size(&info.video, &config.settings);
+        let settings = config.settings.for_container(OUTPUT_CONTAINER);
+        let (width, height) = convert::output_size(&info.video, &settings);
         let min = config.settings.codec.min_dimension();
         if width < min || height < min {
             return Err(HandlerError::invalid(format!("s3://{bucket_owned}/{key_owned}: {width}x{height} is below the encoder's {min}x{min}")));
@@ -318,7 +319,7 @@ where
             output_bucket: config.output_bucket.clone(),
             output_key: output,
             output_extension: OUTPUT_EXTENSION.to_owned(),
-            settings: config.settings.clone(),
+            settings,
             info,
             plan,
             tree,
@@ -613,11 +614,13 @@ where
     let audio_path = (!manifest.info.audio.is_empty()).then(|| paths.audio());
     let output = paths.output(&manifest.output_extension);
     let (info, output_for_mux) = (manifest.info.clone(), output.clone());
+    let settings = manifest.settings.clone();
     let report = blocking(move || {
         remux::remux(
             &root,
             audio_path.as_deref(),
             &info,
+            &settings,
             OUTPUT_CONTAINER,
             &output_for_mux,
         )

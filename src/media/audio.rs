@@ -57,7 +57,7 @@ pub fn plan_audio(
         .map(|(position, track)| {
             let codec = codec_id_by_name(&track.codec);
             // SAFETY: `format` points at a static muxer description.
-            let fits = codec.is_some_and(|codec| unsafe {
+            let fits = container.copies_audio(&track.codec) && codec.is_some_and(|codec| unsafe {
                 ffmpeg::ffi::avformat_query_codec(format, codec.into(), ffmpeg::ffi::FF_COMPLIANCE_NORMAL) == 1
             });
             if fits {

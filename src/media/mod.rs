@@ -7,6 +7,7 @@
 pub mod audio;
 pub mod convert;
 pub mod merge;
+pub mod picture;
 pub mod probe;
 pub mod remux;
 pub mod verify;

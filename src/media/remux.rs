@@ -5,10 +5,11 @@
 //! short), the display matrix (rotation), and each audio track's language, title and
 //! disposition.
 
+use super::picture;
 use super::probe::MediaInfo;
 use super::util::{self, PartialFile};
 use super::MediaError;
-use crate::settings::Container;
+use crate::settings::{Container, EncodeSettings};
 use crate::timestamps::{decode_timestamps, frame_durations};
 use ffmpeg_next as ffmpeg;
 use ffmpeg_next::Rescale as _;
@@ -33,6 +34,7 @@ pub fn remux(
     video: &Path,
     audio: Option<&Path>,
     info: &MediaInfo,
+    settings: &EncodeSettings,
     container: Container,
     output: &Path,
 ) -> Result<RemuxReport, MediaError> {
@@ -84,7 +86,12 @@ pub fn remux(
             0
         },
     );
-    if let Some(matrix) = &info.video.display_matrix {
+    let picture = picture::output_picture(&info.video, settings)?;
+    util::set_stream_color_tags(&mut muxer, 0, picture.color);
+    // A rotation turned into the pixels is not displayed a second time.
+    if let (Some(matrix), picture::Orientation::Upright) =
+        (&info.video.display_matrix, picture.orientation)
+    {
         util::set_display_matrix(&mut muxer, 0, matrix).map_err(write_failed)?;
     }
 
@@ -135,15 +142,20 @@ pub fn remux(
     // Derive dts and durations in the output's own time base: derived in a finer one, neighbouring
     // dts could round onto the same tick.
     // Intermediate files carry the job's timestamp offset; the output does not.
+    // A source that starts before 0 is shifted to start at 0 (see `output_shift_micros`).
     let video_offset = util::offset_ticks(info.intermediate_offset_seconds, video_time_base);
+    let video_shift = util::micros_to_ticks_up(info.output_shift_micros, output_time_bases[0]);
     let video_pts: Vec<i64> = merged_pts
         .iter()
-        .map(|pts| (pts - video_offset).rescale(video_time_base, output_time_bases[0]))
+        .map(|pts| {
+            (pts - video_offset).rescale(video_time_base, output_time_bases[0]) + video_shift
+        })
         .collect();
     let end = info
         .video
         .end_pts
-        .rescale(util::rational(info.video.time_base), output_time_bases[0]);
+        .rescale(util::rational(info.video.time_base), output_time_bases[0])
+        + video_shift;
     let video_dts = decode_timestamps(&video_pts, end);
     // Each frame's own display duration: MP4 takes the track's length from the largest
     // pts + duration, Matroska from the last frame's.
@@ -160,7 +172,10 @@ pub fn remux(
     let mut next_video = read_packet(video, &mut video_input)?;
     let audio_offsets: Vec<i64> = audio_time_bases
         .iter()
-        .map(|&time_base| util::offset_ticks(info.intermediate_offset_seconds, time_base))
+        .map(|&time_base| {
+            util::offset_ticks(info.intermediate_offset_seconds, time_base)
+                - util::micros_to_ticks_up(info.output_shift_micros, time_base)
+        })
         .collect();
     let read_audio = |path: &Path,
                       input: &mut ffmpeg::format::context::Input|

@@ -423,6 +423,63 @@ pub(crate) fn offset_ticks(seconds: i64, time_base: ffmpeg::Rational) -> i64 {
     seconds.rescale(ffmpeg::Rational::new(1, 1), time_base)
 }
 
+/// `micros` microseconds in ticks of `time_base`, rounded up: the output shift must never leave a
+/// timestamp below zero.
+pub(crate) fn micros_to_ticks_up(micros: i64, time_base: ffmpeg::Rational) -> i64 {
+    if micros == 0 {
+        return 0;
+    }
+    // SAFETY: av_rescale_rnd is a pure arithmetic function.
+    unsafe {
+        ffmpeg::ffi::av_rescale_rnd(
+            micros,
+            i64::from(time_base.denominator()),
+            i64::from(time_base.numerator()) * 1_000_000,
+            ffmpeg::ffi::AVRounding::AV_ROUND_UP,
+        )
+    }
+}
+
+/// Sets the colour tags (range, matrix, primaries, transfer) of an encoder before it opens.
+pub(crate) fn set_color_tags(
+    encoder: &mut ffmpeg::encoder::video::Video,
+    tags: crate::media::picture::ColorTags,
+) {
+    use ffmpeg::ffi;
+    // SAFETY: the context is valid and not yet open; the values were read from FFmpeg's own
+    // codec parameters (or are its named constants), so they are members of each enum.
+    unsafe {
+        let context = encoder.as_mut_ptr();
+        (*context).color_range = std::mem::transmute::<i32, ffi::AVColorRange>(tags.range);
+        (*context).colorspace = std::mem::transmute::<i32, ffi::AVColorSpace>(tags.space);
+        (*context).color_primaries =
+            std::mem::transmute::<i32, ffi::AVColorPrimaries>(tags.primaries);
+        (*context).color_trc =
+            std::mem::transmute::<i32, ffi::AVColorTransferCharacteristic>(tags.transfer);
+    }
+}
+
+/// Sets the colour tags of an output stream's codec parameters (NUT intermediates keep none).
+pub(crate) fn set_stream_color_tags(
+    output: &mut ffmpeg::format::context::Output,
+    stream_index: usize,
+    tags: crate::media::picture::ColorTags,
+) {
+    use ffmpeg::ffi;
+    // SAFETY: the stream index is one we just added; codecpar is always allocated for it; the
+    // values are members of each enum (see `set_color_tags`).
+    unsafe {
+        let context = output.as_mut_ptr();
+        let stream = *(*context).streams.add(stream_index);
+        let par = (*stream).codecpar;
+        (*par).color_range = std::mem::transmute::<i32, ffi::AVColorRange>(tags.range);
+        (*par).color_space = std::mem::transmute::<i32, ffi::AVColorSpace>(tags.space);
+        (*par).color_primaries = std::mem::transmute::<i32, ffi::AVColorPrimaries>(tags.primaries);
+        (*par).color_trc =
+            std::mem::transmute::<i32, ffi::AVColorTransferCharacteristic>(tags.transfer);
+    }
+}
+
 /// Adds `ticks` to a packet's pts and dts (where set).
 pub(crate) fn shift_packet(packet: &mut ffmpeg::Packet, ticks: i64) {
     if ticks != 0 {
