@@ -512,7 +512,9 @@ struct Resumed {
     frontier: Vec<NodeId>,
     /// Leaves with a finished file of their own or of an ancestor: not encoded again.
     covered_leaves: std::collections::BTreeSet<u32>,
-    audio_done: bool,
+    /// The report of an audio extraction that finished (its file and its report are both on
+    /// disk): the audio is muxed from that file, not extracted again.
+    audio: Option<AudioReport>,
 }
 
 /// One run's shared state, borrowed by every worker task.
@@ -546,6 +548,34 @@ impl Run<'_> {
         self.scratch.join("audio.nut")
     }
 
+    /// The [`AudioReport`] of the extraction that wrote [`Self::audio_path`], as JSON: a resumed
+    /// run needs it to know the audio is there and what it holds.
+    fn audio_report_path(&self) -> PathBuf {
+        self.scratch.join("audio.json")
+    }
+
+    /// Writes `report` beside the audio file, complete or not at all (renamed into place).
+    fn save_audio_report(&self, report: &AudioReport) -> Result<(), Error> {
+        let target = self.audio_report_path();
+        let partial = self.scratch.join("audio.json.partial");
+        let json = serde_json::to_vec(report).expect("an AudioReport serialises");
+        std::fs::write(&partial, json)
+            .and_then(|()| std::fs::rename(&partial, &target))
+            .map_err(|source| Error::Io {
+                path: target,
+                source,
+            })
+    }
+
+    /// The audio a previous run finished: its file exists and its report reads back.
+    fn finished_audio(&self) -> Option<AudioReport> {
+        if !self.audio_path().is_file() {
+            return None;
+        }
+        let json = std::fs::read(self.audio_report_path()).ok()?;
+        serde_json::from_slice(&json).ok()
+    }
+
     /// Looks at what an earlier run left in the scratch directory: files are only ever renamed
     /// into place when complete, so a node's file either is whole or absent. Half-written
     /// (`.partial`) files and the inputs of merges that completed are removed.
@@ -558,7 +588,7 @@ impl Run<'_> {
                 }
             }
         }
-        resumed.audio_done = self.audio_path().is_file();
+        resumed.audio = self.finished_audio();
         let exists = |node: NodeId| self.node_path(node).is_file();
         let has_finished_ancestor = |mut node: NodeId| {
             while let Some((parent, _)) = self.tree.parent(node) {
@@ -605,10 +635,13 @@ impl Run<'_> {
         } else {
             Resumed::default()
         };
-        self.outcomes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .reused = resumed.frontier.clone();
+        {
+            let mut outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+            outcomes.reused = resumed.frontier.clone();
+            // Reused audio is muxed like freshly extracted audio: the remux takes the audio file
+            // whenever there is a report.
+            outcomes.audio = resumed.audio.clone();
+        }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(workers)
             .thread_name(|i| format!("treemux-worker-{i}"))
@@ -618,7 +651,7 @@ impl Run<'_> {
                 source: std::io::Error::other(error),
             })?;
         pool.scope_fifo(|scope| {
-            if !self.info.audio.is_empty() && !resumed.audio_done {
+            if !self.info.audio.is_empty() && resumed.audio.is_none() {
                 scope.spawn_fifo(|_| self.guarded(|| self.extract_audio()));
             }
             for &node in &resumed.frontier {
@@ -702,6 +735,9 @@ impl Run<'_> {
                 &self.audio_path(),
             )?)
         })?;
+        if let Some(report) = &report {
+            self.save_audio_report(report)?;
+        }
         self.outcomes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
