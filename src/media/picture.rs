@@ -75,6 +75,17 @@ pub struct PixelTraits {
     pub jpeg_range: bool,
 }
 
+impl PixelTraits {
+    /// 8-bit 4:2:0 YUV, assumed for a format FFmpeg cannot describe.
+    pub const YUV420P8: Self = Self {
+        depth: 8,
+        chroma_shift: (1, 1),
+        rgb: false,
+        gray: false,
+        jpeg_range: false,
+    };
+}
+
 /// The pixel format name an encoder gets, chosen from what the source is made of and what the
 /// encoder accepts (`accepted`, FFmpeg names). Keeps the bit depth (8, 10 or 12) and the chroma
 /// format (4:2:0, 4:2:2, 4:4:4) where the encoder can; RGB, grey and unusual subsamplings become
@@ -215,13 +226,9 @@ pub fn output_picture(
         .map(|formats| formats.filter_map(pixel_name).collect())
         .unwrap_or_default();
     let source_pixel = pixel_by_name(&video.pixel_format);
-    let traits = source_pixel.and_then(pixel_traits).unwrap_or(PixelTraits {
-        depth: 8,
-        chroma_shift: (1, 1),
-        rgb: false,
-        gray: false,
-        jpeg_range: false,
-    });
+    let traits = source_pixel
+        .and_then(pixel_traits)
+        .unwrap_or(PixelTraits::YUV420P8);
     let name = choose_pixel_format(
         traits,
         &accepted,
@@ -385,13 +392,7 @@ pub fn rotate_frame(
     output: &mut ffmpeg::frame::Video,
     orientation: Orientation,
 ) {
-    let traits = pixel_traits(input.format()).unwrap_or(PixelTraits {
-        depth: 8,
-        chroma_shift: (1, 1),
-        rgb: false,
-        gray: false,
-        jpeg_range: false,
-    });
+    let traits = pixel_traits(input.format()).unwrap_or(PixelTraits::YUV420P8);
     let bytes = if traits.depth > 8 { 2 } else { 1 };
     for plane in 0..input.planes().min(output.planes()) {
         let shift = if plane == 0 || plane == 3 {
