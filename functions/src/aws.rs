@@ -49,7 +49,8 @@ fn env_or(name: &str, default: &str) -> String {
 /// The handlers' configuration from the environment:
 /// `TREEMUX_SCRATCH_DIR` (the EFS mount), `TREEMUX_OUTPUT_BUCKET`, `TREEMUX_OUTPUT_PREFIX`
 /// (default `transcoded/`), `TREEMUX_CODEC` (h264), `TREEMUX_CRF`, `TREEMUX_PRESET`,
-/// `TREEMUX_HEIGHT`, `TREEMUX_THREADS` (default: the vCPUs), `TREEMUX_MAX_SEGMENTS` (default 1024),
+/// `TREEMUX_HEIGHT`, `TREEMUX_UPSCALE` (`1`: allow a height above the source's),
+/// `TREEMUX_THREADS` (default: the vCPUs), `TREEMUX_MAX_SEGMENTS` (default 1024),
 /// `TREEMUX_MIN_SEGMENT_SECONDS` (default 4).
 pub fn config_from_env() -> Result<Config, String> {
     let codec_name = env_or("TREEMUX_CODEC", "h264");
@@ -72,6 +73,7 @@ pub fn config_from_env() -> Result<Config, String> {
                 .map_err(|_| format!("TREEMUX_HEIGHT={height}: expected pixels"))?,
         );
     }
+    settings.upscale = env_or("TREEMUX_UPSCALE", "0") == "1";
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     settings.threads = env_or("TREEMUX_THREADS", &cores.to_string())
         .parse()
