@@ -4,7 +4,8 @@
 //! - [`state`] and [`steps`]: the state-store port and the shared "a node finished, what next?"
 //!   decision used by the local runner and the serverless functions alike.
 //! - [`media`]: probe, split-and-convert, merge, audio, remux and verify over ffmpeg-next.
-//! - [`local`]: the whole pipeline on one machine.
+//! - [`local`]: the whole pipeline on one machine; [`progress`]: its progress as counts, rates
+//!   and one report line (pure).
 //! - [`bench`], [`model`], [`timeline`]: measuring against one ffmpeg, the Lambda cost and time
 //!   model (pure), and the timeline chart (pure).
 //! - [`process`]: process start-up that keeps encodes repeatable.
@@ -18,6 +19,7 @@ pub mod media;
 pub mod model;
 pub mod plan;
 pub mod process;
+pub mod progress;
 pub mod settings;
 pub mod state;
 pub mod steps;

@@ -50,6 +50,7 @@ fn env_or(name: &str, default: &str) -> String {
 /// `TREEMUX_SCRATCH_DIR` (the EFS mount), `TREEMUX_OUTPUT_BUCKET`, `TREEMUX_OUTPUT_PREFIX`
 /// (default `transcoded/`), `TREEMUX_CODEC` (h264), `TREEMUX_CRF` or `TREEMUX_BITRATE` (e.g. `2M`),
 /// `TREEMUX_PRESET`, `TREEMUX_HEIGHT` (empty or unset: the codec's defaults, the source's height),
+/// `TREEMUX_UPSCALE` (`1`: allow a height above the source's),
 /// `TREEMUX_THREADS` (default: the vCPUs), `TREEMUX_MAX_SEGMENTS` (default 1024),
 /// `TREEMUX_MIN_SEGMENT_SECONDS` (default 4).
 pub fn config_from_env() -> Result<Config, String> {
@@ -96,6 +97,7 @@ fn encode_settings_from(var: impl Fn(&str) -> Option<String>) -> Result<EncodeSe
                 .map_err(|_| format!("TREEMUX_HEIGHT={height}: expected pixels"))?,
         );
     }
+    settings.upscale = env_or("TREEMUX_UPSCALE", "0") == "1";
     Ok(settings)
 }
 

@@ -309,6 +309,9 @@ where
         if width < min || height < min {
             return Err(HandlerError::invalid(format!("s3://{bucket_owned}/{key_owned}: {width}x{height} is below the encoder's {min}x{min}")));
         }
+        // As the local runner: a height above the source's is refused unless upscaling is allowed.
+        let (_, source_height) = convert::output_size(&info.video, &EncodeSettings { height: None, ..config.settings.clone() });
+        config.settings.check_upscale(height, source_height).map_err(|problem| HandlerError::invalid(format!("s3://{bucket_owned}/{key_owned}: {problem}")))?;
         let output_path = paths.output(OUTPUT_EXTENSION);
         let audio_actions = audio::plan_audio(&info, OUTPUT_CONTAINER, &output_path)?;
         let tree = MergeTree::new(plan.segments.len() as u32);

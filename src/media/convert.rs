@@ -145,8 +145,8 @@ fn encode_pass(
     }
 
     let partial = PartialFile::create(output)?;
-    let mut muxer = util::open_output(partial.path(), SEGMENT_MUXER)?;
-    let mut encoder = SegmentEncoder::open(info, settings, &mut muxer, partial.path())?;
+    let mut muxer = util::open_output(&partial, SEGMENT_MUXER)?;
+    let mut encoder = SegmentEncoder::open(info, settings, &mut muxer, partial.target())?;
 
     let mut frame = ffmpeg::frame::Video::empty();
     let mut first_seen = false;
@@ -250,7 +250,7 @@ fn encode_pass(
     }
     let frames_encoded = encoder.finish(&mut muxer)?;
     muxer.write_trailer().map_err(|source| MediaError::Write {
-        path: partial.path().to_owned(),
+        path: partial.target().to_owned(),
         source,
     })?;
     drop(muxer);
@@ -264,7 +264,7 @@ fn encode_pass(
         .into());
     }
     let bytes = std::fs::metadata(partial.path())
-        .map_err(MediaError::io(partial.path()))?
+        .map_err(MediaError::io(partial.target()))?
         .len();
     partial.commit()?;
     Ok(SegmentReport {

@@ -56,10 +56,10 @@ pub fn remux(
 
     let partial = PartialFile::create(output)?;
     let write_failed = |source| MediaError::Write {
-        path: partial.path().to_owned(),
+        path: partial.target().to_owned(),
         source,
     };
-    let mut muxer = util::open_output(partial.path(), container.muxer_name())?;
+    let mut muxer = util::open_output(&partial, container.muxer_name())?;
     {
         let source_stream = video_input.stream(0).expect("checked above");
         let mut stream = muxer
@@ -252,7 +252,7 @@ pub fn remux(
     muxer.write_trailer().map_err(write_failed)?;
     drop(muxer);
     report.bytes = std::fs::metadata(partial.path())
-        .map_err(MediaError::io(partial.path()))?
+        .map_err(MediaError::io(partial.target()))?
         .len();
     partial.commit()?;
     report.seconds = started.elapsed().as_secs_f64();

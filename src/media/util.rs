@@ -147,8 +147,14 @@ impl PartialFile {
         })
     }
 
+    /// Where the file is being written (a hidden name: open it, never show it to the user).
     pub(crate) fn path(&self) -> &Path {
         &self.partial
+    }
+
+    /// The name the file gets when committed: the one errors show.
+    pub(crate) fn target(&self) -> &Path {
+        &self.target
     }
 
     /// Gives the finished file ordinary permissions and renames it to its target name (atomic on
@@ -355,12 +361,13 @@ pub(crate) fn codec_name(id: ffmpeg::codec::Id) -> String {
 }
 
 /// Opens an output file of the given muxer, writing to `path`.
+/// Opens `file` for writing with `muxer`; errors name the file's target, not its hidden name.
 pub(crate) fn open_output(
-    path: &Path,
+    file: &PartialFile,
     muxer: &str,
 ) -> Result<ffmpeg::format::context::Output, MediaError> {
-    ffmpeg::format::output_as(&path, muxer).map_err(|source| MediaError::Write {
-        path: path.to_owned(),
+    ffmpeg::format::output_as(&file.path(), muxer).map_err(|source| MediaError::Write {
+        path: file.target().to_owned(),
         source,
     })
 }
