@@ -12,6 +12,7 @@ use crate::media::convert::{self, SegmentReport};
 use crate::media::merge::{self, MergeReport};
 use crate::media::probe::{self, MediaInfo};
 use crate::media::remux::{self, RemuxReport};
+use crate::media::streams;
 use crate::plan::{plan_segments, PlanOptions, SegmentPlan};
 use crate::settings::{Container, EncodeSettings};
 use crate::state::{InMemoryStateStore, StateStore};
@@ -131,6 +132,10 @@ pub struct TranscodeReport {
     pub merges: Vec<(NodeId, MergeKind, Option<MergeReport>)>,
     pub audio: Option<AudioReport>,
     pub remux: RemuxReport,
+    /// One line per stream, tag or attachment of the source the output does not keep (from
+    /// [`streams::plan`]); everything else of the source is in the output.
+    #[serde(default)]
+    pub warnings: Vec<String>,
     pub stages: StageSeconds,
     pub timeline: Vec<TaskSpan>,
     pub output_bytes: u64,
@@ -251,6 +256,7 @@ pub fn transcode(
 
     let info = probe::probe(input)?;
     let audio_actions = audio::plan_audio(&info, container, output)?;
+    let extras = streams::plan(&info, container);
     stages.probe = started.elapsed().as_secs_f64();
 
     let (width, height) = convert::output_size(&info.video, &options.settings);
@@ -332,6 +338,7 @@ pub fn transcode(
             &run.node_path(tree.root()),
             audio_path.as_deref(),
             &info,
+            &extras,
             container,
             output,
         )?;
@@ -372,6 +379,7 @@ pub fn transcode(
         merges: outcomes.merges,
         audio: outcomes.audio,
         remux,
+        warnings: extras.warnings,
         stages,
         timeline: outcomes.timeline,
         reused: outcomes.reused,

@@ -9,6 +9,7 @@ pub mod convert;
 pub mod merge;
 pub mod probe;
 pub mod remux;
+pub mod streams;
 pub mod verify;
 
 pub(crate) mod util;

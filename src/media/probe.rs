@@ -177,6 +177,15 @@ pub struct MediaInfo {
     /// Whole seconds added to every timestamp in intermediate files and removed in the final
     /// mux: NUT cannot store negative timestamps, which AAC priming and some containers produce.
     pub intermediate_offset_seconds: i64,
+    /// Streams other than the transcoded video and the audio tracks (subtitles, cover art,
+    /// attachments, other video, timecode and data), in source order.
+    #[serde(default)]
+    pub other_streams: Vec<crate::extras::OtherStream>,
+    #[serde(default)]
+    pub chapters: Vec<crate::extras::Chapter>,
+    /// The container's global tags (title, artist, …).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl MediaInfo {
@@ -432,6 +441,9 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
     // One second of headroom beyond the earliest start: a re-encoded audio track starts earlier
     // by its encoder's priming (AAC 1024, Opus 312 samples).
     let intermediate_offset_seconds = (-earliest).max(0.0).ceil() as i64 + 1;
+    let audio_indices: Vec<usize> = audio.iter().map(|track| track.stream_index).collect();
+    let (other_streams, chapters, tags) =
+        super::streams::collect(&input, video_index, &audio_indices);
 
     Ok(MediaInfo {
         path: path.to_owned(),
@@ -461,6 +473,9 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
         audio,
         frames,
         intermediate_offset_seconds,
+        other_streams,
+        chapters,
+        tags,
     })
 }
 
