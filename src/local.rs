@@ -12,6 +12,7 @@ use crate::media::convert::{self, SegmentReport};
 use crate::media::merge::{self, MergeReport};
 use crate::media::probe::{self, MediaInfo};
 use crate::media::remux::{self, RemuxReport};
+use crate::media::streams;
 use crate::plan::{plan_segments, PlanOptions, SegmentPlan};
 use crate::settings::{Container, EncodeSettings};
 use crate::state::{InMemoryStateStore, StateStore};
@@ -149,6 +150,10 @@ pub struct TranscodeReport {
     pub merges: Vec<(NodeId, MergeKind, Option<MergeReport>)>,
     pub audio: Option<AudioReport>,
     pub remux: RemuxReport,
+    /// One line per stream, tag or attachment of the source the output does not keep (from
+    /// [`streams::plan`]); everything else of the source is in the output.
+    #[serde(default)]
+    pub warnings: Vec<String>,
     pub stages: StageSeconds,
     pub timeline: Vec<TaskSpan>,
     pub output_bytes: u64,
@@ -330,6 +335,7 @@ pub fn transcode(
 
     let info = probe::probe(input)?;
     let audio_actions = audio::plan_audio(&info, container, output)?;
+    let extras = streams::plan(&info, container);
     stages.probe = started.elapsed().as_secs_f64();
 
     let job_settings = options.settings.for_container(container);
@@ -427,6 +433,7 @@ pub fn transcode(
             audio_path.as_deref(),
             &info,
             &settings,
+            &extras,
             container,
             output,
         )?;
@@ -467,6 +474,7 @@ pub fn transcode(
         merges: outcomes.merges,
         audio: outcomes.audio,
         remux,
+        warnings: extras.warnings,
         stages,
         timeline: outcomes.timeline,
         reused: outcomes.reused,

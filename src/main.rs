@@ -386,6 +386,9 @@ fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(INTERRUPTED_EXIT_CODE));
     }
     let report = result?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&summary_json(&report))?);
     } else if !args.quiet {
@@ -556,6 +559,7 @@ fn summary_json(report: &TranscodeReport) -> serde_json::Value {
         "merges": report.merges.iter().map(|(node, kind, merge)| serde_json::json!({"node": node, "kind": kind, "report": merge})).collect::<Vec<_>>(),
         "audio": report.audio,
         "remux": report.remux,
+        "warnings": report.warnings,
         "stages_seconds": report.stages,
         "timeline": report.timeline,
         "reused": report.reused,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use treemux::fault::{CrashPlan, CrashPoint};
-use treemux::media::{audio, convert, merge, probe, remux};
+use treemux::media::{audio, convert, merge, probe, remux, streams};
 use treemux::plan::{plan_segments, PlanOptions};
 use treemux::settings::{Container, EncodeSettings};
 use treemux::state::{ClaimOutcome, JobRecord, JobStatus, JobStore, JobUpdate, StateStore};
@@ -216,6 +216,7 @@ where
         merge_runs: 0,
         stage_seconds: Default::default(),
         error: None,
+        warnings: Vec::new(),
         created_at: now(),
         updated_at: now(),
     };
@@ -618,12 +619,16 @@ where
     let output = paths.output(&manifest.output_extension);
     let (info, output_for_mux) = (manifest.info.clone(), output.clone());
     let settings = manifest.settings.clone();
+    // The same decision the local runner makes: what the output keeps, and a warning for the rest.
+    let extras = streams::plan(&info, OUTPUT_CONTAINER);
+    let warnings = extras.warnings.clone();
     let report = blocking(move || {
         remux::remux(
             &root,
             audio_path.as_deref(),
             &info,
             &settings,
+            &extras,
             OUTPUT_CONTAINER,
             &output_for_mux,
         )
@@ -646,6 +651,12 @@ where
             now(),
         )
         .await?;
+    if !warnings.is_empty() {
+        services
+            .store
+            .update_job(&task.job_id, &JobUpdate::Warnings { warnings }, now())
+            .await?;
+    }
     services
         .store
         .update_job(&task.job_id, &JobUpdate::Succeeded, now())

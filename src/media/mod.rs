@@ -10,6 +10,7 @@ pub mod merge;
 pub mod picture;
 pub mod probe;
 pub mod remux;
+pub mod streams;
 pub mod verify;
 
 pub(crate) mod util;

@@ -187,6 +187,15 @@ pub struct MediaInfo {
     /// otherwise hide. ffmpeg shifts such files the same way.
     #[serde(default)]
     pub output_shift_micros: i64,
+    /// Streams other than the transcoded video and the audio tracks (subtitles, cover art,
+    /// attachments, other video, timecode and data), in source order.
+    #[serde(default)]
+    pub other_streams: Vec<crate::extras::OtherStream>,
+    #[serde(default)]
+    pub chapters: Vec<crate::extras::Chapter>,
+    /// The container's global tags (title, artist, …).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl MediaInfo {
@@ -473,6 +482,9 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
     } else {
         0
     };
+    let audio_indices: Vec<usize> = audio.iter().map(|track| track.stream_index).collect();
+    let (other_streams, chapters, tags) =
+        super::streams::collect(&input, video_index, &audio_indices);
 
     Ok(MediaInfo {
         path: path.to_owned(),
@@ -504,6 +516,9 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
         frames,
         intermediate_offset_seconds,
         output_shift_micros,
+        other_streams,
+        chapters,
+        tags,
     })
 }
 

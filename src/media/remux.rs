@@ -3,12 +3,15 @@
 //! Also restores what a stream copy through intermediate files loses: packet durations (NUT does
 //! not keep them; the last frame's duration would otherwise be lost and the output end one frame
 //! short), the display matrix (rotation), and each audio track's language, title and
-//! disposition.
+//! disposition. Writes what the [`ExtrasPlan`] keeps beside them: subtitles (copied or
+//! converted), cover art, attachments, the timecode, chapters and global tags.
 
 use super::picture;
 use super::probe::MediaInfo;
+use super::streams::{self, ExtraStreams};
 use super::util::{self, PartialFile};
 use super::MediaError;
+use crate::extras::ExtrasPlan;
 use crate::settings::{Container, EncodeSettings};
 use crate::timestamps::{decode_timestamps, frame_durations};
 use ffmpeg_next as ffmpeg;
@@ -22,6 +25,9 @@ use std::time::Instant;
 pub struct RemuxReport {
     pub video_packets: u64,
     pub audio_packets: u64,
+    /// Packets of kept subtitle and other streams (cover pictures included).
+    #[serde(default)]
+    pub extra_packets: u64,
     pub bytes: u64,
     pub seconds: f64,
 }
@@ -29,12 +35,15 @@ pub struct RemuxReport {
 /// Writes `output` in `container` from the merged `video` file and the extracted `audio` file.
 ///
 /// `info` is the probe of the original source; its stream metadata is restored on the output.
+/// `extras` (from [`streams::plan`] for the same `info` and `container`) says which other
+/// streams, chapters and tags to write; kept streams are read from the source, `info.path`.
 /// The output appears only when complete.
 pub fn remux(
     video: &Path,
     audio: Option<&Path>,
     info: &MediaInfo,
     settings: &EncodeSettings,
+    extras: &ExtrasPlan,
     container: Container,
     output: &Path,
 ) -> Result<RemuxReport, MediaError> {
@@ -70,6 +79,14 @@ pub fn remux(
         let mut metadata = ffmpeg::Dictionary::new();
         if let Some(language) = info.video.metadata.get("language") {
             metadata.set("language", language);
+        }
+        if let Some(timecode) = &extras.timecode {
+            // MP4 and MOV muxers make a timecode track of this tag, at the video's frame rate.
+            metadata.set("timecode", timecode);
+            let rate = info.video.frame_rate;
+            if rate.num > 0 && rate.den > 0 {
+                stream.set_avg_frame_rate(ffmpeg::Rational::new(rate.num, rate.den));
+            }
         }
         stream.set_metadata(metadata);
     }
@@ -133,12 +150,28 @@ pub fn remux(
         }
     }
 
+    let mut extra_streams = ExtraStreams::add(&info.path, extras, info, &mut muxer)?;
+    streams::write_chapters_and_tags(&mut muxer, extras).map_err(write_failed)?;
+
     let mut options = ffmpeg::Dictionary::new();
     if matches!(container, Container::Mp4 | Container::Mov) {
         options.set("movflags", "+faststart");
     }
     muxer.write_header_with(options).map_err(write_failed)?;
     let output_time_bases: Vec<ffmpeg::Rational> = muxer.streams().map(|s| s.time_base()).collect();
+    let mut report = RemuxReport {
+        video_packets: 0,
+        audio_packets: 0,
+        extra_packets: 0,
+        bytes: 0,
+        seconds: 0.0,
+    };
+    for picture in extra_streams.start(&muxer) {
+        picture
+            .write_interleaved(&mut muxer)
+            .map_err(write_failed)?;
+        report.extra_packets += 1;
+    }
     // Derive dts and durations in the output's own time base: derived in a finer one, neighbouring
     // dts could round onto the same tick.
     // Intermediate files carry the job's timestamp offset; the output does not.
@@ -161,12 +194,6 @@ pub fn remux(
     // pts + duration, Matroska from the last frame's.
     let video_durations = frame_durations(&video_pts, end);
 
-    let mut report = RemuxReport {
-        video_packets: 0,
-        audio_packets: 0,
-        bytes: 0,
-        seconds: 0.0,
-    };
     let mut video_index = 0usize;
     let mut audio_packet_counts = vec![0usize; audio_time_bases.len()];
     let mut next_video = read_packet(video, &mut video_input)?;
@@ -191,17 +218,35 @@ pub fn remux(
         _ => None,
     };
     loop {
-        let take_video = match (&next_video, &next_audio) {
-            (None, None) => break,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (Some(_), Some(a)) => {
-                let video_dts = video_dts.get(video_index).copied().unwrap_or(i64::MAX);
-                let audio_time_base = audio_time_bases[a.stream()];
-                ticks_to_seconds(video_dts, output_time_bases[0])
-                    <= ticks_to_seconds(a.dts().or(a.pts()).unwrap_or(0), audio_time_base)
+        // The earliest of the three sources by decode time; video first on a tie.
+        let video_due = next_video.as_ref().map(|_| {
+            ticks_to_seconds(
+                video_dts.get(video_index).copied().unwrap_or(i64::MAX),
+                output_time_bases[0],
+            )
+        });
+        let audio_due = next_audio.as_ref().map(|a| {
+            ticks_to_seconds(
+                a.dts().or(a.pts()).unwrap_or(0),
+                audio_time_bases[a.stream()],
+            )
+        });
+        let extra_due = extra_streams.peek_seconds()?;
+        let earliest = [video_due, audio_due, extra_due]
+            .into_iter()
+            .flatten()
+            .fold(f64::INFINITY, f64::min);
+        if video_due.is_none() && audio_due.is_none() && extra_due.is_none() {
+            break;
+        }
+        if video_due != Some(earliest) && audio_due != Some(earliest) {
+            if let Some(packet) = extra_streams.take() {
+                packet.write_interleaved(&mut muxer).map_err(write_failed)?;
+                report.extra_packets += 1;
             }
-        };
+            continue;
+        }
+        let take_video = video_due == Some(earliest);
         if take_video {
             let mut packet = next_video.take().expect("chosen because present");
             let (Some(&pts), Some(&dts), Some(&duration)) = (
