@@ -38,6 +38,7 @@ use treemux::progress::ProgressTally;
 use treemux::settings::{
     parse_bitrate, preset_help, Container, EncodeSettings, OutputPixels, RateControl, VideoCodec,
 };
+use treemux::tree::MergeTree;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -689,6 +690,20 @@ fn print_probe(path: &Path, info: &MediaInfo, plan: &SegmentPlan) {
             segment.frames,
             segment.lead_in_frames
         );
+    }
+    // Segments are merged pairwise up this tree as soon as both neighbours exist.
+    outln!("  merge tree:");
+    let tree = MergeTree::new(plan.segments.len() as u32);
+    for line in tree.outline(|index| {
+        let segment = &plan.segments[index as usize];
+        format!(
+            "segment {index}: {:.3}–{:.3} s, {}",
+            seconds(segment.start_pts, video.first_pts),
+            seconds(segment.end_pts, video.end_pts),
+            count(segment.frames as u64, "frame")
+        )
+    }) {
+        outln!("    {line}");
     }
 }
 

@@ -186,6 +186,65 @@ impl MergeTree {
     }
 }
 
+impl MergeTree {
+    /// The tree as text, root first, one line per node, drawn with box characters as `tree(1)`
+    /// does: internal nodes say what finishing them takes (`concat`, `rename`), each real leaf
+    /// gets `leaf_label(index)` after its id, and a subtree with no real segment is one
+    /// `placeholder` line. Lines are at most `4 × levels` characters wider than the labels.
+    pub fn outline(&self, leaf_label: impl Fn(u32) -> String) -> Vec<String> {
+        let mut lines = Vec::new();
+        self.outline_node(self.root(), "", "", &leaf_label, &mut lines);
+        lines
+    }
+
+    fn outline_node(
+        &self,
+        node: NodeId,
+        first_prefix: &str,
+        rest_prefix: &str,
+        leaf_label: &impl Fn(u32) -> String,
+        lines: &mut Vec<String>,
+    ) {
+        if self.is_placeholder(node) {
+            let first = u64::from(node.index) << node.level;
+            let last = first + (1u64 << node.level) - 1;
+            let span = if first == last {
+                format!("leaf {first}")
+            } else {
+                format!("leaves {first}..={last}")
+            };
+            lines.push(format!(
+                "{first_prefix}{node} placeholder ({span}, done from the start)"
+            ));
+            return;
+        }
+        let Some((left, right)) = self.children(node) else {
+            lines.push(format!("{first_prefix}{node} {}", leaf_label(node.index)));
+            return;
+        };
+        let kind = match self.merge_kind(node) {
+            MergeKind::Concat => "concat",
+            MergeKind::Rename => "rename (right side is a placeholder)",
+            MergeKind::Placeholder => unreachable!("placeholders are handled above"),
+        };
+        lines.push(format!("{first_prefix}{node} {kind}"));
+        self.outline_node(
+            left,
+            &format!("{rest_prefix}├── "),
+            &format!("{rest_prefix}│   "),
+            leaf_label,
+            lines,
+        );
+        self.outline_node(
+            right,
+            &format!("{rest_prefix}└── "),
+            &format!("{rest_prefix}    "),
+            leaf_label,
+            lines,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,7 +281,46 @@ mod tests {
         );
     }
 
+    #[test]
+    fn outline_of_three_segments() {
+        let lines = MergeTree::new(3).outline(|index| format!("segment {index}"));
+        assert_eq!(
+            lines,
+            [
+                "L2-0 concat",
+                "├── L1-0 concat",
+                "│   ├── L0-0 segment 0",
+                "│   └── L0-1 segment 1",
+                "└── L1-1 rename (right side is a placeholder)",
+                "    ├── L0-2 segment 2",
+                "    └── L0-3 placeholder (leaf 3, done from the start)",
+            ]
+        );
+        assert_eq!(
+            MergeTree::new(5)
+                .outline(|_| String::new())
+                .last()
+                .map(String::as_str),
+            Some("    └── L1-3 placeholder (leaves 6..=7, done from the start)")
+        );
+    }
+
     proptest! {
+        /// Every real segment appears once, in order, and every line but the root hangs off a
+        /// branch.
+        #[test]
+        fn outline_lists_each_segment_once_in_order(real in 1u32..200) {
+            let tree = MergeTree::new(real);
+            let lines = tree.outline(|index| format!("<{index}>"));
+            let labelled: Vec<u32> = lines
+                .iter()
+                .filter_map(|line| line.split('<').nth(1))
+                .map(|rest| rest.trim_end_matches('>').parse().unwrap())
+                .collect();
+            prop_assert_eq!(labelled, (0..real).collect::<Vec<_>>());
+            prop_assert!(lines[1..].iter().all(|line| line.contains("── ")));
+        }
+
         #[test]
         fn tree_invariants(real in 1u32..2000) {
             let tree = MergeTree::new(real);
