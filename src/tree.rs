@@ -315,7 +315,7 @@ mod tests {
             let labelled: Vec<u32> = lines
                 .iter()
                 .filter_map(|line| line.split('<').nth(1))
-                .map(|rest| rest.trim_end_matches('>').parse().unwrap())
+                .map(|rest| rest.trim_end_matches('>').parse().expect("a leaf label holds its index"))
                 .collect();
             prop_assert_eq!(labelled, (0..real).collect::<Vec<_>>());
             prop_assert!(lines[1..].iter().all(|line| line.contains("── ")));
