@@ -700,7 +700,7 @@ fn print_probe(path: &Path, info: &MediaInfo, plan: &SegmentPlan) {
             "segment {index}: {:.3}–{:.3} s, {}",
             seconds(segment.start_pts, video.first_pts),
             seconds(segment.end_pts, video.end_pts),
-            count(segment.frames as u64, "frame")
+            count(segment.frames, "frame")
         )
     }) {
         outln!("    {line}");
