@@ -13,6 +13,11 @@ const TOP: f64 = 40.0;
 const LANE: f64 = 34.0;
 const BAR: f64 = 24.0;
 const AXIS: f64 = 40.0;
+/// The narrowest bar drawn: merges take milliseconds and would otherwise vanish.
+const MIN_BAR: f64 = 3.0;
+/// Height of the marker drawn above every merge and rename, so that each is visible even where
+/// it overlaps the end of a segment bar.
+const MARKER: f64 = 7.0;
 
 /// Fill colour of a task kind.
 fn colour(kind: &str) -> &'static str {
@@ -57,7 +62,7 @@ pub fn render_svg(title: &str, spans: &[TaskSpan], total_seconds: f64) -> String
             .fold(1e-3, f64::max)
     };
     let lanes = spans.iter().map(|span| span.worker + 1).max().unwrap_or(1);
-    let height = TOP + lanes as f64 * LANE + AXIS + 30.0;
+    let height = TOP + lanes as f64 * LANE + AXIS + 48.0;
     let plot_width = WIDTH - LEFT - RIGHT;
     let x = |seconds: f64| LEFT + plot_width * (seconds.clamp(0.0, total) / total);
 
@@ -88,24 +93,45 @@ pub fn render_svg(title: &str, spans: &[TaskSpan], total_seconds: f64) -> String
             x(span.end_seconds.max(span.start_seconds)),
         );
         let y = TOP + span.worker as f64 * LANE + (LANE - BAR) / 2.0;
+        let label = match span.kind.as_str() {
+            "segment" => format!("seg {}", span.target),
+            _ => span.target.clone(),
+        };
         let _ = writeln!(
             svg,
             r##"<rect class="{}" x="{start:.2}" y="{y:.1}" width="{:.2}" height="{BAR}" fill="{}" stroke="white" stroke-width="0.5"><title>{} {}: {:.3}–{:.3} s</title></rect>"##,
             escape(&span.kind),
-            (end - start).max(0.5),
+            (end - start).max(MIN_BAR),
             colour(&span.kind),
             escape(&span.kind),
             escape(&span.target),
             span.start_seconds,
             span.end_seconds
         );
-        if end - start > 28.0 {
+        if matches!(span.kind.as_str(), "merge" | "rename") {
+            // A downward triangle over the merge and its node id, readable at any duration.
+            let _ = writeln!(
+                svg,
+                r##"<path class="marker" d="M{:.2} {:.1} l{:.1} {MARKER} l{:.1} -{MARKER} z" fill="{}"><title>{} {}: {:.3}–{:.3} s</title></path><text x="{start:.2}" y="{:.1}" font-size="9" text-anchor="middle">{}</text>"##,
+                start - MARKER / 2.0,
+                y - MARKER,
+                MARKER / 2.0,
+                MARKER / 2.0,
+                colour(&span.kind),
+                escape(&span.kind),
+                escape(&span.target),
+                span.start_seconds,
+                span.end_seconds,
+                y - MARKER - 1.0,
+                escape(&span.target)
+            );
+        } else if end - start > 7.0 * label.chars().count() as f64 {
             let _ = writeln!(
                 svg,
                 r##"<text x="{:.1}" y="{:.1}" fill="white" font-size="10">{}</text>"##,
                 start + 3.0,
                 y + BAR / 2.0 + 4.0,
-                escape(&span.target)
+                escape(&label)
             );
         }
     }
@@ -139,6 +165,11 @@ pub fn render_svg(title: &str, spans: &[TaskSpan], total_seconds: f64) -> String
         svg,
         r##"<text x="{:.1}" y="{legend_y:.1}" text-anchor="end">seconds since start</text>"##,
         WIDTH - RIGHT
+    );
+    let _ = writeln!(
+        svg,
+        r##"<text x="{LEFT}" y="{:.1}" font-size="11" fill="#555">Each bar is one task on one worker. segment: encode one segment; merge (▼ node): join two finished neighbours, as soon as both exist; rename: a node whose right side is a placeholder.</text>"##,
+        legend_y + 18.0
     );
     svg.push_str("</svg>\n");
     svg
@@ -186,6 +217,11 @@ mod tests {
         // The merge starts where worker 0's segment ended: 4 s of 6 s across the plot.
         let merge_x = LEFT + (WIDTH - LEFT - RIGHT) * 4.0 / 6.0;
         assert!(svg.contains(&format!(r##"class="merge" x="{merge_x:.2}""##)));
+        // Every merge gets a marker; a 1 ms merge is still drawn MIN_BAR wide.
+        assert_eq!(svg.matches(r##"class="marker""##).count(), 1);
+        let quick = render_svg("t", &[span("merge", 0, 1.0, 1.001)], 600.0);
+        assert!(quick.contains(&format!(r##"width="{MIN_BAR:.2}""##)));
+        assert!(svg.contains(">seg segment-0<"), "wide segments are labelled");
     }
 
     proptest! {
