@@ -50,9 +50,13 @@ pub struct ModelArgs {
     #[arg(long)]
     from_bench: Option<PathBuf>,
     /// Length of the video to project, in seconds.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "input")]
     video_seconds: Option<f64>,
-    /// Segments (default: the inputs', 1024).
+    /// A real video: its duration and source bitrate replace the defaults (probed, not decoded).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Segments (default: what the deployed plan makes of the video's length: at least
+    /// `min_segment_seconds` (4 s) each, at most `max_segments` (1024)).
     #[arg(long)]
     segments: Option<u32>,
     /// Lambda functions at once.
@@ -212,6 +216,7 @@ fn print_bench(report: &BenchReport) {
 
 pub fn model_command(args: ModelArgs) -> anyhow::Result<ExitCode> {
     let mut inputs = serde_json::to_value(ModelInputs::default())?;
+    let mut segments_given = args.segments.is_some();
     if let Some(path) = &args.inputs {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read model inputs", path.display()))?;
@@ -224,6 +229,7 @@ pub fn model_command(args: ModelArgs) -> anyhow::Result<ExitCode> {
             if inputs.get(&key).is_none() {
                 anyhow::bail!("{}: unknown model input {key:?}", path.display());
             }
+            segments_given |= key == "segments";
             inputs[key] = value;
         }
     }
@@ -240,8 +246,23 @@ pub fn model_command(args: ModelArgs) -> anyhow::Result<ExitCode> {
     if let Some(seconds) = args.video_seconds {
         inputs.video_seconds = seconds;
     }
+    if let Some(path) = &args.input {
+        let info = treemux::media::probe::probe(path)?;
+        let seconds = info.video.duration_seconds();
+        if seconds <= 0.0 {
+            anyhow::bail!("{}: the video has no duration", path.display());
+        }
+        inputs.video_seconds = seconds;
+        inputs.source_bytes_per_video_second = info.size_bytes as f64 / seconds;
+    }
     if let Some(segments) = args.segments {
         inputs.segments = segments;
+    } else if !segments_given {
+        inputs.segments = model::planned_segments(
+            inputs.video_seconds,
+            inputs.min_segment_seconds,
+            inputs.max_segments,
+        );
     }
     if let Some(concurrency) = args.concurrency {
         inputs.concurrency = concurrency;
@@ -288,8 +309,9 @@ fn print_projection(projection: &Projection) {
         inputs.output_bytes_per_video_second / 1e6
     );
     outln!(
-        "        {} segments, {} functions at once, {} vCPUs × {:.2} efficiency at {} MB; cold start {:.2} s; {:.3} s per transition; {:.0} Map children/s",
+        "        {} segment{}, {} functions at once, {} vCPUs × {:.2} efficiency at {} MB; cold start {:.2} s; {:.3} s per transition; {:.0} Map children/s",
         inputs.segments,
+        if inputs.segments == 1 { "" } else { "s" },
         inputs.concurrency,
         inputs.function_vcpus,
         inputs.function_thread_efficiency,
@@ -308,7 +330,7 @@ fn print_projection(projection: &Projection) {
         inputs.efs_write_per_gb
     );
     outln!(
-        "Lambda: {:.0} s wall = analyze {:.1} + Map start {:.1} + {} wave(s) × {:.1} s per segment + merge tail {:.1} ({} levels) + merge-audio {:.1}",
+        "Lambda: {:.0} s wall = analyze {:.1} s + Map start {:.1} s + {} wave(s) × {:.1} s per segment + merge tail {:.1} s ({} levels) + merge-audio {:.1} s",
         lambda.wall_seconds,
         lambda.analyze_seconds,
         lambda.map_start_seconds,
@@ -337,5 +359,20 @@ fn print_projection(projection: &Projection) {
             inputs.baseline_efficiency,
             inputs.baseline_max_useful_threads
         );
+    }
+    for warning in &projection.warnings {
+        outln!("warning: {warning}");
+    }
+    outln!("{}", projection.verdict);
+    match projection.break_even_jobs_per_month {
+        Some(jobs) => outln!(
+            "fixed: the stack costs ${:.2}/month with no job; cheaper than keeping the fastest instance running all month below {:.0} jobs/month",
+            inputs.fixed_monthly_dollars,
+            jobs
+        ),
+        None => outln!(
+            "fixed: the stack costs ${:.2}/month with no job; one job costs more than a month of the fastest instance",
+            inputs.fixed_monthly_dollars
+        ),
     }
 }

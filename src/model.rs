@@ -17,8 +17,19 @@ pub struct ModelInputs {
     /// Source and output bytes per second of video.
     pub source_bytes_per_video_second: f64,
     pub output_bytes_per_video_second: f64,
-    /// Segments (2^n leaves; the planner's choice for this length).
+    /// Segments (real ones; the tree pads them to 2^n leaves). [`planned_segments`] gives the
+    /// deployed planner's choice for a length.
     pub segments: u32,
+    /// The deployed plan's limits: segments at least this long, at most this many
+    /// (`TREEMUX_MIN_SEGMENT_SECONDS`, `MaxSegments`).
+    #[serde(default = "default_min_segment_seconds")]
+    pub min_segment_seconds: f64,
+    #[serde(default = "default_max_segments")]
+    pub max_segments: u32,
+    /// What the stack costs per month with no job running (dollars): the Step Functions VPC
+    /// interface endpoint in two zones, 2 × $0.01 per hour × 730 hours.
+    #[serde(default = "default_fixed_monthly_dollars")]
+    pub fixed_monthly_dollars: f64,
     /// Lambda functions running at once (account quota and the Map's MaxConcurrency).
     pub concurrency: u32,
     /// vCPUs of a split-and-convert function and how well its encoder threads use them (0–1].
@@ -49,6 +60,31 @@ pub struct ModelInputs {
     pub baseline_max_useful_threads: f64,
 }
 
+fn default_min_segment_seconds() -> f64 {
+    4.0
+}
+
+fn default_max_segments() -> u32 {
+    1024
+}
+
+fn default_fixed_monthly_dollars() -> f64 {
+    14.6
+}
+
+/// Lambda's limit on one invocation, in seconds: a stage longer than this cannot run.
+pub const LAMBDA_TIMEOUT_SECONDS: f64 = 900.0;
+
+/// Hours in the month the fixed cost and the always-on instance are priced over.
+const HOURS_PER_MONTH: f64 = 730.0;
+
+/// The segments the deployed planner makes of `video_seconds`: as many as fit at
+/// `min_segment_seconds` each, at least 1 and at most `max_segments`.
+pub fn planned_segments(video_seconds: f64, min_segment_seconds: f64, max_segments: u32) -> u32 {
+    let fit = (video_seconds / min_segment_seconds.max(1e-3)).floor();
+    (fit.clamp(1.0, f64::from(max_segments.max(1)))) as u32
+}
+
 /// One EC2 instance size.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Ec2Instance {
@@ -59,7 +95,8 @@ pub struct Ec2Instance {
 
 impl Default for ModelInputs {
     /// One hour of 1080p x264 `medium` (2.0 CPU-s per video second, measured on sample 12 here),
-    /// 1024 segments, 1000 functions at once, us-east-1 x86_64 list prices.
+    /// segments as the deployed plan makes them (900 of 4 s), 1000 functions at once, us-east-1
+    /// x86_64 list prices.
     fn default() -> Self {
         let instance = |name: &str, vcpus: f64, dollars_per_hour: f64| Ec2Instance {
             name: name.to_owned(),
@@ -71,7 +108,10 @@ impl Default for ModelInputs {
             encode_cpu_seconds_per_video_second: 2.0,
             source_bytes_per_video_second: 1_250_000.0,
             output_bytes_per_video_second: 625_000.0,
-            segments: 1024,
+            segments: planned_segments(3600.0, 4.0, 1024),
+            min_segment_seconds: default_min_segment_seconds(),
+            max_segments: default_max_segments(),
+            fixed_monthly_dollars: default_fixed_monthly_dollars(),
             concurrency: 1000,
             function_vcpus: 2.0,
             function_thread_efficiency: 0.9,
@@ -133,6 +173,8 @@ pub struct Ec2Projection {
     pub vcpus: f64,
     pub wall_seconds: f64,
     pub dollars: f64,
+    /// The instance left running all month (dollars).
+    pub always_on_monthly_dollars: f64,
 }
 
 /// Inputs and both projections.
@@ -142,6 +184,15 @@ pub struct Projection {
     pub inputs: ModelInputs,
     pub lambda: LambdaProjection,
     pub ec2: Vec<Ec2Projection>,
+    /// Stages that would exceed Lambda's 900 s limit, one sentence each.
+    pub warnings: Vec<String>,
+    /// Serverless against the fastest EC2 instance, e.g. `Lambda: 1.2× faster than c7i.16xlarge
+    /// at 12.8× the cost per job`.
+    pub verdict: String,
+    /// Jobs per month below which the stack (fixed cost + per-job cost) is cheaper than keeping
+    /// the fastest instance running all month; `None` when a job costs more on Lambda than a
+    /// month of the instance.
+    pub break_even_jobs_per_month: Option<f64>,
 }
 
 fn check(inputs: &ModelInputs) -> Result<(), ModelError> {
@@ -290,12 +341,60 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
                 wall_seconds,
                 // Per-second billing with a one-minute minimum.
                 dollars: instance.dollars_per_hour * wall_seconds.max(60.0) / 3600.0,
+                always_on_monthly_dollars: instance.dollars_per_hour * HOURS_PER_MONTH,
             }
         })
-        .collect();
+        .collect::<Vec<Ec2Projection>>();
+
+    let dollars = lambda_dollars + step_functions_dollars + efs_dollars;
+    // The root merge moves the most: both halves of the whole video.
+    let root_merge_seconds = inputs.cold_start_seconds + 2.0 * output_bytes / efs;
+    let warnings = [
+        ("analyze", analyze_seconds),
+        ("one split-and-convert", segment_seconds),
+        ("the root merge", root_merge_seconds),
+        ("merge-audio", merge_audio_seconds),
+    ]
+    .into_iter()
+    .filter(|(_, seconds)| *seconds > LAMBDA_TIMEOUT_SECONDS)
+    .map(|(stage, seconds)| {
+        format!(
+            "{stage} would take {seconds:.0} s, beyond Lambda's {LAMBDA_TIMEOUT_SECONDS:.0} s limit: the job would fail"
+        )
+    })
+    .collect();
+    let fastest = ec2
+        .iter()
+        .min_by(|a, b| a.wall_seconds.total_cmp(&b.wall_seconds));
+    let verdict = fastest.map_or_else(
+        || "Lambda: no EC2 instance to compare with".to_owned(),
+        |instance| {
+            let speed = instance.wall_seconds / wall_seconds;
+            let cost = dollars / instance.dollars;
+            let speed_words = if speed >= 1.0 {
+                format!("{speed:.1}× faster than")
+            } else {
+                format!("{:.1}× slower than", 1.0 / speed)
+            };
+            let cost_words = if cost >= 1.0 {
+                format!("{cost:.1}× the cost per job")
+            } else {
+                format!("{:.0}% of the cost per job", cost * 100.0)
+            };
+            format!("Lambda: {speed_words} {} at {cost_words}", instance.name)
+        },
+    );
+    let break_even_jobs_per_month = fastest
+        .map(|instance| {
+            (instance.always_on_monthly_dollars - inputs.fixed_monthly_dollars) / dollars
+        })
+        .filter(|jobs| *jobs >= 1.0);
 
     Ok(Projection {
         note: "MODEL, not a measurement: projected from the inputs shown".to_owned(),
+        warnings,
+        verdict,
+        break_even_jobs_per_month,
         inputs: inputs.clone(),
         lambda: LambdaProjection {
             analyze_seconds,
@@ -310,7 +409,7 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
             lambda_dollars,
             step_functions_dollars,
             efs_dollars,
-            dollars: lambda_dollars + step_functions_dollars + efs_dollars,
+            dollars,
             state_transitions,
             efs_bytes_written,
         },
@@ -327,10 +426,25 @@ mod tests {
     fn the_default_hour_of_1080p() {
         let projection = project(&ModelInputs::default()).expect("valid defaults");
         let lambda = &projection.lambda;
+        assert_eq!(
+            projection.inputs.segments, 900,
+            "one hour in segments of 4 s"
+        );
         assert_eq!(lambda.tree_levels, 10);
-        assert_eq!(lambda.waves, 2, "1024 segments on 1000 functions");
-        // 7200 CPU-s / 1024 segments / (2 × 0.9) ≈ 3.9 s of encoding per segment.
-        assert!((lambda.segment_seconds - 3.9).abs() < 1.0, "{lambda:?}");
+        assert_eq!(lambda.waves, 1, "900 segments on 1000 functions");
+        // 7200 CPU-s / 900 segments / (2 × 0.9) ≈ 4.4 s of encoding per segment.
+        assert!((lambda.segment_seconds - 4.4).abs() < 1.0, "{lambda:?}");
+        assert!(projection.warnings.is_empty(), "{:?}", projection.warnings);
+        assert!(
+            projection.verdict.starts_with("Lambda: ")
+                && projection.verdict.contains("c7i.16xlarge"),
+            "{}",
+            projection.verdict
+        );
+        let jobs = projection
+            .break_even_jobs_per_month
+            .expect("an always-on instance costs more");
+        assert!(jobs > 1.0);
         assert!(lambda.wall_seconds < 300.0, "{lambda:?}");
         let small = &projection.ec2[0];
         assert!(
@@ -338,6 +452,36 @@ mod tests {
             "{small:?}"
         );
         assert!(projection.note.contains("MODEL"));
+    }
+
+    #[test]
+    fn segments_follow_the_deployed_plan() {
+        assert_eq!(planned_segments(60.0, 4.0, 1024), 15);
+        assert_eq!(
+            planned_segments(2.0, 4.0, 1024),
+            1,
+            "a short clip is one segment"
+        );
+        assert_eq!(planned_segments(36_000.0, 4.0, 1024), 1024, "capped");
+    }
+
+    #[test]
+    fn a_stage_beyond_lambdas_limit_is_named() {
+        // Ten hours: analyze copies the whole source to EFS before anything else.
+        let inputs = ModelInputs {
+            video_seconds: 36_000.0,
+            segments: planned_segments(36_000.0, 4.0, 1024),
+            ..ModelInputs::default()
+        };
+        let projection = project(&inputs).expect("valid");
+        assert!(
+            projection
+                .warnings
+                .iter()
+                .any(|w| w.starts_with("analyze would take")),
+            "{:?}",
+            projection.warnings
+        );
     }
 
     #[test]

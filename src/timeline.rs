@@ -221,7 +221,10 @@ mod tests {
         assert_eq!(svg.matches(r##"class="marker""##).count(), 1);
         let quick = render_svg("t", &[span("merge", 0, 1.0, 1.001)], 600.0);
         assert!(quick.contains(&format!(r##"width="{MIN_BAR:.2}""##)));
-        assert!(svg.contains(">seg segment-0<"), "wide segments are labelled");
+        assert!(
+            svg.contains(">seg segment-0<"),
+            "wide segments are labelled"
+        );
     }
 
     proptest! {
