@@ -259,22 +259,6 @@ impl ExtraStreams {
                     }
                     disposition &= !ffmpeg::ffi::AV_DISPOSITION_ATTACHED_PIC;
                 }
-                (ExtraAction::Copy, StreamKind::AttachedPicture) => {
-                    let picture =
-                        attached_picture(&stream).ok_or_else(|| gone(kept.stream_index))?;
-                    let mut added = muxer
-                        .add_stream(ffmpeg::encoder::find(ffmpeg::codec::Id::None))
-                        .map_err(write_failed)?;
-                    added.set_parameters(stream.parameters());
-                    added.set_time_base(stream.time_base());
-                    added.set_metadata(metadata);
-                    let mut packet = picture;
-                    packet.set_stream(output);
-                    packet.set_pts(Some(0));
-                    packet.set_dts(Some(0));
-                    packet.set_flags(ffmpeg::packet::Flags::KEY);
-                    extras.pictures.push((output, packet));
-                }
                 (ExtraAction::Copy, kind) => {
                     let mut added = muxer
                         .add_stream(ffmpeg::encoder::find(ffmpeg::codec::Id::None))
@@ -282,7 +266,16 @@ impl ExtraStreams {
                     added.set_parameters(stream.parameters());
                     added.set_time_base(stream.time_base());
                     added.set_metadata(metadata);
-                    if kind != StreamKind::Attachment {
+                    if kind == StreamKind::AttachedPicture {
+                        // Cover art is one packet, written right after the header.
+                        let mut packet =
+                            attached_picture(&stream).ok_or_else(|| gone(kept.stream_index))?;
+                        packet.set_stream(output);
+                        packet.set_pts(Some(0));
+                        packet.set_dts(Some(0));
+                        packet.set_flags(ffmpeg::packet::Flags::KEY);
+                        extras.pictures.push((output, packet));
+                    } else if kind != StreamKind::Attachment {
                         extras.routes[kept.stream_index] = Some(Route {
                             output,
                             input_time_base: stream.time_base(),
