@@ -62,7 +62,7 @@ pub fn render_svg(title: &str, spans: &[TaskSpan], total_seconds: f64) -> String
             .fold(1e-3, f64::max)
     };
     let lanes = spans.iter().map(|span| span.worker + 1).max().unwrap_or(1);
-    let height = TOP + lanes as f64 * LANE + AXIS + 48.0;
+    let height = TOP + lanes as f64 * LANE + AXIS + 62.0;
     let plot_width = WIDTH - LEFT - RIGHT;
     let x = |seconds: f64| LEFT + plot_width * (seconds.clamp(0.0, total) / total);
 
@@ -87,6 +87,9 @@ pub fn render_svg(title: &str, spans: &[TaskSpan], total_seconds: f64) -> String
             y + LANE
         );
     }
+    // Where the last merge label on each lane ends, so that labels of merges close together do
+    // not overprint each other (the marker and its tooltip stay).
+    let mut label_end = vec![f64::NEG_INFINITY; lanes];
     for span in spans {
         let (start, end) = (
             x(span.start_seconds),
@@ -112,7 +115,7 @@ pub fn render_svg(title: &str, spans: &[TaskSpan], total_seconds: f64) -> String
             // A downward triangle over the merge and its node id, readable at any duration.
             let _ = writeln!(
                 svg,
-                r##"<path class="marker" d="M{:.2} {:.1} l{:.1} {MARKER} l{:.1} -{MARKER} z" fill="{}"><title>{} {}: {:.3}–{:.3} s</title></path><text x="{start:.2}" y="{:.1}" font-size="9" text-anchor="middle">{}</text>"##,
+                r##"<path class="marker" d="M{:.2} {:.1} l{:.1} {MARKER} l{:.1} -{MARKER} z" fill="{}"><title>{} {}: {:.3}–{:.3} s</title></path>"##,
                 start - MARKER / 2.0,
                 y - MARKER,
                 MARKER / 2.0,
@@ -122,9 +125,17 @@ pub fn render_svg(title: &str, spans: &[TaskSpan], total_seconds: f64) -> String
                 escape(&span.target),
                 span.start_seconds,
                 span.end_seconds,
-                y - MARKER - 1.0,
-                escape(&span.target)
             );
+            let half_width = 3.0 * span.target.chars().count() as f64;
+            if start - half_width > label_end[span.worker] + 2.0 {
+                label_end[span.worker] = start + half_width;
+                let _ = writeln!(
+                    svg,
+                    r##"<text x="{start:.2}" y="{:.1}" font-size="9" text-anchor="middle">{}</text>"##,
+                    y - MARKER - 1.0,
+                    escape(&span.target)
+                );
+            }
         } else if end - start > 7.0 * label.chars().count() as f64 {
             let _ = writeln!(
                 svg,
@@ -168,8 +179,9 @@ pub fn render_svg(title: &str, spans: &[TaskSpan], total_seconds: f64) -> String
     );
     let _ = writeln!(
         svg,
-        r##"<text x="{LEFT}" y="{:.1}" font-size="11" fill="#555">Each bar is one task on one worker. segment: encode one segment; merge (▼ node): join two finished neighbours, as soon as both exist; rename: a node whose right side is a placeholder.</text>"##,
-        legend_y + 18.0
+        r##"<text x="{LEFT}" y="{:.1}" font-size="11" fill="#555">Each bar is one task on one worker. segment: encode one segment. merge (▼ and the node it makes):</text><text x="{LEFT}" y="{:.1}" font-size="11" fill="#555">join two finished neighbours, as soon as both exist. rename: a node whose right side is a placeholder.</text>"##,
+        legend_y + 18.0,
+        legend_y + 32.0
     );
     svg.push_str("</svg>\n");
     svg
