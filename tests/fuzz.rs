@@ -1,7 +1,9 @@
-//! Fuzzing at scale, time-bounded: the planner, the merge-tree protocol and the probe path on
-//! random and mutated inputs. Nothing may panic, hang or break an invariant.
+//! Fuzzing at scale: the planner, the merge-tree protocol and the probe path on random and
+//! mutated inputs. Nothing may panic, hang or break an invariant.
 //!
-//! CI runs each target for a few seconds. A real session, 10 minutes per target:
+//! `cargo test` runs a fixed number of iterations per target from fixed seeds, so every machine
+//! tests the same inputs (`TREEMUX_FUZZ_ITERATIONS=N` changes the count). A real session is bounded
+//! by time instead, 10 minutes per target:
 //!
 //! ```sh
 //! TREEMUX_FUZZ_SECONDS=600 cargo test --release --test fuzz -- --nocapture --test-threads 1
@@ -21,12 +23,32 @@ use treemux::state::{InMemoryStateStore, StateStore};
 use treemux::steps::{after_node_finished, mark_merged, NextStep};
 use treemux::tree::{MergeKind, MergeTree};
 
-fn budget() -> Duration {
-    let seconds = std::env::var("TREEMUX_FUZZ_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4.0);
-    Duration::from_secs_f64(seconds)
+/// How long a fuzz target runs: a fixed iteration count (the default, the same inputs on every
+/// machine) or a time budget (`TREEMUX_FUZZ_SECONDS`, for soaks).
+enum Bound {
+    Iterations(u64),
+    Time(Duration),
+}
+
+impl Bound {
+    fn from_env(default_iterations: u64) -> Self {
+        let var = |name: &str| std::env::var(name).ok();
+        if let Some(seconds) = var("TREEMUX_FUZZ_SECONDS").and_then(|v| v.parse::<f64>().ok()) {
+            return Self::Time(Duration::from_secs_f64(seconds));
+        }
+        Self::Iterations(
+            var("TREEMUX_FUZZ_ITERATIONS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default_iterations),
+        )
+    }
+
+    fn more(&self, started: Instant, done: u64) -> bool {
+        match self {
+            Self::Iterations(count) => done < *count,
+            Self::Time(budget) => done == 0 || started.elapsed() < *budget,
+        }
+    }
 }
 
 fn first_seed() -> u64 {
@@ -36,12 +58,14 @@ fn first_seed() -> u64 {
         .unwrap_or(1)
 }
 
-/// Runs `iteration(seed)` with increasing seeds until the time budget is spent.
-fn fuzz(name: &str, mut iteration: impl FnMut(u64)) {
+/// Runs `iteration(seed)` with increasing seeds, `default_iterations` of them unless the
+/// environment asks otherwise (see [`Bound`]).
+fn fuzz(name: &str, default_iterations: u64, mut iteration: impl FnMut(u64)) {
+    let bound = Bound::from_env(default_iterations);
     let started = Instant::now();
     let mut seed = first_seed();
     let mut count = 0u64;
-    while started.elapsed() < budget() || count == 0 {
+    while bound.more(started, count) {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| iteration(seed)));
         if let Err(panic) = result {
             let message = panic
@@ -63,7 +87,7 @@ fn fuzz(name: &str, mut iteration: impl FnMut(u64)) {
 #[test]
 fn planner() {
     let mut planned = 0u64;
-    fuzz("planner", |seed| {
+    fuzz("planner", 500, |seed| {
         let mut rng = Rng(seed);
         let limit = if rng.chance(5) { 20_000 } else { 600 };
         let frames = rng.below(limit) as usize;
@@ -130,7 +154,7 @@ fn planner() {
 
 #[test]
 fn merge_tree_protocol() {
-    fuzz("merge tree", |seed| {
+    fuzz("merge tree", 2000, |seed| {
         let mut rng = Rng(seed);
         let limit = if rng.chance(5) { 4096 } else { 70 };
         let real = 1 + rng.below(limit) as u32;
@@ -216,7 +240,7 @@ fn probe_on_mutated_files() {
         .collect();
     assert!(!seeds.is_empty(), "no seed files");
     let dir = tempfile::tempdir().expect("temp dir");
-    fuzz("probe", |seed| {
+    fuzz("probe", 150, |seed| {
         let mut rng = Rng(seed);
         let (origin, bytes) = &seeds[rng.below(seeds.len() as u64) as usize];
         let mut data = bytes.clone();

@@ -7,7 +7,7 @@
 //! must still succeed with the fault-free run's decoded frames, every pair merged exactly once,
 //! one output object and no scratch file left.
 //!
-//! `TREEMUX_STACK_CRASH_RUNS` (default 100) sets how many seeded random runs
+//! `TREEMUX_STACK_CRASH_RUNS` (default 10) sets how many seeded random runs
 //! `seeded_random_crashes_heal` makes, `TREEMUX_STACK_CRASH_PARALLEL` (default 10) how many at
 //! once, and `TREEMUX_STACK_CRASH_SEED` the first seed: a longer soak is
 //! `TREEMUX_STACK_CRASH_RUNS=1000 cargo test -p treemux-functions --test e2e_crashes -- --nocapture`.
@@ -221,7 +221,7 @@ async fn seeded_random_crashes_heal() {
             .unwrap_or(default)
     };
     let (runs, parallel, first_seed) = (
-        env("TREEMUX_STACK_CRASH_RUNS", 100),
+        env("TREEMUX_STACK_CRASH_RUNS", 10),
         env("TREEMUX_STACK_CRASH_PARALLEL", 10).max(1),
         env("TREEMUX_STACK_CRASH_SEED", 1),
     );
