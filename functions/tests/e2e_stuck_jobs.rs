@@ -1,7 +1,7 @@
 //! A job that stops making progress ends FAILED with its cause, on the local stack. A worker
-//! loses split-audio's task (`lose:split-audio`), so the execution never reaches its Catch; it
-//! ends TIMED_OUT (the definition's `TimeoutSeconds`, the template's ExecutionTimeoutSeconds) or
-//! ABORTED (StopExecution). On AWS, Step Functions reports that end to EventBridge and the
+//! loses the job's tasks (`lose:split-audio,lose:split-and-convert`), so the execution never
+//! reaches its Catch; it ends TIMED_OUT (the definition's `TimeoutSeconds`, the template's
+//! ExecutionTimeoutSeconds) or ABORTED (StopExecution). On AWS, Step Functions reports that end to EventBridge and the
 //! template's rules invoke job-failed. Here moto's EventBridge runs the template's own rules
 //! (pattern and input transformer, read from infra/template.yaml by functions/tests/eventbridge.py,
 //! which also sends the event moto's Step Functions does not), and the worker runs job-failed on
@@ -63,11 +63,12 @@ async fn job(stack: &Stack, job_id: &str) -> JobRecord {
         .expect("job record")
 }
 
-/// A stack whose worker loses split-audio's task, the template's job-failed rules installed with
+/// A stack whose worker loses the job's tasks, the template's job-failed rules installed with
 /// an SQS queue as their target, and a job started on it. Returns the stack, the queue and the
 /// job's execution ARN. `timeout_seconds` replaces the definition's `TimeoutSeconds`.
 async fn stalled_job(test: &str, timeout_seconds: Option<u64>) -> (Stack, String, String) {
-    let stack = Stack::new(test, "lose:split-audio").await;
+    // Nothing but analyze runs: no task writes scratch after job-failed removed it.
+    let stack = Stack::new(test, "lose:split-audio,lose:split-and-convert").await;
     if let Some(seconds) = timeout_seconds {
         let described = stack
             .sfn
