@@ -109,7 +109,7 @@ async fn stalled_job(test: &str, timeout_seconds: Option<u64>) -> (Stack, String
         &format!("arn:aws:sqs:us-east-1:123456789012:{queue_name}"),
         &stack.name,
     ]);
-    assert!(rules.lines().count() >= 2, "rules installed: {rules}");
+    assert!(!rules.trim().is_empty(), "no rules installed");
     stack
         .upload(
             "uploads/stalls.webm",
@@ -191,7 +191,7 @@ async fn report_end(
     assert_eq!(
         delivered.len(),
         1,
-        "the rules delivered {delivered:?} for a {status} execution"
+        "the rules delivered {delivered:?} for an execution that ended {status}"
     );
     let task: FailedTask = serde_json::from_str(&delivered[0]).unwrap_or_else(|e| {
         panic!(
