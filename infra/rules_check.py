@@ -1,10 +1,14 @@
 """Deploy-time validation of infra/template.yaml: evaluates its parameter constraints
 (AllowedValues, AllowedPattern, MinValue/MaxValue) and its `Rules` the way CloudFormation does
 when a stack is created or updated, for a table of parameter sets, and fails when a set that every
-job would fail on is accepted or a good set is refused.
+job would fail on is accepted or a good set is refused. Then checks that each job parameter
+reaches the functions: the template's Globals pass it as the environment variable that
+functions/src/aws.rs reads (a parameter validated here but never passed on would be ignored).
 
 Usage: python infra/rules_check.py TEMPLATE   (exit 1 and one line per wrong verdict)
 """
+import copy
+import os
 import re
 import sys
 
@@ -43,6 +47,32 @@ CASES = [
     ({"SegmentConcurrency": "200"}, False),
     ({"ExecutionTimeoutSeconds": "30"}, True),
 ]
+
+
+# Each parameter a job reads -> the environment variable functions/src/aws.rs reads it from.
+PARAMETER_VARIABLES = {
+    "Codec": "TREEMUX_CODEC",
+    "Crf": "TREEMUX_CRF",
+    "Bitrate": "TREEMUX_BITRATE",
+    "Preset": "TREEMUX_PRESET",
+    "Height": "TREEMUX_HEIGHT",
+    "MaxSegments": "TREEMUX_MAX_SEGMENTS",
+    "OutputPrefix": "TREEMUX_OUTPUT_PREFIX",
+    "JobTtlDays": "TREEMUX_TTL_DAYS",
+}
+
+
+def wiring_problems(template, reader_source):
+    """Parameters that do not reach the functions: not passed by Globals as `!Ref Parameter`
+    under the variable's name, or a variable the functions' source does not read."""
+    variables = ((template.get("Globals") or {}).get("Function") or {}).get("Environment", {}).get("Variables", {})
+    for parameter, variable in PARAMETER_VARIABLES.items():
+        if parameter not in template.get("Parameters", {}):
+            yield f"parameter {parameter} is gone; update PARAMETER_VARIABLES"
+        if variables.get(variable) != {"Ref": parameter}:
+            yield f"parameter {parameter} does not reach the functions: Globals sets {variable} to {variables.get(variable)!r}, not !Ref {parameter}"
+        if f'"{variable}"' not in reader_source:
+            yield f"the functions never read {variable} (functions/src/aws.rs), so parameter {parameter} is ignored"
 
 
 def parameter_problems(specs, values):
@@ -113,8 +143,20 @@ def main(path):
             wrong += 1
             verdict = f"refused ({'; '.join(found)})" if found else "accepted"
             print(f"{path}: parameters {overrides or 'defaults'} are {verdict}; expected {'refusal' if refused else 'acceptance'}")
+    with open(os.path.join(os.path.dirname(path), "..", "functions", "src", "aws.rs")) as f:
+        reader_source = f.read()
+    for problem in wiring_problems(template, reader_source):
+        wrong += 1
+        print(f"{path}: {problem}")
+    # The wiring check must bite: a template that stops passing Height is caught.
+    unwired = copy.deepcopy(template)
+    unwired["Globals"]["Function"]["Environment"]["Variables"].pop("TREEMUX_HEIGHT", None)
+    if not any("Height" in problem for problem in wiring_problems(unwired, reader_source)):
+        wrong += 1
+        print(f"{path}: the wiring check accepted a template that does not pass Height on")
     if not wrong:
-        print(f"{path}: deploy-time validation gives the expected verdict on {len(CASES)} parameter sets")
+        print(f"{path}: deploy-time validation gives the expected verdict on {len(CASES)} parameter sets; "
+              f"{len(PARAMETER_VARIABLES)} job parameters reach the functions")
     return 1 if wrong else 0
 
 

@@ -15,7 +15,12 @@
 //! process with `abort` at a [`CrashPoint`] inside a handler (e.g. `crash:after-segment:1`,
 //! `crash:mid-encode:2:5`, `crash:after-merge:0`), as a Lambda sandbox that vanishes would. The
 //! task's message is not deleted, so it comes back after the visibility timeout to whichever
-//! worker polls next, carrying the same task token.
+//! worker polls next, carrying the same task token. `lose:FUNCTION` takes every matching task and
+//! never answers it, as an invocation lost on the way: the execution stops making progress and
+//! waits for its `TimeoutSeconds` or a StopExecution.
+//!
+//! A message without a token is an asynchronous invocation (on AWS, EventBridge invoking
+//! job-failed when an execution timed out or was stopped): the handler runs, nobody is answered.
 //!
 //! A message stays invisible to other workers while its task runs: the worker extends its
 //! visibility every third of [`WorkerOptions::visibility_seconds`], so a dead worker's tasks
@@ -82,6 +87,11 @@ enum FaultRule {
     Duplicate {
         function: String,
     },
+    /// The task is never answered, as an invocation lost on the way: the execution waits until
+    /// its `TimeoutSeconds` (or a StopExecution).
+    Lose {
+        function: String,
+    },
 }
 
 /// Injected faults (see the module docs).
@@ -98,6 +108,8 @@ pub enum FaultAction {
     Run,
     RunTwice,
     Fail(HandlerError),
+    /// Leave the task unanswered.
+    Lose,
 }
 
 impl Faults {
@@ -130,9 +142,10 @@ impl Faults {
                 "fail-once" => FaultRule::FailOnce { function, segment },
                 "fail-always" => FaultRule::FailAlways { function, segment },
                 "duplicate" => FaultRule::Duplicate { function },
+                "lose" => FaultRule::Lose { function },
                 kind => {
                     return Err(format!(
-                        "fault {rule:?}: unknown kind {kind:?} (fail-once, fail-always, duplicate, crash)"
+                        "fault {rule:?}: unknown kind {kind:?} (fail-once, fail-always, duplicate, lose, crash)"
                     ))
                 }
             });
@@ -182,6 +195,7 @@ impl Faults {
                 FaultRule::Duplicate { function: name } if name == function => {
                     return FaultAction::RunTwice
                 }
+                FaultRule::Lose { function: name } if name == function => return FaultAction::Lose,
                 _ => {}
             }
         }
@@ -362,13 +376,18 @@ async fn handle_task<S, O, X>(
         Ok(message) => message,
         Err(error) => return eprintln!("worker: dropping a message that is not JSON: {error}"),
     };
-    let (Some(function), Some(token)) = (message["function"].as_str(), message["token"].as_str())
-    else {
-        return eprintln!("worker: dropping a message without function and token");
+    let Some(function) = message["function"].as_str() else {
+        return eprintln!("worker: dropping a message without a function");
     };
+    // No token: an asynchronous invocation (what EventBridge makes of job-failed), nobody to answer.
+    let token = message["token"].as_str();
     let input = message["input"].clone();
+    let job = message["input"]["job_id"].as_str().unwrap_or("-");
     let started = Instant::now();
     let result = match faults.decide(function, &input) {
+        FaultAction::Lose => {
+            return eprintln!("worker: {function} job={job}: injected fault: lost, never answered")
+        }
         FaultAction::Fail(error) => {
             // As the handler itself would: a permanent failure is recorded on the job.
             if let Some(job_id) = input["job_id"].as_str() {
@@ -387,7 +406,13 @@ async fn handle_task<S, O, X>(
             second
         }
     };
-    let job = message["input"]["job_id"].as_str().unwrap_or("-");
+    let Some(token) = token else {
+        let outcome = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(error) => format!("failed ({}): {}", error.name(), error.message),
+        };
+        return eprintln!("worker: {function} job={job} (asynchronous) {outcome}");
+    };
     let answer = match &result {
         Ok(output) => {
             eprintln!(
@@ -485,6 +510,15 @@ mod tests {
             FaultAction::RunTwice
         );
         assert!(Faults::parse("explode:x").is_err());
+        let losing = Faults::parse("lose:split-audio").expect("parse");
+        assert_eq!(
+            losing.decide("split-audio", &serde_json::json!({})),
+            FaultAction::Lose
+        );
+        assert_eq!(
+            losing.decide("merge-audio", &serde_json::json!({})),
+            FaultAction::Run
+        );
         let crashing =
             Faults::parse("crash:after-segment:1,crash:mid-encode:0:5,fail-once:merge-video")
                 .expect("parse");

@@ -10,10 +10,24 @@ use std::process::Command;
 pub mod rng;
 pub mod stack;
 
-/// The local stack's endpoint (`TREEMUX_LOCAL_STACK_ENDPOINT`, default `http://127.0.0.1:5055`).
+/// The local stack's endpoint: `TREEMUX_LOCAL_STACK_ENDPOINT`, else the one this checkout's
+/// `scripts/local-stack up` wrote to `target/local-stack/env` (whatever port it was given), else
+/// `http://127.0.0.1:5055`. Reading the env file keeps a checkout's tests on its own stack when
+/// another checkout's owns the default port.
 pub fn endpoint() -> String {
-    std::env::var("TREEMUX_LOCAL_STACK_ENDPOINT")
-        .unwrap_or_else(|_| "http://127.0.0.1:5055".to_owned())
+    if let Ok(endpoint) = std::env::var("TREEMUX_LOCAL_STACK_ENDPOINT") {
+        return endpoint;
+    }
+    let env_file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/local-stack/env");
+    std::fs::read_to_string(env_file)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("TREEMUX_LOCAL_STACK_ENDPOINT="))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "http://127.0.0.1:5055".to_owned())
 }
 
 /// True when the stack answers. Its absence skips a test locally and fails it in CI.
