@@ -279,6 +279,10 @@ pub struct JobRecord {
     /// The job of the newer upload that replaced this one ([`JobStatus::Superseded`]).
     #[serde(default)]
     pub superseded_by: Option<String>,
+    /// What of the source the output does not keep: one line per stream or tag (see
+    /// `media::streams::plan`), recorded by merge-audio.
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// Unix seconds.
     pub created_at: u64,
     pub updated_at: u64,
@@ -310,6 +314,10 @@ pub enum JobUpdate {
     Stage {
         name: &'static str,
         seconds: f64,
+    },
+    /// The warnings of the final mux (replacing any recorded by an earlier attempt).
+    Warnings {
+        warnings: Vec<String>,
     },
     Succeeded,
     /// Never replaces a success or a supersession; the first cause recorded is kept.
@@ -420,6 +428,7 @@ pub fn apply_job_update(record: &mut JobRecord, update: &JobUpdate, now: u64) {
                 record.status = JobStatus::Succeeded;
             }
         }
+        JobUpdate::Warnings { warnings } => record.warnings.clone_from(warnings),
         JobUpdate::Failed { error } => {
             // The first cause is the specific one; a later, generic report (the Map giving up
             // after a child failed) must not replace it. A superseded job's tasks stop with an

@@ -21,6 +21,7 @@ struct Fixture {
     scratch_root: PathBuf,
     work: PathBuf,
     clean_hashes: Vec<u64>,
+    clean_audio: Vec<AudioSignature>,
     concat_nodes: Vec<String>,
 }
 
@@ -69,6 +70,11 @@ fn fixture() -> Fixture {
         .collect();
     assert!(concat_nodes.len() >= 7, "8 segments make 7 merges");
     let clean_hashes = decoded_frame_hashes(&clean).expect("hashes");
+    let clean_audio = audio_signatures(&clean);
+    assert!(
+        clean_audio.len() == 1 && clean_audio[0].samples > 3 * 44_100,
+        "the fault-free run keeps the source's 4 s of audio: {clean_audio:?}"
+    );
     assert!(
         entries(&scratch_root).is_empty(),
         "a successful run removes its scratch"
@@ -79,6 +85,7 @@ fn fixture() -> Fixture {
         scratch_root,
         work,
         clean_hashes,
+        clean_audio,
         concat_nodes,
     }
 }
@@ -127,6 +134,13 @@ fn resume_and_check(fixture: &Fixture, output: &Path, label: &str, crashed: usiz
     assert!(
         hashes == fixture.clean_hashes,
         "{label}: decoded frames differ from the fault-free run"
+    );
+    // Audio extracted before the crash and reused must be muxed like freshly extracted audio.
+    let audio = audio_signatures(output);
+    assert!(
+        audio == fixture.clean_audio,
+        "{label}: the audio differs from the fault-free run's: {audio:?} against {:?}",
+        fixture.clean_audio
     );
     // Every concat node is merged by the resumed run or lies at or under a node it reused.
     let reused: Vec<(u64, u64)> = summary["reused"]

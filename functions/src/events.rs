@@ -114,66 +114,6 @@ pub struct FailedTask {
     pub error: CaughtError,
 }
 
-/// What job-failed is told, in any of the shapes that report a failed job:
-/// the state machine's Catch ([`FailedTask`]); a Lambda on-failure destination record for an
-/// analyze invocation whose retries ran out ([`DestinationRecord`]); an EventBridge "Step
-/// Functions Execution Status Change" for an execution that timed out, was aborted or failed
-/// outside any Catch ([`ExecutionStatusChange`]).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum FailureReport {
-    Task(FailedTask),
-    Destination(DestinationRecord),
-    Execution(ExecutionStatusChange),
-}
-
-/// A Lambda asynchronous-invocation destination record (the fields treemux reads).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DestinationRecord {
-    pub request_payload: S3Event,
-    #[serde(default)]
-    pub response_payload: Option<LambdaErrorPayload>,
-    #[serde(default)]
-    pub request_context: Option<DestinationContext>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DestinationContext {
-    /// `RetriesExhausted` or `EventAgeExceeded`.
-    #[serde(default)]
-    pub condition: Option<String>,
-}
-
-/// A Lambda function error as the runtime reports it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LambdaErrorPayload {
-    #[serde(default)]
-    pub error_type: Option<String>,
-    #[serde(default)]
-    pub error_message: Option<String>,
-}
-
-/// An EventBridge event from Step Functions (the fields treemux reads).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecutionStatusChange {
-    pub detail: ExecutionDetail,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecutionDetail {
-    /// The execution name: the job id.
-    pub name: String,
-    /// `TIMED_OUT`, `ABORTED`, `FAILED`, …
-    pub status: String,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub cause: Option<String>,
-}
-
 /// What a Catch puts at its ResultPath. Either field may be missing or null.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaughtError {

@@ -5,7 +5,7 @@
 
 use crate::error::HandlerError;
 use crate::events::{
-    AnalyzeOutcome, AnalyzedJob, ExecutionInput, FailureReport, JobDone, JobTask, MergeTask,
+    AnalyzeOutcome, AnalyzedJob, ExecutionInput, FailedTask, JobDone, JobTask, MergeTask,
     S3Event, S3EventRecord, SegmentTask, StepOutput,
 };
 use crate::job::{
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use treemux::fault::{CrashPlan, CrashPoint};
-use treemux::media::{audio, convert, merge, probe, remux};
+use treemux::media::{audio, convert, merge, probe, remux, streams};
 use treemux::plan::{plan_segments, PlanOptions};
 use treemux::settings::{Container, EncodeSettings};
 use treemux::state::{
@@ -377,6 +377,7 @@ where
         stage_seconds: Default::default(),
         error: None,
         superseded_by: None,
+        warnings: Vec::new(),
         created_at: now(),
         updated_at: now(),
     };
@@ -524,11 +525,15 @@ where
         let info = probe::probe(&source).map_err(|error| HandlerError::from(error).with_source_name(&bucket_owned, &key_owned))?;
         let plan = plan_segments(&info.frames, info.video.time_base, info.video.duration_seconds(), &config.plan)
             .map_err(|e| HandlerError::invalid(format!("s3://{bucket_owned}/{key_owned}: cannot plan segments: {e}")))?;
-        let (width, height) = convert::output_size(&info.video, &config.settings);
+        let settings = config.settings.for_container(OUTPUT_CONTAINER);
+        let (width, height) = convert::output_size(&info.video, &settings);
         let min = config.settings.codec.min_dimension();
         if width < min || height < min {
             return Err(HandlerError::invalid(format!("s3://{bucket_owned}/{key_owned}: {width}x{height} is below the encoder's {min}x{min}")));
         }
+        // As the local runner: a height above the source's is refused unless upscaling is allowed.
+        let (_, source_height) = convert::output_size(&info.video, &EncodeSettings { height: None, ..config.settings.clone() });
+        config.settings.check_upscale(height, source_height).map_err(|problem| HandlerError::invalid(format!("s3://{bucket_owned}/{key_owned}: {problem}")))?;
         let output_path = paths.output(OUTPUT_EXTENSION);
         let audio_actions = audio::plan_audio(&info, OUTPUT_CONTAINER, &output_path)?;
         let tree = MergeTree::new(plan.segments.len() as u32);
@@ -540,7 +545,7 @@ where
             output_bucket: config.output_bucket.clone(),
             output_key: output,
             output_extension: OUTPUT_EXTENSION.to_owned(),
-            settings: config.settings.clone(),
+            settings,
             info,
             plan,
             tree,
@@ -897,11 +902,17 @@ where
     let audio_path = (!manifest.info.audio.is_empty()).then(|| paths.audio());
     let output = paths.output(&manifest.output_extension);
     let (info, output_for_mux) = (manifest.info.clone(), output.clone());
+    let settings = manifest.settings.clone();
+    // The same decision the local runner makes: what the output keeps, and a warning for the rest.
+    let extras = streams::plan(&info, OUTPUT_CONTAINER);
+    let warnings = extras.warnings.clone();
     let report = blocking(move || {
         remux::remux(
             &root,
             audio_path.as_deref(),
             &info,
+            &settings,
+            &extras,
             OUTPUT_CONTAINER,
             &output_for_mux,
         )
@@ -927,6 +938,12 @@ where
             now(),
         )
         .await?;
+    if !warnings.is_empty() {
+        services
+            .store
+            .update_job(&task.job_id, &JobUpdate::Warnings { warnings }, now())
+            .await?;
+    }
     services
         .store
         .update_job(&task.job_id, &JobUpdate::Succeeded, now())
@@ -948,98 +965,28 @@ where
     })
 }
 
-/// job-failed: the state machine's Catch, and the backstop for failures outside it (see
-/// [`FailureReport`]): an analyze whose retries ran out, an execution that timed out or was
-/// aborted. Marks the job FAILED with the cause (a job that succeeded or was superseded stays
-/// so) and removes its scratch files. The output is only ever uploaded complete by merge-audio,
-/// so there is nothing partial to remove in the bucket.
+/// job-failed: the state machine's Catch. Marks the job FAILED with the cause and removes its
+/// scratch files. The output is only ever uploaded complete by merge-audio, so there is nothing
+/// partial to remove in the bucket.
 pub async fn job_failed<S, O, X>(
     services: &Services<S, O, X>,
-    report: FailureReport,
-) -> Result<Vec<JobTask>, HandlerError>
+    task: FailedTask,
+) -> Result<JobTask, HandlerError>
 where
     S: StateStore + JobStore,
 {
-    let failures: Vec<(String, String, Option<Upload>)> = match report {
-        FailureReport::Task(task) => vec![(task.job_id, task.error.describe(), None)],
-        FailureReport::Execution(change) => {
-            let error = change.detail.error.unwrap_or_default();
-            let cause = change.detail.cause.unwrap_or_default();
-            let describe = [
-                format!("the execution ended {}", change.detail.status),
-                error,
-                cause,
-            ]
-            .into_iter()
-            .filter(|part| !part.is_empty())
-            .collect::<Vec<_>>()
-            .join(": ");
-            vec![(change.detail.name, describe, None)]
-        }
-        FailureReport::Destination(record) => {
-            let error = record.response_payload.unwrap_or_default();
-            let condition = record
-                .request_context
-                .and_then(|c| c.condition)
-                .unwrap_or_else(|| "RetriesExhausted".to_owned());
-            let cause = format!(
-                "analyze gave up ({condition}): {}: {}",
-                error.error_type.unwrap_or_else(|| "UnknownError".to_owned()),
-                error.error_message.unwrap_or_default()
-            );
-            let mut failures = Vec::new();
-            for record in created_records(&record.request_payload) {
-                let upload = Upload::from_record(record)?;
-                failures.push((upload.job_id(&services.config), cause.clone(), Some(upload)));
-            }
-            failures
-        }
-    };
-    let mut done = Vec::new();
-    for (job_id, error, upload) in failures {
-        let update = JobUpdate::Failed {
-            error: error.clone(),
-        };
-        match (services.store.update_job(&job_id, &update, now()).await, upload) {
-            (Ok(()), _) => {}
-            // analyze died before it recorded the job: record it, failed, so it can be found.
-            (Err(StateError::MissingJob { .. }), Some(upload)) => {
-                let output = output_key(
-                    &services.config.output_prefix,
-                    &upload.key,
-                    OUTPUT_EXTENSION,
-                );
-                let record = JobRecord {
-                    job_id: job_id.clone(),
-                    status: JobStatus::Failed,
-                    source: format!("s3://{}/{}", upload.bucket, upload.key),
-                    source_version: upload.version.label().to_owned(),
-                    upload: upload.upload.clone(),
-                    output: format!("s3://{}/{output}", services.config.output_bucket),
-                    segments: 0,
-                    merges: 0,
-                    segments_done: Default::default(),
-                    merges_done: Default::default(),
-                    merge_runs: 0,
-                    stage_seconds: Default::default(),
-                    error: Some(error.clone()),
-                    superseded_by: None,
-                    created_at: now(),
-                    updated_at: now(),
-                };
-                if !services.store.create_job(&record).await? {
-                    services.store.update_job(&job_id, &update, now()).await?;
-                }
-            }
-            (Err(error), _) => return Err(error.into()),
-        }
-        tracing::error!(job_id = %job_id, outcome = "failed", cause = %error, "job-failed");
-        if job_id.bytes().all(|b| b.is_ascii_hexdigit()) && !job_id.is_empty() {
-            let _ =
-                tokio::fs::remove_dir_all(JobPaths::new(&services.config.scratch_root, &job_id).dir)
-                    .await;
-        }
-        done.push(JobTask { job_id });
+    let error = task.error.describe();
+    services
+        .store
+        .update_job(&task.job_id, &JobUpdate::Failed { error }, now())
+        .await?;
+    if task.job_id.bytes().all(|b| b.is_ascii_hexdigit()) && !task.job_id.is_empty() {
+        let _ = tokio::fs::remove_dir_all(
+            JobPaths::new(&services.config.scratch_root, &task.job_id).dir,
+        )
+        .await;
     }
-    Ok(done)
+    Ok(JobTask {
+        job_id: task.job_id,
+    })
 }

@@ -214,11 +214,9 @@ async fn a_bad_upload_fails_the_job_with_its_cause() {
         "{}",
         error.message
     );
-    let outcome_job = treemux_functions::job::job_id(
-        "treemux-input",
-        "uploads/café clip.webm",
-        "096fKKXTRTtl3on89fVO.nfljtsv6qko",
-    );
+    let event: S3Event = serde_json::from_str(&fixture("s3-object-created.json")).expect("event");
+    let outcome_job =
+        handlers::Upload::from_record(&event.records[0]).expect("upload").job_id(&services.config);
     let record = services
         .store
         .get_job(&outcome_job)

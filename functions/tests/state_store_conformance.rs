@@ -19,6 +19,8 @@ fn record(job_id: &str) -> JobRecord {
         job_id: job_id.to_owned(),
         status: JobStatus::Created,
         source: "s3://in/a.mp4".into(),
+        source_version: "etag".into(),
+        upload: "0055AED6DCD90281E5".into(),
         output: "s3://out/a.mp4".into(),
         segments: 5,
         merges: 4,
@@ -27,6 +29,8 @@ fn record(job_id: &str) -> JobRecord {
         merge_runs: 0,
         stage_seconds: Default::default(),
         error: None,
+        superseded_by: None,
+        warnings: Vec::new(),
         created_at: 1,
         updated_at: 1,
     }

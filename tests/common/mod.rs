@@ -131,6 +131,21 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// True for a progress line, which `transcode` prints on a stderr that is not a terminal every
+/// `--stats-period` (`frame 12/250 4% …`).
+pub fn is_progress_line(line: &str) -> bool {
+    line.starts_with("frame ")
+}
+
+/// `stderr` without its progress lines: what a failed run said about the failure.
+pub fn without_progress(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|line| !is_progress_line(line))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
 /// Lists a directory's entries (names), sorted.
 pub fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -143,4 +158,66 @@ pub fn entries(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// One audio track as a player would hear it: codec, layout, and the decoded samples (count and
+/// a hash of the PCM, so reused audio can be compared with freshly extracted audio).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AudioSignature {
+    pub codec: String,
+    pub channels: u32,
+    pub sample_rate: u32,
+    /// Decoded samples per channel.
+    pub samples: u64,
+    /// MD5 of the decoded PCM (FFmpeg's `md5` muxer).
+    pub pcm_md5: String,
+}
+
+/// The audio tracks of `file`, in order, read with the ffprobe and ffmpeg CLIs.
+pub fn audio_signatures(file: &Path) -> Vec<AudioSignature> {
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a"])
+        .args(["-show_entries", "stream=codec_name,channels,sample_rate"])
+        .args(["-of", "json"])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    let streams = serde_json::from_slice::<serde_json::Value>(&probe.stdout).expect("ffprobe JSON")
+        ["streams"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    streams
+        .iter()
+        .enumerate()
+        .map(|(position, stream)| {
+            let selector = format!("a:{position}");
+            let frames = Command::new("ffprobe")
+                .args(["-v", "error", "-select_streams", &selector])
+                .args(["-show_entries", "frame=nb_samples", "-of", "csv=p=0"])
+                .arg(file)
+                .output()
+                .expect("ffprobe runs");
+            let samples = String::from_utf8_lossy(&frames.stdout)
+                .lines()
+                .filter_map(|line| line.trim().trim_end_matches(',').parse::<u64>().ok())
+                .sum();
+            let md5 = Command::new("ffmpeg")
+                .args(["-v", "error", "-i"])
+                .arg(file)
+                .args(["-map", &format!("0:{selector}"), "-f", "md5", "-"])
+                .output()
+                .expect("ffmpeg runs");
+            AudioSignature {
+                codec: stream["codec_name"].as_str().unwrap_or("").to_owned(),
+                channels: stream["channels"].as_u64().unwrap_or(0) as u32,
+                sample_rate: stream["sample_rate"]
+                    .as_str()
+                    .and_then(|rate| rate.parse().ok())
+                    .unwrap_or(0),
+                samples,
+                pcm_md5: String::from_utf8_lossy(&md5.stdout).trim().to_owned(),
+            }
+        })
+        .collect()
 }
