@@ -13,6 +13,7 @@
 //! Every write sets `expires_at` so finished jobs disappear on their own.
 
 use crate::handlers::Config;
+use crate::ports::ObjectVersion;
 use crate::ports::{ExecutionStarter, ObjectError, ObjectStore};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -21,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 use treemux::plan::PlanOptions;
 use treemux::settings::{EncodeSettings, RateControl, VideoCodec};
-use crate::ports::ObjectVersion;
 use treemux::state::{
     apply_job_update, ClaimOutcome, JobRecord, JobStore, JobUpdate, LatestClaim, StateError,
     StateStore,
@@ -936,8 +936,9 @@ impl DynamoStore {
         let Some(attributes) = item.item() else {
             return Ok(None);
         };
-        let unreadable =
-            |e: serde_json::Error| StateError::Unavailable(format!("job {job_id}: unreadable record: {e}"));
+        let unreadable = |e: serde_json::Error| {
+            StateError::Unavailable(format!("job {job_id}: unreadable record: {e}"))
+        };
         let record: JobRecord = match attributes.get("record").and_then(|v| v.as_s().ok()) {
             // Records written before the fields had attributes of their own held JSON here.
             Some(json) => serde_json::from_str(json).map_err(unreadable)?,

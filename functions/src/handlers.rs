@@ -5,8 +5,8 @@
 
 use crate::error::HandlerError;
 use crate::events::{
-    AnalyzeOutcome, AnalyzedJob, ExecutionInput, FailedTask, JobDone, JobTask, MergeTask,
-    S3Event, S3EventRecord, SegmentTask, StepOutput,
+    AnalyzeOutcome, AnalyzedJob, ExecutionInput, FailedTask, JobDone, JobTask, MergeTask, S3Event,
+    S3EventRecord, SegmentTask, StepOutput,
 };
 use crate::job::{
     decode_event_key, is_treemux_output, output_key, safe_extension, settings_fingerprint,
@@ -505,7 +505,10 @@ where
     let config = services.config.clone();
     let paths = JobPaths::new(&config.scratch_root, id);
     if let Some(manifest) = read_existing_manifest(&paths.manifest()).await? {
-        tracing::info!(job_id = id, "analyze: the job's manifest exists; reusing it");
+        tracing::info!(
+            job_id = id,
+            "analyze: the job's manifest exists; reusing it"
+        );
         services.store.create_pairs(id, &manifest.tree).await?;
         return Ok(manifest);
     }
@@ -648,6 +651,7 @@ where
             now(),
         )
         .await?;
+    tracing::info!(job_id = %task.job_id, seconds, outcome = "done", "split-audio");
     Ok(task)
 }
 
@@ -725,6 +729,15 @@ where
         .await?;
     let next = after_node_finished(&services.store, &task.job_id, &tree, leaf).await?;
     crashes.at(CrashPoint::AfterConfirm(index));
+    tracing::info!(
+        job_id = %task.job_id,
+        segment = index,
+        segments = tree.real_leaves,
+        seconds,
+        outcome = if seconds > 0.0 { "encoded" } else { "found-encoded" },
+        next = ?next,
+        "split-and-convert"
+    );
     Ok(StepOutput {
         job_id: task.job_id,
         next,
@@ -834,6 +847,13 @@ where
         }
     }
     let next = after_node_finished(&services.store, &task.job_id, &tree, task.node).await?;
+    tracing::info!(
+        job_id = %task.job_id,
+        node = %task.node,
+        outcome = if ran { "merged" } else { "found-merged" },
+        next = ?next,
+        "merge-video"
+    );
     Ok(StepOutput {
         job_id: task.job_id,
         next,
@@ -976,6 +996,7 @@ where
     S: StateStore + JobStore,
 {
     let error = task.error.describe();
+    tracing::error!(job_id = %task.job_id, outcome = "failed", cause = %error, "job-failed");
     services
         .store
         .update_job(&task.job_id, &JobUpdate::Failed { error }, now())

@@ -92,7 +92,10 @@ pub fn settings_fingerprint(
 /// back to the event time (ISO 8601 UTC, which sorts as text), then to `fallback` (the time
 /// analyze ran, in the same format).
 pub fn upload_order(sequencer: Option<&str>, event_time: Option<&str>, fallback: &str) -> String {
-    match (sequencer.filter(|s| !s.is_empty()), event_time.filter(|t| !t.is_empty())) {
+    match (
+        sequencer.filter(|s| !s.is_empty()),
+        event_time.filter(|t| !t.is_empty()),
+    ) {
         (Some(sequencer), _) => format!("s{:0>40}", sequencer.to_ascii_uppercase()),
         (None, Some(time)) => format!("t{time}"),
         (None, None) => format!("t{fallback}"),
@@ -102,7 +105,12 @@ pub fn upload_order(sequencer: Option<&str>, event_time: Option<&str>, fallback:
 /// True when `bucket`/`key` is where treemux writes its outputs: the output bucket under the
 /// output prefix. analyze refuses such keys, so an output configured inside the watched input
 /// prefix cannot feed itself back as a new upload, generation after generation.
-pub fn is_treemux_output(output_bucket: &str, output_prefix: &str, bucket: &str, key: &str) -> bool {
+pub fn is_treemux_output(
+    output_bucket: &str,
+    output_prefix: &str,
+    bucket: &str,
+    key: &str,
+) -> bool {
     bucket == output_bucket && key.starts_with(output_prefix)
 }
 
@@ -287,11 +295,24 @@ mod tests {
             settings: "crf23",
         };
         let id = base.job_id();
-        assert_eq!(id, base.clone().job_id(), "a duplicate event is the same job");
+        assert_eq!(
+            id,
+            base.clone().job_id(),
+            "a duplicate event is the same job"
+        );
         for other in [
-            JobIdentity { version: "etag2", ..base.clone() },
-            JobIdentity { upload: "0055AED6DCD90281E6", ..base.clone() },
-            JobIdentity { settings: "crf30", ..base.clone() },
+            JobIdentity {
+                version: "etag2",
+                ..base.clone()
+            },
+            JobIdentity {
+                upload: "0055AED6DCD90281E6",
+                ..base.clone()
+            },
+            JobIdentity {
+                settings: "crf30",
+                ..base.clone()
+            },
         ] {
             assert_ne!(other.job_id(), id, "{other:?}");
         }
@@ -310,8 +331,23 @@ mod tests {
 
     #[test]
     fn outputs_inside_the_input_are_recognised() {
-        assert!(is_treemux_output("b", "uploads/transcoded/", "b", "uploads/transcoded/x.mp4.mp4"));
-        assert!(!is_treemux_output("b", "uploads/transcoded/", "b", "uploads/x.mp4"));
-        assert!(!is_treemux_output("out", "transcoded/", "in", "transcoded/x.mp4"));
+        assert!(is_treemux_output(
+            "b",
+            "uploads/transcoded/",
+            "b",
+            "uploads/transcoded/x.mp4.mp4"
+        ));
+        assert!(!is_treemux_output(
+            "b",
+            "uploads/transcoded/",
+            "b",
+            "uploads/x.mp4"
+        ));
+        assert!(!is_treemux_output(
+            "out",
+            "transcoded/",
+            "in",
+            "transcoded/x.mp4"
+        ));
     }
 }
