@@ -365,8 +365,9 @@ pub trait JobStore: Send + Sync {
 
     /// Records `job_id` as the newest job for input `bucket`/`key` unless a job of a later
     /// upload is recorded already. `order` ranks uploads of one key: a later upload has a
-    /// greater string (S3 sequencers padded to one width). Atomic; claiming again with the
-    /// same job is harmless.
+    /// greater string (S3 sequencers padded to one width). An equal order is the same upload
+    /// event under other settings (a redeploy): the job analyzed last takes the key. Atomic;
+    /// claiming again with the same job is harmless.
     fn claim_latest(
         &self,
         bucket: &str,
@@ -387,7 +388,7 @@ pub trait JobStore: Send + Sync {
 pub fn latest_claim(recorded: Option<(&str, &str)>, job_id: &str, order: &str) -> LatestClaim {
     match recorded {
         Some((job, _)) if job == job_id => LatestClaim::Newest { previous: None },
-        Some((job, recorded_order)) if recorded_order >= order => LatestClaim::Older {
+        Some((job, recorded_order)) if recorded_order > order => LatestClaim::Older {
             newest: job.to_owned(),
         },
         Some((job, _)) => LatestClaim::Newest {

@@ -781,7 +781,7 @@ impl JobStore for DynamoStore {
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression(
-                "attribute_not_exists(pk) OR upload_order < :order OR job_id = :job",
+                "attribute_not_exists(pk) OR upload_order <= :order OR job_id = :job",
             )
             .expression_attribute_values(":order", s(order))
             .expression_attribute_values(":job", s(job_id))

@@ -278,8 +278,15 @@ async fn latest_jobs<S: StateStore + JobStore>(store: &S) {
         }
     );
     assert_eq!(
+        claim("j3b", "t2026-12-01T10:00:03.000Z").await,
+        LatestClaim::Newest {
+            previous: Some("j3".into())
+        },
+        "the same upload under other settings is the newest job"
+    );
+    assert_eq!(
         store.latest_job(bucket, key).await.expect("read"),
-        Some("j3".into())
+        Some("j3b".into())
     );
     assert_eq!(
         store
@@ -485,7 +492,7 @@ async fn dynamodb_store_on_the_local_stack() {
             .get("job_id")
             .and_then(|v| v.as_s().ok())
             .map(String::as_str),
-        Some("j3")
+        Some("j3b")
     );
     // Every item carries a TTL.
     let items = client
