@@ -49,6 +49,9 @@ pub enum ErrorKind {
     MediaFailure,
     /// A dependency was unavailable (state store, storage): retry with backoff.
     Transient,
+    /// The work is no longer wanted: a newer upload replaced the input (AWS). Not retried, and
+    /// not a failure of the job's input.
+    Superseded,
 }
 
 impl ErrorKind {
@@ -58,6 +61,7 @@ impl ErrorKind {
             Self::InvalidInput => "TreemuxInvalidInput",
             Self::MediaFailure => "TreemuxMediaFailure",
             Self::Transient => "TreemuxTransient",
+            Self::Superseded => "TreemuxSuperseded",
         }
     }
 }

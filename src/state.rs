@@ -96,6 +96,8 @@ struct PairRecord {
 pub struct InMemoryStateStore {
     pairs: Mutex<HashMap<(String, NodeId), PairRecord>>,
     jobs: Mutex<HashMap<String, JobRecord>>,
+    /// Newest job per input `(bucket, key)`: `(job, order)`.
+    latest: Mutex<HashMap<(String, String), (String, String)>>,
 }
 
 impl InMemoryStateStore {
@@ -209,6 +211,9 @@ pub enum JobStatus {
     Running,
     Succeeded,
     Failed,
+    /// A newer upload of the same key replaced this one; the job stopped without an output
+    /// (the reason is on the record).
+    Superseded,
 }
 
 impl JobStatus {
@@ -218,13 +223,25 @@ impl JobStatus {
             Self::Running => "RUNNING",
             Self::Succeeded => "SUCCEEDED",
             Self::Failed => "FAILED",
+            Self::Superseded => "SUPERSEDED",
         }
     }
 
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::Created, Self::Running, Self::Succeeded, Self::Failed]
-            .into_iter()
-            .find(|status| status.name() == name)
+        [
+            Self::Created,
+            Self::Running,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Superseded,
+        ]
+        .into_iter()
+        .find(|status| status.name() == name)
+    }
+
+    /// True once the job can change no more (succeeded, failed or superseded).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Superseded)
     }
 }
 
@@ -236,6 +253,13 @@ pub struct JobRecord {
     pub status: JobStatus,
     /// Where the upload came from, `s3://bucket/key`.
     pub source: String,
+    /// The exact object version the job reads: the S3 version id, else the ETag of the event.
+    #[serde(default)]
+    pub source_version: String,
+    /// Which upload event made the job: S3's `sequencer` (or the event time where there is
+    /// none). A duplicate delivery of one event carries the same value; a new upload another.
+    #[serde(default)]
+    pub upload: String,
     /// Where the result goes, `s3://bucket/key`.
     pub output: String,
     pub segments: u32,
@@ -250,8 +274,11 @@ pub struct JobRecord {
     /// Seconds spent per stage (`analyze`, `split_audio`, `convert`, `merge`, `merge_audio`),
     /// summed over tasks.
     pub stage_seconds: std::collections::BTreeMap<String, f64>,
-    /// Why the job failed: the error name and its cause.
+    /// Why the job failed (the error name and its cause), or why it was superseded.
     pub error: Option<String>,
+    /// The job of the newer upload that replaced this one ([`JobStatus::Superseded`]).
+    #[serde(default)]
+    pub superseded_by: Option<String>,
     /// What of the source the output does not keep: one line per stream or tag (see
     /// `media::streams::plan`), recorded by merge-audio.
     #[serde(default)]
@@ -293,10 +320,25 @@ pub enum JobUpdate {
         warnings: Vec<String>,
     },
     Succeeded,
-    /// Never replaces a success; the first cause recorded is kept.
+    /// Never replaces a success or a supersession; the first cause recorded is kept.
     Failed {
         error: String,
     },
+    /// A newer upload of the same key (job `by`) replaced this job's input. Never replaces a
+    /// success or a failure.
+    Superseded {
+        by: String,
+        reason: String,
+    },
+}
+
+/// What [`JobStore::claim_latest`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LatestClaim {
+    /// The job is now the newest for its key; `previous` is the job it replaced, if any.
+    Newest { previous: Option<String> },
+    /// A newer upload's job (`newest`) is already recorded for the key.
+    Older { newest: String },
 }
 
 /// Job records: created once per upload (a duplicate event finds the record and stops),
@@ -320,6 +362,40 @@ pub trait JobStore: Send + Sync {
         update: &JobUpdate,
         now: u64,
     ) -> impl Future<Output = Result<(), StateError>> + Send;
+
+    /// Records `job_id` as the newest job for input `bucket`/`key` unless a job of a later
+    /// upload is recorded already. `order` ranks uploads of one key: a later upload has a
+    /// greater string (S3 sequencers padded to one width). An equal order is the same upload
+    /// event under other settings (a redeploy): the job analyzed last takes the key. Atomic;
+    /// claiming again with the same job is harmless.
+    fn claim_latest(
+        &self,
+        bucket: &str,
+        key: &str,
+        job_id: &str,
+        order: &str,
+    ) -> impl Future<Output = Result<LatestClaim, StateError>> + Send;
+
+    /// The newest job recorded for input `bucket`/`key`.
+    fn latest_job(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<String>, StateError>> + Send;
+}
+
+/// The rule of [`JobStore::claim_latest`] over the recorded `(job, order)`, shared by every store.
+pub fn latest_claim(recorded: Option<(&str, &str)>, job_id: &str, order: &str) -> LatestClaim {
+    match recorded {
+        Some((job, _)) if job == job_id => LatestClaim::Newest { previous: None },
+        Some((job, recorded_order)) if recorded_order > order => LatestClaim::Older {
+            newest: job.to_owned(),
+        },
+        Some((job, _)) => LatestClaim::Newest {
+            previous: Some(job.to_owned()),
+        },
+        None => LatestClaim::Newest { previous: None },
+    }
 }
 
 /// Applies an update to a record in memory; the DynamoDB store expresses the same rules as
@@ -348,14 +424,26 @@ pub fn apply_job_update(record: &mut JobRecord, update: &JobUpdate, now: u64) {
             }
         }
         JobUpdate::Stage { name, seconds } => add_seconds(name, *seconds),
+        JobUpdate::Succeeded => {
+            if record.status != JobStatus::Superseded {
+                record.status = JobStatus::Succeeded;
+            }
+        }
         JobUpdate::Warnings { warnings } => record.warnings.clone_from(warnings),
-        JobUpdate::Succeeded => record.status = JobStatus::Succeeded,
         JobUpdate::Failed { error } => {
             // The first cause is the specific one; a later, generic report (the Map giving up
-            // after a child failed) must not replace it.
-            if record.status != JobStatus::Succeeded {
+            // after a child failed) must not replace it. A superseded job's tasks stop with an
+            // error too; the job stays superseded.
+            if !matches!(record.status, JobStatus::Succeeded | JobStatus::Superseded) {
                 record.status = JobStatus::Failed;
                 record.error.get_or_insert_with(|| error.clone());
+            }
+        }
+        JobUpdate::Superseded { by, reason } => {
+            if !record.status.is_final() {
+                record.status = JobStatus::Superseded;
+                record.superseded_by = Some(by.clone());
+                record.error = Some(reason.clone());
             }
         }
     }
@@ -398,5 +486,38 @@ impl JobStore for InMemoryStateStore {
         })?;
         apply_job_update(record, update, now);
         Ok(())
+    }
+
+    async fn claim_latest(
+        &self,
+        bucket: &str,
+        key: &str,
+        job_id: &str,
+        order: &str,
+    ) -> Result<LatestClaim, StateError> {
+        let mut latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let slot = (bucket.to_owned(), key.to_owned());
+        let recorded = latest.get(&slot);
+        let claim = latest_claim(
+            recorded.map(|(job, order)| (job.as_str(), order.as_str())),
+            job_id,
+            order,
+        );
+        if matches!(claim, LatestClaim::Newest { .. }) {
+            latest.insert(slot, (job_id.to_owned(), order.to_owned()));
+        }
+        Ok(claim)
+    }
+
+    async fn latest_job(&self, bucket: &str, key: &str) -> Result<Option<String>, StateError> {
+        Ok(self
+            .latest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&(bucket.to_owned(), key.to_owned()))
+            .map(|(job, _)| job.clone()))
     }
 }

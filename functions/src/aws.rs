@@ -1,13 +1,19 @@
 //! AWS implementations of the ports, and the configuration the binaries read.
 //!
-//! DynamoDB layout (one table, `pk`/`sk` string keys, TTL attribute `expires_at`):
-//! - job record: `pk = job#<id>`, `sk = job`;
-//! - pair record: `pk = job#<id>`, `sk = pair#<level>#<index>`, with `confirmed` (string set of
-//!   `left`/`right`), `claimed_by` and `merged`.
+//! DynamoDB layout (one table, `pk`/`sk` string keys, TTL attribute `expires_at`, and `kind`
+//! naming the item type so a scan can filter):
+//! - job record: `pk = job#<id>`, `sk = job`, `kind = job`: every [`JobRecord`] field as its
+//!   own attribute (`status`, `source`, `output`, `segments`, `segments_done`, `error`, …),
+//!   readable with `aws dynamodb get-item`; plus `version` for optimistic updates;
+//! - newest job per input key: `pk = key#<bucket>/<key>`, `sk = latest`, `kind = latest`, with
+//!   `job_id`, `source` and `upload_order` (see [`JobStore::claim_latest`]);
+//! - pair record: `pk = job#<id>`, `sk = pair#<level>#<index>`, `kind = pair`, with
+//!   `confirmed` (string set of `left`/`right`), `claimed_by` and `merged`.
 //!
 //! Every write sets `expires_at` so finished jobs disappear on their own.
 
 use crate::handlers::Config;
+use crate::ports::ObjectVersion;
 use crate::ports::{ExecutionStarter, ObjectError, ObjectStore};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -17,7 +23,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use treemux::plan::PlanOptions;
 use treemux::settings::{EncodeSettings, RateControl, VideoCodec};
 use treemux::state::{
-    apply_job_update, ClaimOutcome, JobRecord, JobStore, JobUpdate, StateError, StateStore,
+    apply_job_update, ClaimOutcome, JobRecord, JobStore, JobUpdate, LatestClaim, StateError,
+    StateStore,
 };
 use treemux::tree::{MergeTree, NodeId, Side};
 
@@ -299,32 +306,73 @@ pub fn part_ranges(size: u64, part_bytes: u64) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// What a failed GetObject means to treemux.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GetFailure {
+    /// Nothing to read: 404 (`NoSuchKey`, `NoSuchVersion`), or 403, which is what S3 answers
+    /// for a missing key to a reader without `s3:ListBucket` (the functions are not granted it).
+    /// Permanent: retrying cannot bring the upload back.
+    NotFound,
+    /// 412 `PreconditionFailed`: the key holds other bytes than the event announced.
+    Changed,
+    /// Anything else (throttling, 5xx, network): worth retrying.
+    Other,
+}
+
+/// Classifies a failed GetObject by HTTP status and S3 error code.
+pub fn classify_get_failure(status: Option<u16>, code: Option<&str>) -> GetFailure {
+    match (status, code) {
+        (_, Some("NoSuchKey" | "NoSuchVersion" | "AccessDenied")) | (Some(403 | 404), _) => {
+            GetFailure::NotFound
+        }
+        (_, Some("PreconditionFailed")) | (Some(412), _) => GetFailure::Changed,
+        _ => GetFailure::Other,
+    }
+}
+
 impl ObjectStore for S3Store {
-    async fn get_to_path(&self, bucket: &str, key: &str, path: &Path) -> Result<u64, ObjectError> {
+    async fn get_to_path(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &ObjectVersion,
+        path: &Path,
+    ) -> Result<u64, ObjectError> {
         let failed = |message: String| ObjectError::Failed {
             bucket: bucket.into(),
             key: key.into(),
             message,
         };
-        let response = match self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-        {
+        // Exactly the announced object: its version id where the bucket is versioned, else
+        // only while the key still holds the announced ETag.
+        let request = match (&version.version_id, &version.e_tag) {
+            (Some(version_id), _) => self.client.get_object().version_id(version_id),
+            (None, Some(e_tag)) => self
+                .client
+                .get_object()
+                .if_match(format!("\"{}\"", e_tag.trim_matches('"'))),
+            (None, None) => self.client.get_object(),
+        };
+        let response = match request.bucket(bucket).key(key).send().await {
             Ok(response) => response,
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-                return Err(ObjectError::NotFound {
-                    bucket: bucket.into(),
-                    key: key.into(),
-                })
-            }
             Err(error) => {
-                return Err(failed(
-                    aws_sdk_s3::error::DisplayErrorContext(error).to_string(),
-                ))
+                use aws_sdk_s3::error::ProvideErrorMetadata as _;
+                let status = error.raw_response().map(|r| r.status().as_u16());
+                let code = error.as_service_error().and_then(|e| e.code());
+                return Err(match classify_get_failure(status, code) {
+                    GetFailure::NotFound => ObjectError::NotFound {
+                        bucket: bucket.into(),
+                        key: key.into(),
+                    },
+                    GetFailure::Changed => ObjectError::Changed {
+                        bucket: bucket.into(),
+                        key: key.into(),
+                        expected: version.label().to_owned(),
+                    },
+                    GetFailure::Other => {
+                        failed(aws_sdk_s3::error::DisplayErrorContext(error).to_string())
+                    }
+                });
             }
         };
         let local = |source| ObjectError::Local {
@@ -503,11 +551,12 @@ impl DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::pair_key(job, pair)))
-            .update_expression("ADD confirmed :side SET expires_at = :expires")
+            .update_expression("ADD confirmed :side SET expires_at = :expires, kind = :kind")
             .expression_attribute_values(
                 ":side",
                 AttributeValue::Ss(vec![side_name(side).to_owned()]),
             )
+            .expression_attribute_values(":kind", s("pair"))
             .expression_attribute_values(":expires", self.expires())
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
@@ -635,17 +684,12 @@ impl StateStore for DynamoStore {
     }
 }
 
-/// The job record's JSON is kept in one attribute (`record`), updated by read-modify-write with
-/// an optimistic `version` check, so the rules of [`apply_job_update`] are the only rules.
+/// The job record is kept as one attribute per field (so `aws dynamodb get-item` shows it as
+/// it is), updated by read-modify-write with an optimistic `version` check, so the rules of
+/// [`apply_job_update`] are the only rules.
 impl JobStore for DynamoStore {
     async fn create_job(&self, record: &JobRecord) -> Result<bool, StateError> {
-        let json =
-            serde_json::to_string(record).map_err(|e| StateError::Unavailable(e.to_string()))?;
-        let mut item = Self::job_key(&record.job_id);
-        item.insert("record".into(), s(json));
-        item.insert("status".into(), s(record.status.name()));
-        item.insert("version".into(), n(0));
-        item.insert("expires_at".into(), self.expires());
+        let item = self.job_item(record, 0)?;
         let put = self
             .client
             .put_item()
@@ -690,23 +734,14 @@ impl JobStore for DynamoStore {
                 });
             };
             apply_job_update(&mut record, update, now);
-            let json = serde_json::to_string(&record)
-                .map_err(|e| StateError::Unavailable(e.to_string()))?;
             let written = self
                 .client
-                .update_item()
+                .put_item()
                 .table_name(&self.table)
-                .set_key(Some(Self::job_key(job_id)))
-                .update_expression("SET #record = :record, #status = :status, #version = :next, expires_at = :expires")
+                .set_item(Some(self.job_item(&record, version + 1)?))
                 .condition_expression("#version = :version")
-                .expression_attribute_names("#record", "record")
-                .expression_attribute_names("#status", "status")
                 .expression_attribute_names("#version", "version")
-                .expression_attribute_values(":record", s(json))
-                .expression_attribute_values(":status", s(record.status.name()))
                 .expression_attribute_values(":version", n(version))
-                .expression_attribute_values(":next", n(version + 1))
-                .expression_attribute_values(":expires", self.expires())
                 .send()
                 .await;
             match written {
@@ -724,6 +759,120 @@ impl JobStore for DynamoStore {
         Err(StateError::Unavailable(format!(
             "job {job_id}: the record kept changing under {UPDATE_ATTEMPTS} attempts to update it"
         )))
+    }
+
+    async fn claim_latest(
+        &self,
+        bucket: &str,
+        key: &str,
+        job_id: &str,
+        order: &str,
+    ) -> Result<LatestClaim, StateError> {
+        let mut item = Self::latest_key(bucket, key);
+        item.insert("kind".into(), s("latest"));
+        item.insert("job_id".into(), s(job_id));
+        item.insert("source".into(), s(format!("s3://{bucket}/{key}")));
+        item.insert("upload_order".into(), s(order));
+        item.insert("expires_at".into(), self.expires());
+        // The rule of treemux::state::latest_claim, as one conditional write.
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(
+                "attribute_not_exists(pk) OR upload_order <= :order OR job_id = :job",
+            )
+            .expression_attribute_values(":order", s(order))
+            .expression_attribute_values(":job", s(job_id))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await;
+        match put {
+            Ok(output) => {
+                let previous = output
+                    .attributes()
+                    .and_then(|a| a.get("job_id"))
+                    .and_then(|v| v.as_s().ok())
+                    .filter(|previous| previous.as_str() != job_id)
+                    .cloned();
+                Ok(LatestClaim::Newest { previous })
+            }
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                let newest = self.latest_job(bucket, key).await?.unwrap_or_default();
+                Ok(LatestClaim::Older { newest })
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn latest_job(&self, bucket: &str, key: &str) -> Result<Option<String>, StateError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::latest_key(bucket, key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(item
+            .item()
+            .and_then(|a| a.get("job_id"))
+            .and_then(|v| v.as_s().ok())
+            .cloned())
+    }
+}
+
+/// Attributes of the job item that are not [`JobRecord`] fields.
+const JOB_ITEM_EXTRAS: [&str; 5] = ["pk", "sk", "kind", "version", "expires_at"];
+
+/// A JSON value as a DynamoDB attribute: objects become maps, arrays lists, numbers numbers.
+fn to_attribute(value: &serde_json::Value) -> AttributeValue {
+    use serde_json::Value;
+    match value {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(b) => AttributeValue::Bool(*b),
+        Value::Number(number) => AttributeValue::N(number.to_string()),
+        Value::String(text) => AttributeValue::S(text.clone()),
+        Value::Array(items) => AttributeValue::L(items.iter().map(to_attribute).collect()),
+        Value::Object(fields) => AttributeValue::M(
+            fields
+                .iter()
+                .map(|(name, value)| (name.clone(), to_attribute(value)))
+                .collect(),
+        ),
+    }
+}
+
+/// The inverse of [`to_attribute`] (string and number sets read as lists).
+fn from_attribute(value: &AttributeValue) -> serde_json::Value {
+    use serde_json::Value;
+    let number = |text: &str| {
+        text.parse::<u64>()
+            .map(Value::from)
+            .or_else(|_| text.parse::<i64>().map(Value::from))
+            .or_else(|_| text.parse::<f64>().map(Value::from))
+            .unwrap_or(Value::Null)
+    };
+    match value {
+        AttributeValue::Bool(b) => Value::Bool(*b),
+        AttributeValue::N(text) => number(text),
+        AttributeValue::S(text) => Value::String(text.clone()),
+        AttributeValue::L(items) => Value::Array(items.iter().map(from_attribute).collect()),
+        AttributeValue::M(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(name, value)| (name.clone(), from_attribute(value)))
+                .collect(),
+        ),
+        AttributeValue::Ss(items) => Value::Array(items.iter().cloned().map(Value::from).collect()),
+        AttributeValue::Ns(items) => Value::Array(items.iter().map(|n| number(n)).collect()),
+        _ => Value::Null,
     }
 }
 
@@ -743,6 +892,37 @@ fn update_backoff(attempt: u32) -> std::time::Duration {
 }
 
 impl DynamoStore {
+    fn latest_key(bucket: &str, key: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_owned(), s(format!("key#{bucket}/{key}"))),
+            ("sk".to_owned(), s("latest")),
+        ])
+    }
+
+    /// The whole job item: key, every record field, `version` and `expires_at`.
+    fn job_item(
+        &self,
+        record: &JobRecord,
+        version: u64,
+    ) -> Result<HashMap<String, AttributeValue>, StateError> {
+        let serde_json::Value::Object(fields) = serde_json::to_value(record)
+            .map_err(|e| StateError::Unavailable(format!("job {}: {e}", record.job_id)))?
+        else {
+            unreachable!("a JobRecord serializes as an object");
+        };
+        let mut item = Self::job_key(&record.job_id);
+        item.extend(
+            fields
+                .iter()
+                .filter(|(name, _)| !JOB_ITEM_EXTRAS.contains(&name.as_str()))
+                .map(|(name, value)| (name.clone(), to_attribute(value))),
+        );
+        item.insert("kind".into(), s("job"));
+        item.insert("version".into(), n(version));
+        item.insert("expires_at".into(), self.expires());
+        Ok(item)
+    }
+
     async fn read_job(&self, job_id: &str) -> Result<Option<(JobRecord, u64)>, StateError> {
         let item = self
             .client
@@ -756,15 +936,21 @@ impl DynamoStore {
         let Some(attributes) = item.item() else {
             return Ok(None);
         };
-        let json = attributes
-            .get("record")
-            .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| StateError::MissingJob {
-                job: job_id.to_owned(),
-            })?;
-        let record: JobRecord = serde_json::from_str(json).map_err(|e| {
+        let unreadable = |e: serde_json::Error| {
             StateError::Unavailable(format!("job {job_id}: unreadable record: {e}"))
-        })?;
+        };
+        let record: JobRecord = match attributes.get("record").and_then(|v| v.as_s().ok()) {
+            // Records written before the fields had attributes of their own held JSON here.
+            Some(json) => serde_json::from_str(json).map_err(unreadable)?,
+            None => serde_json::from_value(serde_json::Value::Object(
+                attributes
+                    .iter()
+                    .filter(|(name, _)| !JOB_ITEM_EXTRAS.contains(&name.as_str()))
+                    .map(|(name, value)| (name.clone(), from_attribute(value)))
+                    .collect(),
+            ))
+            .map_err(unreadable)?,
+        };
         let version = attributes
             .get("version")
             .and_then(|v| v.as_n().ok())

@@ -2,7 +2,9 @@
 //!
 //! The name becomes the Lambda error type (and the worker's SendTaskFailure error), which the
 //! state machine's Retry and Catch match: `TreemuxTransient` is retried with backoff;
-//! `TreemuxInvalidInput` and `TreemuxMediaFailure` go straight to the job-failed step.
+//! `TreemuxInvalidInput` and `TreemuxMediaFailure` go straight to the job-failed step, and so
+//! does `TreemuxSuperseded` (a newer upload replaced the job's input; the job record says
+//! SUPERSEDED, not FAILED).
 
 use treemux::ErrorKind;
 
@@ -31,6 +33,11 @@ impl HandlerError {
 
     pub fn media(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::MediaFailure, message)
+    }
+
+    /// The job's input was replaced by a newer upload: stop, without retrying.
+    pub fn superseded(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Superseded, message)
     }
 
     /// The stable error name.

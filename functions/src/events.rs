@@ -19,6 +19,9 @@ pub struct S3Event {
 pub struct S3EventRecord {
     #[serde(default)]
     pub event_name: String,
+    /// ISO 8601 UTC, e.g. `1970-01-01T00:00:00.000Z`.
+    #[serde(default)]
+    pub event_time: Option<String>,
     pub s3: S3Entity,
 }
 
@@ -59,7 +62,9 @@ pub struct AnalyzedJob {
     pub job_id: String,
     pub bucket: String,
     pub key: String,
-    /// `started`, or `duplicate` when the job already existed.
+    /// `started`; `duplicate` when the job already existed; `superseded` when a newer upload
+    /// of the key came first (or replaced it before it was read); `refused-output` (with no job)
+    /// for a key where treemux writes outputs.
     pub outcome: String,
 }
 

@@ -6,10 +6,13 @@
 use crate::error::HandlerError;
 use crate::events::{
     AnalyzeOutcome, AnalyzedJob, ExecutionInput, FailedTask, JobDone, JobTask, MergeTask, S3Event,
-    SegmentTask, StepOutput,
+    S3EventRecord, SegmentTask, StepOutput,
 };
-use crate::job::{decode_event_key, job_id, output_key, safe_extension, JobManifest, JobPaths};
-use crate::ports::{ExecutionStarter, ObjectError, ObjectStore};
+use crate::job::{
+    decode_event_key, is_treemux_output, output_key, safe_extension, settings_fingerprint,
+    upload_order, JobIdentity, JobManifest, JobPaths,
+};
+use crate::ports::{ExecutionStarter, ObjectError, ObjectStore, ObjectVersion};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +21,9 @@ use treemux::fault::{CrashPlan, CrashPoint};
 use treemux::media::{audio, convert, merge, probe, remux, streams};
 use treemux::plan::{plan_segments, PlanOptions};
 use treemux::settings::{Container, EncodeSettings};
-use treemux::state::{ClaimOutcome, JobRecord, JobStatus, JobStore, JobUpdate, StateStore};
+use treemux::state::{
+    ClaimOutcome, JobRecord, JobStatus, JobStore, JobUpdate, LatestClaim, StateError, StateStore,
+};
 use treemux::steps::{after_node_finished, claimant_for, mark_merged};
 use treemux::tree::{MergeKind, MergeTree, NodeId};
 
@@ -60,9 +65,35 @@ impl From<ObjectError> for HandlerError {
     fn from(error: ObjectError) -> Self {
         match error {
             ObjectError::NotFound { .. } => HandlerError::invalid(error.to_string()),
+            ObjectError::Changed { .. } => HandlerError::superseded(error.to_string()),
             _ => HandlerError::transient(error.to_string()),
         }
     }
+}
+
+/// The current time as ISO 8601 UTC with milliseconds, as S3 writes `eventTime`.
+fn now_iso() -> String {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let (secs, millis) = (since.as_secs(), since.subsec_millis());
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
 }
 
 /// Runs blocking media work off the async runtime.
@@ -88,8 +119,8 @@ async fn read_manifest(config: &Config, job_id: &str) -> Result<JobManifest, Han
         .map_err(|e| HandlerError::media(format!("{}: unreadable manifest: {e}", path.display())))
 }
 
-/// Fails fast when the job already failed (another task's permanent error, or the Catch), so no
-/// task keeps working, or retrying, on a dead job.
+/// Fails fast when the job already failed (another task's permanent error, or the Catch) or was
+/// superseded by a newer upload, so no task keeps working, or retrying, on a dead job.
 async fn ensure_active<S: JobStore>(store: &S, job_id: &str) -> Result<(), HandlerError> {
     match store.get_job(job_id).await? {
         None => Err(HandlerError::invalid(format!(
@@ -99,16 +130,22 @@ async fn ensure_active<S: JobStore>(store: &S, job_id: &str) -> Result<(), Handl
             "job {job_id} already failed: {}",
             job.error.unwrap_or_default()
         ))),
+        Some(job) if job.status == JobStatus::Superseded => Err(HandlerError::superseded(format!(
+            "job {job_id} stopped: {}",
+            job.error.unwrap_or_default()
+        ))),
         Some(_) => Ok(()),
     }
 }
 
 /// Records a permanent task failure on the job (the first cause is kept), so the job record
 /// says why even where the orchestrator does not pass causes on. Transient errors are retried
-/// and not recorded.
+/// and not recorded; a superseded job stays superseded.
 pub async fn record_failure<S: JobStore>(store: &S, job_id: &str, error: &HandlerError) {
-    if error.kind != treemux::ErrorKind::Transient
-        && job_id.bytes().all(|b| b.is_ascii_hexdigit())
+    if !matches!(
+        error.kind,
+        treemux::ErrorKind::Transient | treemux::ErrorKind::Superseded
+    ) && job_id.bytes().all(|b| b.is_ascii_hexdigit())
         && !job_id.is_empty()
     {
         let failure = JobUpdate::Failed {
@@ -126,32 +163,98 @@ async fn task<S: JobStore, T>(
 ) -> Result<T, HandlerError> {
     let result = match ensure_active(store, job_id).await {
         Ok(()) => body.await,
-        Err(error) => return Err(error),
+        Err(error) => Err(error),
     };
     if let Err(error) = &result {
+        tracing::warn!(
+            job_id,
+            error = error.name(),
+            message = %error.message,
+            "task stopped"
+        );
         record_failure(store, job_id, error).await;
     }
     result
 }
 
-async fn write_atomically(path: &Path, bytes: Vec<u8>) -> Result<(), HandlerError> {
-    let failed = |e: std::io::Error| HandlerError::transient(format!("{}: {e}", path.display()));
-    let (_, partial) = crate::ports::partial_beside(path).map_err(failed)?;
-    let written = match tokio::fs::write(&partial, bytes).await {
-        Ok(()) => tokio::fs::rename(&partial, path).await,
-        Err(error) => Err(error),
-    };
-    if written.is_err() {
-        let _ = tokio::fs::remove_file(&partial).await;
+/// One upload as an S3 event record announces it.
+#[derive(Clone, Debug)]
+pub struct Upload {
+    pub bucket: String,
+    /// Decoded (`+` is a space, `%XX` a byte).
+    pub key: String,
+    /// Exactly what to read.
+    pub version: ObjectVersion,
+    /// The event's identity ([`JobIdentity::upload`]).
+    pub upload: String,
+    /// Rank among uploads of this key ([`upload_order`]).
+    pub order: String,
+}
+
+impl Upload {
+    /// Reads an event record. Precondition: an `ObjectCreated` record.
+    pub fn from_record(record: &S3EventRecord) -> Result<Self, HandlerError> {
+        let key = decode_event_key(&record.s3.object.key).map_err(|e| {
+            HandlerError::invalid(format!("event key {:?}: {e}", record.s3.object.key))
+        })?;
+        let object = &record.s3.object;
+        // "null" is how S3 names the version of an object written while versioning was off.
+        let version_id = object
+            .version_id
+            .clone()
+            .filter(|v| !v.is_empty() && v != "null");
+        let e_tag = object
+            .e_tag
+            .as_deref()
+            .map(|e| e.trim_matches('"').to_owned())
+            .filter(|e| !e.is_empty());
+        let sequencer = object.sequencer.as_deref().filter(|s| !s.is_empty());
+        let event_time = record.event_time.as_deref().filter(|t| !t.is_empty());
+        Ok(Self {
+            bucket: record.s3.bucket.name.clone(),
+            key,
+            version: ObjectVersion { version_id, e_tag },
+            upload: sequencer.or(event_time).unwrap_or("").to_owned(),
+            order: upload_order(sequencer, event_time, &now_iso()),
+        })
     }
-    written.map_err(failed)
+
+    /// The id of this upload's job under `config`.
+    pub fn job_id(&self, config: &Config) -> String {
+        let settings = settings_fingerprint(
+            &config.settings,
+            &config.plan,
+            &config.output_bucket,
+            &config.output_prefix,
+        );
+        JobIdentity {
+            bucket: &self.bucket,
+            key: &self.key,
+            version: self.version.label(),
+            upload: &self.upload,
+            settings: &settings,
+        }
+        .job_id()
+    }
+}
+
+/// The `ObjectCreated` records of an event (S3 sends only those to treemux; a hand-made event
+/// may name none).
+fn created_records(event: &S3Event) -> impl Iterator<Item = &S3EventRecord> {
+    event
+        .records
+        .iter()
+        .filter(|r| r.event_name.is_empty() || r.event_name.starts_with("ObjectCreated"))
 }
 
 /// analyze: S3 ObjectCreated → job record, source copy, probe, plan, pair records, execution.
 ///
-/// A duplicate event (same bucket, key and version or ETag) finds the job record and starts
-/// nothing. An upload that is not a usable video ends as a FAILED job record with the cause, and
-/// the error is returned.
+/// A duplicate event (same upload event, same object version, same settings) finds the job
+/// record and starts nothing. A key where treemux writes its outputs is refused (no job). An
+/// upload older than one already recorded for its key, or replaced before it was read, ends as
+/// a SUPERSEDED job; a newer upload supersedes the key's previous job, whose tasks then stop.
+/// An upload that is not a usable video (or is gone) ends as a FAILED job record with the cause,
+/// and the error is returned.
 pub async fn analyze<S, O, X>(
     services: &Services<S, O, X>,
     event: S3Event,
@@ -161,41 +264,95 @@ where
     O: ObjectStore,
     X: ExecutionStarter,
 {
+    let config = &services.config;
     let mut jobs = Vec::new();
-    for record in event
-        .records
-        .iter()
-        .filter(|r| r.event_name.is_empty() || r.event_name.starts_with("ObjectCreated"))
-    {
-        let bucket = record.s3.bucket.name.clone();
-        let key = decode_event_key(&record.s3.object.key).map_err(|e| {
-            HandlerError::invalid(format!("event key {:?}: {e}", record.s3.object.key))
-        })?;
-        let version = record
-            .s3
-            .object
-            .version_id
-            .clone()
-            .or_else(|| record.s3.object.e_tag.clone())
-            .unwrap_or_default();
-        let id = job_id(&bucket, &key, &version);
-        let outcome = analyze_one(services, &id, &bucket, &key).await?;
+    for record in created_records(&event) {
+        let upload = Upload::from_record(record)?;
+        if is_treemux_output(
+            &config.output_bucket,
+            &config.output_prefix,
+            &upload.bucket,
+            &upload.key,
+        ) {
+            tracing::warn!(
+                bucket = %upload.bucket,
+                key = %upload.key,
+                outcome = "refused-output",
+                "analyze: s3://{}/{} is where treemux writes outputs (output prefix {:?}): not transcoding it again",
+                upload.bucket,
+                upload.key,
+                config.output_prefix
+            );
+            jobs.push(AnalyzedJob {
+                job_id: String::new(),
+                bucket: upload.bucket,
+                key: upload.key,
+                outcome: "refused-output".to_owned(),
+            });
+            continue;
+        }
+        let id = upload.job_id(config);
+        let outcome = analyze_one(services, &id, &upload).await;
+        match &outcome {
+            Ok((outcome, segments)) => tracing::info!(
+                job_id = %id,
+                bucket = %upload.bucket,
+                key = %upload.key,
+                version = upload.version.label(),
+                segments,
+                outcome,
+                "analyze"
+            ),
+            Err(error) => tracing::error!(
+                job_id = %id,
+                bucket = %upload.bucket,
+                key = %upload.key,
+                version = upload.version.label(),
+                outcome = "failed",
+                error = error.name(),
+                message = %error.message,
+                "analyze"
+            ),
+        }
         jobs.push(AnalyzedJob {
             job_id: id,
-            bucket,
-            key,
-            outcome: outcome.to_owned(),
+            bucket: upload.bucket,
+            key: upload.key,
+            outcome: outcome?.0.to_owned(),
         });
     }
     Ok(AnalyzeOutcome { jobs })
 }
 
+/// Marks `job` superseded; a job that is gone (expired) or already final is left as it is.
+async fn supersede<S: JobStore>(
+    store: &S,
+    job: &str,
+    by: &str,
+    reason: String,
+) -> Result<(), HandlerError> {
+    match store
+        .update_job(
+            job,
+            &JobUpdate::Superseded {
+                by: by.to_owned(),
+                reason,
+            },
+            now(),
+        )
+        .await
+    {
+        Ok(()) | Err(StateError::MissingJob { .. }) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Analyzes one upload; returns the outcome and the number of segments (0 when none started).
 async fn analyze_one<S, O, X>(
     services: &Services<S, O, X>,
     id: &str,
-    bucket: &str,
-    key: &str,
-) -> Result<&'static str, HandlerError>
+    upload: &Upload,
+) -> Result<(&'static str, u32), HandlerError>
 where
     S: StateStore + JobStore,
     O: ObjectStore,
@@ -203,11 +360,14 @@ where
 {
     let started = Instant::now();
     let config = &services.config;
+    let (bucket, key) = (upload.bucket.as_str(), upload.key.as_str());
     let output = output_key(&config.output_prefix, key, OUTPUT_EXTENSION);
     let record = JobRecord {
         job_id: id.to_owned(),
         status: JobStatus::Created,
         source: format!("s3://{bucket}/{key}"),
+        source_version: upload.version.label().to_owned(),
+        upload: upload.upload.clone(),
         output: format!("s3://{}/{output}", config.output_bucket),
         segments: 0,
         merges: 0,
@@ -216,6 +376,7 @@ where
         merge_runs: 0,
         stage_seconds: Default::default(),
         error: None,
+        superseded_by: None,
         warnings: Vec::new(),
         created_at: now(),
         updated_at: now(),
@@ -223,12 +384,47 @@ where
     if !services.store.create_job(&record).await? {
         // The same upload again. Carry on only if an earlier attempt stopped before starting.
         let existing = services.store.get_job(id).await?;
-        if existing.is_some_and(|job| job.status != JobStatus::Created) {
-            return Ok("duplicate");
+        if let Some(job) = existing.filter(|job| job.status != JobStatus::Created) {
+            return Ok(("duplicate", job.segments));
         }
     }
-    match prepare(services, id, bucket, key, output).await {
+    // Newest upload wins: an older one stops here; a newer one stops the key's previous job.
+    match services
+        .store
+        .claim_latest(bucket, key, id, &upload.order)
+        .await?
+    {
+        LatestClaim::Older { newest } => {
+            let reason = format!(
+                "superseded by job {newest}: a newer upload of s3://{bucket}/{key} came first"
+            );
+            supersede(&services.store, id, &newest, reason).await?;
+            return Ok(("superseded", 0));
+        }
+        LatestClaim::Newest {
+            previous: Some(previous),
+        } => {
+            let reason = format!(
+                "superseded by job {id}: s3://{bucket}/{key} was uploaded again while this job ran"
+            );
+            supersede(&services.store, &previous, id, reason).await?;
+            tracing::info!(job_id = %previous, superseded_by = %id, key, "job superseded");
+        }
+        LatestClaim::Newest { previous: None } => {}
+    }
+    match prepare(services, id, upload, output).await {
         Ok(manifest) => {
+            // A newer upload may have superseded this job while it was prepared: start nothing.
+            if services
+                .store
+                .get_job(id)
+                .await?
+                .is_some_and(|job| job.status == JobStatus::Superseded)
+            {
+                let _ =
+                    tokio::fs::remove_dir_all(JobPaths::new(&config.scratch_root, id).dir).await;
+                return Ok(("superseded", 0));
+            }
             let input = ExecutionInput {
                 job_id: id.to_owned(),
                 segments: (0..manifest.plan.segments.len() as u32).collect(),
@@ -262,7 +458,19 @@ where
                     now(),
                 )
                 .await?;
-            Ok("started")
+            Ok(("started", manifest.tree.real_leaves))
+        }
+        Err(error) if error.kind == treemux::ErrorKind::Superseded => {
+            // The key holds other bytes now: their own event makes their job.
+            let newest = services
+                .store
+                .latest_job(bucket, key)
+                .await?
+                .filter(|newest| newest != id)
+                .unwrap_or_default();
+            supersede(&services.store, id, &newest, error.message.clone()).await?;
+            let _ = tokio::fs::remove_dir_all(JobPaths::new(&config.scratch_root, id).dir).await;
+            Ok(("superseded", 0))
         }
         Err(error) => {
             if error.kind != treemux::ErrorKind::Transient {
@@ -279,11 +487,14 @@ where
 }
 
 /// Copies the upload to scratch, probes and plans it, writes the manifest and the pair records.
+///
+/// The manifest is written once: a repeated analyze (a retry, a duplicate event) that finds it
+/// uses it as it is and reads nothing again, so an execution that may already run on it never
+/// sees it change.
 async fn prepare<S, O, X>(
     services: &Services<S, O, X>,
     id: &str,
-    bucket: &str,
-    key: &str,
+    upload: &Upload,
     output: String,
 ) -> Result<JobManifest, HandlerError>
 where
@@ -293,13 +504,26 @@ where
 {
     let config = services.config.clone();
     let paths = JobPaths::new(&config.scratch_root, id);
+    if let Some(manifest) = read_existing_manifest(&paths.manifest()).await? {
+        tracing::info!(
+            job_id = id,
+            "analyze: the job's manifest exists; reusing it"
+        );
+        services.store.create_pairs(id, &manifest.tree).await?;
+        return Ok(manifest);
+    }
+    let (bucket, key) = (upload.bucket.as_str(), upload.key.as_str());
     tokio::fs::create_dir_all(&paths.dir)
         .await
         .map_err(|e| HandlerError::transient(format!("{}: {e}", paths.dir.display())))?;
     let source = paths.source(&safe_extension(key));
-    services.objects.get_to_path(bucket, key, &source).await?;
+    services
+        .objects
+        .get_to_path(bucket, key, &upload.version, &source)
+        .await?;
 
     let (id_owned, bucket_owned, key_owned) = (id.to_owned(), bucket.to_owned(), key.to_owned());
+    let source_version = upload.version.label().to_owned();
     let manifest = blocking(move || {
         let info = probe::probe(&source).map_err(|error| HandlerError::from(error).with_source_name(&bucket_owned, &key_owned))?;
         let plan = plan_segments(&info.frames, info.video.time_base, info.video.duration_seconds(), &config.plan)
@@ -320,6 +544,7 @@ where
             job_id: id_owned,
             source_bucket: bucket_owned,
             source_key: key_owned,
+            source_version,
             output_bucket: config.output_bucket.clone(),
             output_key: output,
             output_extension: OUTPUT_EXTENSION.to_owned(),
@@ -332,13 +557,48 @@ where
     })
     .await?;
     let bytes = serde_json::to_vec(&manifest).map_err(|e| HandlerError::media(e.to_string()))?;
-    write_atomically(
-        &JobPaths::new(&services.config.scratch_root, id).manifest(),
-        bytes,
-    )
-    .await?;
+    let path = JobPaths::new(&services.config.scratch_root, id).manifest();
+    let manifest = if write_once(&path, bytes).await? {
+        manifest
+    } else {
+        // A concurrent analyze of the same job wrote it first: that one is the manifest.
+        read_existing_manifest(&path).await?.ok_or_else(|| {
+            HandlerError::transient(format!("{}: vanished after it was written", path.display()))
+        })?
+    };
     services.store.create_pairs(id, &manifest.tree).await?;
     Ok(manifest)
+}
+
+/// The manifest at `path`, if one was written.
+async fn read_existing_manifest(path: &Path) -> Result<Option<JobManifest>, HandlerError> {
+    match tokio::fs::read(path).await {
+        Ok(text) => serde_json::from_slice(&text).map(Some).map_err(|e| {
+            HandlerError::media(format!("{}: unreadable manifest: {e}", path.display()))
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(HandlerError::transient(format!(
+            "{}: {error}",
+            path.display()
+        ))),
+    }
+}
+
+/// Writes `bytes` to `path` complete or not at all, unless `path` exists: true when this call
+/// wrote it. (A hard link, unlike a rename, never replaces an existing file.)
+async fn write_once(path: &Path, bytes: Vec<u8>) -> Result<bool, HandlerError> {
+    let failed = |e: std::io::Error| HandlerError::transient(format!("{}: {e}", path.display()));
+    let (_, partial) = crate::ports::partial_beside(path).map_err(failed)?;
+    let written = match tokio::fs::write(&partial, bytes).await {
+        Ok(()) => match tokio::fs::hard_link(&partial, path).await {
+            Ok(()) => Ok(true),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(error) => Err(error),
+        },
+        Err(error) => Err(error),
+    };
+    let _ = tokio::fs::remove_file(&partial).await;
+    written.map_err(failed)
 }
 
 impl HandlerError {
@@ -391,6 +651,7 @@ where
             now(),
         )
         .await?;
+    tracing::info!(job_id = %task.job_id, seconds, outcome = "done", "split-audio");
     Ok(task)
 }
 
@@ -468,6 +729,15 @@ where
         .await?;
     let next = after_node_finished(&services.store, &task.job_id, &tree, leaf).await?;
     crashes.at(CrashPoint::AfterConfirm(index));
+    tracing::info!(
+        job_id = %task.job_id,
+        segment = index,
+        segments = tree.real_leaves,
+        seconds,
+        outcome = if seconds > 0.0 { "encoded" } else { "found-encoded" },
+        next = ?next,
+        "split-and-convert"
+    );
     Ok(StepOutput {
         job_id: task.job_id,
         next,
@@ -577,14 +847,47 @@ where
         }
     }
     let next = after_node_finished(&services.store, &task.job_id, &tree, task.node).await?;
+    tracing::info!(
+        job_id = %task.job_id,
+        node = %task.node,
+        outcome = if ran { "merged" } else { "found-merged" },
+        next = ?next,
+        "merge-video"
+    );
     Ok(StepOutput {
         job_id: task.job_id,
         next,
     })
 }
 
+/// Stops a job whose input key has a newer upload's job recorded: marks it SUPERSEDED (the
+/// reason on its record) and returns `TreemuxSuperseded`.
+async fn ensure_newest<S: JobStore, O, X>(
+    services: &Services<S, O, X>,
+    manifest: &JobManifest,
+) -> Result<(), HandlerError> {
+    let (bucket, key) = (&manifest.source_bucket, &manifest.source_key);
+    match services.store.latest_job(bucket, key).await? {
+        Some(newest) if newest != manifest.job_id => {
+            let reason = format!(
+                "superseded by job {newest}: s3://{bucket}/{key} was uploaded again while this job ran; its output is not written"
+            );
+            supersede(&services.store, &manifest.job_id, &newest, reason.clone()).await?;
+            let _ = tokio::fs::remove_dir_all(
+                JobPaths::new(&services.config.scratch_root, &manifest.job_id).dir,
+            )
+            .await;
+            Err(HandlerError::superseded(format!(
+                "job {}: {reason}",
+                manifest.job_id
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// merge-audio: mux the root with the audio, upload the result, mark the job SUCCEEDED and
-/// remove its scratch files.
+/// remove its scratch files. A job superseded by a newer upload of its key writes nothing.
 pub async fn merge_audio<S, O, X>(
     services: &Services<S, O, X>,
     task: JobTask,
@@ -608,6 +911,7 @@ where
     let started = Instant::now();
     let manifest = read_manifest(&services.config, &task.job_id).await?;
     let paths = JobPaths::new(&services.config.scratch_root, &task.job_id);
+    ensure_newest(services, &manifest).await?;
     let root = paths.node(manifest.tree.root());
     if !root.is_file() {
         return Err(HandlerError::media(format!(
@@ -635,6 +939,9 @@ where
         .map_err(HandlerError::from)
     })
     .await?;
+    // The final write: checked again right before it, so an older upload's job that reaches
+    // this point after a newer upload of the key was analyzed cannot replace the newer result.
+    ensure_newest(services, &manifest).await?;
     services
         .objects
         .put_from_path(&output, &manifest.output_bucket, &manifest.output_key)
@@ -662,6 +969,15 @@ where
         .update_job(&task.job_id, &JobUpdate::Succeeded, now())
         .await?;
     let _ = tokio::fs::remove_dir_all(&paths.dir).await;
+    tracing::info!(
+        job_id = %task.job_id,
+        key = %manifest.source_key,
+        output = %manifest.output_key,
+        segments = manifest.tree.real_leaves,
+        bytes = report.bytes,
+        outcome = "succeeded",
+        "merge-audio"
+    );
     Ok(JobDone {
         job_id: task.job_id,
         output: format!("s3://{}/{}", manifest.output_bucket, manifest.output_key),
@@ -680,6 +996,7 @@ where
     S: StateStore + JobStore,
 {
     let error = task.error.describe();
+    tracing::error!(job_id = %task.job_id, outcome = "failed", cause = %error, "job-failed");
     services
         .store
         .update_job(&task.job_id, &JobUpdate::Failed { error }, now())

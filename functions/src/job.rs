@@ -1,8 +1,10 @@
 //! A job's identity, its scratch directory and the manifest every task reads.
 //!
-//! The job id is derived from the upload (bucket, key, and version or ETag), so a duplicate S3
-//! event maps to the same job. Scratch paths are built from the job id only, never from the S3
-//! key: a key with `../`, spaces or unicode cannot reach outside the job's directory.
+//! The job id is derived from the upload ([`JobIdentity`]: bucket, key, object version, the
+//! upload event, and the settings), so a duplicate S3 event maps to the same job while a new
+//! upload of the same bytes, or the same upload under other settings, is a new job. Scratch
+//! paths are built from the job id only, never from the S3 key: a key with `../`, spaces or
+//! unicode cannot reach outside the job's directory.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -13,30 +15,103 @@ use treemux::plan::SegmentPlan;
 use treemux::settings::EncodeSettings;
 use treemux::tree::{MergeTree, NodeId};
 
-/// The id of the job for one uploaded object version: 24 hex digits of a SHA-256.
+/// Everything that makes one job: what is read (bucket, key, exact object version), which
+/// upload event asked for it, and the settings it is made with.
 ///
 /// ```
-/// use treemux_functions::job::{decode_event_key, job_id, JobPaths};
+/// use treemux_functions::job::{decode_event_key, JobIdentity, JobPaths};
 ///
 /// let key = decode_event_key("uploads/..%2F..%2Fescape+me.mp4").unwrap();
 /// assert_eq!(key, "uploads/../../escape me.mp4");
-/// let id = job_id("treemux-input", &key, "3HL4kqtJlcpXroDTDmjVBH40Nrjfkd");
-/// assert_eq!(id, job_id("treemux-input", &key, "3HL4kqtJlcpXroDTDmjVBH40Nrjfkd"), "a duplicate event is the same job");
+/// let identity = JobIdentity {
+///     bucket: "treemux-input",
+///     key: &key,
+///     version: "3HL4kqtJlcpXroDTDmjVBH40Nrjfkd",
+///     upload: "0055AED6DCD90281E5",
+///     settings: "h264 crf 23",
+/// };
+/// let id = identity.job_id();
+/// assert_eq!(id, identity.clone().job_id(), "a duplicate event is the same job");
 /// // Scratch paths are built from the id alone, never from the key.
 /// let paths = JobPaths::new(std::path::Path::new("/mnt/efs"), &id);
 /// assert!(paths.manifest().starts_with("/mnt/efs/jobs"));
 /// ```
-pub fn job_id(bucket: &str, key: &str, version: &str) -> String {
-    let mut hash = Sha256::new();
-    for part in [bucket, key, version] {
-        hash.update(part.as_bytes());
-        hash.update([0u8]);
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobIdentity<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    /// The S3 version id, else the ETag (unversioned buckets): the exact bytes.
+    pub version: &'a str,
+    /// The upload event: S3's `sequencer`, else the event time; empty for a hand-made event.
+    /// Two deliveries of one event agree; a second upload of the same bytes does not.
+    pub upload: &'a str,
+    /// [`settings_fingerprint`] of the configuration the job runs with.
+    pub settings: &'a str,
+}
+
+impl JobIdentity<'_> {
+    /// The job id: 24 hex digits of a SHA-256 over every part.
+    pub fn job_id(&self) -> String {
+        let mut hash = Sha256::new();
+        for part in [
+            self.bucket,
+            self.key,
+            self.version,
+            self.upload,
+            self.settings,
+        ] {
+            hash.update(part.as_bytes());
+            hash.update([0u8]);
+        }
+        hash.finalize()
+            .iter()
+            .take(12)
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
     }
-    hash.finalize()
-        .iter()
-        .take(12)
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+}
+
+/// A stable text of everything that changes a job's output: the encoder settings, the plan
+/// options and where the output goes. Part of the job identity, so new settings make a new job.
+pub fn settings_fingerprint(
+    settings: &EncodeSettings,
+    plan: &treemux::plan::PlanOptions,
+    output_bucket: &str,
+    output_prefix: &str,
+) -> String {
+    format!(
+        "{}|{}|{output_bucket}|{output_prefix}",
+        serde_json::to_string(settings).unwrap_or_default(),
+        serde_json::to_string(plan).unwrap_or_default(),
+    )
+}
+
+/// Ranks uploads of one key, for [`treemux::state::JobStore::claim_latest`]: a later upload
+/// gives a greater string. S3's `sequencer` is hexadecimal and, as AWS documents, compared after
+/// padding the shorter one with leading zeros; events without one (moto, hand-made events) fall
+/// back to the event time (ISO 8601 UTC, which sorts as text), then to `fallback` (the time
+/// analyze ran, in the same format).
+pub fn upload_order(sequencer: Option<&str>, event_time: Option<&str>, fallback: &str) -> String {
+    match (
+        sequencer.filter(|s| !s.is_empty()),
+        event_time.filter(|t| !t.is_empty()),
+    ) {
+        (Some(sequencer), _) => format!("s{:0>40}", sequencer.to_ascii_uppercase()),
+        (None, Some(time)) => format!("t{time}"),
+        (None, None) => format!("t{fallback}"),
+    }
+}
+
+/// True when `bucket`/`key` is where treemux writes its outputs: the output bucket under the
+/// output prefix. analyze refuses such keys, so an output configured inside the watched input
+/// prefix cannot feed itself back as a new upload, generation after generation.
+pub fn is_treemux_output(
+    output_bucket: &str,
+    output_prefix: &str,
+    bucket: &str,
+    key: &str,
+) -> bool {
+    bucket == output_bucket && key.starts_with(output_prefix)
 }
 
 /// Decodes an S3 event key: `+` is a space, `%XX` a byte (AWS documents keys in events as
@@ -65,14 +140,12 @@ pub fn safe_extension(key: &str) -> String {
     }
 }
 
-/// The output key for an upload: `prefix` + the key without its extension + `.extension`, with
-/// empty, `.` and `..` path segments dropped so keys stay tidy.
+/// The output key for an upload: `prefix` + the whole key (its extension kept) + `.extension`,
+/// with empty, `.` and `..` path segments dropped so keys stay tidy. Keeping the input's
+/// extension keeps outputs apart: `uploads/x.mov` → `prefix/uploads/x.mov.mp4` and
+/// `uploads/x.mp4` → `prefix/uploads/x.mp4.mp4`. Distinct tidy keys map to distinct outputs.
 pub fn output_key(prefix: &str, key: &str, extension: &str) -> String {
-    let stem = key
-        .rsplit_once('.')
-        .filter(|(stem, _)| !stem.is_empty() && !stem.ends_with('/'))
-        .map_or(key, |(stem, _)| stem);
-    let segments: Vec<&str> = stem
+    let segments: Vec<&str> = key
         .split('/')
         .filter(|segment| !segment.is_empty() && *segment != "." && *segment != "..")
         .collect();
@@ -130,6 +203,9 @@ pub struct JobManifest {
     pub job_id: String,
     pub source_bucket: String,
     pub source_key: String,
+    /// The object version read ([`crate::ports::ObjectVersion::label`]).
+    #[serde(default)]
+    pub source_version: String,
     pub output_bucket: String,
     pub output_key: String,
     pub output_extension: String,
@@ -144,6 +220,17 @@ pub struct JobManifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn job_id(bucket: &str, key: &str, version: &str) -> String {
+        JobIdentity {
+            bucket,
+            key,
+            version,
+            upload: "",
+            settings: "",
+        }
+        .job_id()
+    }
 
     #[test]
     fn job_ids_depend_on_every_part() {
@@ -183,8 +270,84 @@ mod tests {
         assert_eq!(safe_extension("clip.MOV"), "mov");
         assert_eq!(
             output_key("out/", "../../a b/../x.mov", "mp4"),
-            "out/a b/x.mp4"
+            "out/a b/x.mov.mp4"
         );
         assert_eq!(output_key("out/", "..", "mp4"), "out/video.mp4");
+    }
+
+    #[test]
+    fn inputs_differing_only_in_extension_get_distinct_outputs() {
+        let keys = ["up/x.mov", "up/x.mp4", "up/x", "up/x.MOV", "up/x.tar.gz"];
+        let outputs: std::collections::BTreeSet<String> =
+            keys.iter().map(|k| output_key("t/", k, "mp4")).collect();
+        assert_eq!(outputs.len(), keys.len(), "{outputs:?}");
+        assert_eq!(output_key("t/", "up/x.mov", "mp4"), "t/up/x.mov.mp4");
+        assert_eq!(output_key("t/", "up/x", "mp4"), "t/up/x.mp4");
+    }
+
+    #[test]
+    fn identity_parts_each_make_a_new_job() {
+        let base = JobIdentity {
+            bucket: "in",
+            key: "a.mp4",
+            version: "etag1",
+            upload: "0055AED6DCD90281E5",
+            settings: "crf23",
+        };
+        let id = base.job_id();
+        assert_eq!(
+            id,
+            base.clone().job_id(),
+            "a duplicate event is the same job"
+        );
+        for other in [
+            JobIdentity {
+                version: "etag2",
+                ..base.clone()
+            },
+            JobIdentity {
+                upload: "0055AED6DCD90281E6",
+                ..base.clone()
+            },
+            JobIdentity {
+                settings: "crf30",
+                ..base.clone()
+            },
+        ] {
+            assert_ne!(other.job_id(), id, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn uploads_are_ordered_as_s3_documents_sequencers() {
+        // AWS: compare sequencers after padding the shorter with leading zeros.
+        assert!(upload_order(Some("FF"), None, "") < upload_order(Some("100"), None, ""));
+        assert!(
+            upload_order(None, Some("2026-12-01T10:00:00.100Z"), "")
+                < upload_order(None, Some("2026-12-01T10:00:00.200Z"), "")
+        );
+        assert_eq!(upload_order(Some(""), None, "X"), "tX");
+    }
+
+    #[test]
+    fn outputs_inside_the_input_are_recognised() {
+        assert!(is_treemux_output(
+            "b",
+            "uploads/transcoded/",
+            "b",
+            "uploads/transcoded/x.mp4.mp4"
+        ));
+        assert!(!is_treemux_output(
+            "b",
+            "uploads/transcoded/",
+            "b",
+            "uploads/x.mp4"
+        ));
+        assert!(!is_treemux_output(
+            "out",
+            "transcoded/",
+            "in",
+            "transcoded/x.mp4"
+        ));
     }
 }

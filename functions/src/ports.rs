@@ -8,8 +8,17 @@ use std::sync::Mutex;
 /// Errors from an object store.
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
-    #[error("s3://{bucket}/{key}: no such object")]
+    /// Missing, or unreadable in the way S3 reports a missing key to a reader without
+    /// `s3:ListBucket` (403): either way the upload is gone as far as treemux can tell.
+    #[error("s3://{bucket}/{key}: no such object (deleted before it could be read, or not readable by treemux)")]
     NotFound { bucket: String, key: String },
+    /// The key no longer holds the version the event announced: it was replaced since.
+    #[error("s3://{bucket}/{key}: replaced by a newer upload before it could be read (expected {expected})")]
+    Changed {
+        bucket: String,
+        key: String,
+        expected: String,
+    },
     #[error("s3://{bucket}/{key}: {message}")]
     Failed {
         bucket: String,
@@ -24,13 +33,35 @@ pub enum ObjectError {
     },
 }
 
+/// Which version of an object a read must get: the one an upload event announced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectVersion {
+    /// The S3 version id (versioned buckets): read exactly this version.
+    pub version_id: Option<String>,
+    /// The ETag (without quotes): read only while the key still holds these bytes.
+    pub e_tag: Option<String>,
+}
+
+impl ObjectVersion {
+    /// The version id, else the ETag, else empty (any version).
+    pub fn label(&self) -> &str {
+        self.version_id
+            .as_deref()
+            .or(self.e_tag.as_deref())
+            .unwrap_or("")
+    }
+}
+
 /// Objects addressed by bucket and key.
 pub trait ObjectStore: Send + Sync {
-    /// Downloads an object to `path`; the file appears only when complete.
+    /// Downloads `version` of an object to `path` (returns bytes); the file appears only when
+    /// complete. [`ObjectError::Changed`] when the key holds other bytes now,
+    /// [`ObjectError::NotFound`] when it holds nothing readable.
     fn get_to_path(
         &self,
         bucket: &str,
         key: &str,
+        version: &ObjectVersion,
         path: &Path,
     ) -> impl Future<Output = Result<u64, ObjectError>> + Send;
 
@@ -57,7 +88,8 @@ pub trait ExecutionStarter: Send + Sync {
     fn start(&self, name: &str, input: &str) -> impl Future<Output = Result<(), String>> + Send;
 }
 
-/// Buckets as directories under a root: `root/bucket/key`. Used for tests and local runs.
+/// Buckets as directories under a root: `root/bucket/key`. Used for tests and local runs. Keeps
+/// one version of each object and no ETags, so it reads whatever the file holds.
 #[derive(Clone, Debug)]
 pub struct LocalDirStore {
     pub root: PathBuf,
@@ -129,7 +161,13 @@ async fn copy_atomically(from: &Path, to: &Path) -> Result<u64, ObjectError> {
 }
 
 impl ObjectStore for LocalDirStore {
-    async fn get_to_path(&self, bucket: &str, key: &str, path: &Path) -> Result<u64, ObjectError> {
+    async fn get_to_path(
+        &self,
+        bucket: &str,
+        key: &str,
+        _version: &ObjectVersion,
+        path: &Path,
+    ) -> Result<u64, ObjectError> {
         let source = self.path(bucket, key)?;
         if !source.is_file() {
             return Err(ObjectError::NotFound {

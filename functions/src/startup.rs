@@ -5,7 +5,7 @@ use treemux::local::{transcode, TranscodeOptions};
 use treemux::settings::{EncodeSettings, VideoCodec};
 
 /// Process start-up for the function `name`: restarts with zeroed allocations (see
-/// [`treemux::process`]), then, when the binary was started as `bootstrap --self-test INPUT
+/// [`treemux::process`]), installs the log output ([`init_logging`]), then, when the binary was started as `bootstrap --self-test INPUT
 /// OUTPUT`, transcodes INPUT to OUTPUT with the media core and exits instead of serving.
 ///
 /// The self-test is how `layer/check` proves, without AWS, that a function binary and the FFmpeg
@@ -14,6 +14,7 @@ use treemux::settings::{EncodeSettings, VideoCodec};
 /// exits 1.
 pub fn prepare(name: &str) {
     treemux::process::ensure_zeroed_heap_or_warn(name);
+    init_logging(name);
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) != Some("--self-test") {
         return;
@@ -53,4 +54,33 @@ fn self_test(input: &Path, output: &Path) -> Result<serde_json::Value, treemux::
         "output_bytes": report.output_bytes,
         "libavcodec": { "version": codec_version, "configuration": configuration },
     }))
+}
+
+/// Installs the structured log output of the handlers' `tracing` events (job id, key, segments,
+/// outcome): one JSON object per line on Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set, and
+/// CloudWatch Logs Insights reads the fields) or when `TREEMUX_LOG_FORMAT=json`; one text line
+/// per event otherwise. Written to stderr; `RUST_LOG`-style filtering is not needed, the
+/// handlers log one line per task. Calling it twice keeps the first subscriber.
+pub fn init_logging(name: &str) {
+    let json = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
+        || std::env::var("TREEMUX_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(false);
+    let installed = if json {
+        // The span list is empty (the handlers log events, not spans); the current span would
+        // repeat the fields.
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+    if installed.is_err() {
+        eprintln!("{name}: a log subscriber was installed already");
+    }
 }

@@ -28,7 +28,7 @@ use treemux::state::JobStatus;
 /// Seconds a dead worker's tasks stay hidden before another worker may take them.
 const VISIBILITY_SECONDS: u32 = 3;
 const KEY: &str = "uploads/clip.mp4";
-const OUTPUT_KEY: &str = "transcoded/uploads/clip.mp4";
+const OUTPUT_KEY: &str = "transcoded/uploads/clip.mp4.mp4";
 
 /// A 4 s clip with exactly known content: 100 frames of a moving test pattern at 25 fps with a
 /// keyframe every 12 frames (so the planner can cut 4 segments), and a 440 Hz tone.
@@ -94,6 +94,7 @@ async fn crashing_run(
             faults: faults.clone(),
             visibility_seconds: VISIBILITY_SECONDS,
             restart: true,
+            env: Vec::new(),
         },
     )
     .await;

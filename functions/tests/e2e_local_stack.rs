@@ -59,7 +59,9 @@ async fn an_upload_becomes_a_verified_output() {
             job.stage_seconds
         );
     }
-    let output = stack.download("transcoded/uploads/three tracks.mp4").await;
+    let output = stack
+        .download("transcoded/uploads/three tracks.mkv.mp4")
+        .await;
     assert_verified(&source, &output);
     assert_no_secrets(&stack.worker_log());
     assert!(
@@ -96,8 +98,8 @@ async fn a_segment_that_fails_once_is_retried_to_the_same_frames() {
         "the fault fired"
     );
     assert_eq!(flaky_job.merge_runs, 3);
-    let clean_output = clean.download("transcoded/uploads/a.mp4").await;
-    let flaky_output = flaky.download("transcoded/uploads/a.mp4").await;
+    let clean_output = clean.download("transcoded/uploads/a.webm.mp4").await;
+    let flaky_output = flaky.download("transcoded/uploads/a.webm.mp4").await;
     assert_verified(&source, &flaky_output);
     // The worker restarts itself with zeroed allocations (treemux::process), which makes the
     // retried segment's re-encode bit-identical, not merely close.
@@ -135,7 +137,10 @@ async fn tasks_delivered_twice_merge_each_pair_once() {
         (3, 3),
         "merges counted across duplicates"
     );
-    assert_verified(&source, &stack.download("transcoded/uploads/b.mp4").await);
+    assert_verified(
+        &source,
+        &stack.download("transcoded/uploads/b.webm.mp4").await,
+    );
 }
 
 #[tokio::test]
@@ -197,9 +202,10 @@ async fn a_duplicate_event_starts_no_second_job() {
     let stack = Stack::new("dup", "").await;
     let source = sample("06_bbb_vp9_opus_320x180.webm");
     stack.upload("uploads/d.webm", &source).await;
-    let (status, _) = stack.finished_job().await;
+    let (status, job) = stack.finished_job().await;
     assert_eq!(status, "SUCCEEDED");
-    // S3 delivers at least once: send the same event again, as S3 would.
+    // S3 delivers at least once: send the same event again, as S3 would (same object, same
+    // event time; moto's events carry no sequencer).
     let head = stack
         .s3
         .head_object()
@@ -214,7 +220,8 @@ async fn a_duplicate_event_starts_no_second_job() {
         .trim_matches('"')
         .to_owned();
     let event = serde_json::json!({"Records": [{"eventName": "ObjectCreated:Put", "s3": {
-        "bucket": {"name": stack.input_bucket}, "object": {"key": "uploads/d.webm", "eTag": etag}}}]});
+        "bucket": {"name": stack.input_bucket}, "object": {"key": "uploads/d.webm", "eTag": etag}},
+        "eventTime": job.upload}]});
     let sqs = aws_sdk_sqs::Client::new(&sdk().await);
     sqs.send_message()
         .queue_url(&stack.upload_queue)

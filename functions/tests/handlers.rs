@@ -161,11 +161,11 @@ async fn analyze_the_real_s3_event_then_run_the_whole_job() {
     }
     assert_eq!(
         record.output,
-        "s3://treemux-output/transcoded/uploads/café clip.mp4"
+        "s3://treemux-output/transcoded/uploads/café clip.webm.mp4"
     );
     let output = dir
         .path()
-        .join("buckets/treemux-output/transcoded/uploads/café clip.mp4");
+        .join("buckets/treemux-output/transcoded/uploads/café clip.webm.mp4");
     let report = verify(
         &sample("06_bbb_vp9_opus_320x180.webm"),
         &output,
@@ -214,11 +214,10 @@ async fn a_bad_upload_fails_the_job_with_its_cause() {
         "{}",
         error.message
     );
-    let outcome_job = treemux_functions::job::job_id(
-        "treemux-input",
-        "uploads/café clip.webm",
-        "096fKKXTRTtl3on89fVO.nfljtsv6qko",
-    );
+    let event: S3Event = serde_json::from_str(&fixture("s3-object-created.json")).expect("event");
+    let outcome_job = handlers::Upload::from_record(&event.records[0])
+        .expect("upload")
+        .job_id(&services.config);
     let record = services
         .store
         .get_job(&outcome_job)
@@ -245,7 +244,7 @@ async fn a_bad_upload_fails_the_job_with_its_cause() {
     );
     assert!(!services
         .objects
-        .exists("treemux-output", "transcoded/uploads/café clip.mp4")
+        .exists("treemux-output", "transcoded/uploads/café clip.webm.mp4")
         .await
         .expect("exists"));
 }

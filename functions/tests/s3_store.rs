@@ -48,7 +48,7 @@ async fn large_files_go_up_in_parts_and_come_back_identical() {
             .expect("upload");
         let back = dir.path().join(format!("{name}.back"));
         let read = store
-            .get_to_path(&bucket, name, &back)
+            .get_to_path(&bucket, name, &Default::default(), &back)
             .await
             .expect("download");
         assert_eq!(read, size);

@@ -3,6 +3,7 @@
 
 mod common;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -19,6 +20,8 @@ fn record(job_id: &str) -> JobRecord {
         job_id: job_id.to_owned(),
         status: JobStatus::Created,
         source: "s3://in/a.mp4".into(),
+        source_version: "etag".into(),
+        upload: "0055AED6DCD90281E5".into(),
         output: "s3://out/a.mp4".into(),
         segments: 5,
         merges: 4,
@@ -27,6 +30,7 @@ fn record(job_id: &str) -> JobRecord {
         merge_runs: 0,
         stage_seconds: Default::default(),
         error: None,
+        superseded_by: None,
         warnings: Vec::new(),
         created_at: 1,
         updated_at: 1,
@@ -239,6 +243,102 @@ async fn conformance<S: StateStore + JobStore>(store: &S, job: &str) {
     );
 }
 
+/// The newest job per input key (`claim_latest`): a later upload takes the key and names the
+/// job it replaced, an earlier one (delivered late) is told which job is newer, claiming again
+/// is harmless, and keys are independent. Also superseding: a final state is never replaced.
+async fn latest_jobs<S: StateStore + JobStore>(store: &S) {
+    use treemux::state::LatestClaim;
+    let (bucket, key) = ("in", "uploads/x.mp4");
+    assert_eq!(store.latest_job(bucket, key).await.expect("read"), None);
+    let claim = |job: &'static str, order: &'static str| async move {
+        store
+            .claim_latest(bucket, key, job, order)
+            .await
+            .expect("claim")
+    };
+    assert_eq!(
+        claim("j2", "t2026-12-01T10:00:02.000Z").await,
+        LatestClaim::Newest { previous: None }
+    );
+    assert_eq!(
+        claim("j1", "t2026-12-01T10:00:01.000Z").await,
+        LatestClaim::Older {
+            newest: "j2".into()
+        },
+        "an older upload delivered late does not take the key"
+    );
+    assert_eq!(
+        claim("j2", "t2026-12-01T10:00:02.000Z").await,
+        LatestClaim::Newest { previous: None }
+    );
+    assert_eq!(
+        claim("j3", "t2026-12-01T10:00:03.000Z").await,
+        LatestClaim::Newest {
+            previous: Some("j2".into())
+        }
+    );
+    assert_eq!(
+        claim("j3b", "t2026-12-01T10:00:03.000Z").await,
+        LatestClaim::Newest {
+            previous: Some("j3".into())
+        },
+        "the same upload under other settings is the newest job"
+    );
+    assert_eq!(
+        store.latest_job(bucket, key).await.expect("read"),
+        Some("j3b".into())
+    );
+    assert_eq!(
+        store
+            .latest_job(bucket, "uploads/x.mov")
+            .await
+            .expect("read"),
+        None,
+        "another key has no job"
+    );
+    for (job, status) in [("5a01", JobStatus::Running), ("5a02", JobStatus::Succeeded)] {
+        let mut record = record(job);
+        record.status = status;
+        assert!(store.create_job(&record).await.expect("create"));
+        let update = JobUpdate::Superseded {
+            by: "j3".into(),
+            reason: "a newer upload".into(),
+        };
+        store.update_job(job, &update, 3).await.expect("supersede");
+        store
+            .update_job(
+                job,
+                &JobUpdate::Failed {
+                    error: "later".into(),
+                },
+                4,
+            )
+            .await
+            .expect("fail");
+        store
+            .update_job(job, &JobUpdate::Succeeded, 5)
+            .await
+            .expect("succeed");
+        let read = store.get_job(job).await.expect("read").expect("record");
+        if status == JobStatus::Running {
+            assert_eq!(
+                read.status,
+                JobStatus::Superseded,
+                "a running job is superseded for good"
+            );
+            assert_eq!(read.superseded_by.as_deref(), Some("j3"));
+            assert_eq!(read.error.as_deref(), Some("a newer upload"));
+        } else {
+            assert_eq!(
+                read.status,
+                JobStatus::Succeeded,
+                "a finished job stays finished"
+            );
+            assert_eq!(read.superseded_by, None);
+        }
+    }
+}
+
 /// Conditional writes hold under concurrency: updates racing on one job record are all kept,
 /// two children confirming a pair at once see it complete exactly once between them, and of two
 /// claimants racing for a pair exactly one wins.
@@ -305,6 +405,7 @@ where
 #[tokio::test]
 async fn in_memory_store() {
     conformance(&InMemoryStateStore::new(), "0a1b").await;
+    latest_jobs(&InMemoryStateStore::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -342,6 +443,57 @@ async fn dynamodb_store_on_the_local_stack() {
         ttl_seconds: 3600,
     };
     conformance(&store, "0a1b").await;
+    latest_jobs(&store).await;
+    // The record is readable as it is with `aws dynamodb get-item` (docs/deploy.md): one
+    // attribute per field, not JSON inside a string.
+    let item = client
+        .get_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S("job#0a1b".into()))
+        .key("sk", AttributeValue::S("job".into()))
+        .send()
+        .await
+        .expect("get-item")
+        .item
+        .expect("the job item");
+    let job = store.get_job("0a1b").await.expect("read").expect("record");
+    assert_eq!(
+        item.get("status").and_then(|v| v.as_s().ok()),
+        Some(&job.status.name().to_owned())
+    );
+    assert_eq!(
+        item.get("source").and_then(|v| v.as_s().ok()),
+        Some(&job.source)
+    );
+    assert_eq!(
+        item.get("segments").and_then(|v| v.as_n().ok()),
+        Some(&job.segments.to_string())
+    );
+    assert_eq!(
+        item.get("kind")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str),
+        Some("job")
+    );
+    assert!(!item.contains_key("record"), "no JSON blob: {item:?}");
+    // The newest job of an input key, found with one get-item on `key#<bucket>/<key>`.
+    let latest = client
+        .get_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S("key#in/uploads/x.mp4".into()))
+        .key("sk", AttributeValue::S("latest".into()))
+        .send()
+        .await
+        .expect("get-item")
+        .item
+        .expect("the key's item");
+    assert_eq!(
+        latest
+            .get("job_id")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str),
+        Some("j3b")
+    );
     // Every item carries a TTL.
     let items = client
         .scan()

@@ -59,6 +59,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     treemux::process::ensure_zeroed_heap_or_warn("treemux-worker");
+    treemux_functions::startup::init_logging("treemux-worker");
     match Cli::parse().command {
         Command::Run {
             task_queue_url,

@@ -52,6 +52,8 @@ pub struct WorkerSetup {
     /// Start the worker again when it dies (tests that kill it). Otherwise a worker that exits
     /// fails the test: nothing may crash it by accident.
     pub restart: bool,
+    /// More environment (`TREEMUX_CRF`, `TREEMUX_OUTPUT_PREFIX`, …), applied last.
+    pub env: Vec<(String, String)>,
 }
 
 impl WorkerSetup {
@@ -60,6 +62,7 @@ impl WorkerSetup {
             faults: faults.to_owned(),
             visibility_seconds: 60,
             restart: false,
+            env: Vec::new(),
         }
     }
 }
@@ -81,7 +84,7 @@ pub struct Stack {
     pub input_bucket: String,
     pub output_bucket: String,
     pub dir: tempfile::TempDir,
-    worker_env: WorkerEnv,
+    worker_env: Mutex<WorkerEnv>,
     worker: Mutex<Worker>,
     restart: bool,
 }
@@ -96,6 +99,7 @@ struct WorkerEnv {
     scratch: PathBuf,
     log: PathBuf,
     visibility_seconds: u32,
+    extra: Vec<(String, String)>,
 }
 
 impl WorkerEnv {
@@ -128,6 +132,7 @@ impl WorkerEnv {
                 self.visibility_seconds.to_string(),
             )
             .env("TREEMUX_WORKER_FAULTS", faults.join(","))
+            .envs(self.extra.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -241,6 +246,7 @@ impl Stack {
             scratch: dir.path().join("efs"),
             log: dir.path().join("worker.log"),
             visibility_seconds: setup.visibility_seconds,
+            extra: setup.env.clone(),
         };
         let child = worker_env.spawn(&faults);
         Stack {
@@ -253,7 +259,7 @@ impl Stack {
             input_bucket,
             output_bucket,
             dir,
-            worker_env,
+            worker_env: Mutex::new(worker_env),
             worker: Mutex::new(Worker {
                 child,
                 faults,
@@ -285,7 +291,11 @@ impl Stack {
                 remaining.remove(at);
             }
         }
-        worker.child = self.worker_env.spawn(&remaining);
+        worker.child = self
+            .worker_env
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .spawn(&remaining);
         worker.faults = remaining;
         worker.restarts += 1;
     }
@@ -295,6 +305,64 @@ impl Stack {
         let mut worker = self.worker.lock().unwrap_or_else(|p| p.into_inner());
         let _ = worker.child.kill();
         let _ = worker.child.wait();
+    }
+
+    /// Stops the worker once it is idle and starts it again with `env` as its extra environment
+    /// (other settings, as a redeploy would give the functions).
+    pub fn restart_worker_with(&self, env: &[(&str, &str)]) {
+        let mut worker = self.worker.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = worker.child.kill();
+        let _ = worker.child.wait();
+        let mut worker_env = self.worker_env.lock().unwrap_or_else(|p| p.into_inner());
+        worker_env.extra = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        worker.child = worker_env.spawn(&worker.faults);
+    }
+
+    /// Waits until `count` executions have ended; returns each one's status and job record,
+    /// oldest first.
+    pub async fn finished_jobs(&self, count: usize) -> Vec<(String, JobRecord)> {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            self.revive_worker();
+            let mut executions = self
+                .sfn
+                .list_executions()
+                .state_machine_arn(&self.state_machine)
+                .send()
+                .await
+                .expect("list")
+                .executions;
+            let ended = executions
+                .iter()
+                .filter(|e| e.status.as_str() != "RUNNING")
+                .count();
+            if ended >= count {
+                executions.sort_by_key(|e| {
+                    e.start_date.secs() * 1_000 + i64::from(e.start_date.subsec_nanos() / 1_000_000)
+                });
+                let mut jobs = Vec::new();
+                for execution in executions {
+                    let job = self
+                        .store
+                        .get_job(&execution.name)
+                        .await
+                        .expect("read job")
+                        .expect("job record");
+                    jobs.push((execution.status.as_str().to_owned(), job));
+                }
+                return jobs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: {ended} of {count} executions finished in time; worker log:\n{}",
+                self.name,
+                self.worker_log()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
 
     /// How often the worker was started again after dying.
