@@ -17,7 +17,10 @@
 //! task's message is not deleted, so it comes back after the visibility timeout to whichever
 //! worker polls next, carrying the same task token. `lose:FUNCTION` takes every matching task and
 //! never answers it, as an invocation lost on the way: the execution stops making progress and
-//! waits for its `TimeoutSeconds` or a StopExecution.
+//! waits for its `TimeoutSeconds` or a StopExecution. `throttle:FUNCTION:TIMES` answers the
+//! first TIMES attempts of each task of FUNCTION (each segment's, for split-and-convert) with `Lambda.TooManyRequestsException` without running them, as
+//! Lambda does when the account's concurrency is used up: the state machine's throttling retrier
+//! must outlast them.
 //!
 //! A message without a token is an asynchronous invocation (on AWS, EventBridge invoking
 //! job-failed when an execution timed out or was stopped): the handler runs, nobody is answered.
@@ -92,13 +95,25 @@ enum FaultRule {
     Lose {
         function: String,
     },
+    /// The first `times` attempts of each task are refused as Lambda refuses an invocation over
+    /// the account's concurrency.
+    Throttle {
+        function: String,
+        times: u32,
+    },
 }
+
+/// The error Lambda's service answers a throttled invocation with (the state machine's
+/// throttling retrier matches it).
+pub const THROTTLED_ERROR: &str = "Lambda.TooManyRequestsException";
 
 /// Injected faults (see the module docs).
 #[derive(Debug, Default)]
 pub struct Faults {
     rules: Vec<FaultRule>,
     fired: Mutex<HashSet<(String, Option<u32>)>>,
+    /// Times each task (function, segment) was throttled so far.
+    throttled: Mutex<std::collections::HashMap<(String, Option<u32>), u32>>,
     crash_points: Vec<CrashPoint>,
 }
 
@@ -110,6 +125,8 @@ pub enum FaultAction {
     Fail(HandlerError),
     /// Leave the task unanswered.
     Lose,
+    /// Answer with [`THROTTLED_ERROR`] without running the task.
+    Throttle,
 }
 
 impl Faults {
@@ -127,6 +144,15 @@ impl Faults {
                 continue;
             }
             let parts: Vec<&str> = rule.split(':').collect();
+            if let ["throttle", function, times] = parts.as_slice() {
+                rules.push(FaultRule::Throttle {
+                    function: (*function).to_owned(),
+                    times: times
+                        .parse()
+                        .map_err(|_| format!("fault {rule:?}: TIMES must be a number"))?,
+                });
+                continue;
+            }
             let segment = match parts.get(2) {
                 Some(text) => Some(
                     text.parse()
@@ -145,7 +171,7 @@ impl Faults {
                 "lose" => FaultRule::Lose { function },
                 kind => {
                     return Err(format!(
-                        "fault {rule:?}: unknown kind {kind:?} (fail-once, fail-always, duplicate, lose, crash)"
+                        "fault {rule:?}: unknown kind {kind:?} (fail-once, fail-always, duplicate, lose, throttle, crash)"
                     ))
                 }
             });
@@ -153,6 +179,7 @@ impl Faults {
         Ok(Self {
             rules,
             fired: Mutex::new(HashSet::new()),
+            throttled: Mutex::new(std::collections::HashMap::new()),
             crash_points,
         })
     }
@@ -196,6 +223,17 @@ impl Faults {
                     return FaultAction::RunTwice
                 }
                 FaultRule::Lose { function: name } if name == function => return FaultAction::Lose,
+                FaultRule::Throttle {
+                    function: name,
+                    times,
+                } if name == function => {
+                    let mut throttled = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
+                    let count = throttled.entry((function.to_owned(), segment)).or_insert(0);
+                    if *count < *times {
+                        *count += 1;
+                        return FaultAction::Throttle;
+                    }
+                }
                 _ => {}
             }
         }
@@ -388,6 +426,27 @@ async fn handle_task<S, O, X>(
         FaultAction::Lose => {
             return eprintln!("worker: {function} job={job}: injected fault: lost, never answered")
         }
+        FaultAction::Throttle => {
+            eprintln!(
+                "worker: {function} job={job}: injected fault: throttled ({THROTTLED_ERROR})"
+            );
+            if let Some(token) = token {
+                let answer = sfn
+                    .send_task_failure()
+                    .task_token(token)
+                    .error(THROTTLED_ERROR)
+                    .cause("Rate Exceeded. (injected by TREEMUX_WORKER_FAULTS)")
+                    .send()
+                    .await;
+                if let Err(error) = answer {
+                    eprintln!(
+                        "worker: answering Step Functions for {function}: {}",
+                        aws_sdk_sfn::error::DisplayErrorContext(error)
+                    );
+                }
+            }
+            return;
+        }
         FaultAction::Fail(error) => {
             // As the handler itself would: a permanent failure is recorded on the job.
             if let Some(job_id) = input["job_id"].as_str() {
@@ -534,5 +593,18 @@ mod tests {
         assert!(
             matches!(always.decide("merge-audio", &serde_json::json!({})), FaultAction::Fail(e) if e.name() == "TreemuxMediaFailure")
         );
+        let throttling = Faults::parse("throttle:split-and-convert:2").expect("parse");
+        let decisions: Vec<FaultAction> = (0..3)
+            .map(|_| throttling.decide("split-and-convert", &segment(0)))
+            .collect();
+        assert_eq!(
+            decisions,
+            [
+                FaultAction::Throttle,
+                FaultAction::Throttle,
+                FaultAction::Run
+            ]
+        );
+        assert!(Faults::parse("throttle:split-and-convert:many").is_err());
     }
 }

@@ -95,6 +95,7 @@ async fn crashing_run(
             visibility_seconds: VISIBILITY_SECONDS,
             restart: true,
             env: Vec::new(),
+            definition: None,
         },
     )
     .await;

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::stack::{assert_no_secrets, Stack};
+use common::stack::{assert_no_secrets, one_second_retries, Stack, WorkerSetup};
 use common::{sdk, stack_available};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -280,4 +280,78 @@ async fn hostile_keys_cannot_escape_the_job_directory() {
     assert!(!stack.dir.path().join("escape dir").exists());
     assert!(!efs.join("escape dir").exists());
     assert!(stack.output_keys().await.is_empty());
+}
+
+/// Two large jobs throttle each other (issue: the Map's fan-out used up the account's
+/// concurrency and throttling had about a minute of retries). Every segment's task is refused six
+/// times with `Lambda.TooManyRequestsException`, as Lambda refuses invocations over the quota:
+/// with the state machine's throttling retrier the job still succeeds, frame-exact; with the
+/// policy before (5 attempts) the same faults end it FAILED. Retry delays are cut to one second
+/// here (attempts kept), so the test shows the policy's shape, not its real minutes.
+#[tokio::test]
+async fn throttled_tasks_are_retried_until_they_run() {
+    if !stack_available() {
+        return;
+    }
+    let source = sample("06_bbb_vp9_opus_320x180.webm");
+    // One segment: moto's Step Functions counts a Map child's retries together with its
+    // siblings' (and re-runs finished siblings), so with several segments the attempts a policy
+    // allows per task cannot be told apart there.
+    let throttled = |definition: Option<fn(&mut serde_json::Value)>| WorkerSetup {
+        definition,
+        env: vec![("TREEMUX_MAX_SEGMENTS".to_owned(), "1".to_owned())],
+        ..WorkerSetup::faults("throttle:split-and-convert:6")
+    };
+    let patient = Stack::with_worker("throttled", throttled(Some(one_second_retries))).await;
+    let impatient = Stack::with_worker(
+        "throttled-old-policy",
+        throttled(Some(|definition| {
+            one_second_retries(definition);
+            five_throttle_attempts(definition);
+        })),
+    )
+    .await;
+    patient.upload("uploads/a.webm", &source).await;
+    impatient.upload("uploads/a.webm", &source).await;
+    let ((patient_status, patient_job), (impatient_status, impatient_job)) =
+        (patient.finished_job().await, impatient.finished_job().await);
+    let log = patient.worker_log();
+    assert_eq!(patient_status, "SUCCEEDED", "worker log:\n{log}");
+    assert!(
+        log.matches("throttled (Lambda.TooManyRequestsException)")
+            .count()
+            >= 6,
+        "the throttles fired:\n{log}"
+    );
+    assert_eq!(patient_job.status, JobStatus::Succeeded);
+    let keys = patient.output_keys().await;
+    assert_eq!(keys.len(), 1, "one output: {keys:?}");
+    let output = patient.download(&keys[0]).await;
+    assert_verified(&source, &output);
+    assert_eq!(
+        (impatient_status.as_str(), impatient_job.status),
+        ("FAILED", JobStatus::Failed),
+        "the old policy must give up on six throttles, or this test shows nothing:\n{}",
+        impatient.worker_log()
+    );
+}
+
+/// The throttling retrier as it was: 5 attempts.
+fn five_throttle_attempts(definition: &mut serde_json::Value) {
+    match definition {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::Array(retriers)) = map.get_mut("Retry") {
+                for retrier in retriers.iter_mut().filter(|r| {
+                    r["ErrorEquals"]
+                        .as_array()
+                        .is_some_and(|e| e.iter().any(|e| e == "Lambda.TooManyRequestsException"))
+                }) {
+                    retrier["MaxAttempts"] = 5.into();
+                }
+            }
+            map.values_mut().for_each(five_throttle_attempts);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(five_throttle_attempts),
+        _ => {}
+    }
 }

@@ -54,6 +54,30 @@ pub struct WorkerSetup {
     pub restart: bool,
     /// More environment (`TREEMUX_CRF`, `TREEMUX_OUTPUT_PREFIX`, …), applied last.
     pub env: Vec<(String, String)>,
+    /// Rewrites the rendered state machine before it is created (e.g. shorter retry delays, so a
+    /// test of a retry policy's attempts does not wait its real minutes).
+    pub definition: Option<fn(&mut serde_json::Value)>,
+}
+
+/// Every retrier of `definition` waits one second between attempts, keeping its attempts: the
+/// policy's shape at test speed.
+pub fn one_second_retries(definition: &mut serde_json::Value) {
+    match definition {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::Array(retriers)) = map.get_mut("Retry") {
+                for retrier in retriers {
+                    retrier["IntervalSeconds"] = 1.into();
+                    retrier["BackoffRate"] = 1.0.into();
+                    if retrier.get("MaxDelaySeconds").is_some() {
+                        retrier["MaxDelaySeconds"] = 1.into();
+                    }
+                }
+            }
+            map.values_mut().for_each(one_second_retries);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(one_second_retries),
+        _ => {}
+    }
 }
 
 impl WorkerSetup {
@@ -63,6 +87,7 @@ impl WorkerSetup {
             visibility_seconds: 60,
             restart: false,
             env: Vec::new(),
+            definition: None,
         }
     }
 }
@@ -213,7 +238,10 @@ impl Stack {
             .send()
             .await
             .expect("notification");
-        let definition = asl::render_for_worker(&task_queue).expect("render");
+        let mut definition = asl::render_for_worker(&task_queue).expect("render");
+        if let Some(rewrite) = setup.definition {
+            rewrite(&mut definition);
+        }
         let state_machine = sfn
             .create_state_machine()
             .name(&name)
