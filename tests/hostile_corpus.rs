@@ -287,3 +287,163 @@ fn every_hostile_input_is_transcoded_and_verified_or_refused_in_one_line() {
         problems.join("\n")
     );
 }
+
+/// The judge must be able to fail: outputs wrong in each way it looks for, made with the ffmpeg
+/// CLI (stream copies that lose what a careless transcode loses), each named by its problem.
+#[test]
+fn the_judge_fails_outputs_that_lose_levels_rotation_frames_streams_or_tags() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let at = |name: &str| dir.path().join(name);
+    let video = ["-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=2"];
+    let tone = ["-f", "lavfi", "-i", "sine=f=440:r=48000:d=2"];
+    let x264 = ["-c:v", "libx264", "-preset", "ultrafast"];
+    let none = serde_json::json!({});
+    let expect = |case: &serde_json::Value, source: &Path, output: &Path, expected: &[&str]| {
+        let problems = judge(case, source, output, "");
+        for text in expected {
+            assert!(
+                problems.iter().any(|problem| problem.contains(text)),
+                "{} judged against {}: expected a problem saying {text:?}, got {problems:?}",
+                output.display(),
+                source.display()
+            );
+        }
+    };
+
+    // Full-range samples tagged limited: the levels are wrong as shown.
+    let full = at("full.mp4");
+    ffmpeg_clip(
+        &full,
+        &[&video[..], &x264, &["-pix_fmt", "yuvj420p"]].concat(),
+    );
+    let mistagged = at("mistagged.mp4");
+    ffmpeg_clip(
+        &mistagged,
+        &[
+            "-i",
+            path(&full),
+            "-c",
+            "copy",
+            "-bsf:v",
+            "h264_metadata=video_full_range_flag=0",
+        ],
+    );
+    expect(&none, &full, &mistagged, &["picture: PSNR-Y"]);
+    let check_range = serde_json::json!({"checks": {"color": {"color_range": "pc"}}});
+    expect(
+        &check_range,
+        &full,
+        &mistagged,
+        &["color_range: tv, expected pc"],
+    );
+
+    // A rotation lost: the picture is shown sideways.
+    let rotated = at("rotated.mp4");
+    ffmpeg_clip(
+        &rotated,
+        &[
+            "-i",
+            path(&full),
+            "-c",
+            "copy",
+            "-metadata:s:v:0",
+            "rotate=90",
+        ],
+    );
+    let check_rotation = serde_json::json!({"checks": {"rotation": 90}});
+    expect(
+        &check_rotation,
+        &rotated,
+        &full,
+        &[
+            "picture: PSNR-Y",
+            "displayed aspect ratio",
+            "rotation: 0°, expected 90°",
+        ],
+    );
+
+    // Frames and audio before 0 hidden by an MP4 edit list.
+    let wrapped = at("wrapped.ts");
+    ffmpeg_clip(
+        &wrapped,
+        &[
+            &video[..],
+            &tone,
+            &x264,
+            &[
+                "-c:a",
+                "aac",
+                "-output_ts_offset",
+                "95442.1",
+                "-f",
+                "mpegts",
+            ],
+        ]
+        .concat(),
+    );
+    let hidden = at("hidden.mp4");
+    ffmpeg_clip(&hidden, &["-copyts", "-i", path(&wrapped), "-c", "copy"]);
+    expect(
+        &none,
+        &wrapped,
+        &hidden,
+        &["frames: ffmpeg decodes 50", "audio 1: decodes to"],
+    );
+
+    // Subtitles, chapters and tags dropped without a warning.
+    let subtitles = at("subtitles.srt");
+    std::fs::write(&subtitles, "1\n00:00:00,000 --> 00:00:01,000\nHello\n").expect("srt");
+    let extras = at("extras.mkv");
+    ffmpeg_clip(
+        &extras,
+        &[
+            &video[..],
+            &["-i", path(&subtitles)],
+            &x264,
+            &[
+                "-metadata",
+                "title=Kept?",
+                "-metadata:s:v:0",
+                "timecode=01:00:00:00",
+            ],
+        ]
+        .concat(),
+    );
+    let bare = at("bare.mkv");
+    ffmpeg_clip(
+        &bare,
+        &[
+            "-i",
+            path(&extras),
+            "-map",
+            "0:v",
+            "-c",
+            "copy",
+            "-map_metadata",
+            "-1",
+            "-metadata:s:v:0",
+            "timecode=",
+        ],
+    );
+    expect(
+        &none,
+        &extras,
+        &bare,
+        &[
+            "streams: 1 source streams are missing",
+            "tag title='Kept?'",
+            "timecode 01:00:00:00",
+        ],
+    );
+    let check_streams = serde_json::json!({"checks": {"streams": ["video:h264", "subtitle:subrip"], "warnings": ["not kept"], "pix_fmt": "yuv420p10le"}});
+    expect(
+        &check_streams,
+        &extras,
+        &bare,
+        &[
+            "streams: ['video:h264']",
+            "warnings: 0 lines say 'not kept'",
+            "pix_fmt: yuv420p, expected yuv420p10le",
+        ],
+    );
+}

@@ -6,7 +6,10 @@
 Writes every case into DIR and DIR/cases.json: a list of {"file", "what", "expect"}, where
 expect is "ok" (treemux must transcode it and verify must pass), "refused" (treemux must exit
 non-zero with one line naming the file) or "either" (both are acceptable; the test still checks
-the invariants). Nothing here is committed as a binary: the corpus is rebuilt on every test run.
+the invariants). Optional keys: "output" (the output's extension, mp4 by default), "args" (extra
+transcode options), "checks" (exact output properties for tests/corpus/judge.py, which judges
+every transcoded output) and "error_names" (what a refusal must name; the file by default).
+Nothing here is committed as a binary: the corpus is rebuilt on every test run.
 """
 
 import json
@@ -307,6 +310,9 @@ ffmpeg(*video(2), *tone(2), *X264, *AAC, "-timecode", "01:00:00:00", str(OUT / "
 case("i11-timecode.mov", "QuickTime timecode into MOV: a timecode track again", "ok", output="mov",
      checks={"timecode": "01:00:00:00", "streams": ["video:h264", "audio:aac:2ch", "data:none"], "warnings": []})
 case("i11-timecode.mov", "QuickTime timecode into MKV: the timecode tag", "ok", output="mkv", checks={"timecode": "01:00:00:00", "warnings": []})
+ffmpeg(*video(2), *X264, "-metadata:s:v:0", "timecode=10:00:00:00", str(OUT / "i11-timecode.mkv"))
+case("i11-timecode.mkv", "Matroska TIMECODE tag into MOV: a timecode track", "ok", output="mov",
+     checks={"timecode": "10:00:00:00", "streams": ["video:h264", "data:none"], "warnings": []})
 for helper in ("i11-subtitles.srt", "i11-subtitles.ass", "i11-metadata.txt", "i11-font.ttf", "i11-cover.jpg"):
     (OUT / helper).unlink()
 

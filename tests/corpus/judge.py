@@ -217,6 +217,9 @@ def main():
         missing += max(number - kept, 0)
     if missing > len(stream_warnings):
         problem(f"streams: {missing} source streams are missing from the output, {len(stream_warnings)} warned")
+    source_timecodes = [v for s in source["streams"] for k, v in s.get("tags", {}).items() if k.lower() == "timecode"]
+    if source_timecodes and not has_timecode and not any("timecode" in w for w in warnings):
+        problem(f"timecode {source_timecodes[0]}: not in the output and not warned")
     source_chapters, output_chapters = source.get("chapters", []), output.get("chapters", [])
     if len(source_chapters) != len(output_chapters) and not any("chapter" in w for w in warnings):
         problem(f"chapters: source {len(source_chapters)}, output {len(output_chapters)}, none warned")
