@@ -418,6 +418,7 @@ mod tests {
                 rotation_degrees: 0.0,
                 metadata: BTreeMap::new(),
                 color: Default::default(),
+                hdr: Default::default(),
             },
             audio: Vec::new(),
             frames: Vec::new(),

@@ -390,6 +390,27 @@ fn the_judge_fails_outputs_that_lose_levels_rotation_frames_streams_or_tags() {
         &["frames: ffmpeg decodes 50", "audio 1: decodes to"],
     );
 
+    // HDR10 mastering display metadata dropped without a warning (libx264 cannot write it).
+    let hdr10 = at("hdr10.mp4");
+    ffmpeg_clip(
+        &hdr10,
+        &[
+            &video[..],
+            &["-t", "0.4", "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le"],
+            &["-color_primaries", "bt2020", "-color_trc", "smpte2084", "-colorspace", "bt2020nc"],
+            &["-x265-params", "log-level=error:master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):max-cll=1000,400"],
+        ]
+        .concat(),
+    );
+    let sdr_metadata = at("no-mastering.mp4");
+    ffmpeg_clip(&sdr_metadata, &[&["-i", path(&hdr10)][..], &x264].concat());
+    expect(
+        &none,
+        &hdr10,
+        &sdr_metadata,
+        &["HDR10 mastering display metadata: not in the output and not warned"],
+    );
+
     // Subtitles, chapters and tags dropped without a warning.
     let subtitles = at("subtitles.srt");
     std::fs::write(&subtitles, "1\n00:00:00,000 --> 00:00:01,000\nHello\n").expect("srt");

@@ -326,14 +326,25 @@ case("i11-h263-square.3gp", "3GP whose container says 1:1 over an H.263 bitstrea
 for helper in ("i11-square.mp4", "i11-h263.3gp"):
     (OUT / helper).unlink()
 
-# Item 8: 10-bit and HDR keep their depth and their tags; --pix-fmt yuv420p asks for 8-bit.
+# Item 8: 10-bit and HDR keep their depth and their tags; --pix-fmt yuv420p asks for 8-bit. The
+# HDR10 static metadata (mastering display, content light level) is kept by x265 and SVT-AV1 and
+# warned by the others.
 PQ = {"color_primaries": "bt2020", "color_transfer": "smpte2084", "color_space": "bt2020nc"}
+HDR10_SEI = ["Mastering display metadata", "Content light level metadata"]
 ffmpeg(*video(2), "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le", "-color_primaries", "bt2020",
-       "-color_trc", "smpte2084", "-colorspace", "bt2020nc", "-x265-params", "log-level=error", str(OUT / "i11-hdr10-pq.mp4"))
-case("i11-hdr10-pq.mp4", "HDR10 (PQ, BT.2020) 10-bit HEVC into HEVC", "ok", args=["--codec", "h265"], checks={"pix_fmt": "yuv420p10le", "color": PQ})
-case("i11-hdr10-pq.mp4", "HDR10 10-bit HEVC into H.264 (10-bit)", "ok", checks={"pix_fmt": "yuv420p10le", "color": PQ})
+       "-color_trc", "smpte2084", "-colorspace", "bt2020nc", "-x265-params",
+       "log-level=error:master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):max-cll=1000,400",
+       str(OUT / "i11-hdr10-pq.mp4"))
+case("i11-hdr10-pq.mp4", "HDR10 (PQ, BT.2020, mastering display) 10-bit HEVC into HEVC", "ok", args=["--codec", "h265"],
+     checks={"pix_fmt": "yuv420p10le", "color": PQ, "side_data": HDR10_SEI, "warnings": []})
+case("i11-hdr10-pq.mp4", "HDR10 10-bit HEVC into H.264 (10-bit; the mastering display warned)", "ok",
+     checks={"pix_fmt": "yuv420p10le", "color": PQ, "warnings": ["HDR10 mastering display and content light level metadata are not kept"]})
+case("i11-hdr10-pq.mp4", "HDR10 10-bit HEVC into AV1 (.mkv)", "ok", output="mkv", args=["--codec", "av1", "--preset", "12"],
+     checks={"pix_fmt": "yuv420p10le", "color": PQ, "side_data": HDR10_SEI, "warnings": []})
+case("i11-hdr10-pq.mp4", "HDR10 10-bit HEVC into VP9 profile 2 (.webm)", "ok", output="webm", args=["--preset", "8"],
+     checks={"pix_fmt": "yuv420p10le", "color": PQ})
 case("i11-hdr10-pq.mp4", "HDR10 10-bit HEVC with --pix-fmt yuv420p (8-bit on request)", "ok", args=["--codec", "h265", "--pix-fmt", "yuv420p"],
-     checks={"pix_fmt": "yuv420p", "color": PQ})
+     checks={"pix_fmt": "yuv420p", "color": PQ, "side_data": HDR10_SEI})
 ffmpeg(*video(2), "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le", "-color_primaries", "bt2020",
        "-color_trc", "arib-std-b67", "-colorspace", "bt2020nc", "-x265-params", "log-level=error", str(OUT / "i11-hlg.mkv"))
 case("i11-hlg.mkv", "HLG 10-bit HEVC in Matroska into MKV", "ok", output="mkv",

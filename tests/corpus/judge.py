@@ -18,8 +18,8 @@ Every output is judged on:
   fails;
 - displayed aspect ratio within 2 %;
 - audio: as many tracks, each decoding to the source track's length within 50 ms;
-- streams, chapters and global tags of the source: present in the output or named in a
-  `warning:` line.
+- streams, chapters, global tags, the timecode and HDR10 mastering display metadata of the
+  source: present in the output or named in a `warning:` line.
 
 A case's optional "checks" add exact expectations: "pix_fmt", "color" (ffprobe stream fields),
 "size" (coded WxH), "rotation" (ffprobe's display rotation, 0 when none), "sar", "streams" (the
@@ -157,6 +157,14 @@ def audio_seconds(path, index, sample_rate):
     return len(result.stdout) / 2 / sample_rate
 
 
+def first_frame_side_data(path):
+    """The side data types of the first video frame, as ffprobe names them."""
+    result = run(["ffprobe", "-v", "error", "-select_streams", "V:0", "-read_intervals", "%+#1", "-show_frames",
+                  "-show_entries", "frame=side_data_list", "-of", "json", path])
+    frames = json.loads(result.stdout or b"{}").get("frames", [])
+    return [side.get("side_data_type") for side in (frames[0].get("side_data_list", []) if frames else [])]
+
+
 def main():
     case = json.loads(sys.argv[1])
     source_path, output_path = sys.argv[2], sys.argv[3]
@@ -258,6 +266,14 @@ def main():
         titles = [c.get("tags", {}).get("title") for c in output_chapters]
         if titles != checks["chapters"]:
             problem(f"chapters: {titles}, expected {checks['chapters']}")
+    found = first_frame_side_data(output_path)
+    if "Mastering display metadata" in first_frame_side_data(source_path) and "Mastering display metadata" not in found \
+            and not any("mastering display" in w for w in warnings):
+        problem("HDR10 mastering display metadata: not in the output and not warned")
+    if "side_data" in checks:
+        for expected in checks["side_data"]:
+            if expected not in found:
+                problem(f"first frame's side data: {found}, expected {expected!r}")
     if "warnings" in checks:
         unmatched = list(warnings)
         for expected in checks["warnings"]:
