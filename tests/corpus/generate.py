@@ -366,6 +366,8 @@ for helper in ("i11-long.mp4", "i11-long.ts"):
 ffmpeg(*video(2), *tone(2), "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus", str(OUT / "i11-vp9-opus.webm"))
 case("i11-vp9-opus.webm", "VP9 requested into .mov: refused before work, naming OUTPUT", "refused", output="mov",
      args=["--codec", "vp9", "--preset", "8"], error_names=["out.mov", "cannot hold vp9"])
+case("i11-vp9-opus.webm", "AV1 requested into .mov: refused before work, naming OUTPUT", "refused", output="mov",
+     args=["--codec", "av1", "--preset", "12"], error_names=["out.mov", "cannot hold av1"])
 case("i11-vp9-opus.webm", "Opus audio into .mp4: re-encoded to AAC", "ok", checks={"streams": ["video:h264", "audio:aac:2ch"]})
 case("i11-vp9-opus.webm", "Opus audio into .mov: re-encoded to AAC", "ok", output="mov", checks={"streams": ["video:h264", "audio:aac:2ch"]})
 ffmpeg(*video(2), "-f", "lavfi", "-i", "sine=f=440:r=48000:d=2", "-ac", "6", *X264, "-c:a", "flac", str(OUT / "i11-flac-5.1.mkv"))
