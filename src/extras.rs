@@ -272,9 +272,9 @@ pub fn plan_extras(
                 Container::Matroska => Ok(ExtraAction::Copy),
                 _ => Err(format!("{file} cannot hold attachments (only .mkv can)")),
             },
-            StreamKind::Timecode => match stream.metadata.get("timecode") {
+            StreamKind::Timecode => match tag(&stream.metadata, "timecode") {
                 Some(timecode) => {
-                    plan.timecode.get_or_insert_with(|| timecode.clone());
+                    plan.timecode.get_or_insert_with(|| timecode.to_owned());
                     continue;
                 }
                 None => Err("the timecode track states no start timecode".to_owned()),
@@ -301,7 +301,8 @@ pub fn plan_extras(
         }
     }
     if plan.timecode.is_none() {
-        plan.timecode = info.video.metadata.get("timecode").cloned();
+        // Matroska keeps it as an upper-case TIMECODE tag of the video track.
+        plan.timecode = tag(&info.video.metadata, "timecode").map(str::to_owned);
     }
     for (key, value) in &info.tags {
         let lower = key.to_ascii_lowercase();
@@ -326,6 +327,13 @@ pub fn plan_extras(
         }
     }
     plan
+}
+
+/// A tag by name in any case: Matroska stores names in upper case, MP4 and MOV in lower case.
+pub fn tag<'a>(tags: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(key))
+        .map(|(_, value)| value.as_str())
 }
 
 fn subtitle_action(
@@ -410,6 +418,7 @@ mod tests {
                 rotation_degrees: 0.0,
                 metadata: BTreeMap::new(),
                 color: Default::default(),
+                hdr: Default::default(),
             },
             audio: Vec::new(),
             frames: Vec::new(),
@@ -519,6 +528,17 @@ mod tests {
             .warnings
             .iter()
             .any(|w| w.starts_with("stream #3 (cover art mjpeg")));
+    }
+
+    #[test]
+    fn a_matroska_timecode_tag_is_found_in_any_case() {
+        let mut source = info(Vec::new(), &[]);
+        source
+            .video
+            .metadata
+            .insert("TIMECODE".into(), "10:00:00:00".into());
+        let plan = plan_extras(&source, Container::Mov, &everything);
+        assert_eq!(plan.timecode.as_deref(), Some("10:00:00:00"));
     }
 
     #[test]

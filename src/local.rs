@@ -461,6 +461,12 @@ pub fn transcode(
     stages.total = started.elapsed().as_secs_f64();
     let mut segments = outcomes.segments;
     segments.sort_by_key(|s| s.index);
+    // What the output cannot keep, as the Lambda runner records it.
+    let warnings = extras
+        .warnings
+        .into_iter()
+        .chain(info.video.hdr.not_kept_warning(settings.codec))
+        .collect();
     Ok(TranscodeReport {
         input: input.to_owned(),
         output: output.to_owned(),
@@ -474,7 +480,7 @@ pub fn transcode(
         merges: outcomes.merges,
         audio: outcomes.audio,
         remux,
-        warnings: extras.warnings,
+        warnings,
         stages,
         timeline: outcomes.timeline,
         reused: outcomes.reused,

@@ -761,4 +761,7 @@ fn print_verify(output: &Path, report: &VerifyReport) {
             check.detail
         );
     }
+    for dropped in &report.not_kept {
+        outln!("  [not kept] {dropped}");
+    }
 }

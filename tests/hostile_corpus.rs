@@ -21,6 +21,44 @@ struct Case {
     file: String,
     what: String,
     expect: String,
+    /// The output's extension (the container); `mp4` when absent.
+    #[serde(default)]
+    output: Option<String>,
+    /// Extra `treemux transcode` options; `--preset ultrafast` is added unless they set one.
+    #[serde(default)]
+    args: Vec<String>,
+    /// What a refusal must name; the input file when empty.
+    #[serde(default)]
+    error_names: Vec<String>,
+}
+
+/// Judges a transcoded output with the ffmpeg and ffprobe CLIs (tests/corpus/judge.py: frames,
+/// frame times, per-frame PSNR of the displayed source, aspect, audio lengths, streams and tags
+/// kept or warned, and the case's own `checks`). Returns what does not hold.
+fn judge(case_json: &serde_json::Value, input: &Path, output: &Path, stderr: &str) -> Vec<String> {
+    let judge = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/judge.py");
+    let stderr_file = output.with_extension("stderr.txt");
+    std::fs::write(&stderr_file, stderr).expect("write treemux's stderr");
+    let judged = std::process::Command::new("python3")
+        .arg(&judge)
+        .arg(case_json.to_string())
+        .arg(input)
+        .arg(output)
+        .arg(&stderr_file)
+        .output()
+        .expect("python3 runs");
+    let _ = std::fs::remove_file(&stderr_file);
+    let mut problems: Vec<String> = String::from_utf8_lossy(&judged.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    if !judged.status.success() && problems.is_empty() {
+        problems.push(format!(
+            "the judge failed: {}",
+            String::from_utf8_lossy(&judged.stderr)
+        ));
+    }
+    problems
 }
 
 fn content_hash(path: &Path) -> Option<u64> {
@@ -41,13 +79,25 @@ fn all_entries(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs `treemux transcode input output`, killing it after [`TIME_LIMIT`].
-fn transcode_bounded(input: &Path, output: &Path, scratch: &Path) -> (Option<i32>, String) {
+fn transcode_bounded(
+    input: &Path,
+    output: &Path,
+    scratch: &Path,
+    args: &[String],
+) -> (Option<i32>, String) {
     let started = Instant::now();
+    let preset: &[&str] = if args.iter().any(|arg| arg == "--preset") {
+        &[]
+    } else {
+        &["--preset", "ultrafast"]
+    };
     let mut child = treemux()
         .args(["transcode"])
         .arg(input)
         .arg(output)
-        .args(["--preset", "ultrafast", "--temp-dir"])
+        .args(preset)
+        .args(args)
+        .arg("--temp-dir")
         .arg(scratch)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -85,9 +135,13 @@ fn every_hostile_input_is_transcoded_and_verified_or_refused_in_one_line() {
         "the corpus generator failed: {}",
         String::from_utf8_lossy(&generated.stderr)
     );
-    let cases: Vec<Case> =
+    let case_values: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(corpus.join("cases.json")).expect("cases.json"))
             .expect("cases.json parses");
+    let cases: Vec<Case> = case_values
+        .iter()
+        .map(|value| serde_json::from_value(value.clone()).expect("a case parses"))
+        .collect();
     assert!(cases.len() >= 40, "the corpus has {} cases", cases.len());
 
     let mut problems = Vec::new();
@@ -97,9 +151,9 @@ fn every_hostile_input_is_transcoded_and_verified_or_refused_in_one_line() {
         let work = dir.path().join(format!("case-{index}"));
         let scratch = work.join("scratch");
         std::fs::create_dir_all(&scratch).expect("scratch dir");
-        let output = work.join("out.mp4");
+        let output = work.join(format!("out.{}", case.output.as_deref().unwrap_or("mp4")));
         let before = content_hash(&input);
-        let (code, stderr) = transcode_bounded(&input, &output, &scratch);
+        let (code, stderr) = transcode_bounded(&input, &output, &scratch, &case.args);
         let mut fail = |what: String| problems.push(format!("{}: {what}", case.file));
         if content_hash(&input) != before {
             fail("the input was modified".into());
@@ -126,6 +180,9 @@ fn every_hostile_input_is_transcoded_and_verified_or_refused_in_one_line() {
                 Ok(meta) if meta.len() > 0 => {
                     match verify(&input, &output, &VerifyOptions::default()) {
                         Ok(report) if report.passed() => {
+                            for judged in judge(&case_values[index], &input, &output, &stderr) {
+                                fail(format!("judged by ffmpeg: {judged}"));
+                            }
                             format!(
                                 "transcoded, verified ({} frame{})",
                                 report.output_frames,
@@ -159,8 +216,15 @@ fn every_hostile_input_is_transcoded_and_verified_or_refused_in_one_line() {
                 if lines.len() != 1 || !lines[0].starts_with("treemux: error: ") {
                     fail(format!("the error is not one line: {stderr:?}"));
                 }
-                if !stderr.contains(&case.file) {
-                    fail(format!("the error does not name the file: {stderr:?}"));
+                let names = if case.error_names.is_empty() {
+                    std::slice::from_ref(&case.file)
+                } else {
+                    &case.error_names[..]
+                };
+                for name in names {
+                    if !stderr.contains(name.as_str()) {
+                        fail(format!("the error does not name {name}: {stderr:?}"));
+                    }
                 }
                 if output.exists() {
                     fail("failed but left an output".into());
@@ -168,7 +232,9 @@ fn every_hostile_input_is_transcoded_and_verified_or_refused_in_one_line() {
                 let message = lines.first().copied().unwrap_or("");
                 let message = message
                     .trim_start_matches("treemux: error: ")
-                    .replace(&format!("{}/", corpus.display()), "");
+                    .replace(&format!("{}/", corpus.display()), "")
+                    // A refusal naming OUTPUT: its temporary directory changes from run to run.
+                    .replace(&format!("{}/", work.display()), "");
                 format!("refused: {message}")
             }
         };
@@ -221,5 +287,186 @@ fn every_hostile_input_is_transcoded_and_verified_or_refused_in_one_line() {
         "{} problems:\n{}",
         problems.len(),
         problems.join("\n")
+    );
+}
+
+/// The judge must be able to fail: outputs wrong in each way it looks for, made with the ffmpeg
+/// CLI (stream copies that lose what a careless transcode loses), each named by its problem.
+#[test]
+fn the_judge_fails_outputs_that_lose_levels_rotation_frames_streams_or_tags() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let at = |name: &str| dir.path().join(name);
+    let video = ["-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=2"];
+    let tone = ["-f", "lavfi", "-i", "sine=f=440:r=48000:d=2"];
+    let x264 = ["-c:v", "libx264", "-preset", "ultrafast"];
+    let none = serde_json::json!({});
+    let expect = |case: &serde_json::Value, source: &Path, output: &Path, expected: &[&str]| {
+        let problems = judge(case, source, output, "");
+        for text in expected {
+            assert!(
+                problems.iter().any(|problem| problem.contains(text)),
+                "{} judged against {}: expected a problem saying {text:?}, got {problems:?}",
+                output.display(),
+                source.display()
+            );
+        }
+    };
+
+    // Full-range samples tagged limited: the levels are wrong as shown.
+    let full = at("full.mp4");
+    ffmpeg_clip(
+        &full,
+        &[&video[..], &x264, &["-pix_fmt", "yuvj420p"]].concat(),
+    );
+    let mistagged = at("mistagged.mp4");
+    ffmpeg_clip(
+        &mistagged,
+        &[
+            "-i",
+            path(&full),
+            "-c",
+            "copy",
+            "-bsf:v",
+            "h264_metadata=video_full_range_flag=0",
+        ],
+    );
+    expect(&none, &full, &mistagged, &["picture: PSNR-Y"]);
+    let check_range = serde_json::json!({"checks": {"color": {"color_range": "pc"}}});
+    expect(
+        &check_range,
+        &full,
+        &mistagged,
+        &["color_range: tv, expected pc"],
+    );
+
+    // A rotation lost: the picture is shown sideways.
+    let rotated = at("rotated.mp4");
+    ffmpeg_clip(
+        &rotated,
+        &[
+            "-i",
+            path(&full),
+            "-c",
+            "copy",
+            "-metadata:s:v:0",
+            "rotate=90",
+        ],
+    );
+    let check_rotation = serde_json::json!({"checks": {"rotation": 90}});
+    expect(
+        &check_rotation,
+        &rotated,
+        &full,
+        &[
+            "picture: PSNR-Y",
+            "displayed aspect ratio",
+            "rotation: 0°, expected 90°",
+        ],
+    );
+
+    // Frames and audio before 0 hidden by an MP4 edit list.
+    let wrapped = at("wrapped.ts");
+    ffmpeg_clip(
+        &wrapped,
+        &[
+            &video[..],
+            &tone,
+            &x264,
+            &[
+                "-c:a",
+                "aac",
+                "-output_ts_offset",
+                "95442.1",
+                "-f",
+                "mpegts",
+            ],
+        ]
+        .concat(),
+    );
+    let hidden = at("hidden.mp4");
+    ffmpeg_clip(&hidden, &["-copyts", "-i", path(&wrapped), "-c", "copy"]);
+    expect(
+        &none,
+        &wrapped,
+        &hidden,
+        &["frames: ffmpeg decodes 50", "audio 1: decodes to"],
+    );
+
+    // HDR10 mastering display metadata dropped without a warning (libx264 cannot write it).
+    let hdr10 = at("hdr10.mp4");
+    ffmpeg_clip(
+        &hdr10,
+        &[
+            &video[..],
+            &["-t", "0.4", "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le"],
+            &["-color_primaries", "bt2020", "-color_trc", "smpte2084", "-colorspace", "bt2020nc"],
+            &["-x265-params", "log-level=error:master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):max-cll=1000,400"],
+        ]
+        .concat(),
+    );
+    let sdr_metadata = at("no-mastering.mp4");
+    ffmpeg_clip(&sdr_metadata, &[&["-i", path(&hdr10)][..], &x264].concat());
+    expect(
+        &none,
+        &hdr10,
+        &sdr_metadata,
+        &["HDR10 mastering display metadata: not in the output and not warned"],
+    );
+
+    // Subtitles, chapters and tags dropped without a warning.
+    let subtitles = at("subtitles.srt");
+    std::fs::write(&subtitles, "1\n00:00:00,000 --> 00:00:01,000\nHello\n").expect("srt");
+    let extras = at("extras.mkv");
+    ffmpeg_clip(
+        &extras,
+        &[
+            &video[..],
+            &["-i", path(&subtitles)],
+            &x264,
+            &[
+                "-metadata",
+                "title=Kept?",
+                "-metadata:s:v:0",
+                "timecode=01:00:00:00",
+            ],
+        ]
+        .concat(),
+    );
+    let bare = at("bare.mkv");
+    ffmpeg_clip(
+        &bare,
+        &[
+            "-i",
+            path(&extras),
+            "-map",
+            "0:v",
+            "-c",
+            "copy",
+            "-map_metadata",
+            "-1",
+            "-metadata:s:v:0",
+            "timecode=",
+        ],
+    );
+    expect(
+        &none,
+        &extras,
+        &bare,
+        &[
+            "streams: 1 source streams are missing",
+            "tag title='Kept?'",
+            "timecode 01:00:00:00",
+        ],
+    );
+    let check_streams = serde_json::json!({"checks": {"streams": ["video:h264", "subtitle:subrip"], "warnings": ["not kept"], "pix_fmt": "yuv420p10le"}});
+    expect(
+        &check_streams,
+        &extras,
+        &bare,
+        &[
+            "streams: ['video:h264']",
+            "warnings: 0 lines say 'not kept'",
+            "pix_fmt: yuv420p, expected yuv420p10le",
+        ],
     );
 }

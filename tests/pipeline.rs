@@ -349,3 +349,66 @@ fn encodes_do_not_depend_on_what_the_heap_held_before() {
     assert_eq!(clean.len(), garbage.len());
     assert!(differing.is_empty(), "frames {differing:?} differ");
 }
+
+/// verify reports the streams and tags of the source: those the output's container holds must be
+/// there (a copy that dropped the subtitles fails), those it cannot hold are listed as not kept.
+#[test]
+fn verify_fails_on_dropped_subtitles_and_reports_what_the_container_cannot_hold() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let subtitles = dir.path().join("subtitles.srt");
+    std::fs::write(&subtitles, "1\n00:00:00,000 --> 00:00:01,000\nHello\n").expect("srt");
+    let source = dir.path().join("source.mkv");
+    ffmpeg_clip(
+        &source,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x240:r=25:d=1",
+            "-i",
+            path(&subtitles),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-metadata",
+            "custom_tag=mkv only",
+        ],
+    );
+    let bare = dir.path().join("bare.mkv");
+    ffmpeg_clip(&bare, &["-i", path(&source), "-map", "0:v", "-c", "copy"]);
+    let verdict = run(&["verify", path(&source), path(&bare)]);
+    assert!(!verdict.status.success());
+    assert!(
+        stderr(&verdict).contains("verification failed: streams and tags"),
+        "{}",
+        stderr(&verdict)
+    );
+    assert!(
+        String::from_utf8_lossy(&verdict.stdout)
+            .contains("missing from the output: stream #1 (subtitle ass)"),
+        "{}",
+        String::from_utf8_lossy(&verdict.stdout)
+    );
+
+    let output = dir.path().join("out.mp4");
+    let result = run(&[
+        "transcode",
+        path(&source),
+        path(&output),
+        "--preset",
+        "ultrafast",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let report = json(&run(&["verify", "--json", path(&source), path(&output)]));
+    assert_eq!(report["passed"], true, "{report:#}");
+    let not_kept = report["report"]["not_kept"].as_array().expect("not_kept");
+    assert!(
+        not_kept.len() == 1
+            && not_kept[0]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("tag CUSTOM_TAG=\"mkv only\" is not kept"),
+        "{not_kept:?}"
+    );
+}

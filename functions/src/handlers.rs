@@ -925,7 +925,12 @@ where
     let settings = manifest.settings.clone();
     // The same decision the local runner makes: what the output keeps, and a warning for the rest.
     let extras = streams::plan(&info, OUTPUT_CONTAINER);
-    let warnings = extras.warnings.clone();
+    let warnings: Vec<String> = extras
+        .warnings
+        .iter()
+        .cloned()
+        .chain(info.video.hdr.not_kept_warning(settings.codec))
+        .collect();
     let report = blocking(move || {
         remux::remux(
             &root,

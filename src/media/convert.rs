@@ -9,7 +9,7 @@
 //! Segment files are NUT: it stores any codec and keeps each stream's time base exactly
 //! (Matroska would round timestamps to milliseconds).
 
-use super::picture::{self, Orientation, OutputPicture};
+use super::picture::{self, HdrStatic, Orientation, OutputPicture};
 use super::probe::{MediaInfo, VideoInfo};
 use super::util::{self, PartialFile};
 use super::MediaError;
@@ -364,7 +364,7 @@ impl SegmentEncoder {
         }
         let pixel_name = picture::pixel_name(picture.pixel).unwrap_or_default();
         let encoder = encoder
-            .open_as_with(codec, encoder_options(settings))
+            .open_as_with(codec, encoder_options(settings, &video.hdr))
             .map_err(|source| MediaError::EncoderOpen {
                 encoder: encoder_name.to_owned(),
                 settings: format!(
@@ -545,8 +545,11 @@ fn rotation_format(picture: &OutputPicture) -> ffmpeg::format::Pixel {
     }
 }
 
-/// Encoder private options for `settings`, in each encoder's own vocabulary.
-fn encoder_options(settings: &EncodeSettings) -> ffmpeg::Dictionary<'static> {
+/// Encoder private options for `settings`, in each encoder's own vocabulary. The source's HDR10
+/// static metadata goes to x265 and SVT-AV1, whose bitstreams carry it in every container
+/// (FFmpeg 5.1's wrappers do not pass it on by themselves); the others warn
+/// ([`HdrStatic::not_kept_warning`]).
+fn encoder_options(settings: &EncodeSettings, hdr: &HdrStatic) -> ffmpeg::Dictionary<'static> {
     let mut options = ffmpeg::Dictionary::new();
     let crf = match settings.rate {
         RateControl::Crf(crf) => Some(crf.to_string()),
@@ -566,10 +569,12 @@ fn encoder_options(settings: &EncodeSettings) -> ffmpeg::Dictionary<'static> {
                 options.set("crf", crf);
             }
             // libx265 ignores the generic thread count and logs to stderr on its own.
-            options.set(
-                "x265-params",
-                &format!("pools={threads}:frame-threads={threads}:log-level=error"),
-            );
+            let mut params = format!("pools={threads}:frame-threads={threads}:log-level=error");
+            let hdr_params = hdr.x265_params();
+            if !hdr_params.is_empty() {
+                params = format!("{params}:{hdr_params}");
+            }
+            options.set("x265-params", &params);
         }
         VideoCodec::Vp9 => {
             options.set("deadline", "good");
@@ -586,7 +591,15 @@ fn encoder_options(settings: &EncodeSettings) -> ffmpeg::Dictionary<'static> {
             if let Some(crf) = &crf {
                 options.set("crf", crf);
             }
-            options.set("svtav1-params", &format!("lp={threads}"));
+            let hdr_params = hdr.svtav1_params();
+            options.set(
+                "svtav1-params",
+                &if hdr_params.is_empty() {
+                    format!("lp={threads}")
+                } else {
+                    format!("lp={threads}:{hdr_params}")
+                },
+            );
         }
     }
     options

@@ -5,7 +5,7 @@
 //! (language, title, disposition, start time). Sources are checked here, once, so that every
 //! later step can assume a readable, decodable video stream.
 
-use super::picture::ColorTags;
+use super::picture::{ColorTags, HdrStatic};
 use super::util::{self, time_base};
 use crate::plan::{FrameInfo, TimeBase};
 use ffmpeg_next as ffmpeg;
@@ -110,6 +110,9 @@ pub struct VideoInfo {
     /// Range, matrix, primaries and transfer the stream declares.
     #[serde(default)]
     pub color: ColorTags,
+    /// HDR10 static metadata (mastering display, content light level), when the source has it.
+    #[serde(default)]
+    pub hdr: HdrStatic,
 }
 
 impl VideoInfo {
@@ -437,7 +440,8 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
     frames.sort_by_key(|frame| frame.pts);
     // Frames the decoder never shows (packets before the first keyframe of a recording that
     // starts mid-GOP) are not frames of the video: ffmpeg drops them too.
-    if let Some(first_shown) = first_shown_pts(path, video_index)? {
+    let (first_shown, hdr) = first_shown_pts(path, video_index)?;
+    if let Some(first_shown) = first_shown {
         frames.retain(|frame| frame.pts >= first_shown);
     }
     if frames.is_empty() {
@@ -511,6 +515,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
             rotation_degrees,
             metadata: video_metadata,
             color,
+            hdr,
         },
         audio,
         frames,
@@ -526,8 +531,12 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
 /// presentation timestamp, so a stream the decoder cannot handle is reported now rather than in
 /// every worker. Packets are fed in file order, as every worker does (an MP4 edit list that
 /// starts after the first keyframe, or a recording that starts mid-GOP, needs several before
-/// anything is shown). `None` when the frame has no timestamp.
-fn first_shown_pts(path: &Path, video_index: usize) -> Result<Option<i64>, ProbeError> {
+/// anything is shown). `None` when the frame has no timestamp. Also returns the HDR10 static
+/// metadata the first frame (or the stream) carries.
+fn first_shown_pts(
+    path: &Path,
+    video_index: usize,
+) -> Result<(Option<i64>, HdrStatic), ProbeError> {
     /// Packets fed before giving up: far more than any decoder's delay or the longest GOP
     /// before a first keyframe that a real recording has.
     const MAX_PACKETS: usize = 4096;
@@ -543,14 +552,20 @@ fn first_shown_pts(path: &Path, video_index: usize) -> Result<Option<i64>, Probe
         .map_err(|e| fail(e.to_string()))?;
     let mut decoder = context.decoder().video().map_err(|e| fail(e.to_string()))?;
     let mut frame = ffmpeg::frame::Video::empty();
-    let shown = |frame: &ffmpeg::frame::Video| -> Result<Option<i64>, ProbeError> {
+    let shown = |frame: &ffmpeg::frame::Video,
+                 input: &ffmpeg::format::context::Input|
+     -> Result<(Option<i64>, HdrStatic), ProbeError> {
         if frame.width() == 0 || frame.height() == 0 {
             return Err(ProbeError::FirstFrame {
                 path: path.to_owned(),
                 reason: "decoded frame has no size".into(),
             });
         }
-        Ok(frame.pts().or(frame.timestamp()))
+        let hdr = input
+            .stream(video_index)
+            .map(|stream| HdrStatic::read(frame, &stream))
+            .unwrap_or_default();
+        Ok((frame.pts().or(frame.timestamp()), hdr))
     };
     let mut last_error: Option<String> = None;
     let mut fed = 0usize;
@@ -572,12 +587,12 @@ fn first_shown_pts(path: &Path, video_index: usize) -> Result<Option<i64>, Probe
             continue;
         }
         if decoder.receive_frame(&mut frame).is_ok() {
-            return shown(&frame);
+            return shown(&frame, &input);
         }
     }
     decoder.send_eof().map_err(|e| fail(e.to_string()))?;
     match decoder.receive_frame(&mut frame) {
-        Ok(()) => shown(&frame),
+        Ok(()) => shown(&frame, &input),
         Err(error) => Err(fail(last_error.unwrap_or_else(|| error.to_string()))),
     }
 }

@@ -13,6 +13,8 @@ use super::picture::{self, Orientation};
 use super::probe::{probe, AudioTrack, MediaInfo, ProbeError};
 use super::util;
 use super::MediaError;
+use crate::extras::{tag, ExtraAction, StreamKind};
+use crate::settings::Container;
 use ffmpeg_next as ffmpeg;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -84,6 +86,10 @@ pub struct VerifyReport {
     pub ssim: f64,
     pub output_bytes: u64,
     pub checks: Vec<Check>,
+    /// What of the source besides the video and audio the output's container cannot hold (the
+    /// lines the transcode warned with): streams, tags. Reported, not a failure.
+    #[serde(default)]
+    pub not_kept: Vec<String>,
 }
 
 impl VerifyReport {
@@ -209,6 +215,7 @@ pub fn verify(
         );
     }
     check_audio(&source_info, &output_info, options, &mut check);
+    let not_kept = check_extras(&source_info, &output_info, &mut check);
     check(
         "quality",
         comparison.psnr_db >= options.min_psnr_db,
@@ -228,7 +235,115 @@ pub fn verify(
         ssim: comparison.ssim,
         output_bytes: output_info.size_bytes,
         checks,
+        not_kept,
     })
+}
+
+/// The container `output` was written as: from its extension as the transcode chose it, else
+/// from the demuxer that read it.
+fn output_container(output: &MediaInfo) -> Container {
+    Container::from_path(&output.path).unwrap_or_else(|| {
+        if output.container.contains("matroska") {
+            Container::Matroska
+        } else {
+            Container::Mp4
+        }
+    })
+}
+
+/// Subtitles, cover art, attachments, the timecode, chapters and global tags: everything that the
+/// output's container can hold (by the rule the transcode follows, `streams::plan`) must be in
+/// the output. What it cannot hold is returned for the report.
+fn check_extras(
+    source: &MediaInfo,
+    output: &MediaInfo,
+    check: &mut impl FnMut(&str, bool, String),
+) -> Vec<String> {
+    let plan = super::streams::plan(source, output_container(output));
+    let mut missing = Vec::new();
+    let mut unmatched: Vec<(StreamKind, &str)> = output
+        .other_streams
+        .iter()
+        .map(|stream| (stream.kind, stream.codec.as_str()))
+        .collect();
+    for kept in &plan.streams {
+        let Some(stream) = source
+            .other_streams
+            .iter()
+            .find(|stream| stream.stream_index == kept.stream_index)
+        else {
+            continue;
+        };
+        // What the kept stream reads back as: a converted subtitle has the encoder's codec, a
+        // Matroska picture attachment reads as cover art again.
+        let converted;
+        let (kind, codec) = match &kept.action {
+            ExtraAction::Copy => (stream.kind, stream.codec.as_str()),
+            ExtraAction::Convert { encoder } => {
+                converted = ffmpeg::encoder::find_by_name(encoder)
+                    .map_or_else(|| encoder.clone(), |codec| util::codec_name(codec.id()));
+                (StreamKind::Subtitle, converted.as_str())
+            }
+            ExtraAction::PictureAttachment => (StreamKind::AttachedPicture, stream.codec.as_str()),
+        };
+        match unmatched
+            .iter()
+            .position(|&(found_kind, found_codec)| found_kind == kind && found_codec == codec)
+        {
+            Some(at) => {
+                unmatched.remove(at);
+            }
+            None => missing.push(stream.describe()),
+        }
+    }
+    if let Some(timecode) = &plan.timecode {
+        let found = tag(&output.video.metadata, "timecode") == Some(timecode.as_str())
+            || output.other_streams.iter().any(|stream| {
+                stream.kind == StreamKind::Timecode
+                    && tag(&stream.metadata, "timecode") == Some(timecode.as_str())
+            });
+        if !found {
+            missing.push(format!("timecode {timecode}"));
+        }
+    }
+    if output.chapters.len() != plan.chapters.len() {
+        missing.push(format!(
+            "{} of {} chapters",
+            plan.chapters.len().saturating_sub(output.chapters.len()),
+            plan.chapters.len()
+        ));
+    }
+    for (key, value) in &plan.tags {
+        // Muxers rewrite creation times in their own format: only its presence is comparable.
+        let same = match tag(&output.tags, key) {
+            Some(found) => found == value || key.eq_ignore_ascii_case("creation_time"),
+            None => false,
+        };
+        if !same {
+            missing.push(format!("tag {key}={value:?}"));
+        }
+    }
+    check(
+        "streams and tags",
+        missing.is_empty(),
+        if missing.is_empty() {
+            format!(
+                "kept: {} streams, {} chapters, {} tags{}; not kept (the container cannot hold them): {}",
+                plan.streams.len(),
+                plan.chapters.len(),
+                plan.tags.len(),
+                if plan.timecode.is_some() { ", the timecode" } else { "" },
+                if plan.warnings.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    plan.warnings.len().to_string()
+                }
+            )
+        } else {
+            format!("missing from the output: {}", missing.join("; "))
+        },
+    );
+    plan.warnings
 }
 
 /// The earliest start of any video or audio stream in the file, in seconds.

@@ -6,7 +6,10 @@
 Writes every case into DIR and DIR/cases.json: a list of {"file", "what", "expect"}, where
 expect is "ok" (treemux must transcode it and verify must pass), "refused" (treemux must exit
 non-zero with one line naming the file) or "either" (both are acceptable; the test still checks
-the invariants). Nothing here is committed as a binary: the corpus is rebuilt on every test run.
+the invariants). Optional keys: "output" (the output's extension, mp4 by default), "args" (extra
+transcode options), "checks" (exact output properties for tests/corpus/judge.py, which judges
+every transcoded output) and "error_names" (what a refusal must name; the file by default).
+Nothing here is committed as a binary: the corpus is rebuilt on every test run.
 """
 
 import json
@@ -25,10 +28,17 @@ def ffmpeg(*args):
     subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
 
 
-def case(file, what, expect):
+def case(file, what, expect, output=None, args=None, checks=None, error_names=None):
+    """One case. `output`: the output's extension (mp4 when None); `args`: extra transcode
+    options; `checks`: exact properties of the output for tests/corpus/judge.py; `error_names`:
+    what a refusal must name (the input file when None)."""
     assert expect in ("ok", "refused", "either"), expect
     assert (OUT / file).exists(), file
-    cases.append({"file": file, "what": what, "expect": expect})
+    entry = {"file": file, "what": what, "expect": expect}
+    for key, value in (("output", output), ("args", args), ("checks", checks), ("error_names", error_names)):
+        if value is not None:
+            entry[key] = value
+    cases.append(entry)
 
 
 def video(seconds=2, size="320x240", rate=25):
@@ -220,6 +230,150 @@ case("pcm-audio.mov", "PCM audio in QuickTime (not allowed in MP4)", "ok")
 case("name with spaces ünïcødé.mp4", "spaces and non-ASCII in the file name", "ok")
 (OUT / "-starts-with-dash.mp4").write_bytes(base)
 case("-starts-with-dash.mp4", "a file name starting with a dash", "ok")
+
+# --- Issue 11: outputs that exit 0 must be complete and correct. Each case states the
+# properties tests/corpus/judge.py checks beyond the ones it checks on every output.
+
+# Item 1: full-range sources keep their levels (the judge's per-frame PSNR against the displayed
+# source drops to ~28 dB when full-range samples are squeezed or tagged wrongly).
+ffmpeg(*video(2), *tone(2), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuvj420p", *AAC, str(OUT / "i11-full-range-h264.mp4"))
+case("i11-full-range-h264.mp4", "full-range H.264 (as phones record it)", "ok", checks={"color": {"color_range": "pc"}})
+ffmpeg(*video(2), *tone(2, rate=16000, layout="mono"), "-c:v", "mjpeg", "-q:v", "4", "-pix_fmt", "yuvj420p", "-c:a", "pcm_s16le",
+       str(OUT / "i11-webcam-mjpeg.avi"))
+case("i11-webcam-mjpeg.avi", "a webcam capture: full-range Motion JPEG and PCM in AVI", "ok", output="mkv",
+     checks={"color": {"color_range": "pc"}, "streams": ["video:h264", "audio:pcm_s16le:1ch"]})
+ffmpeg(*video(1, size="160x120", rate=10), "-plays", "0", "-f", "apng", str(OUT / "i11-animated.apng"))
+case("i11-animated.apng", "an animated PNG (RGB, 10 frames)", "ok")
+
+# Item 2: rotation (tagged with a stream copy: encoding with the tag does not set it in 5.1).
+ffmpeg(*video(2), *tone(2), *X264, "-g", "25", *AAC, str(OUT / "i11-upright.mp4"))
+for degrees in (90, 180, 270):
+    ffmpeg("-i", str(OUT / "i11-upright.mp4"), "-c", "copy", "-metadata:s:v:0", f"rotate={degrees}", str(OUT / f"i11-rotated-{degrees}.mp4"))
+turned = {90: "240x320", 180: "320x240", 270: "240x320"}
+case("i11-rotated-90.mp4", "rotated 90° into .mkv: turned into the pixels", "ok", output="mkv", checks={"rotation": 0, "size": turned[90]})
+case("i11-rotated-180.mp4", "rotated 180° into .webm: turned into the pixels", "ok", output="webm", args=["--preset", "8"],
+     checks={"rotation": 0, "size": turned[180]})
+case("i11-rotated-270.mp4", "rotated 270° into .mkv: turned into the pixels", "ok", output="mkv", checks={"rotation": 0, "size": turned[270]})
+case("i11-rotated-90.mp4", "rotated 90° into .mp4: kept as metadata", "ok", checks={"rotation": 90, "size": "320x240"})
+case("i11-rotated-270.mp4", "rotated 270° into .mp4 with --autorotate", "ok", args=["--autorotate"], checks={"rotation": 0, "size": turned[270]})
+(OUT / "i11-upright.mp4").unlink()
+
+# Item 3: an MPEG-TS whose 33-bit clock wraps 0.22 s after the start (the muxer adds 1.4 s), so
+# its first frames and audio are before 0; the judge counts the frames and audio an MP4 shows.
+ffmpeg(*video(2), *tone(2), *X264, "-g", "25", *AAC, "-output_ts_offset", "95442.1", "-f", "mpegts", str(OUT / "i11-clock-wrap.ts"))
+case("i11-clock-wrap.ts", "MPEG-TS starting below 0 (the clock wraps after 0.22 s)", "ok")
+case("i11-clock-wrap.ts", "MPEG-TS starting below 0 into .mov", "ok", output="mov")
+
+# Item 4: subtitles, chapters, tags, cover art, attachments, other tracks, timecode. (tone()'s
+# "-ac 2" applies to the next input when one follows, so the audio of these is mono.)
+(OUT / "i11-subtitles.srt").write_text("1\n00:00:00,200 --> 00:00:01,000\nHello\n\n2\n00:00:01,200 --> 00:00:01,800\nWorld\n")
+(OUT / "i11-subtitles.ass").write_text(
+    "[Script Info]\nScriptType: v4.00+\nPlayResX: 320\nPlayResY: 240\n\n[V4+ Styles]\n"
+    "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, StrikeOut, "
+    "ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding\n"
+    "Style: Default,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,1,0,2,10,10,10,1\n\n[Events]\n"
+    "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n"
+    "Dialogue: 0,0:00:00.30,0:00:01.50,Default,,0,0,0,,{\\i1}Styled{\\i0} line\n")
+(OUT / "i11-metadata.txt").write_text(
+    ";FFMETADATA1\ntitle=A corpus film\nartist=treemux tests\n\n"
+    "[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1000\ntitle=Opening\n\n"
+    "[CHAPTER]\nTIMEBASE=1/1000\nSTART=1000\nEND=2000\ntitle=Ending\n")
+(OUT / "i11-font.ttf").write_bytes(b"not really a font, but an attachment all the same")
+ffmpeg(*video(2), *tone(2), "-i", str(OUT / "i11-subtitles.srt"), "-i", str(OUT / "i11-metadata.txt"), "-map", "0", "-map", "1", "-map", "2",
+       "-map_metadata", "3", "-map_chapters", "3", *X264, *AAC, "-c:s", "mov_text", "-metadata:s:s:0", "language=eng",
+       str(OUT / "i11-subtitles-chapters.mp4"))
+case("i11-subtitles-chapters.mp4", "MP4 with mov_text subtitles, chapters, title and artist (into MP4)", "ok",
+     checks={"streams": ["video:h264", "audio:aac:1ch", "subtitle:mov_text"], "chapters": ["Opening", "Ending"],
+             "tags": {"title": "A corpus film", "artist": "treemux tests"}, "warnings": []})
+ffmpeg(*video(2), *tone(2), "-i", str(OUT / "i11-subtitles.srt"), "-i", str(OUT / "i11-subtitles.ass"), "-i", str(OUT / "i11-metadata.txt"),
+       "-map", "0", "-map", "1", "-map", "2", "-map", "3", "-map_metadata", "4", "-map_chapters", "4", *X264, *AAC,
+       "-c:s:0", "srt", "-c:s:1", "ass", "-metadata:s:s:0", "language=eng", "-metadata:s:s:1", "language=fra",
+       "-attach", str(OUT / "i11-font.ttf"), "-metadata:s:t", "mimetype=application/x-truetype-font", "-metadata", "custom_tag=only-mkv-holds-it",
+       str(OUT / "i11-subtitles-font.mkv"))
+case("i11-subtitles-font.mkv", "Matroska with SRT and ASS subtitles, a font, chapters and a custom tag (into MKV)", "ok", output="mkv",
+     checks={"streams": ["video:h264", "audio:aac:1ch", "subtitle:subrip", "subtitle:ass", "attachment:ttf"],
+             "chapters": ["Opening", "Ending"], "tags": {"title": "A corpus film", "custom_tag": "only-mkv-holds-it"}, "warnings": []})
+case("i11-subtitles-font.mkv", "the same Matroska into MP4: subtitles converted, font and custom tag warned", "ok",
+     checks={"streams": ["video:h264", "audio:aac:1ch", "subtitle:mov_text", "subtitle:mov_text"], "chapters": ["Opening", "Ending"],
+             "tags": {"title": "A corpus film"}, "warnings": ["(attachment ttf, i11-font.ttf) is not kept", "tag CUSTOM_TAG="]})
+ffmpeg(*video(1), "-frames:v", "1", str(OUT / "i11-cover.jpg"))
+ffmpeg(*video(2), *tone(2), "-i", str(OUT / "i11-cover.jpg"), "-map", "0", "-map", "1", "-map", "2", *X264, "-c:v:1", "copy",
+       "-disposition:v:1", "attached_pic", *AAC, str(OUT / "i11-cover-art.mp4"))
+case("i11-cover-art.mp4", "MP4 with cover art (covr) into MP4", "ok", checks={"streams": ["video:h264", "audio:aac:1ch", "video:mjpeg:cover"]})
+case("i11-cover-art.mp4", "MP4 with cover art into MKV (an image attachment)", "ok", output="mkv",
+     checks={"streams": ["video:h264", "audio:aac:1ch", "video:mjpeg:cover"]})
+ffmpeg(*video(2), "-f", "lavfi", "-i", "testsrc=s=160x120:r=25:d=2", *tone(2), "-map", "0", "-map", "1", "-map", "2", *X264, *AAC,
+       str(OUT / "i11-second-video.mp4"))
+case("i11-second-video.mp4", "MP4 with a second video track: warned", "ok",
+     checks={"streams": ["video:h264", "audio:aac:2ch"], "warnings": ["(video h264, second video track) is not kept"]})
+ffmpeg(*video(2), *tone(2), *X264, *AAC, "-timecode", "01:00:00:00", str(OUT / "i11-timecode.mov"))
+case("i11-timecode.mov", "QuickTime timecode into MOV: a timecode track again", "ok", output="mov",
+     checks={"timecode": "01:00:00:00", "streams": ["video:h264", "audio:aac:2ch", "data:none"], "warnings": []})
+case("i11-timecode.mov", "QuickTime timecode into MKV: the timecode tag", "ok", output="mkv", checks={"timecode": "01:00:00:00", "warnings": []})
+ffmpeg(*video(2), *X264, "-metadata:s:v:0", "timecode=10:00:00:00", str(OUT / "i11-timecode.mkv"))
+case("i11-timecode.mkv", "Matroska TIMECODE tag into MOV: a timecode track", "ok", output="mov",
+     checks={"timecode": "10:00:00:00", "streams": ["video:h264", "data:none"], "warnings": []})
+for helper in ("i11-subtitles.srt", "i11-subtitles.ass", "i11-metadata.txt", "i11-font.ttf", "i11-cover.jpg"):
+    (OUT / helper).unlink()
+
+# Item 6: the pixel aspect the container states wins over the bitstream's (ffmpeg's rule).
+ffmpeg(*video(2), *X264, str(OUT / "i11-square.mp4"))
+ffmpeg("-i", str(OUT / "i11-square.mp4"), "-c", "copy", "-aspect", "16:9", str(OUT / "i11-aspect-on-copy.mp4"))
+case("i11-aspect-on-copy.mp4", "container pixel aspect 4:3 over a 1:1 H.264 bitstream", "ok", checks={"sar": "4:3"})
+ffmpeg(*video(2), "-s", "176x144", "-c:v", "h263", str(OUT / "i11-h263.3gp"))
+ffmpeg("-i", str(OUT / "i11-h263.3gp"), "-c", "copy", "-aspect", "11:9", str(OUT / "i11-h263-square.3gp"))
+case("i11-h263-square.3gp", "3GP whose container says 1:1 over an H.263 bitstream saying 12:11", "ok", checks={"sar": "1:1"})
+for helper in ("i11-square.mp4", "i11-h263.3gp"):
+    (OUT / helper).unlink()
+
+# Item 8: 10-bit and HDR keep their depth and their tags; --pix-fmt yuv420p asks for 8-bit. The
+# HDR10 static metadata (mastering display, content light level) is kept by x265 and SVT-AV1 and
+# warned by the others.
+PQ = {"color_primaries": "bt2020", "color_transfer": "smpte2084", "color_space": "bt2020nc"}
+HDR10_SEI = ["Mastering display metadata", "Content light level metadata"]
+ffmpeg(*video(2), "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le", "-color_primaries", "bt2020",
+       "-color_trc", "smpte2084", "-colorspace", "bt2020nc", "-x265-params",
+       "log-level=error:master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):max-cll=1000,400",
+       str(OUT / "i11-hdr10-pq.mp4"))
+case("i11-hdr10-pq.mp4", "HDR10 (PQ, BT.2020, mastering display) 10-bit HEVC into HEVC", "ok", args=["--codec", "h265"],
+     checks={"pix_fmt": "yuv420p10le", "color": PQ, "side_data": HDR10_SEI, "warnings": []})
+case("i11-hdr10-pq.mp4", "HDR10 10-bit HEVC into H.264 (10-bit; the mastering display warned)", "ok",
+     checks={"pix_fmt": "yuv420p10le", "color": PQ, "warnings": ["HDR10 mastering display and content light level metadata are not kept"]})
+case("i11-hdr10-pq.mp4", "HDR10 10-bit HEVC into AV1 (.mkv)", "ok", output="mkv", args=["--codec", "av1", "--preset", "12"],
+     checks={"pix_fmt": "yuv420p10le", "color": PQ, "side_data": HDR10_SEI, "warnings": []})
+case("i11-hdr10-pq.mp4", "HDR10 10-bit HEVC into VP9 profile 2 (.webm)", "ok", output="webm", args=["--preset", "8"],
+     checks={"pix_fmt": "yuv420p10le", "color": PQ})
+case("i11-hdr10-pq.mp4", "HDR10 10-bit HEVC with --pix-fmt yuv420p (8-bit on request)", "ok", args=["--codec", "h265", "--pix-fmt", "yuv420p"],
+     checks={"pix_fmt": "yuv420p", "color": PQ, "side_data": HDR10_SEI})
+ffmpeg(*video(2), "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le", "-color_primaries", "bt2020",
+       "-color_trc", "arib-std-b67", "-colorspace", "bt2020nc", "-x265-params", "log-level=error", str(OUT / "i11-hlg.mkv"))
+case("i11-hlg.mkv", "HLG 10-bit HEVC in Matroska into MKV", "ok", output="mkv",
+     checks={"pix_fmt": "yuv420p10le", "color": {"color_primaries": "bt2020", "color_transfer": "arib-std-b67", "color_space": "bt2020nc"}})
+
+# Item 9: valid starts the first-frame check once refused.
+ffmpeg(*video(4), *tone(4), *X264, "-g", "25", *AAC, str(OUT / "i11-long.mp4"))
+ffmpeg("-ss", "1.3", "-i", str(OUT / "i11-long.mp4"), "-c", "copy", str(OUT / "i11-cut-after-keyframe.mp4"))
+case("i11-cut-after-keyframe.mp4", "`ffmpeg -ss 1.3 -c copy` cut: the edit list starts after the first keyframe", "ok")
+ffmpeg(*video(4), *tone(4), *X264, "-g", "25", *AAC, "-f", "mpegts", str(OUT / "i11-long.ts"))
+packets = (OUT / "i11-long.ts").read_bytes()
+packets = packets[188 * (len(packets) // 188 * 45 // 100):]
+(OUT / "i11-starts-mid-gop.ts").write_bytes(packets)
+case("i11-starts-mid-gop.ts", "MPEG-TS recording that starts mid-GOP (cut on a packet boundary)", "ok")
+for helper in ("i11-long.mp4", "i11-long.ts"):
+    (OUT / helper).unlink()
+
+# Item 13: what the output container cannot hold is decided before any work.
+ffmpeg(*video(2), *tone(2), "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus", str(OUT / "i11-vp9-opus.webm"))
+case("i11-vp9-opus.webm", "VP9 requested into .mov: refused before work, naming OUTPUT", "refused", output="mov",
+     args=["--codec", "vp9", "--preset", "8"], error_names=["out.mov", "cannot hold vp9"])
+case("i11-vp9-opus.webm", "AV1 requested into .mov: refused before work, naming OUTPUT", "refused", output="mov",
+     args=["--codec", "av1", "--preset", "12"], error_names=["out.mov", "cannot hold av1"])
+case("i11-vp9-opus.webm", "Opus audio into .mp4: re-encoded to AAC", "ok", checks={"streams": ["video:h264", "audio:aac:2ch"]})
+case("i11-vp9-opus.webm", "Opus audio into .mov: re-encoded to AAC", "ok", output="mov", checks={"streams": ["video:h264", "audio:aac:2ch"]})
+ffmpeg(*video(2), "-f", "lavfi", "-i", "sine=f=440:r=48000:d=2", "-ac", "6", *X264, "-c:a", "flac", str(OUT / "i11-flac-5.1.mkv"))
+case("i11-flac-5.1.mkv", "FLAC 5.1 into .mp4: re-encoded to AAC, six channels kept", "ok", checks={"streams": ["video:h264", "audio:aac:6ch"]})
+case("i11-flac-5.1.mkv", "FLAC 5.1 into .mov: re-encoded to AAC, six channels kept", "ok", output="mov",
+     checks={"streams": ["video:h264", "audio:aac:6ch"]})
 
 for helper in ("base-faststart.mp4", "base.ts", "base.mkv"):
     (OUT / helper).unlink()
