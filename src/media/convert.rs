@@ -154,6 +154,9 @@ fn encode_pass(
     let mut dropped = 0u64;
     let mut adjusted = 0u64;
     let mut finished = false;
+    // Decoding timestamps of the packets fed without a pts, smallest first (they are fed in
+    // decode order, which is dts order).
+    let dts_slots = std::cell::RefCell::new(std::collections::VecDeque::<i64>::new());
 
     // Returns true once a frame at or past the segment's end has been seen.
     let mut handle = |frame: &mut ffmpeg::frame::Video,
@@ -163,8 +166,15 @@ fn encode_pass(
         // The frame's own pts first: the plan's cuts are packet pts, and the best-effort
         // timestamp is a heuristic that depends on what was decoded before (so it could differ
         // between a segment decoded after a seek and the same frames decoded from the start).
+        // A frame from a packet without pts (AVI and other dts-only containers) takes the
+        // smallest dts still unclaimed: frames leave the decoder in presentation order, so the
+        // k-th one shown is the k-th slot of the packets fed, the timestamps the probe planned
+        // with. The decoder's own guess for such frames is the dts of whichever packet went in
+        // when the frame came out, which B-frame reordering makes non-monotonic.
+        let unlabelled = frame.pts().is_none();
         let Some(pts) = frame
             .pts()
+            .or_else(|| unlabelled.then(|| dts_slots.borrow_mut().pop_front()).flatten())
             .or(frame.timestamp())
             .or(last_pts.map(|p| p + 1))
         else {
@@ -224,7 +234,11 @@ fn encode_pass(
             continue;
         }
         match decoder.send_packet(&packet) {
-            Ok(()) => {}
+            Ok(()) => {
+                if let (None, Some(dts)) = (packet.pts(), packet.dts()) {
+                    dts_slots.borrow_mut().push_back(dts);
+                }
+            }
             // A damaged packet: skip it like the ffmpeg CLI does; the frame count check below
             // turns any frame it cost into an error.
             Err(ffmpeg::Error::InvalidData) => continue,
