@@ -8,12 +8,38 @@ import sys
 
 from cfnlint.decode import decode
 
-# Statement resources may be a Ref/GetAtt of one of the template's own resources, or a Sub string
-# naming one of them (objects in our buckets, executions of our state machine).
+# Statement resources may be a Ref/GetAtt of one of the template's own resources, a Sub string
+# naming one of them (objects in our buckets, executions of our state machine), or a Sub spelling
+# out exactly the computed BucketName of one of the template's buckets.
 OWN_PLACEHOLDERS = ("${InputBucket}", "${OutputBucket}", "${AWS::StackName}")
 
 
-def resource_problem(resource, logical_ids):
+def sub_parts(sub):
+    """An Fn::Sub value as (text, variables)."""
+    return (sub, {}) if isinstance(sub, str) else (sub[0], sub[1])
+
+
+def bucket_names(resources):
+    """The computed names (Fn::Sub values) of the template's buckets that set BucketName."""
+    for resource in resources.values():
+        if resource.get("Type") == "AWS::S3::Bucket":
+            name = (resource.get("Properties") or {}).get("BucketName")
+            if isinstance(name, dict) and "Fn::Sub" in name:
+                yield sub_parts(name["Fn::Sub"])
+
+
+def names_own_bucket(text, variables, own_buckets):
+    """True when the ARN text names objects (or the bucket itself) of a bucket whose BucketName
+    is exactly this Sub's name part with the same variables: the spelled-out name a policy uses
+    where `${Bucket}` would make a dependency cycle."""
+    prefix = "arn:${AWS::Partition}:s3:::"
+    if not text.startswith(prefix):
+        return False
+    name = text[len(prefix):].split("/", 1)[0]
+    return (name, variables) in own_buckets
+
+
+def resource_problem(resource, logical_ids, own_buckets=()):
     if isinstance(resource, dict):
         if "Ref" in resource:
             return None if resource["Ref"] in logical_ids else f"Ref to {resource['Ref']}, not a resource of this stack"
@@ -22,7 +48,9 @@ def resource_problem(resource, logical_ids):
             name = target[0] if isinstance(target, list) else str(target).split(".")[0]
             return None if name in logical_ids else f"GetAtt of {name}, not a resource of this stack"
         if "Fn::Sub" in resource:
-            text = resource["Fn::Sub"] if isinstance(resource["Fn::Sub"], str) else resource["Fn::Sub"][0]
+            text, variables = sub_parts(resource["Fn::Sub"])
+            if names_own_bucket(text, variables, own_buckets):
+                return None
             if not any(own in text for own in OWN_PLACEHOLDERS):
                 return f"{text} does not name a resource of this stack"
             prefix = text.split("${", 1)[0]
@@ -36,6 +64,7 @@ def resource_problem(resource, logical_ids):
 def problems(template):
     resources = template.get("Resources", {})
     logical_ids = set(resources)
+    own_buckets = list(bucket_names(resources))
     for name, resource in resources.items():
         properties = resource.get("Properties", {}) or {}
         policies = []
@@ -66,7 +95,7 @@ def problems(template):
                         yield f"{where}: wildcard action {action!r}"
                 targets = statement.get("Resource", [])
                 for target in targets if isinstance(targets, list) else [targets]:
-                    problem = resource_problem(target, logical_ids)
+                    problem = resource_problem(target, logical_ids, own_buckets)
                     if problem:
                         yield f"{where}: {problem}"
 

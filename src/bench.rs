@@ -308,6 +308,8 @@ fn treemux_args(options: &BenchOptions, output: &Path) -> Vec<String> {
         "transcode".to_owned(),
         options.input.display().to_string(),
         output.display().to_string(),
+        // Every run writes the same output path: replace the previous run's.
+        "--overwrite".to_owned(),
         "--json".to_owned(),
         "--codec".to_owned(),
         settings.codec.to_string(),

@@ -14,7 +14,7 @@ pub struct BenchArgs {
     #[command(flatten)]
     encode: super::EncodeArgs,
     /// treemux segment workers (default: one per core).
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     workers: Option<usize>,
     /// Runs of each side, alternating.
     #[arg(long, default_value_t = 3)]
@@ -100,7 +100,7 @@ pub fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let quiet = args.json;
     let report = bench::run(&options, &|line| {
         if !quiet {
-            eprintln!("bench: {line}");
+            errln!("bench: {line}");
         }
     })
     .with_context(|| format!("{}: benchmark failed", args.input.display()))?;
@@ -108,11 +108,11 @@ pub fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
         write_timeline(path, &report)?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_bench(&report);
         if let Some(path) = &args.timeline {
-            println!("timeline chart: {}", path.display());
+            outln!("timeline chart: {}", path.display());
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -138,7 +138,7 @@ fn write_timeline(path: &Path, report: &BenchReport) -> anyhow::Result<()> {
 
 fn print_bench(report: &BenchReport) {
     let (b, t) = (&report.baseline, &report.treemux);
-    println!(
+    outln!(
         "{} ({}x{}, {} frames, {:.1} s): {} {} preset {}, {} cores, {} runs each (medians)",
         report.input.display(),
         report.width,
@@ -151,9 +151,9 @@ fn print_bench(report: &BenchReport) {
         report.cores,
         report.repeat
     );
-    println!("baseline: {}", report.baseline_command);
-    println!("{:<22} {:>12} {:>12}", "", "baseline", "treemux");
-    let row = |name: &str, a: String, b: String| println!("{name:<22} {a:>12} {b:>12}");
+    outln!("baseline: {}", report.baseline_command);
+    outln!("{:<22} {:>12} {:>12}", "", "baseline", "treemux");
+    let row = |name: &str, a: String, b: String| outln!("{name:<22} {a:>12} {b:>12}");
     row(
         "wall s",
         format!("{:.2}", b.wall_s),
@@ -187,13 +187,13 @@ fn print_bench(report: &BenchReport) {
     row("VMAF", vmaf(b.vmaf), vmaf(t.vmaf));
     let detail = &report.treemux_detail;
     let s = &detail.stages_s;
-    println!(
+    outln!(
         "ratio treemux/baseline wall: {:.3}; size {:+.2}%; PSNR {:+.3} dB",
         report.ratio,
         (t.bytes as f64 / b.bytes.max(1) as f64 - 1.0) * 100.0,
         t.psnr_db - b.psnr_db
     );
-    println!(
+    outln!(
         "treemux: {} segments, {} workers; stages probe {:.2} plan {:.3} convert {:.2} merge {:.2} audio {:.2} remux {:.2} total {:.2} s; non-encode share {:.1}%; peak memory per worker ≤ {:.0} MB; verify {}",
         detail.segments,
         detail.workers,
@@ -248,7 +248,7 @@ pub fn model_command(args: ModelArgs) -> anyhow::Result<ExitCode> {
     }
     let projection = model::project(&inputs)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&projection)?);
+        outln!("{}", serde_json::to_string_pretty(&projection)?);
     } else {
         print_projection(&projection);
     }
@@ -279,15 +279,15 @@ fn apply_bench(inputs: &mut ModelInputs, report: &BenchReport) -> anyhow::Result
 
 fn print_projection(projection: &Projection) {
     let (inputs, lambda) = (&projection.inputs, &projection.lambda);
-    println!("{}", projection.note);
-    println!(
+    outln!("{}", projection.note);
+    outln!(
         "inputs: {:.0} s of video; {:.3} CPU-s per video second (single thread); source {:.2} MB/s, output {:.2} MB/s of video",
         inputs.video_seconds,
         inputs.encode_cpu_seconds_per_video_second,
         inputs.source_bytes_per_video_second / 1e6,
         inputs.output_bytes_per_video_second / 1e6
     );
-    println!(
+    outln!(
         "        {} segments, {} functions at once, {} vCPUs × {:.2} efficiency at {} MB; cold start {:.2} s; {:.3} s per transition; {:.0} Map children/s",
         inputs.segments,
         inputs.concurrency,
@@ -298,7 +298,7 @@ fn print_projection(projection: &Projection) {
         inputs.transition_seconds,
         inputs.map_child_starts_per_second
     );
-    println!(
+    outln!(
         "        S3 {:.0} MB/s per stream, EFS {:.0} MB/s per function; ${}/GB-s, ${}/transition, EFS ${}/GB read, ${}/GB written",
         inputs.s3_bytes_per_second / 1e6,
         inputs.efs_client_bytes_per_second / 1e6,
@@ -307,7 +307,7 @@ fn print_projection(projection: &Projection) {
         inputs.efs_read_per_gb,
         inputs.efs_write_per_gb
     );
-    println!(
+    outln!(
         "Lambda: {:.0} s wall = analyze {:.1} + Map start {:.1} + {} wave(s) × {:.1} s per segment + merge tail {:.1} ({} levels) + merge-audio {:.1}",
         lambda.wall_seconds,
         lambda.analyze_seconds,
@@ -318,7 +318,7 @@ fn print_projection(projection: &Projection) {
         lambda.tree_levels,
         lambda.merge_audio_seconds
     );
-    println!(
+    outln!(
         "        ${:.2} = Lambda ${:.2} + Step Functions ${:.2} ({:.0} transitions) + EFS ${:.2} ({:.1} GB written)",
         lambda.dollars,
         lambda.lambda_dollars,
@@ -328,7 +328,7 @@ fn print_projection(projection: &Projection) {
         lambda.efs_bytes_written / 1e9
     );
     for ec2 in &projection.ec2 {
-        println!(
+        outln!(
             "EC2 {:<14} {:>4} vCPUs: {:>8.0} s wall, ${:.2} (baseline efficiency {:.2}, at most {} useful threads)",
             ec2.name,
             ec2.vcpus,

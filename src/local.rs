@@ -12,6 +12,7 @@ use crate::media::convert::{self, SegmentReport};
 use crate::media::merge::{self, MergeReport};
 use crate::media::probe::{self, MediaInfo};
 use crate::media::remux::{self, RemuxReport};
+use crate::media::streams;
 use crate::plan::{plan_segments, PlanOptions, SegmentPlan};
 use crate::settings::{Container, EncodeSettings};
 use crate::state::{InMemoryStateStore, StateStore};
@@ -42,6 +43,8 @@ pub struct TranscodeOptions {
     /// the settings and the plan, and reuse its finished segments, merges and audio when run
     /// again with the same input and options.
     pub resume: bool,
+    /// What to do when the output file already exists (checked before any work).
+    pub existing_output: ExistingOutput,
     /// Crash on purpose at this point (fault injection for robustness tests; never in normal use).
     pub fault: Option<CrashPoint>,
     /// Set (from a signal handler) to stop the run: encodes stop at their next frame, merges and
@@ -61,20 +64,36 @@ impl TranscodeOptions {
             keep_temp: false,
             temp_root: None,
             resume: false,
+            existing_output: ExistingOutput::Refuse,
             fault: None,
             interrupt: None,
         }
     }
 }
 
+/// What a run does when its output file already exists. Either way it never overwrites its input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExistingOutput {
+    /// Refuse, saying how to replace it (`-y`): the command line's default, as in ffmpeg when
+    /// nobody can be asked.
+    #[default]
+    Refuse,
+    /// Refuse because the user said never to overwrite (`-n`).
+    Keep,
+    /// Replace it once the new output is complete (`-y`).
+    Replace,
+}
+
 /// Progress events, sent from whichever worker makes the progress.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Progress {
-    /// The plan is made: this many frames to encode, segments and pair merges to run.
+    /// The plan is made: this many frames to encode, segments and pair merges to run, and the
+    /// source's duration in seconds (for the speed against real time).
     Planned {
         frames: u64,
         segments: u32,
         merges: u32,
+        duration_seconds: f64,
     },
     /// One more frame encoded.
     FrameEncoded,
@@ -131,6 +150,10 @@ pub struct TranscodeReport {
     pub merges: Vec<(NodeId, MergeKind, Option<MergeReport>)>,
     pub audio: Option<AudioReport>,
     pub remux: RemuxReport,
+    /// One line per stream, tag or attachment of the source the output does not keep (from
+    /// [`streams::plan`]); everything else of the source is in the output.
+    #[serde(default)]
+    pub warnings: Vec<String>,
     pub stages: StageSeconds,
     pub timeline: Vec<TaskSpan>,
     pub output_bytes: u64,
@@ -141,9 +164,14 @@ pub struct TranscodeReport {
     pub temp_dir: Option<PathBuf>,
 }
 
-/// Checks the output path before any work: a known container, a writable directory, and not the
-/// input itself (the input is never overwritten).
-pub fn check_output_path(input: &Path, output: &Path) -> Result<Container, Error> {
+/// Checks the output path before any work: a known container, a writable directory, not the
+/// input itself (the input is never overwritten), and not an existing file unless `existing`
+/// says to replace it.
+pub fn check_output_path(
+    input: &Path,
+    output: &Path,
+    existing: ExistingOutput,
+) -> Result<Container, Error> {
     let container = Container::from_path(output).ok_or_else(|| {
         Error::request(
             output,
@@ -166,15 +194,16 @@ pub fn check_output_path(input: &Path, output: &Path) -> Result<Container, Error
             format!("directory {} does not exist", directory.display()),
         ));
     }
-    tempfile::Builder::new()
-        .prefix(".treemux-write-check")
-        .tempfile_in(&directory)
-        .map_err(|source| {
-            Error::request(
-                output,
-                format!("cannot write in {}: {source}", directory.display()),
-            )
-        })?;
+    probe_writable(&directory).map_err(|source| {
+        Error::request(
+            output,
+            format!(
+                "cannot write to directory {}: {}",
+                directory.display(),
+                os_reason(&source)
+            ),
+        )
+    })?;
     let same_file = match (
         std::fs::canonicalize(input),
         std::fs::canonicalize(&directory),
@@ -190,7 +219,62 @@ pub fn check_output_path(input: &Path, output: &Path) -> Result<Container, Error
             "is the input file; choose a different output (treemux never overwrites its input)",
         ));
     }
+    // A dangling symbolic link counts as existing: replacing it needs -y as well.
+    if std::fs::symlink_metadata(output).is_ok() {
+        match existing {
+            ExistingOutput::Replace => {}
+            ExistingOutput::Refuse => {
+                return Err(Error::request(
+                    output,
+                    "already exists; add -y (--overwrite) to replace it",
+                ))
+            }
+            ExistingOutput::Keep => {
+                return Err(Error::request(
+                    output,
+                    "already exists and -n (--no-overwrite) keeps it; nothing done",
+                ))
+            }
+        }
+    }
     Ok(container)
+}
+
+/// Creates and removes a file in `directory`, proving that the output can be written there
+/// before any work starts. The file's name is never shown: errors carry the OS's reason only.
+fn probe_writable(directory: &Path) -> std::io::Result<()> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    let mut attempt = 0;
+    loop {
+        let probe = directory.join(format!(
+            ".treemux-write-check.{}.{nanos}.{attempt}",
+            std::process::id()
+        ));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+        {
+            Ok(_) => return std::fs::remove_file(&probe),
+            // Left by a killed run with the same process id: try another name.
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && attempt < 8 => {
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// The operating system's reason for `error` without its `(os error N)` code, e.g.
+/// `Permission denied`.
+fn os_reason(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(end) if text.ends_with(')') => text[..end].to_owned(),
+        _ => text,
+    }
 }
 
 #[cfg(unix)]
@@ -230,7 +314,7 @@ pub fn transcode(
     on_progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<TranscodeReport, Error> {
     let started = Instant::now();
-    let container = check_output_path(input, output)?;
+    let container = check_output_path(input, output, options.existing_output)?;
     // A run of this command that was SIGKILLed while writing the output left its partial file.
     crate::media::util::remove_stale_partials(output);
     if !container.allows(options.settings.codec) {
@@ -251,9 +335,24 @@ pub fn transcode(
 
     let info = probe::probe(input)?;
     let audio_actions = audio::plan_audio(&info, container, output)?;
+    let extras = streams::plan(&info, container);
     stages.probe = started.elapsed().as_secs_f64();
 
-    let (width, height) = convert::output_size(&info.video, &options.settings);
+    let job_settings = options.settings.for_container(container);
+    let (width, height) = convert::output_size(&info.video, &job_settings);
+    // The source's height as it would be encoded without --height (whatever orientation and
+    // rounding output_size applies).
+    let (_, source_height) = convert::output_size(
+        &info.video,
+        &EncodeSettings {
+            height: None,
+            ..job_settings.clone()
+        },
+    );
+    options
+        .settings
+        .check_upscale(height, source_height)
+        .map_err(|problem| Error::request(input, problem))?;
     let min = options.settings.codec.min_dimension();
     if width < min || height < min {
         return Err(Error::request(
@@ -281,13 +380,14 @@ pub fn transcode(
         choose_parallelism(options.workers, options.cores, plan.segments.len());
     let settings = EncodeSettings {
         threads,
-        ..options.settings.clone()
+        ..job_settings
     };
     stages.plan = planning.elapsed().as_secs_f64();
     on_progress(Progress::Planned {
         frames: plan.frame_count,
         segments: plan.segments.len() as u32,
         merges: tree.merges_needed(),
+        duration_seconds: info.video.duration_seconds(),
     });
 
     let scratch = if options.resume {
@@ -332,6 +432,8 @@ pub fn transcode(
             &run.node_path(tree.root()),
             audio_path.as_deref(),
             &info,
+            &settings,
+            &extras,
             container,
             output,
         )?;
@@ -372,6 +474,7 @@ pub fn transcode(
         merges: outcomes.merges,
         audio: outcomes.audio,
         remux,
+        warnings: extras.warnings,
         stages,
         timeline: outcomes.timeline,
         reused: outcomes.reused,

@@ -1,22 +1,43 @@
 //! The `treemux` command line: a thin adapter over the library.
 
+/// `println!` for a command's output. A reader that stops early (`treemux probe FILE | head`) is
+/// no error: the rest of the output is dropped quietly and the command ends as it would have.
+/// Any other failure to write ends the process with a one-line error, never a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `eprintln!` that never panics: a closed stderr leaves nowhere to report anything.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod bench_cli;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::ffi::OsString;
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 use treemux::fault::CrashPoint;
-use treemux::local::{self, Progress, TranscodeOptions, TranscodeReport};
+use treemux::local::{self, ExistingOutput, Progress, TranscodeOptions, TranscodeReport};
 use treemux::media::probe::{self, MediaInfo};
 use treemux::media::verify::{self, VerifyOptions, VerifyReport};
 use treemux::plan::{plan_segments, PlanOptions, SegmentPlan};
-use treemux::settings::{parse_bitrate, Container, EncodeSettings, RateControl, VideoCodec};
+use treemux::progress::ProgressTally;
+use treemux::settings::{
+    parse_bitrate, preset_help, Container, EncodeSettings, OutputPixels, RateControl, VideoCodec,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,8 +74,16 @@ struct PlanArgs {
     #[arg(long, default_value = "auto")]
     segments: String,
     /// Segment workers running at once (default: one per CPU core).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     workers: Option<usize>,
+}
+
+/// Parses a count that must be at least 1 (`--workers`).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    text.parse()
+        .ok()
+        .filter(|&count| count >= 1)
+        .ok_or_else(|| "expected a whole number of at least 1".to_owned())
 }
 
 /// How to encode (shared by `transcode` and `bench`).
@@ -69,12 +98,24 @@ struct EncodeArgs {
     /// Target bitrate instead of constant quality, e.g. 2M or 800k.
     #[arg(long)]
     bitrate: Option<String>,
-    /// Encoder preset: x264/x265 names (medium, fast, …), libvpx cpu-used (0–8), SVT-AV1 preset (0–13).
-    #[arg(long)]
+    // The help is derived from the accepted ranges (settings.rs), so the two cannot disagree.
+    #[arg(long, help = preset_help())]
     preset: Option<String>,
-    /// Output height in pixels; the width keeps the aspect ratio.
+    /// Output height in pixels, as displayed; the width keeps the aspect ratio. At most the
+    /// source's height unless --upscale is given.
     #[arg(long)]
     height: Option<u32>,
+    /// Allow --height above the source's height (enlarging adds size, not detail).
+    #[arg(long, requires = "height")]
+    upscale: bool,
+    /// Pixel format: `source` keeps the source's bit depth (8/10/12) and chroma (4:2:0, 4:2:2,
+    /// 4:4:4) where the encoder can; `yuv420p` makes 8-bit 4:2:0, the most widely playable.
+    #[arg(long, default_value = "source", value_name = "source|yuv420p")]
+    pix_fmt: String,
+    /// Turn the pixels to the source's display rotation in every container (always done for
+    /// .mkv and .webm, which cannot carry a rotation); otherwise MP4/MOV keep it as metadata.
+    #[arg(long)]
+    autorotate: bool,
 }
 
 #[derive(Args, Debug)]
@@ -98,6 +139,29 @@ struct TranscodeArgs {
     /// Print a JSON summary on stdout instead of progress and text.
     #[arg(long)]
     json: bool,
+    /// Replace OUTPUT if it exists (by default an existing OUTPUT is refused).
+    #[arg(short = 'y', long)]
+    overwrite: bool,
+    /// Never replace an existing OUTPUT: stop with an error instead (the default unless -y).
+    #[arg(short = 'n', long, conflicts_with = "overwrite")]
+    no_overwrite: bool,
+    /// Print errors and warnings only: no progress, no summary.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Print more: the plan, each segment and merge as it finishes, per-segment timings.
+    #[arg(short, long, conflicts_with = "quiet")]
+    verbose: bool,
+    /// Seconds between progress lines when stderr is not a terminal (logs, pipes, CI).
+    #[arg(long, default_value_t = 5.0, value_parser = positive_seconds)]
+    stats_period: f64,
+}
+
+/// Parses a positive number of seconds (`--stats-period`).
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
+        .ok_or_else(|| "expected a positive number of seconds".to_owned())
 }
 
 #[derive(Args, Debug)]
@@ -140,9 +204,21 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             let causes: Vec<String> = error.chain().map(ToString::to_string).collect();
-            eprintln!("treemux: error: {}", dedupe_causes(&causes).join(": "));
+            errln!("treemux: error: {}", dedupe_causes(&causes).join(": "));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes to stdout for [`outln!`]: a closed pipe discards the rest quietly, any other failure
+/// ends the process with an error line.
+fn write_stdout(text: std::fmt::Arguments) {
+    match std::io::stdout().lock().write_fmt(text) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            errln!("treemux: error: writing the output to stdout: {error}");
+            std::process::exit(1);
+        }
+        _ => {}
     }
 }
 
@@ -229,6 +305,10 @@ fn encode_settings(
         }
         settings.height = Some(height);
     }
+    settings.pixel_format = OutputPixels::parse(&args.pix_fmt)
+        .with_context(|| format!("--pix-fmt {}: expected source or yuv420p", args.pix_fmt))?;
+    settings.autorotate = args.autorotate;
+    settings.upscale = args.upscale;
     if let Err(problem) = settings.validate() {
         bail!(problem);
     }
@@ -254,29 +334,65 @@ fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     let interrupt = stop_on_signals()?;
     options.interrupt = Some(interrupt.clone());
 
-    let show_progress = !args.json && std::io::stderr().is_terminal();
-    let display = ProgressDisplay::new(show_progress);
-    let result = local::transcode(&args.input, &args.output, &options, &|event| {
-        display.update(event)
+    options.existing_output = if args.overwrite {
+        ExistingOutput::Replace
+    } else if args.no_overwrite {
+        ExistingOutput::Keep
+    } else {
+        ExistingOutput::Refuse
+    };
+
+    // Progress goes to stderr: a bar on a terminal, a line every --stats-period elsewhere; none
+    // with --json (stdout is data, stderr stays for errors) or --quiet.
+    let mode = if args.json || args.quiet {
+        ProgressMode::Hidden
+    } else if std::io::stderr().is_terminal() {
+        ProgressMode::Bar
+    } else {
+        ProgressMode::Lines
+    };
+    let display = ProgressDisplay::new(mode, args.verbose);
+    let period = match mode {
+        ProgressMode::Bar => BAR_REDRAW,
+        ProgressMode::Lines | ProgressMode::Hidden => Duration::from_secs_f64(args.stats_period),
+    };
+    let result = std::thread::scope(|scope| {
+        let (stop, stopped) = mpsc::channel::<()>();
+        if mode != ProgressMode::Hidden {
+            let display = &display;
+            scope.spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
+                    display.tick();
+                }
+            });
+        }
+        let result = local::transcode(&args.input, &args.output, &options, &|event| {
+            display.update(event)
+        });
+        drop(stop);
+        result
     });
-    display.finish();
+    display.finish(result.is_ok());
     if result.is_err() && interrupt.load(Ordering::SeqCst) {
         let kept = if args.resume {
             "finished segments kept: run the same command again to continue"
         } else {
             "scratch files removed"
         };
-        eprintln!(
+        errln!(
             "treemux: {}: interrupted; no output written, {kept}",
             args.input.display()
         );
         return Ok(ExitCode::from(INTERRUPTED_EXIT_CODE));
     }
     let report = result?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary_json(&report))?);
-    } else {
-        print_transcode_summary(&report);
+        outln!("{}", serde_json::to_string_pretty(&summary_json(&report))?);
+    } else if !args.quiet {
+        print_transcode_summary(&report, args.verbose);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -301,73 +417,131 @@ fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
-/// Terminal progress: frames with rate and ETA, segments and merges done.
+/// Where progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProgressMode {
+    /// `--json` or `--quiet`.
+    Hidden,
+    /// stderr is a terminal: a bar redrawn in place.
+    Bar,
+    /// stderr is a file or a pipe: one plain line every `--stats-period`.
+    Lines,
+}
+
+/// How often the terminal bar is redrawn.
+const BAR_REDRAW: Duration = Duration::from_millis(200);
+
+/// Width of a progress line on a log: fits an 80-column terminal or viewer.
+const LINE_WIDTH: usize = 80;
+
+/// Progress on stderr, from the counts in a [`ProgressTally`]: the same frames, rate, speed,
+/// segments, merges and ETA as a bar on a terminal or as plain lines elsewhere.
 struct ProgressDisplay {
+    mode: ProgressMode,
+    verbose: bool,
+    tally: ProgressTally,
+    started: Instant,
     bar: ProgressBar,
-    segments: (AtomicU32, AtomicU32),
-    merges: (AtomicU32, AtomicU32),
 }
 
 impl ProgressDisplay {
-    fn new(visible: bool) -> Self {
+    fn new(mode: ProgressMode, verbose: bool) -> Self {
         let bar = ProgressBar::with_draw_target(
             Some(0),
-            if visible {
+            if mode == ProgressMode::Bar {
                 ProgressDrawTarget::stderr()
             } else {
                 ProgressDrawTarget::hidden()
             },
         );
-        if let Ok(style) = ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} frames {per_sec} ETA {eta} {msg}",
-        ) {
+        if let Ok(style) = ProgressStyle::with_template("[{bar:20}] {msg}") {
             bar.set_style(style.progress_chars("=> "));
         }
         Self {
+            mode,
+            verbose,
+            tally: ProgressTally::new(),
+            started: Instant::now(),
             bar,
-            segments: (AtomicU32::new(0), AtomicU32::new(0)),
-            merges: (AtomicU32::new(0), AtomicU32::new(0)),
         }
     }
 
+    /// Counts `event` (from any worker); with --verbose, says what finished.
     fn update(&self, event: Progress) {
-        match event {
+        self.tally.record(event);
+        if !self.verbose || self.mode == ProgressMode::Hidden {
+            return;
+        }
+        let snapshot = self.tally.snapshot(self.started.elapsed().as_secs_f64());
+        let detail = match event {
             Progress::Planned {
                 frames,
                 segments,
                 merges,
-            } => {
-                self.bar.set_length(frames);
-                self.segments.1.store(segments, Ordering::Relaxed);
-                self.merges.1.store(merges, Ordering::Relaxed);
-            }
-            Progress::FrameEncoded => {
-                self.bar.inc(1);
-                return;
-            }
-            Progress::SegmentDone { .. } => {
-                self.segments.0.fetch_add(1, Ordering::Relaxed);
-            }
-            Progress::MergeDone { .. } => {
-                self.merges.0.fetch_add(1, Ordering::Relaxed);
-            }
-            Progress::AudioDone => {}
-            Progress::Muxing => {
-                self.bar.set_message("muxing");
-                return;
-            }
-        }
-        self.bar.set_message(format!(
-            "segments {}/{} merges {}/{}",
-            self.segments.0.load(Ordering::Relaxed),
-            self.segments.1.load(Ordering::Relaxed),
-            self.merges.0.load(Ordering::Relaxed),
-            self.merges.1.load(Ordering::Relaxed)
-        ));
+                duration_seconds,
+            } => format!(
+                "plan: {} over {duration_seconds:.3} s in {}, {}",
+                count(frames, "frame"),
+                count(u64::from(segments), "segment"),
+                count(u64::from(merges), "merge")
+            ),
+            Progress::FrameEncoded => return,
+            Progress::SegmentDone { index } => format!(
+                "segment {index} encoded ({}/{})",
+                snapshot.segments_done, snapshot.segments_total
+            ),
+            Progress::MergeDone { node } => format!(
+                "merge {node} done ({}/{})",
+                snapshot.merges_done, snapshot.merges_total
+            ),
+            Progress::AudioDone => "audio done".to_owned(),
+            Progress::Muxing => "writing the output".to_owned(),
+        };
+        self.say(&format!("treemux: {detail}"));
     }
 
-    fn finish(&self) {
+    /// Shows the progress now: redraws the bar, or prints a line once the plan is known.
+    fn tick(&self) {
+        let snapshot = self.tally.snapshot(self.started.elapsed().as_secs_f64());
+        if snapshot.segments_total == 0 {
+            return; // still probing: nothing to count yet
+        }
+        match self.mode {
+            ProgressMode::Bar => {
+                self.bar.set_length(snapshot.frames_total);
+                self.bar.set_position(snapshot.frames_done);
+                // The bar and its brackets take 23 columns.
+                self.bar.set_message(snapshot.line(LINE_WIDTH - 23));
+            }
+            ProgressMode::Lines => errln!("{}", snapshot.line(LINE_WIDTH)),
+            ProgressMode::Hidden => {}
+        }
+    }
+
+    fn say(&self, line: &str) {
+        match self.mode {
+            ProgressMode::Bar => self.bar.println(line),
+            ProgressMode::Lines => errln!("{line}"),
+            ProgressMode::Hidden => {}
+        }
+    }
+
+    /// Ends the display; on a log, a finished run's last line gives its final rate and speed
+    /// (as ffmpeg's last stats line does).
+    fn finish(&self, succeeded: bool) {
         self.bar.finish_and_clear();
+        if succeeded && self.mode == ProgressMode::Lines {
+            self.tick();
+        }
+    }
+}
+
+/// `1 segment`, `2 segments`.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 
@@ -385,6 +559,7 @@ fn summary_json(report: &TranscodeReport) -> serde_json::Value {
         "merges": report.merges.iter().map(|(node, kind, merge)| serde_json::json!({"node": node, "kind": kind, "report": merge})).collect::<Vec<_>>(),
         "audio": report.audio,
         "remux": report.remux,
+        "warnings": report.warnings,
         "stages_seconds": report.stages,
         "timeline": report.timeline,
         "reused": report.reused,
@@ -392,26 +567,39 @@ fn summary_json(report: &TranscodeReport) -> serde_json::Value {
     })
 }
 
-fn print_transcode_summary(report: &TranscodeReport) {
+fn print_transcode_summary(report: &TranscodeReport, verbose: bool) {
     let stages = &report.stages;
     let frames: u64 = report.segments.iter().map(|s| s.frames_encoded).sum();
-    println!(
-        "{} -> {}: {} frames in {} segments ({} workers × {} threads), {:.1} s total ({:.1} fps)",
+    let speed = report.source.video.duration_seconds() / stages.total.max(1e-9);
+    outln!(
+        "{} -> {}: {} in {} ({} × {}), {:.1} s total ({:.1} fps, speed={speed:.1}x)",
         report.input.display(),
         report.output.display(),
-        frames,
-        report.segments.len(),
-        report.workers,
-        report.settings.threads,
+        count(frames, "frame"),
+        count(report.segments.len() as u64, "segment"),
+        count(report.workers as u64, "worker"),
+        count(u64::from(report.settings.threads), "thread"),
         stages.total,
         frames as f64 / stages.total.max(1e-9)
     );
-    println!(
+    outln!(
         "  probe {:.2} s, plan {:.3} s, convert {:.2} s, merge {:.2} s, audio {:.2} s, remux {:.2} s; output {} bytes",
         stages.probe, stages.plan, stages.convert, stages.merge, stages.audio, stages.remux, report.output_bytes
     );
+    if verbose {
+        for segment in &report.segments {
+            outln!(
+                "  segment {}: {} ({} lead-in dropped), {:.2} s, {} bytes",
+                segment.index,
+                count(segment.frames_encoded, "frame"),
+                segment.lead_in_dropped,
+                segment.seconds,
+                segment.bytes
+            );
+        }
+    }
     if let Some(dir) = &report.temp_dir {
-        println!("  scratch kept in {}", dir.display());
+        outln!("  scratch kept in {}", dir.display());
     }
 }
 
@@ -428,7 +616,7 @@ fn probe_command(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     .with_context(|| format!("{}: cannot plan segments", args.input.display()))?;
     if args.json {
         let json = serde_json::json!({ "source": info, "keyframes_seconds": info.keyframe_seconds(), "plan": plan });
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print_probe(&args.input, &info, &plan);
     }
@@ -437,13 +625,13 @@ fn probe_command(args: ProbeArgs) -> anyhow::Result<ExitCode> {
 
 fn print_probe(path: &Path, info: &MediaInfo, plan: &SegmentPlan) {
     let video = &info.video;
-    println!(
+    outln!(
         "{}: {} ({} bytes)",
         path.display(),
         info.container,
         info.size_bytes
     );
-    println!(
+    outln!(
         "  video #{}: {} {}x{} {} {:.3} fps, time base {}/{}, {} frames, {:.3} s, rotation {}°",
         video.stream_index,
         video.codec,
@@ -462,13 +650,13 @@ fn print_probe(path: &Path, info: &MediaInfo, plan: &SegmentPlan) {
         .iter()
         .map(|s| format!("{s:.3}"))
         .collect();
-    println!(
+    outln!(
         "  keyframes ({}): {}",
         keyframes.len(),
         abbreviate(&keyframes, 12)
     );
     for track in &info.audio {
-        println!(
+        outln!(
             "  audio #{}: {} {} Hz {} ch, language {}, {} packets",
             track.stream_index,
             track.codec,
@@ -478,10 +666,14 @@ fn print_probe(path: &Path, info: &MediaInfo, plan: &SegmentPlan) {
             track.packets
         );
     }
-    println!("  plan: {} segments", plan.segments.len());
-    println!(
+    outln!("  plan: {}", count(plan.segments.len() as u64, "segment"));
+    outln!(
         "    {:>4} {:>12} {:>12} {:>8} {:>8}",
-        "seg", "start s", "end s", "frames", "lead-in"
+        "seg",
+        "start s",
+        "end s",
+        "frames",
+        "lead-in"
     );
     let seconds = |pts: Option<i64>, default: i64| {
         video
@@ -489,7 +681,7 @@ fn print_probe(path: &Path, info: &MediaInfo, plan: &SegmentPlan) {
             .seconds(pts.unwrap_or(default) - video.first_pts)
     };
     for segment in &plan.segments {
-        println!(
+        outln!(
             "    {:>4} {:>12.3} {:>12.3} {:>8} {:>8}",
             segment.index,
             seconds(segment.start_pts, video.first_pts),
@@ -520,7 +712,7 @@ fn verify_command(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let report = verify::verify(&args.source, &args.output, &options)?;
     if args.json {
         let json = serde_json::json!({ "passed": report.passed(), "report": report });
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print_verify(&args.output, &report);
     }
@@ -528,7 +720,7 @@ fn verify_command(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         let failed: Vec<&str> = report.failures().map(|check| check.name.as_str()).collect();
-        eprintln!(
+        errln!(
             "treemux: error: {}: verification failed: {}",
             args.output.display(),
             failed.join(", ")
@@ -538,7 +730,7 @@ fn verify_command(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_verify(output: &Path, report: &VerifyReport) {
-    println!(
+    outln!(
         "{}: {} frames, PSNR {:.2} dB, SSIM {:.4}, {} bytes",
         output.display(),
         report.output_frames,
@@ -547,7 +739,7 @@ fn print_verify(output: &Path, report: &VerifyReport) {
         report.output_bytes
     );
     for check in &report.checks {
-        println!(
+        outln!(
             "  [{}] {}: {}",
             if check.passed { "ok" } else { "FAIL" },
             check.name,

@@ -109,9 +109,52 @@ pub struct EncodeSettings {
     pub height: Option<u32>,
     /// Encoder threads per segment worker.
     pub threads: u32,
+    /// Bit depth and chroma format of the encoded picture.
+    #[serde(default)]
+    pub pixel_format: OutputPixels,
+    /// Turn the pixels to the source's display rotation (as ffmpeg's autorotate does) instead of
+    /// keeping the rotation as metadata. Runners set it for containers that cannot carry a
+    /// display matrix ([`Container::carries_rotation`]); users may ask for it everywhere.
+    #[serde(default)]
+    pub autorotate: bool,
+    /// Allow `height` above the source's height (otherwise refused, see
+    /// [`EncodeSettings::check_upscale`]).
+    #[serde(default)]
+    pub upscale: bool,
+}
+
+/// Which pixel format the encoder gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputPixels {
+    /// The source's bit depth (8, 10, 12) and chroma format (4:2:0, 4:2:2, 4:4:4) where the
+    /// encoder can hold them, else the nearest it can (see `media::picture`).
+    #[default]
+    Source,
+    /// 8-bit 4:2:0, the most widely playable format, whatever the source.
+    Yuv420p,
+}
+
+impl OutputPixels {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "source" | "auto" | "keep" => Some(Self::Source),
+            "yuv420p" | "8bit" => Some(Self::Yuv420p),
+            _ => None,
+        }
+    }
 }
 
 impl EncodeSettings {
+    /// These settings as a job writing `container` uses them: the rotation is turned into the
+    /// pixels where the container cannot carry it.
+    pub fn for_container(&self, container: Container) -> Self {
+        Self {
+            autorotate: self.autorotate || !container.carries_rotation(),
+            ..self.clone()
+        }
+    }
+
     /// The codec's default quality and preset, one thread.
     pub fn new(codec: VideoCodec) -> Self {
         Self {
@@ -120,6 +163,9 @@ impl EncodeSettings {
             preset: codec.default_preset().to_owned(),
             height: None,
             threads: 1,
+            pixel_format: OutputPixels::Source,
+            autorotate: false,
+            upscale: false,
         }
     }
 }
@@ -138,36 +184,109 @@ pub const X26X_PRESETS: [&str; 10] = [
     "placebo",
 ];
 
+/// What `--preset` accepts for one encoder, in the encoder's own vocabulary. The one source of the
+/// ranges that `--help`, the README and the errors state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PresetRange {
+    /// One of these names, fastest first (x264, x265).
+    Names(&'static [&'static str]),
+    /// A whole number from `min` to `max` inclusive, called `what` by the encoder (libvpx
+    /// `cpu-used`, SVT-AV1 preset number).
+    Numbers {
+        what: &'static str,
+        min: i32,
+        max: i32,
+    },
+}
+
+impl PresetRange {
+    /// True when `preset` is in the range.
+    pub fn accepts(self, preset: &str) -> bool {
+        match self {
+            Self::Names(names) => names.contains(&preset),
+            Self::Numbers { min, max, .. } => preset
+                .parse::<i32>()
+                .is_ok_and(|value| (min..=max).contains(&value)),
+        }
+    }
+}
+
+impl fmt::Display for PresetRange {
+    /// `ultrafast … placebo` or `cpu-used -8 to 8`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Names(names) => match (names.first(), names.last()) {
+                (Some(first), Some(last)) => write!(f, "{first} … {last}"),
+                _ => Ok(()),
+            },
+            Self::Numbers { what, min, max } => write!(f, "{what} {min} to {max}"),
+        }
+    }
+}
+
+impl VideoCodec {
+    /// Every codec treemux encodes to, in the order help texts list them.
+    pub const ALL: [Self; 4] = [Self::H264, Self::H265, Self::Vp9, Self::Av1];
+
+    /// What `--preset` accepts for this codec's encoder.
+    pub fn preset_range(self) -> PresetRange {
+        match self {
+            Self::H264 | Self::H265 => PresetRange::Names(&X26X_PRESETS),
+            // libvpx-vp9's cpu-used: negative values trade speed the same way as positive ones.
+            Self::Vp9 => PresetRange::Numbers {
+                what: "cpu-used",
+                min: -8,
+                max: 8,
+            },
+            // SVT-AV1's presets; -1 is FFmpeg's "the encoder's default".
+            Self::Av1 => PresetRange::Numbers {
+                what: "preset",
+                min: -1,
+                max: 13,
+            },
+        }
+    }
+}
+
+/// The `--preset` help text, derived from [`VideoCodec::preset_range`] and
+/// [`VideoCodec::default_preset`], so that the help cannot disagree with what is accepted.
+pub fn preset_help() -> String {
+    let x26x = VideoCodec::H264;
+    let described = |codec: VideoCodec, who: &str| {
+        format!(
+            "{who} {} (default {})",
+            codec.preset_range(),
+            codec.default_preset()
+        )
+    };
+    format!(
+        "Encoder preset, in the encoder's own terms: {}, {}, {}",
+        described(x26x, "x264/x265"),
+        described(VideoCodec::Vp9, "libvpx"),
+        described(VideoCodec::Av1, "SVT-AV1"),
+    )
+}
+
 impl EncodeSettings {
     /// Checks the settings before any work starts, so that a typo is reported as such rather
     /// than as an encoder failure in every worker.
     pub fn validate(&self) -> Result<(), String> {
-        let numeric =
-            |range: std::ops::RangeInclusive<i32>, what: &str| match self.preset.parse::<i32>() {
-                Ok(value) if range.contains(&value) => Ok(()),
-                _ => Err(format!(
-                    "--preset {}: {} takes {what} {} to {}",
-                    self.preset,
-                    self.codec.encoder_name(),
-                    range.start(),
-                    range.end()
-                )),
-            };
-        match self.codec {
-            VideoCodec::H264 | VideoCodec::H265
-                if !X26X_PRESETS.contains(&self.preset.as_str()) =>
-            {
-                Err(format!(
+        let range = self.codec.preset_range();
+        if !range.accepts(&self.preset) {
+            return Err(match range {
+                PresetRange::Names(names) => format!(
                     "--preset {}: {} takes one of {}",
                     self.preset,
                     self.codec.encoder_name(),
-                    X26X_PRESETS.join(", ")
-                ))
-            }
-            VideoCodec::H264 | VideoCodec::H265 => Ok(()),
-            VideoCodec::Vp9 => numeric(-8..=8, "a cpu-used value from"),
-            VideoCodec::Av1 => numeric(-1..=13, "a preset number from"),
-        }?;
+                    names.join(", ")
+                ),
+                PresetRange::Numbers { .. } => format!(
+                    "--preset {}: {} takes {range}",
+                    self.preset,
+                    self.codec.encoder_name(),
+                ),
+            });
+        }
         match self.rate {
             RateControl::Crf(crf) if crf > self.codec.max_crf() => Err(format!(
                 "--crf {crf}: {} takes 0 to {}",
@@ -177,6 +296,20 @@ impl EncodeSettings {
             RateControl::Bitrate(0) => Err("--bitrate must be positive".to_owned()),
             _ => Ok(()),
         }
+    }
+
+    /// Refuses an encoded height `output_height` above the source's `source_height` (pixels, both
+    /// as encoded: the same orientation and the same rounding to even sizes) unless `upscale`
+    /// allows it: enlarging adds no detail, only size, so it must be asked for.
+    pub fn check_upscale(&self, output_height: u32, source_height: u32) -> Result<(), String> {
+        if output_height <= source_height || self.upscale {
+            return Ok(());
+        }
+        Err(format!(
+            "--height {} is above the source's height of {source_height} pixels; \
+             add --upscale to enlarge it, or choose at most {source_height}",
+            self.height.unwrap_or(output_height)
+        ))
     }
 }
 
@@ -225,11 +358,30 @@ impl Container {
         }
     }
 
-    /// True when this container can carry `codec`.
+    /// True when this container can carry `codec`. QuickTime (FFmpeg 5.1's `mov` muxer) has no
+    /// sample entry for VP9 or AV1; WebM holds only VP8/VP9/AV1.
     pub fn allows(self, codec: VideoCodec) -> bool {
         !matches!(
             (self, codec),
             (Self::WebM, VideoCodec::H264 | VideoCodec::H265)
+                | (Self::Mov, VideoCodec::Vp9 | VideoCodec::Av1)
+        )
+    }
+
+    /// True when the container keeps a display matrix (rotation) for players. FFmpeg 5.1's
+    /// Matroska and WebM muxers drop it, so there the rotation must be applied to the pixels.
+    pub fn carries_rotation(self) -> bool {
+        matches!(self, Self::Mp4 | Self::Mov)
+    }
+
+    /// True when an audio track of codec `name` (FFmpeg's codec name) may be copied into this
+    /// container. Beyond what the muxer accepts at all, MP4/MOV get no Opus or FLAC: FFmpeg 5.1
+    /// writes them to MP4 only as an experimental feature and not at all to QuickTime, and the
+    /// ffmpeg CLI re-encodes them to AAC there too.
+    pub fn copies_audio(self, name: &str) -> bool {
+        !matches!(
+            (self, name),
+            (Self::Mp4 | Self::Mov, "opus" | "flac" | "vorbis")
         )
     }
 
@@ -283,6 +435,42 @@ mod tests {
         let mut av1 = EncodeSettings::new(VideoCodec::Av1);
         av1.rate = RateControl::Crf(64);
         assert!(av1.validate().is_err_and(|e| e.contains("0 to 63")));
+    }
+
+    #[test]
+    fn preset_help_and_errors_state_the_accepted_ranges() {
+        let help = preset_help();
+        for codec in VideoCodec::ALL {
+            let range = codec.preset_range().to_string();
+            assert!(help.contains(&range), "{help} lacks {range}");
+            assert!(codec.preset_range().accepts(codec.default_preset()));
+        }
+        assert!(help.contains("cpu-used -8 to 8") && help.contains("preset -1 to 13"));
+        let mut vp9 = EncodeSettings::new(VideoCodec::Vp9);
+        for (preset, ok) in [("-8", true), ("8", true), ("9", false), ("-9", false)] {
+            vp9.preset = preset.into();
+            assert_eq!(vp9.validate().is_ok(), ok, "vp9 preset {preset}");
+        }
+        vp9.preset = "9".into();
+        assert!(vp9
+            .validate()
+            .is_err_and(|e| e.contains(&VideoCodec::Vp9.preset_range().to_string())));
+    }
+
+    #[test]
+    fn heights_above_the_source_need_upscale() {
+        let mut settings = EncodeSettings::new(VideoCodec::H264);
+        assert_eq!(settings.check_upscale(240, 240), Ok(()));
+        settings.height = Some(120);
+        assert_eq!(settings.check_upscale(120, 240), Ok(()));
+        settings.height = Some(480);
+        assert!(settings
+            .check_upscale(480, 240)
+            .is_err_and(|e| e.contains("--height 480")
+                && e.contains("--upscale")
+                && e.contains("240")));
+        settings.upscale = true;
+        assert_eq!(settings.check_upscale(480, 240), Ok(()));
     }
 
     #[test]

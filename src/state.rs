@@ -252,6 +252,10 @@ pub struct JobRecord {
     pub stage_seconds: std::collections::BTreeMap<String, f64>,
     /// Why the job failed: the error name and its cause.
     pub error: Option<String>,
+    /// What of the source the output does not keep: one line per stream or tag (see
+    /// `media::streams::plan`), recorded by merge-audio.
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// Unix seconds.
     pub created_at: u64,
     pub updated_at: u64,
@@ -283,6 +287,10 @@ pub enum JobUpdate {
     Stage {
         name: &'static str,
         seconds: f64,
+    },
+    /// The warnings of the final mux (replacing any recorded by an earlier attempt).
+    Warnings {
+        warnings: Vec<String>,
     },
     Succeeded,
     /// Never replaces a success; the first cause recorded is kept.
@@ -340,6 +348,7 @@ pub fn apply_job_update(record: &mut JobRecord, update: &JobUpdate, now: u64) {
             }
         }
         JobUpdate::Stage { name, seconds } => add_seconds(name, *seconds),
+        JobUpdate::Warnings { warnings } => record.warnings.clone_from(warnings),
         JobUpdate::Succeeded => record.status = JobStatus::Succeeded,
         JobUpdate::Failed { error } => {
             // The first cause is the specific one; a later, generic report (the Map giving up

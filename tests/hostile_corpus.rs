@@ -152,6 +152,9 @@ fn every_hostile_input_is_transcoded_and_verified_or_refused_in_one_line() {
                 }
             },
             Some(_) => {
+                // Progress lines (stderr is a pipe) may precede the error of a run that
+                // failed after work started.
+                let stderr = without_progress(&stderr);
                 let lines: Vec<&str> = stderr.trim().lines().collect();
                 if lines.len() != 1 || !lines[0].starts_with("treemux: error: ") {
                     fail(format!("the error is not one line: {stderr:?}"));

@@ -210,6 +210,8 @@ fn scratch_files_are_removed_unless_kept() {
         "--preset",
         "ultrafast",
         "--json",
+        // The first run wrote this output.
+        "-y",
     ]);
     assert!(result.status.success(), "{}", stderr(&result));
     let kept = json(&result)["temp_dir"]

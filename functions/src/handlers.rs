@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use treemux::fault::{CrashPlan, CrashPoint};
-use treemux::media::{audio, convert, merge, probe, remux};
+use treemux::media::{audio, convert, merge, probe, remux, streams};
 use treemux::plan::{plan_segments, PlanOptions};
 use treemux::settings::{Container, EncodeSettings};
 use treemux::state::{ClaimOutcome, JobRecord, JobStatus, JobStore, JobUpdate, StateStore};
@@ -216,6 +216,7 @@ where
         merge_runs: 0,
         stage_seconds: Default::default(),
         error: None,
+        warnings: Vec::new(),
         created_at: now(),
         updated_at: now(),
     };
@@ -303,11 +304,15 @@ where
         let info = probe::probe(&source).map_err(|error| HandlerError::from(error).with_source_name(&bucket_owned, &key_owned))?;
         let plan = plan_segments(&info.frames, info.video.time_base, info.video.duration_seconds(), &config.plan)
             .map_err(|e| HandlerError::invalid(format!("s3://{bucket_owned}/{key_owned}: cannot plan segments: {e}")))?;
-        let (width, height) = convert::output_size(&info.video, &config.settings);
+        let settings = config.settings.for_container(OUTPUT_CONTAINER);
+        let (width, height) = convert::output_size(&info.video, &settings);
         let min = config.settings.codec.min_dimension();
         if width < min || height < min {
             return Err(HandlerError::invalid(format!("s3://{bucket_owned}/{key_owned}: {width}x{height} is below the encoder's {min}x{min}")));
         }
+        // As the local runner: a height above the source's is refused unless upscaling is allowed.
+        let (_, source_height) = convert::output_size(&info.video, &EncodeSettings { height: None, ..config.settings.clone() });
+        config.settings.check_upscale(height, source_height).map_err(|problem| HandlerError::invalid(format!("s3://{bucket_owned}/{key_owned}: {problem}")))?;
         let output_path = paths.output(OUTPUT_EXTENSION);
         let audio_actions = audio::plan_audio(&info, OUTPUT_CONTAINER, &output_path)?;
         let tree = MergeTree::new(plan.segments.len() as u32);
@@ -318,7 +323,7 @@ where
             output_bucket: config.output_bucket.clone(),
             output_key: output,
             output_extension: OUTPUT_EXTENSION.to_owned(),
-            settings: config.settings.clone(),
+            settings,
             info,
             plan,
             tree,
@@ -613,11 +618,17 @@ where
     let audio_path = (!manifest.info.audio.is_empty()).then(|| paths.audio());
     let output = paths.output(&manifest.output_extension);
     let (info, output_for_mux) = (manifest.info.clone(), output.clone());
+    let settings = manifest.settings.clone();
+    // The same decision the local runner makes: what the output keeps, and a warning for the rest.
+    let extras = streams::plan(&info, OUTPUT_CONTAINER);
+    let warnings = extras.warnings.clone();
     let report = blocking(move || {
         remux::remux(
             &root,
             audio_path.as_deref(),
             &info,
+            &settings,
+            &extras,
             OUTPUT_CONTAINER,
             &output_for_mux,
         )
@@ -640,6 +651,12 @@ where
             now(),
         )
         .await?;
+    if !warnings.is_empty() {
+        services
+            .store
+            .update_job(&task.job_id, &JobUpdate::Warnings { warnings }, now())
+            .await?;
+    }
     services
         .store
         .update_job(&task.job_id, &JobUpdate::Succeeded, now())

@@ -27,6 +27,7 @@ fn record(job_id: &str) -> JobRecord {
         merge_runs: 0,
         stage_seconds: Default::default(),
         error: None,
+        warnings: Vec::new(),
         created_at: 1,
         updated_at: 1,
     }

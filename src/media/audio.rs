@@ -57,7 +57,7 @@ pub fn plan_audio(
         .map(|(position, track)| {
             let codec = codec_id_by_name(&track.codec);
             // SAFETY: `format` points at a static muxer description.
-            let fits = codec.is_some_and(|codec| unsafe {
+            let fits = container.copies_audio(&track.codec) && codec.is_some_and(|codec| unsafe {
                 ffmpeg::ffi::avformat_query_codec(format, codec.into(), ffmpeg::ffi::FF_COMPLIANCE_NORMAL) == 1
             });
             if fits {
@@ -95,10 +95,10 @@ pub fn extract_audio(
     let mut input = util::open_input(&info.path)?;
     let partial = PartialFile::create(output)?;
     let write_failed = |source| MediaError::Write {
-        path: partial.path().to_owned(),
+        path: partial.target().to_owned(),
         source,
     };
-    let mut muxer = util::open_output(partial.path(), SEGMENT_MUXER)?;
+    let mut muxer = util::open_output(&partial, SEGMENT_MUXER)?;
     let global_header = muxer
         .format()
         .flags()
@@ -203,7 +203,7 @@ pub fn extract_audio(
     muxer.write_trailer().map_err(write_failed)?;
     drop(muxer);
     let bytes = std::fs::metadata(partial.path())
-        .map_err(MediaError::io(partial.path()))?
+        .map_err(MediaError::io(partial.target()))?
         .len();
     partial.commit()?;
     Ok(Some(AudioReport {

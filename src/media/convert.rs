@@ -9,6 +9,7 @@
 //! Segment files are NUT: it stores any codec and keeps each stream's time base exactly
 //! (Matroska would round timestamps to milliseconds).
 
+use super::picture::{self, Orientation, OutputPicture};
 use super::probe::{MediaInfo, VideoInfo};
 use super::util::{self, PartialFile};
 use super::MediaError;
@@ -36,18 +37,17 @@ pub struct SegmentReport {
     pub seconds: f64,
 }
 
-/// The output frame size for a source video: the requested height (width following the source's
-/// aspect), or the source size; both rounded down to even numbers because 4:2:0 chroma needs them.
+/// The encoded frame size for a source video: the requested height as displayed (width
+/// following the displayed aspect), or the source size; both rounded down to even numbers
+/// because 4:2:0 chroma needs them. Width and height are swapped when `settings.autorotate`
+/// turns a quarter-rotated source upright.
 pub fn output_size(video: &VideoInfo, settings: &EncodeSettings) -> (u32, u32) {
-    let even = |value: u32| (value & !1).max(2);
-    match settings.height {
-        Some(height) if video.height > 0 => {
-            let width = (f64::from(video.width) * f64::from(height) / f64::from(video.height))
-                .round() as u32;
-            (even(width), even(height))
-        }
-        _ => (even(video.width), even(video.height)),
-    }
+    let orientation = if settings.autorotate {
+        Orientation::from_rotation_degrees(video.rotation_degrees).unwrap_or(Orientation::Upright)
+    } else {
+        Orientation::Upright
+    };
+    picture::displayed_size(video, settings, orientation)
 }
 
 /// Encodes segment `segment` of the source `info` describes into `output` (NUT), frame exact.
@@ -145,8 +145,8 @@ fn encode_pass(
     }
 
     let partial = PartialFile::create(output)?;
-    let mut muxer = util::open_output(partial.path(), SEGMENT_MUXER)?;
-    let mut encoder = SegmentEncoder::open(info, &decoder, settings, &mut muxer, partial.path())?;
+    let mut muxer = util::open_output(&partial, SEGMENT_MUXER)?;
+    let mut encoder = SegmentEncoder::open(info, settings, &mut muxer, partial.target())?;
 
     let mut frame = ffmpeg::frame::Video::empty();
     let mut first_seen = false;
@@ -190,7 +190,10 @@ fn encode_pass(
                 return Err(PassError::SeekOvershoot);
             }
         }
-        if segment.start_pts.is_some_and(|start| pts < start) {
+        // The first segment starts at the first frame the probe saw shown: a decoder that
+        // shows a frame of an incomplete GOP before it here must not add a frame.
+        let start = segment.start_pts.unwrap_or(info.video.first_pts);
+        if pts < start {
             dropped += 1;
             return Ok(false);
         }
@@ -261,7 +264,7 @@ fn encode_pass(
     }
     let frames_encoded = encoder.finish(&mut muxer)?;
     muxer.write_trailer().map_err(|source| MediaError::Write {
-        path: partial.path().to_owned(),
+        path: partial.target().to_owned(),
         source,
     })?;
     drop(muxer);
@@ -275,7 +278,7 @@ fn encode_pass(
         .into());
     }
     let bytes = std::fs::metadata(partial.path())
-        .map_err(MediaError::io(partial.path()))?
+        .map_err(MediaError::io(partial.target()))?
         .len();
     partial.commit()?;
     Ok(SegmentReport {
@@ -288,19 +291,25 @@ fn encode_pass(
     })
 }
 
-/// The encoder of one segment, with the scaler that feeds it and the stream it writes to.
+/// The encoder of one segment, with the conversions that feed it and the stream it writes to.
 struct SegmentEncoder {
     encoder: ffmpeg::encoder::Video,
     encoder_name: &'static str,
-    width: u32,
-    height: u32,
+    picture: OutputPicture,
     /// Source frame size after cropping to even, when no scaling is asked for.
     crop_only: bool,
+    /// Converts decoded frames to the picture's format and pre-rotation size, for the frame
+    /// format and size it was made for.
     scaler: Option<(
         ffmpeg::software::scaling::Context,
-        (ffmpeg::format::Pixel, u32, u32),
+        (ffmpeg::format::Pixel, u32, u32, bool),
     )>,
     scaled: ffmpeg::frame::Video,
+    /// The scaled picture turned upright, when the rotation is applied to the pixels.
+    rotated: Option<ffmpeg::frame::Video>,
+    /// For 4:2:2 pictures turned by a quarter: the turn is done at 4:4:4 (a turned 4:2:2 plane
+    /// would be 4:4:0), then this converts to the encoder's format.
+    after_rotation: Option<(ffmpeg::software::scaling::Context, ffmpeg::frame::Video)>,
     encoder_time_base: ffmpeg::Rational,
     stream_time_base: ffmpeg::Rational,
     frames: u64,
@@ -313,7 +322,6 @@ struct SegmentEncoder {
 impl SegmentEncoder {
     fn open(
         info: &MediaInfo,
-        decoder: &ffmpeg::decoder::Video,
         settings: &EncodeSettings,
         muxer: &mut ffmpeg::format::context::Output,
         path: &Path,
@@ -329,7 +337,8 @@ impl SegmentEncoder {
             encoder: encoder_name.to_owned(),
             source,
         };
-        let (width, height) = output_size(video, settings);
+        let picture = picture::output_picture(video, settings)?;
+        let (width, height) = (picture.width, picture.height);
         let time_base = util::rational(video.time_base);
 
         let mut encoder = ffmpeg::codec::Context::new_with_codec(codec)
@@ -338,7 +347,7 @@ impl SegmentEncoder {
             .map_err(failed)?;
         encoder.set_width(width);
         encoder.set_height(height);
-        encoder.set_format(ffmpeg::format::Pixel::YUV420P);
+        encoder.set_format(picture.pixel);
         encoder.set_time_base(time_base);
         if video.frame_rate.num > 0 && video.frame_rate.den > 0 {
             // Rate control and level selection read the frame rate; timestamps stay exact anyway.
@@ -347,14 +356,11 @@ impl SegmentEncoder {
                 video.frame_rate.den,
             )));
         }
-        let sar = decoder.aspect_ratio();
-        if sar.numerator() > 0 && sar.denominator() > 0 {
-            encoder.set_aspect_ratio(sar);
+        let (sar_num, sar_den) = picture.sample_aspect_ratio;
+        if sar_num > 0 && sar_den > 0 {
+            encoder.set_aspect_ratio(ffmpeg::Rational::new(sar_num, sar_den));
         }
-        encoder.set_colorspace(decoder.color_space());
-        encoder.set_color_range(decoder.color_range());
-        encoder.set_color_primaries(decoder.color_primaries());
-        encoder.set_color_transfer_characteristic(decoder.color_transfer_characteristic());
+        util::set_color_tags(&mut encoder, picture.color);
         if muxer
             .format()
             .flags()
@@ -370,12 +376,13 @@ impl SegmentEncoder {
         if let RateControl::Bitrate(bits) = settings.rate {
             encoder.set_bit_rate(bits as usize);
         }
+        let pixel_name = picture::pixel_name(picture.pixel).unwrap_or_default();
         let encoder = encoder
             .open_as_with(codec, encoder_options(settings))
             .map_err(|source| MediaError::EncoderOpen {
                 encoder: encoder_name.to_owned(),
                 settings: format!(
-                    "preset {}, {:?}, {width}x{height}",
+                    "preset {}, {:?}, {width}x{height} {pixel_name}",
                     settings.preset, settings.rate
                 ),
                 source,
@@ -395,14 +402,33 @@ impl SegmentEncoder {
         })?;
         let stream_time_base = muxer.stream(0).map(|s| s.time_base()).unwrap_or(time_base);
 
+        let turned_format = rotation_format(&picture);
+        let rotated = (picture.orientation != Orientation::Upright)
+            .then(|| ffmpeg::frame::Video::new(turned_format, width, height));
+        let after_rotation = if rotated.is_some() && turned_format != picture.pixel {
+            let full = picture.color.full_range();
+            let context = picture::scaler(
+                (turned_format, width, height),
+                full,
+                (picture.pixel, width, height),
+                full,
+                picture.color.space,
+            )
+            .map_err(failed)?;
+            Some((context, ffmpeg::frame::Video::empty()))
+        } else {
+            None
+        };
+
         Ok(Self {
             encoder,
             encoder_name,
-            width,
-            height,
             crop_only: settings.height.is_none(),
+            picture,
             scaler: None,
             scaled: ffmpeg::frame::Video::empty(),
+            rotated,
+            after_rotation,
             encoder_time_base: time_base,
             stream_time_base,
             frames: 0,
@@ -426,46 +452,62 @@ impl SegmentEncoder {
         // Let the encoder choose frame types: a decoded frame's picture type would force
         // keyframes wherever the source had them.
         frame.set_kind(ffmpeg::picture::Type::None);
-        let fits = frame.format() == ffmpeg::format::Pixel::YUV420P
+        let picture = &self.picture;
+        let (scaled_width, scaled_height) = (picture.scaled_width, picture.scaled_height);
+        let scaled_format = rotation_format(picture);
+        let source_full = picture::frame_is_full_range(frame) || picture.source_full_range;
+        let fits = frame.format() == scaled_format
+            && source_full == picture.color.full_range()
             && self.crop_only
-            && frame.width() & !1 == self.width
-            && frame.height() & !1 == self.height;
-        if fits {
+            && frame.width() & !1 == scaled_width
+            && frame.height() & !1 == scaled_height;
+        let scaled: &mut ffmpeg::frame::Video = if fits {
             // Cropping the last odd row/column is just a smaller declared size over the same planes.
-            frame.set_width(self.width);
-            frame.set_height(self.height);
-            frame.set_pts(Some(pts));
-            self.encoder.send_frame(frame).map_err(failed)?;
+            frame.set_width(scaled_width);
+            frame.set_height(scaled_height);
+            frame
         } else {
             if self.crop_only {
                 let (width, height) = (frame.width() & !1, frame.height() & !1);
                 frame.set_width(width.max(2));
                 frame.set_height(height.max(2));
             }
-            let key = (frame.format(), frame.width(), frame.height());
+            let key = (frame.format(), frame.width(), frame.height(), source_full);
             if self
                 .scaler
                 .as_ref()
                 .is_none_or(|(_, current)| *current != key)
             {
-                let scaler = ffmpeg::software::scaling::Context::get(
-                    key.0,
-                    key.1,
-                    key.2,
-                    ffmpeg::format::Pixel::YUV420P,
-                    self.width,
-                    self.height,
-                    ffmpeg::software::scaling::Flags::BICUBIC,
+                let scaler = picture::scaler(
+                    (key.0, key.1, key.2),
+                    source_full,
+                    (scaled_format, scaled_width, scaled_height),
+                    picture.color.full_range(),
+                    picture.color.space,
                 )
                 .map_err(failed)?;
                 self.scaler = Some((scaler, key));
             }
             let (scaler, _) = self.scaler.as_mut().expect("scaler was just created");
             scaler.run(frame, &mut self.scaled).map_err(failed)?;
-            self.scaled.set_pts(Some(pts));
-            self.scaled.set_kind(ffmpeg::picture::Type::None);
-            self.encoder.send_frame(&self.scaled).map_err(failed)?;
-        }
+            &mut self.scaled
+        };
+        let to_encode: &mut ffmpeg::frame::Video = match self.rotated.as_mut() {
+            Some(rotated) => {
+                picture::rotate_frame(scaled, rotated, self.picture.orientation);
+                match self.after_rotation.as_mut() {
+                    Some((context, converted)) => {
+                        context.run(rotated, converted).map_err(failed)?;
+                        converted
+                    }
+                    None => rotated,
+                }
+            }
+            None => scaled,
+        };
+        to_encode.set_pts(Some(pts));
+        to_encode.set_kind(ffmpeg::picture::Type::None);
+        self.encoder.send_frame(to_encode).map_err(failed)?;
         self.frames += 1;
         self.drain(muxer)
     }
@@ -496,6 +538,24 @@ impl SegmentEncoder {
             })?;
         self.drain(muxer)?;
         Ok(self.frames)
+    }
+}
+
+/// The format the picture is turned in: the encoder's, except 4:2:2 (and 4:4:0) turned by a
+/// quarter, which is turned at 4:4:4 of the same depth and converted after.
+fn rotation_format(picture: &OutputPicture) -> ffmpeg::format::Pixel {
+    let asymmetric = picture::pixel_traits(picture.pixel)
+        .is_some_and(|traits| traits.chroma_shift.0 != traits.chroma_shift.1);
+    if picture.orientation.swaps_axes() && asymmetric {
+        let depth = picture::pixel_traits(picture.pixel).map_or(8, |traits| traits.depth);
+        let name = if depth > 8 {
+            format!("yuv444p{depth}le")
+        } else {
+            "yuv444p".to_owned()
+        };
+        picture::pixel_by_name(&name).unwrap_or(picture.pixel)
+    } else {
+        picture.pixel
     }
 }
 

@@ -47,10 +47,10 @@ pub fn concat_segments(
 
     let partial = PartialFile::create(output)?;
     let write_failed = |source| MediaError::Write {
-        path: partial.path().to_owned(),
+        path: partial.target().to_owned(),
         source,
     };
-    let mut muxer = util::open_output(partial.path(), SEGMENT_MUXER)?;
+    let mut muxer = util::open_output(&partial, SEGMENT_MUXER)?;
     let left_stream = left_input.stream(0).expect("checked in check_compatible");
     let time_base = left_stream.time_base();
     {
@@ -123,7 +123,7 @@ pub fn concat_segments(
     muxer.write_trailer().map_err(write_failed)?;
     drop(muxer);
     let bytes = std::fs::metadata(partial.path())
-        .map_err(MediaError::io(partial.path()))?
+        .map_err(MediaError::io(partial.target()))?
         .len();
     partial.commit()?;
     Ok(MergeReport {

@@ -7,8 +7,10 @@
 pub mod audio;
 pub mod convert;
 pub mod merge;
+pub mod picture;
 pub mod probe;
 pub mod remux;
+pub mod streams;
 pub mod verify;
 
 pub(crate) mod util;

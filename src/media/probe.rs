@@ -5,6 +5,7 @@
 //! (language, title, disposition, start time). Sources are checked here, once, so that every
 //! later step can assume a readable, decodable video stream.
 
+use super::picture::ColorTags;
 use super::util::{self, time_base};
 use crate::plan::{FrameInfo, TimeBase};
 use ffmpeg_next as ffmpeg;
@@ -110,6 +111,9 @@ pub struct VideoInfo {
     pub rotation_degrees: f64,
     /// Stream metadata tags (language, handler name, …).
     pub metadata: BTreeMap<String, String>,
+    /// Range, matrix, primaries and transfer the stream declares.
+    #[serde(default)]
+    pub color: ColorTags,
 }
 
 impl VideoInfo {
@@ -181,6 +185,21 @@ pub struct MediaInfo {
     /// Whole seconds added to every timestamp in intermediate files and removed in the final
     /// mux: NUT cannot store negative timestamps, which AAC priming and some containers produce.
     pub intermediate_offset_seconds: i64,
+    /// Microseconds added to every timestamp of the output, so that nothing is shown before
+    /// time 0: positive only for sources whose first frame or first audible sample is before
+    /// 0 (an MPEG-TS clock that wraps just after the start), which an MP4/MOV edit list would
+    /// otherwise hide. ffmpeg shifts such files the same way.
+    #[serde(default)]
+    pub output_shift_micros: i64,
+    /// Streams other than the transcoded video and the audio tracks (subtitles, cover art,
+    /// attachments, other video, timecode and data), in source order.
+    #[serde(default)]
+    pub other_streams: Vec<crate::extras::OtherStream>,
+    #[serde(default)]
+    pub chapters: Vec<crate::extras::Chapter>,
+    /// The container's global tags (title, artist, …).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl MediaInfo {
@@ -272,12 +291,29 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
     let pixel_format = pixel_format_name(format);
     let video_time_base = time_base(video_stream.time_base());
     let frame_rate = video_stream.avg_frame_rate();
+    // The container's pixel aspect wins over the bitstream's, FFmpeg's own rule.
     let sample_aspect_ratio = {
-        // SAFETY: as above.
-        let sar = unsafe { (*parameters.as_ptr()).sample_aspect_ratio };
+        // SAFETY: the context and the stream are open; a null frame is allowed.
+        let sar = unsafe {
+            ffmpeg::ffi::av_guess_sample_aspect_ratio(
+                input.as_ptr() as *mut _,
+                video_stream.as_ptr() as *mut _,
+                std::ptr::null_mut(),
+            )
+        };
         FrameRate {
             num: sar.num,
             den: sar.den,
+        }
+    };
+    // SAFETY: as above.
+    let color = unsafe {
+        let par = &*parameters.as_ptr();
+        ColorTags {
+            range: par.color_range as i32,
+            space: par.color_space as i32,
+            primaries: par.color_primaries as i32,
+            transfer: par.color_trc as i32,
         }
     };
     let display_matrix = util::display_matrix(&video_stream);
@@ -317,7 +353,6 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
     let mut frames: Vec<FrameInfo> = Vec::new();
     let mut last_duration = 0i64;
     let mut max_pts = i64::MIN;
-    let mut first_key_packet: Option<ffmpeg::Packet> = None;
     let mut corrupt_in_a_row = 0u32;
     let mut video_packets = 0u64;
     let mut video_bytes = 0u64;
@@ -371,9 +406,6 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
                 dts: packet.dts(),
                 key: packet.is_key(),
             });
-            if first_key_packet.is_none() {
-                first_key_packet = Some(packet.clone());
-            }
         } else if let Some(track) = audio.iter_mut().find(|track| track.stream_index == index) {
             if track.packets == 0 {
                 if let Some(skip) = packet
@@ -419,8 +451,16 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
         video_time_base,
         readable,
     )?;
-    if let Some(first_key) = first_key_packet {
-        check_first_frame_decodes(path, &input, video_index, &first_key)?;
+    // Frames the decoder never shows (packets before the first keyframe of a recording that
+    // starts mid-GOP) are not frames of the video: ffmpeg drops them too.
+    if let Some(first_shown) = first_shown_pts(path, video_index)? {
+        frames.retain(|frame| frame.pts >= first_shown);
+    }
+    if frames.is_empty() {
+        return Err(ProbeError::FirstFrame {
+            path: path.to_owned(),
+            reason: "no video frame can be decoded".into(),
+        });
     }
 
     let first_pts = frames[0].pts;
@@ -448,6 +488,19 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
     // One second of headroom beyond the earliest start: a re-encoded audio track starts earlier
     // by its encoder's priming (AAC 1024, Opus 312 samples).
     let intermediate_offset_seconds = (-earliest).max(0.0).ceil() as i64 + 1;
+    let earliest_shown = audio
+        .iter()
+        .filter_map(AudioTrack::audible_start_seconds)
+        .fold(video_time_base.seconds(first_pts), f64::min);
+    // Below a millisecond is rounding, not frames before 0.
+    let output_shift_micros = if earliest_shown < -0.001 {
+        (-earliest_shown * 1e6).ceil() as i64
+    } else {
+        0
+    };
+    let audio_indices: Vec<usize> = audio.iter().map(|track| track.stream_index).collect();
+    let (other_streams, chapters, tags) =
+        super::streams::collect(&input, video_index, &audio_indices);
 
     Ok(MediaInfo {
         path: path.to_owned(),
@@ -473,25 +526,32 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
             display_matrix,
             rotation_degrees,
             metadata: video_metadata,
+            color,
         },
         audio,
         frames,
         intermediate_offset_seconds,
+        output_shift_micros,
+        other_streams,
+        chapters,
+        tags,
     })
 }
 
-/// Decodes from the first video packet until one frame comes out, so a stream the decoder cannot
-/// handle is reported now rather than in every worker.
-fn check_first_frame_decodes(
-    path: &Path,
-    input: &ffmpeg::format::context::Input,
-    video_index: usize,
-    first: &ffmpeg::Packet,
-) -> Result<(), ProbeError> {
+/// Decodes the video from the start of the file until the first frame comes out and returns its
+/// presentation timestamp, so a stream the decoder cannot handle is reported now rather than in
+/// every worker. Packets are fed in file order, as every worker does (an MP4 edit list that
+/// starts after the first keyframe, or a recording that starts mid-GOP, needs several before
+/// anything is shown). `None` when the frame has no timestamp.
+fn first_shown_pts(path: &Path, video_index: usize) -> Result<Option<i64>, ProbeError> {
+    /// Packets fed before giving up: far more than any decoder's delay or the longest GOP
+    /// before a first keyframe that a real recording has.
+    const MAX_PACKETS: usize = 4096;
     let fail = |reason: String| ProbeError::FirstFrame {
         path: path.to_owned(),
         reason,
     };
+    let mut input = ffmpeg::format::input(&path).map_err(|e| fail(e.to_string()))?;
     let stream = input
         .stream(video_index)
         .ok_or_else(|| fail("stream vanished".into()))?;
@@ -499,14 +559,42 @@ fn check_first_frame_decodes(
         .map_err(|e| fail(e.to_string()))?;
     let mut decoder = context.decoder().video().map_err(|e| fail(e.to_string()))?;
     let mut frame = ffmpeg::frame::Video::empty();
-    decoder
-        .send_packet(first)
-        .map_err(|e| fail(e.to_string()))?;
+    let shown = |frame: &ffmpeg::frame::Video| -> Result<Option<i64>, ProbeError> {
+        if frame.width() == 0 || frame.height() == 0 {
+            return Err(ProbeError::FirstFrame {
+                path: path.to_owned(),
+                reason: "decoded frame has no size".into(),
+            });
+        }
+        Ok(frame.pts().or(frame.timestamp()))
+    };
+    let mut last_error: Option<String> = None;
+    let mut fed = 0usize;
+    while fed < MAX_PACKETS {
+        let mut packet = ffmpeg::Packet::empty();
+        match packet.read(&mut input) {
+            Ok(()) => {}
+            Err(ffmpeg::Error::Eof) => break,
+            Err(ffmpeg::Error::InvalidData) => continue,
+            Err(error) => return Err(fail(error.to_string())),
+        }
+        if packet.stream() != video_index {
+            continue;
+        }
+        fed += 1;
+        if let Err(error) = decoder.send_packet(&packet) {
+            // Packets before the first keyframe may not decode; a later one will.
+            last_error = Some(error.to_string());
+            continue;
+        }
+        if decoder.receive_frame(&mut frame).is_ok() {
+            return shown(&frame);
+        }
+    }
     decoder.send_eof().map_err(|e| fail(e.to_string()))?;
     match decoder.receive_frame(&mut frame) {
-        Ok(()) if frame.width() > 0 && frame.height() > 0 => Ok(()),
-        Ok(()) => Err(fail("decoded frame has no size".into())),
-        Err(error) => Err(fail(error.to_string())),
+        Ok(()) => shown(&frame),
+        Err(error) => Err(fail(last_error.unwrap_or_else(|| error.to_string()))),
     }
 }
 

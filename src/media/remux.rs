@@ -3,12 +3,16 @@
 //! Also restores what a stream copy through intermediate files loses: packet durations (NUT does
 //! not keep them; the last frame's duration would otherwise be lost and the output end one frame
 //! short), the display matrix (rotation), and each audio track's language, title and
-//! disposition.
+//! disposition. Writes what the [`ExtrasPlan`] keeps beside them: subtitles (copied or
+//! converted), cover art, attachments, the timecode, chapters and global tags.
 
+use super::picture;
 use super::probe::MediaInfo;
+use super::streams::{self, ExtraStreams};
 use super::util::{self, PartialFile};
 use super::MediaError;
-use crate::settings::Container;
+use crate::extras::ExtrasPlan;
+use crate::settings::{Container, EncodeSettings};
 use crate::timestamps::{decode_timestamps, frame_durations};
 use ffmpeg_next as ffmpeg;
 use ffmpeg_next::Rescale as _;
@@ -21,6 +25,9 @@ use std::time::Instant;
 pub struct RemuxReport {
     pub video_packets: u64,
     pub audio_packets: u64,
+    /// Packets of kept subtitle and other streams (cover pictures included).
+    #[serde(default)]
+    pub extra_packets: u64,
     pub bytes: u64,
     pub seconds: f64,
 }
@@ -28,11 +35,15 @@ pub struct RemuxReport {
 /// Writes `output` in `container` from the merged `video` file and the extracted `audio` file.
 ///
 /// `info` is the probe of the original source; its stream metadata is restored on the output.
+/// `extras` (from [`streams::plan`] for the same `info` and `container`) says which other
+/// streams, chapters and tags to write; kept streams are read from the source, `info.path`.
 /// The output appears only when complete.
 pub fn remux(
     video: &Path,
     audio: Option<&Path>,
     info: &MediaInfo,
+    settings: &EncodeSettings,
+    extras: &ExtrasPlan,
     container: Container,
     output: &Path,
 ) -> Result<RemuxReport, MediaError> {
@@ -54,10 +65,10 @@ pub fn remux(
 
     let partial = PartialFile::create(output)?;
     let write_failed = |source| MediaError::Write {
-        path: partial.path().to_owned(),
+        path: partial.target().to_owned(),
         source,
     };
-    let mut muxer = util::open_output(partial.path(), container.muxer_name())?;
+    let mut muxer = util::open_output(&partial, container.muxer_name())?;
     {
         let source_stream = video_input.stream(0).expect("checked above");
         let mut stream = muxer
@@ -68,6 +79,14 @@ pub fn remux(
         let mut metadata = ffmpeg::Dictionary::new();
         if let Some(language) = info.video.metadata.get("language") {
             metadata.set("language", language);
+        }
+        if let Some(timecode) = &extras.timecode {
+            // MP4 and MOV muxers make a timecode track of this tag, at the video's frame rate.
+            metadata.set("timecode", timecode);
+            let rate = info.video.frame_rate;
+            if rate.num > 0 && rate.den > 0 {
+                stream.set_avg_frame_rate(ffmpeg::Rational::new(rate.num, rate.den));
+            }
         }
         stream.set_metadata(metadata);
     }
@@ -84,7 +103,12 @@ pub fn remux(
             0
         },
     );
-    if let Some(matrix) = &info.video.display_matrix {
+    let picture = picture::output_picture(&info.video, settings)?;
+    util::set_stream_color_tags(&mut muxer, 0, picture.color);
+    // A rotation turned into the pixels is not displayed a second time.
+    if let (Some(matrix), picture::Orientation::Upright) =
+        (&info.video.display_matrix, picture.orientation)
+    {
         util::set_display_matrix(&mut muxer, 0, matrix).map_err(write_failed)?;
     }
 
@@ -126,41 +150,59 @@ pub fn remux(
         }
     }
 
+    let mut extra_streams = ExtraStreams::add(&info.path, extras, info, &mut muxer)?;
+    streams::write_chapters_and_tags(&mut muxer, extras).map_err(write_failed)?;
+
     let mut options = ffmpeg::Dictionary::new();
     if matches!(container, Container::Mp4 | Container::Mov) {
         options.set("movflags", "+faststart");
     }
     muxer.write_header_with(options).map_err(write_failed)?;
     let output_time_bases: Vec<ffmpeg::Rational> = muxer.streams().map(|s| s.time_base()).collect();
+    let mut report = RemuxReport {
+        video_packets: 0,
+        audio_packets: 0,
+        extra_packets: 0,
+        bytes: 0,
+        seconds: 0.0,
+    };
+    for picture in extra_streams.start(&muxer) {
+        picture
+            .write_interleaved(&mut muxer)
+            .map_err(write_failed)?;
+        report.extra_packets += 1;
+    }
     // Derive dts and durations in the output's own time base: derived in a finer one, neighbouring
     // dts could round onto the same tick.
     // Intermediate files carry the job's timestamp offset; the output does not.
+    // A source that starts before 0 is shifted to start at 0 (see `output_shift_micros`).
     let video_offset = util::offset_ticks(info.intermediate_offset_seconds, video_time_base);
+    let video_shift = util::micros_to_ticks_up(info.output_shift_micros, output_time_bases[0]);
     let video_pts: Vec<i64> = merged_pts
         .iter()
-        .map(|pts| (pts - video_offset).rescale(video_time_base, output_time_bases[0]))
+        .map(|pts| {
+            (pts - video_offset).rescale(video_time_base, output_time_bases[0]) + video_shift
+        })
         .collect();
     let end = info
         .video
         .end_pts
-        .rescale(util::rational(info.video.time_base), output_time_bases[0]);
+        .rescale(util::rational(info.video.time_base), output_time_bases[0])
+        + video_shift;
     let video_dts = decode_timestamps(&video_pts, end);
     // Each frame's own display duration: MP4 takes the track's length from the largest
     // pts + duration, Matroska from the last frame's.
     let video_durations = frame_durations(&video_pts, end);
 
-    let mut report = RemuxReport {
-        video_packets: 0,
-        audio_packets: 0,
-        bytes: 0,
-        seconds: 0.0,
-    };
     let mut video_index = 0usize;
     let mut audio_packet_counts = vec![0usize; audio_time_bases.len()];
     let mut next_video = read_packet(video, &mut video_input)?;
     let audio_offsets: Vec<i64> = audio_time_bases
         .iter()
-        .map(|&time_base| util::offset_ticks(info.intermediate_offset_seconds, time_base))
+        .map(|&time_base| {
+            util::offset_ticks(info.intermediate_offset_seconds, time_base)
+                - util::micros_to_ticks_up(info.output_shift_micros, time_base)
+        })
         .collect();
     let read_audio = |path: &Path,
                       input: &mut ffmpeg::format::context::Input|
@@ -176,17 +218,35 @@ pub fn remux(
         _ => None,
     };
     loop {
-        let take_video = match (&next_video, &next_audio) {
-            (None, None) => break,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (Some(_), Some(a)) => {
-                let video_dts = video_dts.get(video_index).copied().unwrap_or(i64::MAX);
-                let audio_time_base = audio_time_bases[a.stream()];
-                ticks_to_seconds(video_dts, output_time_bases[0])
-                    <= ticks_to_seconds(a.dts().or(a.pts()).unwrap_or(0), audio_time_base)
+        // The earliest of the three sources by decode time; video first on a tie.
+        let video_due = next_video.as_ref().map(|_| {
+            ticks_to_seconds(
+                video_dts.get(video_index).copied().unwrap_or(i64::MAX),
+                output_time_bases[0],
+            )
+        });
+        let audio_due = next_audio.as_ref().map(|a| {
+            ticks_to_seconds(
+                a.dts().or(a.pts()).unwrap_or(0),
+                audio_time_bases[a.stream()],
+            )
+        });
+        let extra_due = extra_streams.peek_seconds()?;
+        let earliest = [video_due, audio_due, extra_due]
+            .into_iter()
+            .flatten()
+            .fold(f64::INFINITY, f64::min);
+        if video_due.is_none() && audio_due.is_none() && extra_due.is_none() {
+            break;
+        }
+        if video_due != Some(earliest) && audio_due != Some(earliest) {
+            if let Some(packet) = extra_streams.take() {
+                packet.write_interleaved(&mut muxer).map_err(write_failed)?;
+                report.extra_packets += 1;
             }
-        };
+            continue;
+        }
+        let take_video = video_due == Some(earliest);
         if take_video {
             let mut packet = next_video.take().expect("chosen because present");
             let (Some(&pts), Some(&dts), Some(&duration)) = (
@@ -237,7 +297,7 @@ pub fn remux(
     muxer.write_trailer().map_err(write_failed)?;
     drop(muxer);
     report.bytes = std::fs::metadata(partial.path())
-        .map_err(MediaError::io(partial.path()))?
+        .map_err(MediaError::io(partial.target()))?
         .len();
     partial.commit()?;
     report.seconds = started.elapsed().as_secs_f64();

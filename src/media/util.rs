@@ -147,8 +147,14 @@ impl PartialFile {
         })
     }
 
+    /// Where the file is being written (a hidden name: open it, never show it to the user).
     pub(crate) fn path(&self) -> &Path {
         &self.partial
+    }
+
+    /// The name the file gets when committed: the one errors show.
+    pub(crate) fn target(&self) -> &Path {
+        &self.target
     }
 
     /// Gives the finished file ordinary permissions and renames it to its target name (atomic on
@@ -355,12 +361,13 @@ pub(crate) fn codec_name(id: ffmpeg::codec::Id) -> String {
 }
 
 /// Opens an output file of the given muxer, writing to `path`.
+/// Opens `file` for writing with `muxer`; errors name the file's target, not its hidden name.
 pub(crate) fn open_output(
-    path: &Path,
+    file: &PartialFile,
     muxer: &str,
 ) -> Result<ffmpeg::format::context::Output, MediaError> {
-    ffmpeg::format::output_as(&path, muxer).map_err(|source| MediaError::Write {
-        path: path.to_owned(),
+    ffmpeg::format::output_as(&file.path(), muxer).map_err(|source| MediaError::Write {
+        path: file.target().to_owned(),
         source,
     })
 }
@@ -421,6 +428,63 @@ pub(crate) fn write_intermediate_header(
 pub(crate) fn offset_ticks(seconds: i64, time_base: ffmpeg::Rational) -> i64 {
     use ffmpeg::Rescale as _;
     seconds.rescale(ffmpeg::Rational::new(1, 1), time_base)
+}
+
+/// `micros` microseconds in ticks of `time_base`, rounded up: the output shift must never leave a
+/// timestamp below zero.
+pub(crate) fn micros_to_ticks_up(micros: i64, time_base: ffmpeg::Rational) -> i64 {
+    if micros == 0 {
+        return 0;
+    }
+    // SAFETY: av_rescale_rnd is a pure arithmetic function.
+    unsafe {
+        ffmpeg::ffi::av_rescale_rnd(
+            micros,
+            i64::from(time_base.denominator()),
+            i64::from(time_base.numerator()) * 1_000_000,
+            ffmpeg::ffi::AVRounding::AV_ROUND_UP,
+        )
+    }
+}
+
+/// Sets the colour tags (range, matrix, primaries, transfer) of an encoder before it opens.
+pub(crate) fn set_color_tags(
+    encoder: &mut ffmpeg::encoder::video::Video,
+    tags: crate::media::picture::ColorTags,
+) {
+    use ffmpeg::ffi;
+    // SAFETY: the context is valid and not yet open; the values were read from FFmpeg's own
+    // codec parameters (or are its named constants), so they are members of each enum.
+    unsafe {
+        let context = encoder.as_mut_ptr();
+        (*context).color_range = std::mem::transmute::<i32, ffi::AVColorRange>(tags.range);
+        (*context).colorspace = std::mem::transmute::<i32, ffi::AVColorSpace>(tags.space);
+        (*context).color_primaries =
+            std::mem::transmute::<i32, ffi::AVColorPrimaries>(tags.primaries);
+        (*context).color_trc =
+            std::mem::transmute::<i32, ffi::AVColorTransferCharacteristic>(tags.transfer);
+    }
+}
+
+/// Sets the colour tags of an output stream's codec parameters (NUT intermediates keep none).
+pub(crate) fn set_stream_color_tags(
+    output: &mut ffmpeg::format::context::Output,
+    stream_index: usize,
+    tags: crate::media::picture::ColorTags,
+) {
+    use ffmpeg::ffi;
+    // SAFETY: the stream index is one we just added; codecpar is always allocated for it; the
+    // values are members of each enum (see `set_color_tags`).
+    unsafe {
+        let context = output.as_mut_ptr();
+        let stream = *(*context).streams.add(stream_index);
+        let par = (*stream).codecpar;
+        (*par).color_range = std::mem::transmute::<i32, ffi::AVColorRange>(tags.range);
+        (*par).color_space = std::mem::transmute::<i32, ffi::AVColorSpace>(tags.space);
+        (*par).color_primaries = std::mem::transmute::<i32, ffi::AVColorPrimaries>(tags.primaries);
+        (*par).color_trc =
+            std::mem::transmute::<i32, ffi::AVColorTransferCharacteristic>(tags.transfer);
+    }
 }
 
 /// Adds `ticks` to a packet's pts and dts (where set).

@@ -9,6 +9,7 @@
 //! When the output is smaller than the source (cropped to even, or scaled with `--height`) the
 //! source frame is cropped or scaled to the output size before comparing.
 
+use super::picture::{self, Orientation};
 use super::probe::{probe, AudioTrack, MediaInfo, ProbeError};
 use super::util;
 use super::MediaError;
@@ -23,6 +24,23 @@ const FRAME_TIMING_TOLERANCE_SECONDS: f64 = 0.0011;
 /// How much a re-encoded audio track's length may change: one codec frame of padding either way
 /// (AAC 1024 samples, Opus 20 ms) plus resampling rounding.
 const REENCODED_LENGTH_TOLERANCE_SECONDS: f64 = 0.05;
+
+/// How far the fitted luma slope may be from 1: a full/limited range mix-up gives 219/255 = 0.86
+/// or its inverse 1.16; encodes and scaling stay within a few hundredths.
+const MAX_LEVEL_SLOPE_ERROR: f64 = 0.06;
+
+/// How far the mean luma may move, in 8-bit levels.
+const MAX_LEVEL_SHIFT: f64 = 6.0;
+
+fn range_name(tags: picture::ColorTags) -> &'static str {
+    if tags.full_range() {
+        "full"
+    } else if tags.range == ffmpeg::ffi::AVColorRange::AVCOL_RANGE_MPEG as i32 {
+        "limited"
+    } else {
+        "unspecified"
+    }
+}
 
 /// Thresholds for [`verify`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -166,12 +184,30 @@ pub fn verify(
     );
     check(
         "rotation",
-        (source_info.video.rotation_degrees - output_info.video.rotation_degrees).abs() < 0.5,
-        format!(
-            "source {}°, output {}°",
-            source_info.video.rotation_degrees, output_info.video.rotation_degrees
-        ),
+        (source_info.video.rotation_degrees - output_info.video.rotation_degrees).abs() < 0.5
+            || comparison.rotation_applied,
+        if comparison.rotation_applied {
+            format!(
+                "source {}°, turned into the output's pixels (the frames are compared as shown)",
+                source_info.video.rotation_degrees
+            )
+        } else {
+            format!(
+                "source {}°, output {}°",
+                source_info.video.rotation_degrees, output_info.video.rotation_degrees
+            )
+        },
     );
+    if let Some((slope, mean_shift)) = comparison.levels {
+        check(
+            "levels",
+            (slope - 1.0).abs() <= MAX_LEVEL_SLOPE_ERROR && mean_shift.abs() <= MAX_LEVEL_SHIFT,
+            format!(
+                "output luma = {slope:.3} × source luma, means {mean_shift:+.2} levels apart (range tags {} → {}; tolerance ±{MAX_LEVEL_SLOPE_ERROR}, ±{MAX_LEVEL_SHIFT})",
+                range_name(source_info.video.color), range_name(output_info.video.color)
+            ),
+        );
+    }
     check_audio(&source_info, &output_info, options, &mut check);
     check(
         "quality",
@@ -337,6 +373,11 @@ fn disposition_core(bits: i32) -> i32 {
 }
 
 struct FrameComparison {
+    /// Output luma fitted against source luma over all frames (both normalised to limited
+    /// range by their own tags): slope and the difference of means, in 8-bit levels.
+    levels: Option<(f64, f64)>,
+    /// The source's display rotation was found turned into the output's pixels.
+    rotation_applied: bool,
     source_frames: u64,
     output_frames: u64,
     non_increasing: u64,
@@ -350,10 +391,23 @@ fn compare_frames(source: &MediaInfo, output: &MediaInfo) -> Result<FrameCompari
     let mut source_frames = DecodedFrames::open(source)?;
     let mut output_frames = DecodedFrames::open(output)?;
     let (width, height) = (output.video.width & !1, output.video.height & !1);
-    let mut source_scaler: Option<(
-        ffmpeg::software::scaling::Context,
-        (ffmpeg::format::Pixel, u32, u32),
-    )> = None;
+    // An output without the source's display rotation must hold the turned picture (treemux turns
+    // the pixels for containers that cannot carry a rotation): compare against the source as shown.
+    let turn = if output.video.rotation_degrees.abs() < 0.5 {
+        Orientation::from_rotation_degrees(source.video.rotation_degrees)
+            .unwrap_or(Orientation::Upright)
+    } else {
+        Orientation::Upright
+    };
+    let (source_width, source_height) = if turn.swaps_axes() {
+        (height, width)
+    } else {
+        (width, height)
+    };
+    let mut turned = (turn != Orientation::Upright)
+        .then(|| ffmpeg::frame::Video::new(ffmpeg::format::Pixel::YUV420P, width, height));
+    let mut levels = LevelFit::default();
+    let mut source_scaler: Option<ComparableScaler> = None;
     let mut output_scaler = source_scaler.take();
     let mut source_converted = ffmpeg::frame::Video::empty();
     let mut output_converted = ffmpeg::frame::Video::empty();
@@ -401,11 +455,18 @@ fn compare_frames(source: &MediaInfo, output: &MediaInfo) -> Result<FrameCompari
                 }
                 let a = to_comparable(
                     &mut source_frame,
-                    width,
-                    height,
+                    source_width,
+                    source_height,
                     &mut source_scaler,
                     &mut source_converted,
                 )?;
+                let a: &ffmpeg::frame::Video = match turned.as_mut() {
+                    Some(turned) => {
+                        picture::rotate_frame(a, turned, turn);
+                        turned
+                    }
+                    None => a,
+                };
                 let b = to_comparable(
                     &mut output_frame,
                     width,
@@ -418,11 +479,14 @@ fn compare_frames(source: &MediaInfo, output: &MediaInfo) -> Result<FrameCompari
                 samples += frame_samples;
                 min_frame_psnr = min_frame_psnr.min(psnr(frame_error, frame_samples));
                 ssim_total += ssim_luma(a, b, width as usize, height as usize);
+                levels.add(a, b, width as usize, height as usize);
                 ssim_frames += 1;
             }
         }
     }
     Ok(FrameComparison {
+        levels: levels.fit(),
+        rotation_applied: turn != Orientation::Upright,
         source_frames: counts.0,
         output_frames: counts.1,
         non_increasing,
@@ -450,36 +514,40 @@ fn psnr(squared_error: f64, samples: f64) -> f64 {
     (10.0 * (255.0f64 * 255.0 / mse).log10()).min(100.0)
 }
 
-/// Brings a decoded frame to 8-bit 4:2:0 at `width`×`height`: a crop when it is the same picture
-/// with an odd row or column more, a bicubic scale otherwise.
+/// A scaler and the frame format, size and range it was made for.
+type ComparableScaler = (
+    ffmpeg::software::scaling::Context,
+    (ffmpeg::format::Pixel, u32, u32, bool),
+);
+
+/// Brings a decoded frame to 8-bit 4:2:0 limited range at `width`×`height`, reading its samples
+/// in the range they are tagged with (so a full-range file and a limited one showing the same
+/// picture compare equal, and one whose samples do not match its tag does not): a crop when it
+/// is the same picture with an odd row or column more, a bicubic scale otherwise.
 fn to_comparable<'a>(
     frame: &'a mut ffmpeg::frame::Video,
     width: u32,
     height: u32,
-    scaler: &mut Option<(
-        ffmpeg::software::scaling::Context,
-        (ffmpeg::format::Pixel, u32, u32),
-    )>,
+    scaler: &mut Option<ComparableScaler>,
     converted: &'a mut ffmpeg::frame::Video,
 ) -> Result<&'a ffmpeg::frame::Video, MediaError> {
+    let full_range = picture::frame_is_full_range(frame);
     let same_picture = frame.width() & !1 == width && frame.height() & !1 == height;
     if same_picture {
         frame.set_width(width);
         frame.set_height(height);
-        if frame.format() == ffmpeg::format::Pixel::YUV420P {
+        if frame.format() == ffmpeg::format::Pixel::YUV420P && !full_range {
             return Ok(frame);
         }
     }
-    let key = (frame.format(), frame.width(), frame.height());
+    let key = (frame.format(), frame.width(), frame.height(), full_range);
     if scaler.as_ref().is_none_or(|(_, current)| *current != key) {
-        let context = ffmpeg::software::scaling::Context::get(
-            key.0,
-            key.1,
-            key.2,
-            ffmpeg::format::Pixel::YUV420P,
-            width,
-            height,
-            ffmpeg::software::scaling::Flags::BICUBIC,
+        let context = picture::scaler(
+            (key.0, key.1, key.2),
+            full_range,
+            (ffmpeg::format::Pixel::YUV420P, width, height),
+            false,
+            frame_color_space(frame),
         )
         .map_err(|source| MediaError::Encode {
             encoder: "swscale".into(),
@@ -495,6 +563,62 @@ fn to_comparable<'a>(
             source,
         })?;
     Ok(converted)
+}
+
+/// The frame's colour matrix as FFmpeg's raw value (RGB sources are converted with BT.601, as the
+/// encoder side does).
+fn frame_color_space(frame: &ffmpeg::frame::Video) -> i32 {
+    // SAFETY: the frame is a valid decoded frame.
+    unsafe { (*frame.as_ptr()).colorspace as i32 }
+}
+
+/// Least-squares fit of output luma against source luma, over every fourth sample of every
+/// row of every fourth line: a slope far from 1 or a shifted mean means levels were squeezed or
+/// stretched (full-range samples written as limited, or the reverse), which PSNR alone passes.
+#[derive(Default)]
+struct LevelFit {
+    n: f64,
+    sum_x: f64,
+    sum_y: f64,
+    sum_xx: f64,
+    sum_xy: f64,
+}
+
+impl LevelFit {
+    fn add(
+        &mut self,
+        a: &ffmpeg::frame::Video,
+        b: &ffmpeg::frame::Video,
+        width: usize,
+        height: usize,
+    ) {
+        let (data_a, data_b, stride_a, stride_b) = (a.data(0), b.data(0), a.stride(0), b.stride(0));
+        for row in (0..height).step_by(4) {
+            for column in (0..width).step_by(4) {
+                let x = f64::from(data_a[row * stride_a + column]);
+                let y = f64::from(data_b[row * stride_b + column]);
+                self.n += 1.0;
+                self.sum_x += x;
+                self.sum_y += y;
+                self.sum_xx += x * x;
+                self.sum_xy += x * y;
+            }
+        }
+    }
+
+    /// `(slope, mean difference)`; the slope is 1 when the source has no contrast to fit.
+    fn fit(&self) -> Option<(f64, f64)> {
+        if self.n < 1.0 {
+            return None;
+        }
+        let variance = self.n * self.sum_xx - self.sum_x * self.sum_x;
+        let slope = if variance > self.n * self.n * 4.0 {
+            (self.n * self.sum_xy - self.sum_x * self.sum_y) / variance
+        } else {
+            1.0
+        };
+        Some((slope, (self.sum_y - self.sum_x) / self.n))
+    }
 }
 
 fn squared_error_yuv(

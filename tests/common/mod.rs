@@ -131,6 +131,21 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// True for a progress line, which `transcode` prints on a stderr that is not a terminal every
+/// `--stats-period` (`frame 12/250 4% …`).
+pub fn is_progress_line(line: &str) -> bool {
+    line.starts_with("frame ")
+}
+
+/// `stderr` without its progress lines: what a failed run said about the failure.
+pub fn without_progress(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|line| !is_progress_line(line))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
 /// Lists a directory's entries (names), sorted.
 pub fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)

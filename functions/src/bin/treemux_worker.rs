@@ -43,6 +43,9 @@ enum Command {
         #[arg(long)]
         queue_url: String,
     },
+    /// Print the definition as SAM deploys it (`DefinitionUri`): number placeholders unquoted for
+    /// CloudFormation's DefinitionSubstitutions (not JSON until substituted).
+    RenderTemplate,
     /// Print the definition for AWS with function ARNs `PREFIX<function>` (e.g. for linting).
     RenderLambda {
         #[arg(
@@ -92,6 +95,13 @@ async fn main() -> anyhow::Result<()> {
                 serde_json::to_string_pretty(
                     &asl::render_for_worker(&queue_url).map_err(anyhow::Error::msg)?
                 )?
+            );
+            Ok(())
+        }
+        Command::RenderTemplate => {
+            print!(
+                "{}",
+                asl::render_for_template().map_err(anyhow::Error::msg)?
             );
             Ok(())
         }
