@@ -5,6 +5,7 @@
 //! complete, so a crash never leaves a file that looks finished.
 
 pub mod audio;
+pub mod clock;
 pub mod convert;
 pub mod merge;
 pub mod picture;

@@ -5,6 +5,7 @@
 //! (language, title, disposition, start time). Sources are checked here, once, so that every
 //! later step can assume a readable, decodable video stream.
 
+use super::clock::{DtsOnlyClock, JumpDetector, TimestampRepair};
 use super::picture::ColorTags;
 use super::util::{self, time_base};
 use crate::plan::{FrameInfo, TimeBase};
@@ -200,6 +201,10 @@ pub struct MediaInfo {
     /// The container's global tags (title, artist, …).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The timestamp discontinuities of the source (two recordings joined with `cat`), which
+    /// every reader of the source removes: all timestamps here are of the repaired timeline.
+    #[serde(default)]
+    pub timestamp_repair: TimestampRepair,
 }
 
 impl MediaInfo {
@@ -362,6 +367,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
         .streams()
         .map(|stream| time_base(stream.time_base()))
         .collect();
+    let mut jumps = JumpDetector::new(&input, video_index);
     loop {
         // A fresh packet per read: `Packet::read` does not release the previous one.
         let mut packet = ffmpeg::Packet::empty();
@@ -380,9 +386,16 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
                 })
             }
         }
+        // Everything below sees the timeline without its discontinuities.
+        jumps.observe(&mut packet);
         let index = packet.stream();
-        if let (Some(pts), Some(&base)) = (packet.pts().or(packet.dts()), stream_time_bases.get(index)) {
-            readable.add(base.seconds(pts), base.seconds(pts + packet.duration().max(0)));
+        if let (Some(pts), Some(&base)) =
+            (packet.pts().or(packet.dts()), stream_time_bases.get(index))
+        {
+            readable.add(
+                base.seconds(pts),
+                base.seconds(pts + packet.duration().max(0)),
+            );
         }
         if index == video_index {
             video_packets += 1;
@@ -429,6 +442,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
             }
         }
     }
+    let timestamp_repair = jumps.finish();
     if frames.is_empty() && video_packets > 0 {
         return Err(ProbeError::NoTimestamps {
             path: path.to_owned(),
@@ -453,7 +467,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
     )?;
     // Frames the decoder never shows (packets before the first keyframe of a recording that
     // starts mid-GOP) are not frames of the video: ffmpeg drops them too.
-    if let Some(first_shown) = first_shown_pts(path, video_index)? {
+    if let Some(first_shown) = first_shown_pts(path, video_index, &timestamp_repair)? {
         frames.retain(|frame| frame.pts >= first_shown);
     }
     if frames.is_empty() {
@@ -535,6 +549,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
         other_streams,
         chapters,
         tags,
+        timestamp_repair,
     })
 }
 
@@ -543,7 +558,11 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
 /// every worker. Packets are fed in file order, as every worker does (an MP4 edit list that
 /// starts after the first keyframe, or a recording that starts mid-GOP, needs several before
 /// anything is shown). `None` when the frame has no timestamp.
-fn first_shown_pts(path: &Path, video_index: usize) -> Result<Option<i64>, ProbeError> {
+fn first_shown_pts(
+    path: &Path,
+    video_index: usize,
+    repair: &TimestampRepair,
+) -> Result<Option<i64>, ProbeError> {
     /// Packets fed before giving up: far more than any decoder's delay or the longest GOP
     /// before a first keyframe that a real recording has.
     const MAX_PACKETS: usize = 4096;
@@ -559,14 +578,18 @@ fn first_shown_pts(path: &Path, video_index: usize) -> Result<Option<i64>, Probe
         .map_err(|e| fail(e.to_string()))?;
     let mut decoder = context.decoder().video().map_err(|e| fail(e.to_string()))?;
     let mut frame = ffmpeg::frame::Video::empty();
-    let shown = |frame: &ffmpeg::frame::Video| -> Result<Option<i64>, ProbeError> {
+    let mut repairer = repair.repairer();
+    let mut clock = DtsOnlyClock::default();
+    let shown = |frame: &ffmpeg::frame::Video,
+                 clock: &mut DtsOnlyClock|
+     -> Result<Option<i64>, ProbeError> {
         if frame.width() == 0 || frame.height() == 0 {
             return Err(ProbeError::FirstFrame {
                 path: path.to_owned(),
                 reason: "decoded frame has no size".into(),
             });
         }
-        Ok(frame.pts().or(frame.timestamp()))
+        Ok(clock.pts_of(frame))
     };
     let mut last_error: Option<String> = None;
     let mut fed = 0usize;
@@ -582,18 +605,20 @@ fn first_shown_pts(path: &Path, video_index: usize) -> Result<Option<i64>, Probe
             continue;
         }
         fed += 1;
+        repairer.apply(&mut packet);
         if let Err(error) = decoder.send_packet(&packet) {
             // Packets before the first keyframe may not decode; a later one will.
             last_error = Some(error.to_string());
             continue;
         }
+        clock.fed(&packet);
         if decoder.receive_frame(&mut frame).is_ok() {
-            return shown(&frame);
+            return shown(&frame, &mut clock);
         }
     }
     decoder.send_eof().map_err(|e| fail(e.to_string()))?;
     match decoder.receive_frame(&mut frame) {
-        Ok(()) => shown(&frame),
+        Ok(()) => shown(&frame, &mut clock),
         Err(error) => Err(fail(last_error.unwrap_or_else(|| error.to_string()))),
     }
 }
@@ -657,7 +682,11 @@ fn check_complete(
         return Ok(());
     };
     let frame_seconds = time_base.seconds(typical);
-    let last_ticks = if last_duration > 0 { last_duration } else { typical };
+    let last_ticks = if last_duration > 0 {
+        last_duration
+    } else {
+        typical
+    };
     let video_read = time_base.seconds(last.pts + last_ticks - first.pts);
     let truncated = |what, declared_seconds: f64, read_seconds: f64| {
         if falls_short(declared_seconds, read_seconds, frame_seconds) {

@@ -264,6 +264,27 @@ pub(crate) fn seek_to_keyframe_before(
     }
 }
 
+/// Seeks `input` to byte `position` of the file (a packet's position as the demuxer gave it).
+pub(crate) fn seek_to_byte(
+    input: &mut ffmpeg::format::context::Input,
+    position: i64,
+) -> Result<(), ffmpeg::Error> {
+    // SAFETY: as in `seek_to_keyframe_before`.
+    let status = unsafe {
+        ffmpeg::ffi::av_seek_frame(
+            input.as_mut_ptr(),
+            -1,
+            position,
+            ffmpeg::ffi::AVSEEK_FLAG_BYTE,
+        )
+    };
+    if status < 0 {
+        Err(ffmpeg::Error::from(status))
+    } else {
+        Ok(())
+    }
+}
+
 /// The stream's display matrix (rotation/flip), as the nine 16.16/2.30 fixed-point values FFmpeg
 /// stores.
 pub(crate) fn display_matrix(stream: &ffmpeg::format::stream::Stream) -> Option<[i32; 9]> {
