@@ -21,6 +21,44 @@ struct Case {
     file: String,
     what: String,
     expect: String,
+    /// The output's extension (the container); `mp4` when absent.
+    #[serde(default)]
+    output: Option<String>,
+    /// Extra `treemux transcode` options; `--preset ultrafast` is added unless they set one.
+    #[serde(default)]
+    args: Vec<String>,
+    /// What a refusal must name; the input file when empty.
+    #[serde(default)]
+    error_names: Vec<String>,
+}
+
+/// Judges a transcoded output with the ffmpeg and ffprobe CLIs (tests/corpus/judge.py: frames,
+/// frame times, per-frame PSNR of the displayed source, aspect, audio lengths, streams and tags
+/// kept or warned, and the case's own `checks`). Returns what does not hold.
+fn judge(case_json: &serde_json::Value, input: &Path, output: &Path, stderr: &str) -> Vec<String> {
+    let judge = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/judge.py");
+    let stderr_file = output.with_extension("stderr.txt");
+    std::fs::write(&stderr_file, stderr).expect("write treemux's stderr");
+    let judged = std::process::Command::new("python3")
+        .arg(&judge)
+        .arg(case_json.to_string())
+        .arg(input)
+        .arg(output)
+        .arg(&stderr_file)
+        .output()
+        .expect("python3 runs");
+    let _ = std::fs::remove_file(&stderr_file);
+    let mut problems: Vec<String> = String::from_utf8_lossy(&judged.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    if !judged.status.success() && problems.is_empty() {
+        problems.push(format!(
+            "the judge failed: {}",
+            String::from_utf8_lossy(&judged.stderr)
+        ));
+    }
+    problems
 }
 
 fn content_hash(path: &Path) -> Option<u64> {
@@ -41,13 +79,25 @@ fn all_entries(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs `treemux transcode input output`, killing it after [`TIME_LIMIT`].
-fn transcode_bounded(input: &Path, output: &Path, scratch: &Path) -> (Option<i32>, String) {
+fn transcode_bounded(
+    input: &Path,
+    output: &Path,
+    scratch: &Path,
+    args: &[String],
+) -> (Option<i32>, String) {
     let started = Instant::now();
+    let preset: &[&str] = if args.iter().any(|arg| arg == "--preset") {
+        &[]
+    } else {
+        &["--preset", "ultrafast"]
+    };
     let mut child = treemux()
         .args(["transcode"])
         .arg(input)
         .arg(output)
-        .args(["--preset", "ultrafast", "--temp-dir"])
+        .args(preset)
+        .args(args)
+        .arg("--temp-dir")
         .arg(scratch)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -85,9 +135,13 @@ fn every_hostile_input_is_transcoded_and_verified_or_refused_in_one_line() {
         "the corpus generator failed: {}",
         String::from_utf8_lossy(&generated.stderr)
     );
-    let cases: Vec<Case> =
+    let case_values: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(corpus.join("cases.json")).expect("cases.json"))
             .expect("cases.json parses");
+    let cases: Vec<Case> = case_values
+        .iter()
+        .map(|value| serde_json::from_value(value.clone()).expect("a case parses"))
+        .collect();
     assert!(cases.len() >= 40, "the corpus has {} cases", cases.len());
 
     let mut problems = Vec::new();
@@ -97,9 +151,9 @@ fn every_hostile_input_is_transcoded_and_verified_or_refused_in_one_line() {
         let work = dir.path().join(format!("case-{index}"));
         let scratch = work.join("scratch");
         std::fs::create_dir_all(&scratch).expect("scratch dir");
-        let output = work.join("out.mp4");
+        let output = work.join(format!("out.{}", case.output.as_deref().unwrap_or("mp4")));
         let before = content_hash(&input);
-        let (code, stderr) = transcode_bounded(&input, &output, &scratch);
+        let (code, stderr) = transcode_bounded(&input, &output, &scratch, &case.args);
         let mut fail = |what: String| problems.push(format!("{}: {what}", case.file));
         if content_hash(&input) != before {
             fail("the input was modified".into());
@@ -126,6 +180,9 @@ fn every_hostile_input_is_transcoded_and_verified_or_refused_in_one_line() {
                 Ok(meta) if meta.len() > 0 => {
                     match verify(&input, &output, &VerifyOptions::default()) {
                         Ok(report) if report.passed() => {
+                            for judged in judge(&case_values[index], &input, &output, &stderr) {
+                                fail(format!("judged by ffmpeg: {judged}"));
+                            }
                             format!(
                                 "transcoded, verified ({} frame{})",
                                 report.output_frames,
@@ -159,8 +216,15 @@ fn every_hostile_input_is_transcoded_and_verified_or_refused_in_one_line() {
                 if lines.len() != 1 || !lines[0].starts_with("treemux: error: ") {
                     fail(format!("the error is not one line: {stderr:?}"));
                 }
-                if !stderr.contains(&case.file) {
-                    fail(format!("the error does not name the file: {stderr:?}"));
+                let names = if case.error_names.is_empty() {
+                    std::slice::from_ref(&case.file)
+                } else {
+                    &case.error_names[..]
+                };
+                for name in names {
+                    if !stderr.contains(name.as_str()) {
+                        fail(format!("the error does not name {name}: {stderr:?}"));
+                    }
                 }
                 if output.exists() {
                     fail("failed but left an output".into());
