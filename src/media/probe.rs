@@ -251,7 +251,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
     util::init();
     let size_bytes = check_source_file(path)?;
     util::clear_ffmpeg_error();
-    let mut input = ffmpeg::format::input(&path).map_err(|code| ProbeError::NotMedia {
+    let mut input = util::demux(path).map_err(|code| ProbeError::NotMedia {
         path: path.to_owned(),
         reason: match util::take_ffmpeg_error() {
             Some(logged) => format!("{logged} ({code})"),
@@ -570,7 +570,7 @@ fn first_shown_pts(
         path: path.to_owned(),
         reason,
     };
-    let mut input = ffmpeg::format::input(&path).map_err(|e| fail(e.to_string()))?;
+    let mut input = util::demux(path).map_err(|e| fail(e.to_string()))?;
     let stream = input
         .stream(video_index)
         .ok_or_else(|| fail("stream vanished".into()))?;

@@ -252,7 +252,10 @@ case("avi-bframes.avi", "H.264 with B-frames in AVI (decode times only), 4 segme
 # Item 12: two recordings joined with `cat`: the second's clock starts again (backwards), or far
 # ahead; ffmpeg plays them as one continuous timeline.
 ffmpeg(*video(3), *tone(3), *X264, "-g", "25", *AAC, "-shortest", "-f", "mpegts", str(OUT / "recording-1.ts"))
-ffmpeg("-f", "lavfi", "-i", "smptebars=s=320x240:r=25:d=3", "-f", "lavfi", "-i", "sine=f=880:r=48000:d=3", *X264, "-g", "25",
+# The second recording has B-frames, the first none (its packets carry only a pts): the decode
+# times FFmpeg derives for the first depend on the demuxer options, which must be ffmpeg's.
+ffmpeg("-f", "lavfi", "-i", "smptebars=s=320x240:r=25:d=3", "-f", "lavfi", "-i", "sine=f=880:r=48000:d=3",
+       "-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-pix_fmt", "yuv420p", "-g", "25",
        *AAC, "-shortest", "-f", "mpegts", str(OUT / "recording-2.ts"))
 ffmpeg("-f", "lavfi", "-i", "smptebars=s=320x240:r=25:d=2", "-f", "lavfi", "-i", "sine=f=880:r=48000:d=2", *X264, "-g", "25",
        *AAC, "-shortest", "-f", "mpegts", "-output_ts_offset", "5000", str(OUT / "recording-late.ts"))
