@@ -193,7 +193,7 @@ impl JumpDetector {
     pub fn new(input: &ffmpeg::format::context::Input, video_stream_index: usize) -> Self {
         // SAFETY: the context and its input format are valid while `input` lives.
         let flags = unsafe { (*(*input.as_ptr()).iformat).flags };
-        let enabled = flags & ffmpeg::ffi::AVFMT_TS_DISCONT as i32 != 0;
+        let enabled = flags & ffmpeg::ffi::AVFMT_TS_DISCONT != 0;
         let time_bases: Vec<TimeBase> = input
             .streams()
             .map(|stream| time_base(stream.time_base()))
