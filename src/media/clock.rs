@@ -335,3 +335,86 @@ impl DtsOnlyClock {
             .or(frame.timestamp())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(stream: usize, position: i64, dts: i64) -> ffmpeg::Packet {
+        let mut packet = ffmpeg::Packet::empty();
+        packet.set_stream(stream);
+        packet.set_position(position as isize);
+        packet.set_dts(Some(dts));
+        packet.set_pts(Some(dts));
+        packet
+    }
+
+    fn repair() -> TimestampRepair {
+        TimestampRepair {
+            jumps: vec![
+                TimestampJump {
+                    stream_index: 0,
+                    position: 1000,
+                    offset_ticks: 500,
+                    first_dts: 900,
+                },
+                TimestampJump {
+                    stream_index: 1,
+                    position: 1200,
+                    offset_ticks: 500,
+                    first_dts: 880,
+                },
+            ],
+            video_stream_index: 0,
+        }
+    }
+
+    #[test]
+    fn offsets_apply_from_the_jump_on_by_position_and_carry_over_unpositioned_packets() {
+        let mut repairer = repair().repairer();
+        let mut fix = |stream, position, dts| {
+            let mut packet = packet(stream, position, dts);
+            repairer.apply(&mut packet);
+            packet.dts()
+        };
+        assert_eq!(fix(0, 900, 390), Some(390), "before the jump");
+        assert_eq!(fix(0, 1000, 400), Some(900), "the jump's packet");
+        assert_eq!(
+            fix(0, -1, 410),
+            Some(910),
+            "no position: the stream's last offset"
+        );
+        assert_eq!(fix(1, -1, 395), Some(395), "audio before its own jump");
+        assert_eq!(fix(1, 1200, 380), Some(880), "audio from its jump on");
+        // Read again from before the jump (a reader that seeks back): the position decides.
+        assert_eq!(fix(0, 950, 395), Some(395));
+    }
+
+    #[test]
+    fn other_streams_never_go_back_after_the_repair_but_the_video_is_untouched() {
+        let mut repairer = repair().repairer();
+        let mut fix = |stream, position, dts| {
+            let mut packet = packet(stream, position, dts);
+            repairer.apply(&mut packet);
+            (packet.dts(), packet.pts())
+        };
+        assert_eq!(fix(1, 1100, 890), (Some(890), Some(890)));
+        // 380 + 500 = 880 would go back before 890: moved just after it, as ffmpeg's muxing does.
+        assert_eq!(fix(1, 1200, 380), (Some(891), Some(891)));
+        assert_eq!(fix(0, 900, 950), (Some(950), Some(950)));
+        assert_eq!(
+            fix(0, 1000, 400),
+            (Some(900), Some(900)),
+            "video keeps its timestamps"
+        );
+    }
+
+    #[test]
+    fn stretches_start_at_the_last_jump_at_or_before_a_timestamp() {
+        let repair = repair();
+        assert_eq!(repair.start_of_stretch(0, 100), None, "the file's start");
+        assert_eq!(repair.start_of_stretch(0, 900), Some(1000));
+        assert_eq!(repair.start_of_stretch(0, 5000), Some(1000));
+        assert!(TimestampRepair::default().is_empty());
+    }
+}
