@@ -276,9 +276,12 @@ fn encode_pass(
     })?;
     drop(muxer);
     if frames_encoded != segment.frames {
+        let seconds = |pts: i64| video.time_base.seconds(pts - video.first_pts);
         return Err(MediaError::FrameCount {
             path: source.to_owned(),
             segment: segment.index,
+            from_seconds: seconds(segment.start_pts.unwrap_or(video.first_pts)),
+            to_seconds: seconds(segment.end_pts.unwrap_or(video.end_pts)),
             expected: segment.frames,
             got: frames_encoded,
         }
