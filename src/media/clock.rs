@@ -311,23 +311,32 @@ fn rescale(value: i64, from: TimeBase, to: TimeBase) -> i64 {
 /// dts of the packets fed: the timestamps the probe planned with. The decoder's own guess for
 /// such frames (the best-effort timestamp) is the dts of whichever packet went in when the frame
 /// came out, which B-frame reordering delays and makes non-monotonic.
+///
+/// Only for streams where no packet has a pts: in a stream that labels some packets and not
+/// others (MPEG-PS may leave the PTS out of some PES headers), the unlabelled ones are not the
+/// first to be shown, and the decoder's guess is the better one.
 #[derive(Debug, Default)]
 pub struct DtsOnlyClock {
-    /// Decode timestamps of the packets fed without a pts, smallest first (packets are fed in
-    /// decode order, which is dts order).
+    /// Decode timestamps of the packets fed, smallest first (packets are fed in decode order,
+    /// which is dts order).
     slots: VecDeque<i64>,
+    /// A packet with a pts was fed: the slots do not apply.
+    labelled: bool,
 }
 
 impl DtsOnlyClock {
     /// Call for every packet the decoder accepted.
     pub fn fed(&mut self, packet: &ffmpeg::Packet) {
-        if let (None, Some(dts)) = (packet.pts(), packet.dts()) {
+        if packet.pts().is_some() {
+            self.labelled = true;
+            self.slots.clear();
+        } else if let (false, Some(dts)) = (self.labelled, packet.dts()) {
             self.slots.push_back(dts);
         }
     }
 
     /// The presentation timestamp of `frame`, the next one out of the decoder: its own pts, else
-    /// its slot, else the decoder's best-effort guess.
+    /// its slot (dts-only streams), else the decoder's best-effort guess.
     pub fn pts_of(&mut self, frame: &ffmpeg::frame::Video) -> Option<i64> {
         frame
             .pts()
