@@ -436,6 +436,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            timestamp_repair: Default::default(),
         }
     }
 

@@ -256,7 +256,7 @@ fn every_hostile_input_is_transcoded_and_verified_or_refused_in_one_line() {
 
     let document = format!(
         "# Robustness\n\n\
-         How treemux is checked against bad input and faults (issue 6), and the outcome of every \
+         How treemux is checked against bad input and faults, and the outcome of every \
          hostile-corpus case. This file is written by `cargo test --test hostile_corpus`.\n\n\
          ## What is checked where\n\n\
          | what | test | how |\n|---|---|---|\n\

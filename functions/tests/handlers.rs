@@ -34,12 +34,17 @@ fn sample(name: &str) -> PathBuf {
 /// Services over a temporary directory holding the "buckets" and the scratch root, with the
 /// fixture's upload in place.
 fn services(dir: &Path, upload: &str) -> TestServices {
+    services_for(dir, &sample(upload))
+}
+
+/// [`services`] with any file as the fixture's upload (its content decides what it is).
+fn services_for(dir: &Path, upload: &Path) -> TestServices {
     let objects = LocalDirStore {
         root: dir.join("buckets"),
     };
     let target = objects.root.join("treemux-input/uploads/café clip.webm");
     std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
-    std::fs::copy(sample(upload), &target).expect("upload");
+    std::fs::copy(upload, &target).expect("upload");
     let mut settings = EncodeSettings::new(VideoCodec::H264);
     settings.preset = "veryfast".into();
     Services {
@@ -181,6 +186,158 @@ async fn analyze_the_real_s3_event_then_run_the_whole_job() {
         !dir.path().join("efs/jobs").join(&input.job_id).exists(),
         "scratch removed"
     );
+}
+
+fn ffmpeg(args: &[&str]) {
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-y"])
+        .args(args)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg {args:?}");
+}
+
+/// Each frame's time from the first, in seconds, as `ffmpeg -fps_mode passthrough` decodes and
+/// shows them (ffmpeg's own timestamp repair included): the outside view of a file.
+fn ffmpeg_frame_times(path: &Path) -> Vec<f64> {
+    let output = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-nostats", "-i"])
+        .arg(path)
+        .args([
+            "-map",
+            "0:V:0",
+            "-vf",
+            "showinfo",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(output.status.success(), "ffmpeg decodes {}", path.display());
+    let log = String::from_utf8_lossy(&output.stderr);
+    let times: Vec<f64> = log
+        .split("pts_time:")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect();
+    let first = times.first().copied().unwrap_or(0.0);
+    times.iter().map(|time| time - first).collect()
+}
+
+/// Issue 11 items 11 and 12 on the Lambda path: sources whose timestamps need repair go through
+/// the handlers, several segments each, to the frames ffmpeg shows at the times it shows them:
+/// two MPEG-TS recordings joined with `cat` (the clock starts again; the first has no B-frames,
+/// the second has) and H.264 with B-frames in AVI (decode times only).
+#[tokio::test]
+async fn sources_whose_timestamps_need_repair_come_out_as_ffmpeg_shows_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let made = |name: &str| dir.path().join(name);
+    let tone = "sine=f=440:r=48000:d=3";
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=320x240:r=25:d=3",
+        "-f",
+        "lavfi",
+        "-i",
+        tone,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "25",
+        "-c:a",
+        "aac",
+        "-f",
+        "mpegts",
+        made("first.ts").to_str().expect("utf-8"),
+    ]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "smptebars=s=320x240:r=25:d=3",
+        "-f",
+        "lavfi",
+        "-i",
+        tone,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-bf",
+        "2",
+        "-g",
+        "25",
+        "-c:a",
+        "aac",
+        "-f",
+        "mpegts",
+        made("second.ts").to_str().expect("utf-8"),
+    ]);
+    let joined = [
+        std::fs::read(made("first.ts")).expect("first"),
+        std::fs::read(made("second.ts")).expect("second"),
+    ]
+    .concat();
+    std::fs::write(made("joined.ts"), joined).expect("joined");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=320x240:r=25:d=4",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-bf",
+        "3",
+        "-g",
+        "25",
+        made("bframes.avi").to_str().expect("utf-8"),
+    ]);
+
+    for source in [made("joined.ts"), made("bframes.avi")] {
+        let work = tempfile::tempdir().expect("temp dir");
+        let services = services_for(work.path(), &source);
+        let event: S3Event =
+            serde_json::from_str(&fixture("s3-object-created.json")).expect("event");
+        handlers::analyze(&services, event).await.expect("analyze");
+        let input = started_input(&services);
+        assert!(
+            input.segments.len() > 1,
+            "{}: several segments",
+            source.display()
+        );
+        drive(&services, &input).await;
+        let output = work
+            .path()
+            .join("buckets/treemux-output/transcoded/uploads/café clip.mp4");
+        let expected = ffmpeg_frame_times(&source);
+        let got = ffmpeg_frame_times(&output);
+        assert_eq!(got.len(), expected.len(), "{}: frames", source.display());
+        let worst = got
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            worst < 0.0015,
+            "{}: a frame is {worst} s off",
+            source.display()
+        );
+        let report = verify(&source, &output, &VerifyOptions::default()).expect("verify");
+        assert!(
+            report.passed(),
+            "{:?}",
+            report.failures().collect::<Vec<_>>()
+        );
+    }
 }
 
 #[tokio::test]

@@ -160,6 +160,7 @@ pub fn extract_audio(
         packet.write_interleaved(&mut muxer).map_err(write_failed)
     };
 
+    let mut repairer = info.timestamp_repair.repairer();
     let mut packets = 0u64;
     loop {
         // A fresh packet per read: `Packet::read` does not release the previous one.
@@ -178,6 +179,7 @@ pub fn extract_audio(
         let Some(Some(route)) = routes.get_mut(packet.stream()) else {
             continue;
         };
+        repairer.apply(&mut packet);
         let position = route.position;
         match &mut route.transcoder {
             None => {

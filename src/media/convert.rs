@@ -9,6 +9,7 @@
 //! Segment files are NUT: it stores any codec and keeps each stream's time base exactly
 //! (Matroska would round timestamps to milliseconds).
 
+use super::clock::DtsOnlyClock;
 use super::picture::{self, HdrStatic, Orientation, OutputPicture};
 use super::probe::{MediaInfo, VideoInfo};
 use super::util::{self, PartialFile};
@@ -135,14 +136,30 @@ fn encode_pass(
         });
         context.decoder().video().map_err(decode_failed)?
     };
+    let read_failed = |error| MediaError::Read {
+        path: source.to_owned(),
+        source: error,
+    };
+    // Video packets before this repaired dts are read and dropped without decoding.
+    let mut skip_before = None;
     if let Some(timestamp) = seek_to {
-        util::seek_to_keyframe_before(&mut input, stream_index, timestamp).map_err(|error| {
-            MediaError::Read {
-                path: source.to_owned(),
-                source: error,
+        if info.timestamp_repair.is_empty() {
+            util::seek_to_keyframe_before(&mut input, stream_index, timestamp)
+                .map_err(read_failed)?;
+        } else {
+            // A timeline with jumps cannot be searched by timestamp (the demuxer's search assumes
+            // they grow through the file): start where the stretch holding the keyframe starts,
+            // then read up to the keyframe. Reading packets costs little next to decoding them.
+            if let Some(position) = info
+                .timestamp_repair
+                .start_of_stretch(stream_index, timestamp)
+            {
+                util::seek_to_byte(&mut input, position).map_err(read_failed)?;
             }
-        })?;
+            skip_before = Some(timestamp);
+        }
     }
+    let mut repairer = info.timestamp_repair.repairer();
 
     let partial = PartialFile::create(output)?;
     let mut muxer = util::open_output(&partial, SEGMENT_MUXER)?;
@@ -154,6 +171,7 @@ fn encode_pass(
     let mut dropped = 0u64;
     let mut adjusted = 0u64;
     let mut finished = false;
+    let clock = std::cell::RefCell::new(DtsOnlyClock::default());
 
     // Returns true once a frame at or past the segment's end has been seen.
     let mut handle = |frame: &mut ffmpeg::frame::Video,
@@ -163,11 +181,9 @@ fn encode_pass(
         // The frame's own pts first: the plan's cuts are packet pts, and the best-effort
         // timestamp is a heuristic that depends on what was decoded before (so it could differ
         // between a segment decoded after a seek and the same frames decoded from the start).
-        let Some(pts) = frame
-            .pts()
-            .or(frame.timestamp())
-            .or(last_pts.map(|p| p + 1))
-        else {
+        // A frame from a packet without pts (AVI and other dts-only containers) takes its
+        // presentation slot (see `DtsOnlyClock`).
+        let Some(pts) = clock.borrow_mut().pts_of(frame).or(last_pts.map(|p| p + 1)) else {
             return Err(MediaError::Unsupported {
                 path: source.to_owned(),
                 reason: "a decoded frame has no timestamp".into(),
@@ -215,19 +231,24 @@ fn encode_pass(
             Ok(()) => {}
             Err(ffmpeg::Error::Eof) => break,
             Err(ffmpeg::Error::InvalidData) => continue,
-            Err(error) => {
-                return Err(MediaError::Read {
-                    path: source.to_owned(),
-                    source: error,
-                }
-                .into())
-            }
+            Err(error) => return Err(read_failed(error).into()),
         }
         if packet.stream() != stream_index {
             continue;
         }
+        repairer.apply(&mut packet);
+        if let Some(keyframe) = skip_before {
+            if packet
+                .dts()
+                .or(packet.pts())
+                .is_some_and(|dts| dts < keyframe)
+            {
+                continue;
+            }
+            skip_before = None;
+        }
         match decoder.send_packet(&packet) {
-            Ok(()) => {}
+            Ok(()) => clock.borrow_mut().fed(&packet),
             // A damaged packet: skip it like the ffmpeg CLI does; the frame count check below
             // turns any frame it cost into an error.
             Err(ffmpeg::Error::InvalidData) => continue,
@@ -255,9 +276,12 @@ fn encode_pass(
     })?;
     drop(muxer);
     if frames_encoded != segment.frames {
+        let seconds = |pts: i64| video.time_base.seconds(pts - video.first_pts);
         return Err(MediaError::FrameCount {
             path: source.to_owned(),
             segment: segment.index,
+            from_seconds: seconds(segment.start_pts.unwrap_or(video.first_pts)),
+            to_seconds: seconds(segment.end_pts.unwrap_or(video.end_pts)),
             expected: segment.frames,
             got: frames_encoded,
         }

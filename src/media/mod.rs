@@ -5,6 +5,7 @@
 //! complete, so a crash never leaves a file that looks finished.
 
 pub mod audio;
+pub mod clock;
 pub mod convert;
 pub mod merge;
 pub mod picture;
@@ -84,10 +85,14 @@ pub enum MediaError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: segment {segment} produced {got} frames, the plan expects {expected}")]
+    /// A stretch of the source decodes to another number of frames than its packets list.
+    /// Seconds from the first frame; `segment` only for logs (the message speaks of the file).
+    #[error("{path}: damaged video from {from_seconds:.2} s to {to_seconds:.2} s: it decodes to {got} frames where the file lists {expected}")]
     FrameCount {
         path: PathBuf,
         segment: u32,
+        from_seconds: f64,
+        to_seconds: f64,
         expected: u64,
         got: u64,
     },

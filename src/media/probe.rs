@@ -5,6 +5,7 @@
 //! (language, title, disposition, start time). Sources are checked here, once, so that every
 //! later step can assume a readable, decodable video stream.
 
+use super::clock::{DtsOnlyClock, JumpDetector, TimestampRepair};
 use super::picture::{ColorTags, HdrStatic};
 use super::util::{self, time_base};
 use crate::plan::{FrameInfo, TimeBase};
@@ -44,11 +45,15 @@ pub enum ProbeError {
     NoFrames { path: PathBuf },
     #[error("{path}: none of its {packets} video packets has a timestamp (a raw elementary stream?); put it in a container first, e.g. `ffmpeg -r 25 -i INPUT -c copy OUTPUT.mkv` with its real frame rate")]
     NoTimestamps { path: PathBuf, packets: u64 },
-    #[error("{path}: truncated or damaged: the container declares {declared} video frames but only {read} can be read")]
+    /// The container declares a longer stream (or file) than its packets hold: a cut download or
+    /// an interrupted recording. Seconds, first readable timestamp to the end of the last packet.
+    #[error("{path}: truncated or damaged: the container declares {declared_seconds:.2} s of {what} but only {read_seconds:.2} s can be read")]
     Truncated {
         path: PathBuf,
-        declared: u64,
-        read: u64,
+        /// `video` or `media` (the whole file, when the video track declares no length).
+        what: &'static str,
+        declared_seconds: f64,
+        read_seconds: f64,
     },
     #[error("{path}: read error after {read} video frames: {source}")]
     Read {
@@ -199,6 +204,10 @@ pub struct MediaInfo {
     /// The container's global tags (title, artist, …).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The timestamp discontinuities of the source (two recordings joined with `cat`), which
+    /// every reader of the source removes: all timestamps here are of the repaired timeline.
+    #[serde(default)]
+    pub timestamp_repair: TimestampRepair,
 }
 
 impl MediaInfo {
@@ -245,7 +254,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
     util::init();
     let size_bytes = check_source_file(path)?;
     util::clear_ffmpeg_error();
-    let mut input = ffmpeg::format::input(&path).map_err(|code| ProbeError::NotMedia {
+    let mut input = util::demux(path).map_err(|code| ProbeError::NotMedia {
         path: path.to_owned(),
         reason: match util::take_ffmpeg_error() {
             Some(logged) => format!("{logged} ({code})"),
@@ -283,9 +292,9 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
         });
     }
     // SAFETY: codecpar of an open stream is valid while `input` lives.
-    let (width, height, format, declared_frames) = unsafe {
+    let (width, height, format) = unsafe {
         let par = &*parameters.as_ptr();
-        (par.width, par.height, par.format, video_stream.frames())
+        (par.width, par.height, par.format)
     };
     let pixel_format = pixel_format_name(format);
     let video_time_base = time_base(video_stream.time_base());
@@ -355,6 +364,13 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
     let mut corrupt_in_a_row = 0u32;
     let mut video_packets = 0u64;
     let mut video_bytes = 0u64;
+    // Earliest start and latest end of any packet of any stream, in seconds: what the file holds.
+    let mut readable = ReadableSpan::default();
+    let stream_time_bases: Vec<TimeBase> = input
+        .streams()
+        .map(|stream| time_base(stream.time_base()))
+        .collect();
+    let mut jumps = JumpDetector::new(&input, video_index);
     loop {
         // A fresh packet per read: `Packet::read` does not release the previous one.
         let mut packet = ffmpeg::Packet::empty();
@@ -373,7 +389,17 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
                 })
             }
         }
+        // Everything below sees the timeline without its discontinuities.
+        jumps.observe(&mut packet);
         let index = packet.stream();
+        if let (Some(pts), Some(&base)) =
+            (packet.pts().or(packet.dts()), stream_time_bases.get(index))
+        {
+            readable.add(
+                base.seconds(pts),
+                base.seconds(pts + packet.duration().max(0)),
+            );
+        }
         if index == video_index {
             video_packets += 1;
             video_bytes += packet.size() as u64;
@@ -419,6 +445,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
             }
         }
     }
+    let timestamp_repair = jumps.finish();
     if frames.is_empty() && video_packets > 0 {
         return Err(ProbeError::NoTimestamps {
             path: path.to_owned(),
@@ -430,17 +457,20 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
             path: path.to_owned(),
         });
     }
-    if declared_frames > 0 && video_packets < declared_frames as u64 {
-        return Err(ProbeError::Truncated {
-            path: path.to_owned(),
-            declared: declared_frames as u64,
-            read: video_packets,
-        });
-    }
     frames.sort_by_key(|frame| frame.pts);
+    check_complete(
+        path,
+        &input,
+        video_index,
+        &frames,
+        last_duration,
+        typical_frame_ticks(&frames, frame_rate, video_time_base),
+        video_time_base,
+        readable,
+    )?;
     // Frames the decoder never shows (packets before the first keyframe of a recording that
     // starts mid-GOP) are not frames of the video: ffmpeg drops them too.
-    let (first_shown, hdr) = first_shown_pts(path, video_index)?;
+    let (first_shown, hdr) = first_shown_pts(path, video_index, &timestamp_repair)?;
     if let Some(first_shown) = first_shown {
         frames.retain(|frame| frame.pts >= first_shown);
     }
@@ -524,6 +554,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
         other_streams,
         chapters,
         tags,
+        timestamp_repair,
     })
 }
 
@@ -536,6 +567,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
 fn first_shown_pts(
     path: &Path,
     video_index: usize,
+    repair: &TimestampRepair,
 ) -> Result<(Option<i64>, HdrStatic), ProbeError> {
     /// Packets fed before giving up: far more than any decoder's delay or the longest GOP
     /// before a first keyframe that a real recording has.
@@ -544,7 +576,7 @@ fn first_shown_pts(
         path: path.to_owned(),
         reason,
     };
-    let mut input = ffmpeg::format::input(&path).map_err(|e| fail(e.to_string()))?;
+    let mut input = util::demux(path).map_err(|e| fail(e.to_string()))?;
     let stream = input
         .stream(video_index)
         .ok_or_else(|| fail("stream vanished".into()))?;
@@ -552,8 +584,11 @@ fn first_shown_pts(
         .map_err(|e| fail(e.to_string()))?;
     let mut decoder = context.decoder().video().map_err(|e| fail(e.to_string()))?;
     let mut frame = ffmpeg::frame::Video::empty();
+    let mut repairer = repair.repairer();
+    let mut clock = DtsOnlyClock::default();
     let shown = |frame: &ffmpeg::frame::Video,
-                 input: &ffmpeg::format::context::Input|
+                 input: &ffmpeg::format::context::Input,
+                 clock: &mut DtsOnlyClock|
      -> Result<(Option<i64>, HdrStatic), ProbeError> {
         if frame.width() == 0 || frame.height() == 0 {
             return Err(ProbeError::FirstFrame {
@@ -565,7 +600,7 @@ fn first_shown_pts(
             .stream(video_index)
             .map(|stream| HdrStatic::read(frame, &stream))
             .unwrap_or_default();
-        Ok((frame.pts().or(frame.timestamp()), hdr))
+        Ok((clock.pts_of(frame), hdr))
     };
     let mut last_error: Option<String> = None;
     let mut fed = 0usize;
@@ -581,20 +616,117 @@ fn first_shown_pts(
             continue;
         }
         fed += 1;
+        repairer.apply(&mut packet);
         if let Err(error) = decoder.send_packet(&packet) {
             // Packets before the first keyframe may not decode; a later one will.
             last_error = Some(error.to_string());
             continue;
         }
+        clock.fed(&packet);
         if decoder.receive_frame(&mut frame).is_ok() {
-            return shown(&frame, &input);
+            return shown(&frame, &input, &mut clock);
         }
     }
     decoder.send_eof().map_err(|e| fail(e.to_string()))?;
     match decoder.receive_frame(&mut frame) {
-        Ok(()) => shown(&frame, &input),
+        Ok(()) => shown(&frame, &input, &mut clock),
         Err(error) => Err(fail(last_error.unwrap_or_else(|| error.to_string()))),
     }
+}
+
+/// The earliest start and latest end of the packets read, in seconds.
+#[derive(Clone, Copy, Debug, Default)]
+struct ReadableSpan {
+    range: Option<(f64, f64)>,
+}
+
+impl ReadableSpan {
+    fn add(&mut self, start: f64, end: f64) {
+        self.range = Some(match self.range {
+            Some((first, last)) => (first.min(start), last.max(end)),
+            None => (start, end),
+        });
+    }
+
+    fn seconds(self) -> f64 {
+        self.range.map_or(0.0, |(first, last)| last - first)
+    }
+}
+
+/// True when a container that declares `declared` seconds but holds only `read` seconds is
+/// missing part of its media. Legitimate files end a little before what they declare (a last
+/// frame's duration rounded, audio priming, a muxer's rounding to milliseconds), so the shortfall
+/// must exceed three frames, half a second and 1% of the declared length: a cut download or an
+/// interrupted recording misses far more.
+pub fn falls_short(declared: f64, read: f64, frame_seconds: f64) -> bool {
+    let shortfall = declared - read;
+    shortfall > (3.0 * frame_seconds).max(0.5) && shortfall > declared * 0.01
+}
+
+/// Refuses a source whose container declares more than its packets hold, the same way for every
+/// container: the video track's declared length (MP4 and AVI track durations, which count AVI's
+/// empty dropped-frame entries; Matroska's per-track DURATION tag) against the span its frames
+/// cover, or, when the track declares nothing, the file's declared duration (Matroska's segment
+/// duration, WebM) against the span of all its packets. Lengths FFmpeg only estimated (from the
+/// last timestamps of an MPEG-TS, or from the bit rate) declare nothing: there is no index to
+/// contradict what was read.
+///
+/// `frames` sorted by pts; `last_duration` the last frame's packet duration (0 when unknown) and
+/// `typical` the usual frame spacing, both in ticks of `time_base`.
+#[allow(clippy::too_many_arguments)]
+fn check_complete(
+    path: &Path,
+    input: &ffmpeg::format::context::Input,
+    video_index: usize,
+    frames: &[FrameInfo],
+    last_duration: i64,
+    typical: i64,
+    time_base: TimeBase,
+    readable: ReadableSpan,
+) -> Result<(), ProbeError> {
+    // SAFETY: the context is open for the lifetime of `input`.
+    let method = unsafe { (*input.as_ptr()).duration_estimation_method };
+    if method != ffmpeg::ffi::AVDurationEstimationMethod::AVFMT_DURATION_FROM_STREAM {
+        return Ok(());
+    }
+    let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
+        return Ok(());
+    };
+    let frame_seconds = time_base.seconds(typical);
+    let last_ticks = if last_duration > 0 {
+        last_duration
+    } else {
+        typical
+    };
+    let video_read = time_base.seconds(last.pts + last_ticks - first.pts);
+    let truncated = |what, declared_seconds: f64, read_seconds: f64| {
+        if falls_short(declared_seconds, read_seconds, frame_seconds) {
+            Err(ProbeError::Truncated {
+                path: path.to_owned(),
+                what,
+                declared_seconds,
+                read_seconds,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let stream = input.stream(video_index);
+    let track_declared = stream.as_ref().and_then(|stream| {
+        if stream.duration() > 0 && stream.duration() != ffmpeg::ffi::AV_NOPTS_VALUE {
+            Some(time_base.seconds(stream.duration()))
+        } else {
+            stream.metadata().get("DURATION").and_then(parse_clock)
+        }
+    });
+    if let Some(declared) = track_declared {
+        return truncated("video", declared, video_read);
+    }
+    if input.duration() > 0 {
+        let declared = input.duration() as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE);
+        return truncated("media", declared, readable.seconds());
+    }
+    Ok(())
 }
 
 /// Where the container says the stream ends, in the stream's time base.

@@ -162,6 +162,8 @@ pub(crate) struct ExtraStreams {
     /// Microseconds added to every timestamp, as for the video and audio (see
     /// `MediaInfo::output_shift_micros`).
     shift_micros: i64,
+    /// Removes the source's timestamp discontinuities, as for the video and audio.
+    repairer: super::clock::Repairer,
     /// The next packet, already for the output: (output index, packet).
     peeked: Option<(usize, ffmpeg::Packet)>,
 }
@@ -181,6 +183,7 @@ impl ExtraStreams {
             pictures: Vec::new(),
             output_time_bases: Vec::new(),
             shift_micros: info.output_shift_micros,
+            repairer: info.timestamp_repair.repairer(),
             peeked: None,
         };
         if plan.streams.is_empty() {
@@ -346,6 +349,7 @@ impl ExtraStreams {
             let Some(Some(route)) = self.routes.get_mut(packet.stream()) else {
                 continue;
             };
+            self.repairer.apply(&mut packet);
             let output_time_base = self.output_time_bases[route.output];
             let ready = match &mut route.converter {
                 None => {

@@ -264,6 +264,27 @@ pub(crate) fn seek_to_keyframe_before(
     }
 }
 
+/// Seeks `input` to byte `position` of the file (a packet's position as the demuxer gave it).
+pub(crate) fn seek_to_byte(
+    input: &mut ffmpeg::format::context::Input,
+    position: i64,
+) -> Result<(), ffmpeg::Error> {
+    // SAFETY: as in `seek_to_keyframe_before`.
+    let status = unsafe {
+        ffmpeg::ffi::av_seek_frame(
+            input.as_mut_ptr(),
+            -1,
+            position,
+            ffmpeg::ffi::AVSEEK_FLAG_BYTE,
+        )
+    };
+    if status < 0 {
+        Err(ffmpeg::Error::from(status))
+    } else {
+        Ok(())
+    }
+}
+
 /// The stream's display matrix (rotation/flip), as the nine 16.16/2.30 fixed-point values FFmpeg
 /// stores.
 pub(crate) fn display_matrix(stream: &ffmpeg::format::stream::Stream) -> Option<[i32; 9]> {
@@ -374,10 +395,20 @@ pub(crate) fn open_output(
 
 /// Opens a media file for reading.
 pub(crate) fn open_input(path: &Path) -> Result<ffmpeg::format::context::Input, MediaError> {
-    ffmpeg::format::input(&path).map_err(|source| MediaError::Open {
+    demux(path).map_err(|source| MediaError::Open {
         path: path.to_owned(),
         source,
     })
+}
+
+/// Opens a media file for reading with the demuxer options the ffmpeg CLI (and ffprobe) set by
+/// default, so that treemux reads the packets, and the timestamps FFmpeg fills in, as they do:
+/// `scan_all_pmts` makes the MPEG-TS demuxer read every programme table before it starts, which
+/// also changes the decode times it derives for packets that carry only a pts.
+pub(crate) fn demux(path: &Path) -> Result<ffmpeg::format::context::Input, ffmpeg::Error> {
+    let mut options = ffmpeg::Dictionary::new();
+    options.set("scan_all_pmts", "1");
+    ffmpeg::format::input_with_dictionary(&path, options)
 }
 
 /// The pts of every packet of stream 0, in decode (file) order. Packets without a pts are an

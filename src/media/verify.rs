@@ -9,6 +9,7 @@
 //! When the output is smaller than the source (cropped to even, or scaled with `--height`) the
 //! source frame is cropped or scaled to the output size before comparing.
 
+use super::clock::{DtsOnlyClock, Repairer};
 use super::picture::{self, Orientation};
 use super::probe::{probe, AudioTrack, MediaInfo, ProbeError};
 use super::util;
@@ -544,7 +545,7 @@ fn compare_frames(source: &MediaInfo, output: &MediaInfo) -> Result<FrameCompari
         let source_frame = source_frames.next()?;
         let output_frame = output_frames.next()?;
         if let Some(frame) = &output_frame {
-            let pts = frame.timestamp();
+            let pts = frame.pts().or(frame.timestamp());
             if let (Some(pts), Some(last)) = (pts, last_output_pts) {
                 if pts <= last {
                     non_increasing += 1;
@@ -559,9 +560,10 @@ fn compare_frames(source: &MediaInfo, output: &MediaInfo) -> Result<FrameCompari
             (Some(mut source_frame), Some(mut output_frame)) => {
                 counts.0 += 1;
                 counts.1 += 1;
-                if let (Some(source_pts), Some(output_pts)) =
-                    (source_frame.timestamp(), output_frame.timestamp())
-                {
+                if let (Some(source_pts), Some(output_pts)) = (
+                    source_frame.pts().or(source_frame.timestamp()),
+                    output_frame.pts().or(output_frame.timestamp()),
+                ) {
                     let error = (source.video.time_base.seconds(source_pts)
                         - source_origin
                         - (output.video.time_base.seconds(output_pts) - output_origin))
@@ -825,6 +827,9 @@ struct DecodedFrames {
     input: ffmpeg::format::context::Input,
     decoder: ffmpeg::decoder::Video,
     stream_index: usize,
+    /// The source's discontinuities removed, as the pipeline does.
+    repairer: Repairer,
+    clock: DtsOnlyClock,
     draining: bool,
     done: bool,
 }
@@ -857,6 +862,8 @@ impl DecodedFrames {
             input,
             decoder,
             stream_index: info.video.stream_index,
+            repairer: info.timestamp_repair.repairer(),
+            clock: DtsOnlyClock::default(),
             draining: false,
             done: false,
         })
@@ -869,6 +876,10 @@ impl DecodedFrames {
                 return Ok(None);
             }
             if self.decoder.receive_frame(&mut frame).is_ok() {
+                // The frame's time as the pipeline planned it (best-effort timestamps of
+                // dts-only sources lag behind B-frames).
+                let pts = self.clock.pts_of(&frame);
+                frame.set_pts(pts);
                 return Ok(Some(frame));
             }
             if self.draining {
@@ -878,8 +889,11 @@ impl DecodedFrames {
             let mut packet = ffmpeg::Packet::empty();
             match packet.read(&mut self.input) {
                 Ok(()) if packet.stream() == self.stream_index => {
+                    self.repairer.apply(&mut packet);
                     // A damaged packet costs its frame, which the frame-count check reports.
-                    let _ = self.decoder.send_packet(&packet);
+                    if self.decoder.send_packet(&packet).is_ok() {
+                        self.clock.fed(&packet);
+                    }
                 }
                 Ok(()) | Err(ffmpeg::Error::InvalidData) => {}
                 Err(ffmpeg::Error::Eof) => {

@@ -225,6 +225,52 @@ case("sorenson.flv", "Sorenson H.263 and MP3 in FLV", "ok")
 ffmpeg(*video(2), *tone(2), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "pcm_s16le", str(OUT / "pcm-audio.mov"))
 case("pcm-audio.mov", "PCM audio in QuickTime (not allowed in MP4)", "ok")
 
+
+# --- Containers that declare more than they hold, dts-only AVI, joined recordings (issue 11, items
+# 5, 10, 11, 12). Self-contained: each builds its own sources.
+# Item 5: every container that declares its length is held to it; a cut file is refused the same
+# way whatever the container (MP4 above, Matroska and WebM here), naming what is missing.
+ffmpeg(*video(4), *tone(4), *X264, "-g", "25", *AAC, "-shortest", str(OUT / "declared-4s.mkv"))
+whole = (OUT / "declared-4s.mkv").read_bytes()
+(OUT / "truncated-55.mkv").write_bytes(whole[: len(whole) * 55 // 100])
+case("truncated-55.mkv", "Matroska cut at 55% (its Duration says 4 s, about 2 s are there)", "refused",
+     error_names=["truncated-55.mkv", "truncated", "4.02 s"])
+ffmpeg(*video(4), *tone(4), "-c:v", "libvpx", "-deadline", "realtime", "-g", "25", "-c:a", "libopus", "-shortest",
+       str(OUT / "declared-4s.webm"))
+whole = (OUT / "declared-4s.webm").read_bytes()
+(OUT / "truncated-55.webm").write_bytes(whole[: len(whole) * 55 // 100])
+case("truncated-55.webm", "WebM cut at 55% (its Duration says 4 s)", "refused")
+# A complete Matroska file with the same layout: the rule must not refuse it.
+case("declared-4s.mkv", "complete Matroska (the control of the cut ones)", "ok")
+# Item 10: ffmpeg's AVI muxer writes an empty chunk for every frame a VFR source skips (here 10
+# of 100); they are not frames, and nothing is missing.
+ffmpeg(*video(4), "-vf", "select='not(between(n,40,49))'", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25",
+       "-fps_mode", "passthrough", str(OUT / "avi-dropped-frames.avi"))
+case("avi-dropped-frames.avi", "AVI with 10 dropped-frame (empty) entries, as ffmpeg writes them; 4 segments", "ok",
+     args=["--segments", "4"])
+# Item 11: H.264 with B-frames in AVI, where packets carry only a decode time.
+ffmpeg(*video(4), *tone(4), "-c:v", "libx264", "-preset", "veryfast", "-bf", "3", "-g", "25", "-c:a", "libmp3lame",
+       "-shortest", str(OUT / "avi-bframes.avi"))
+case("avi-bframes.avi", "H.264 with B-frames in AVI (decode times only), 4 segments", "ok", args=["--segments", "4"])
+# Item 12: two recordings joined with `cat`: the second's clock starts again (backwards), or far
+# ahead; ffmpeg plays them as one continuous timeline.
+ffmpeg(*video(3), *tone(3), *X264, "-g", "25", *AAC, "-shortest", "-f", "mpegts", str(OUT / "recording-1.ts"))
+# The second recording has B-frames, the first none (its packets carry only a pts): the decode
+# times FFmpeg derives for the first depend on the demuxer options, which must be ffmpeg's.
+ffmpeg("-f", "lavfi", "-i", "smptebars=s=320x240:r=25:d=3", "-f", "lavfi", "-i", "sine=f=880:r=48000:d=3",
+       "-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-pix_fmt", "yuv420p", "-g", "25",
+       *AAC, "-shortest", "-f", "mpegts", str(OUT / "recording-2.ts"))
+ffmpeg("-f", "lavfi", "-i", "smptebars=s=320x240:r=25:d=2", "-f", "lavfi", "-i", "sine=f=880:r=48000:d=2", *X264, "-g", "25",
+       *AAC, "-shortest", "-f", "mpegts", "-output_ts_offset", "5000", str(OUT / "recording-late.ts"))
+(OUT / "joined-cat.ts").write_bytes((OUT / "recording-1.ts").read_bytes() + (OUT / "recording-2.ts").read_bytes())
+case("joined-cat.ts", "two MPEG-TS recordings joined with cat (the clock jumps back 3 s), 4 segments", "ok",
+     args=["--segments", "4"])
+(OUT / "joined-ahead.ts").write_bytes((OUT / "recording-1.ts").read_bytes() + (OUT / "recording-late.ts").read_bytes())
+case("joined-ahead.ts", "two MPEG-TS recordings joined with cat (the clock jumps 5000 s ahead), 4 segments", "ok",
+     args=["--segments", "4"])
+for helper in ("declared-4s.webm", "recording-1.ts", "recording-2.ts", "recording-late.ts"):
+    (OUT / helper).unlink()
+
 # --- Names.
 (OUT / "name with spaces ünïcødé.mp4").write_bytes(base)
 case("name with spaces ünïcødé.mp4", "spaces and non-ASCII in the file name", "ok")
