@@ -118,14 +118,10 @@ impl ProgressSnapshot {
     /// `frame 1234/5678 21% 23.4 fps speed=2.3x seg 3/16 merge 1/15 ETA 0:03:12`. Fields are
     /// left out, least useful first, until the line fits (the frame count always stays).
     pub fn line(&self, width: usize) -> String {
-        let percent = if self.frames_total > 0 {
-            format!(
-                " {}%",
-                (self.frames_done.min(self.frames_total) * 100) / self.frames_total
-            )
-        } else {
-            String::new()
-        };
+        // No percentage before the total is known (0 frames).
+        let percent = (self.frames_done.min(self.frames_total) * 100)
+            .checked_div(self.frames_total)
+            .map_or_else(String::new, |percent| format!(" {percent}%"));
         let speed = self.speed().map_or_else(
             || "speed=N/A".to_owned(),
             |speed| format!("speed={speed:.1}x"),
