@@ -324,8 +324,8 @@ pub enum JobUpdate {
     Failed {
         error: String,
     },
-    /// A newer upload of the same key (job `by`) replaced this job's input. Never replaces a
-    /// success or a failure.
+    /// A newer upload of the same key (job `by`, empty when not known yet) replaced this job's
+    /// input. Never replaces a success or a failure.
     Superseded {
         by: String,
         reason: String,
@@ -442,7 +442,8 @@ pub fn apply_job_update(record: &mut JobRecord, update: &JobUpdate, now: u64) {
         JobUpdate::Superseded { by, reason } => {
             if !record.status.is_final() {
                 record.status = JobStatus::Superseded;
-                record.superseded_by = Some(by.clone());
+                // Empty when the newer upload's job is not known yet (its event is on the way).
+                record.superseded_by = Some(by.clone()).filter(|by| !by.is_empty());
                 record.error = Some(reason.clone());
             }
         }

@@ -734,14 +734,28 @@ impl JobStore for DynamoStore {
                 });
             };
             apply_job_update(&mut record, update, now);
-            let written = self
+            // UpdateItem, not PutItem: the task functions are granted only UpdateItem on the
+            // table (infra/template.yaml). Every field is set; none is ever removed.
+            let mut fields = self.job_item(&record, version + 1)?;
+            fields.remove("pk");
+            fields.remove("sk");
+            let mut request = self
                 .client
-                .put_item()
+                .update_item()
                 .table_name(&self.table)
-                .set_item(Some(self.job_item(&record, version + 1)?))
+                .set_key(Some(Self::job_key(job_id)))
                 .condition_expression("#version = :version")
                 .expression_attribute_names("#version", "version")
-                .expression_attribute_values(":version", n(version))
+                .expression_attribute_values(":version", n(version));
+            let mut assignments = Vec::with_capacity(fields.len());
+            for (index, (name, value)) in fields.into_iter().enumerate() {
+                assignments.push(format!("#f{index} = :f{index}"));
+                request = request
+                    .expression_attribute_names(format!("#f{index}"), name)
+                    .expression_attribute_values(format!(":f{index}"), value);
+            }
+            let written = request
+                .update_expression(format!("SET {}", assignments.join(", ")))
                 .send()
                 .await;
             match written {

@@ -237,3 +237,48 @@ async fn an_output_inside_the_watched_input_is_not_transcoded_again() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(stack.executions().await, 1, "no second generation");
 }
+
+#[tokio::test]
+async fn every_function_logs_one_structured_line_per_task() {
+    if !stack_available() {
+        return;
+    }
+    let stack = Stack::new("logs", "").await;
+    // As on Lambda: JSON lines (CloudWatch Logs Insights reads their fields).
+    stack.restart_worker_with(&[("TREEMUX_LOG_FORMAT", "json")]);
+    let source = clip(stack.dir.path(), "j.mp4", 4, (320, 240));
+    let key = "uploads/logged clip.mp4";
+    stack.upload(key, &source).await;
+    let (status, job) = stack.finished_job().await;
+    assert_eq!(status, "SUCCEEDED", "{job:?}\n{}", stack.worker_log());
+    let lines: Vec<serde_json::Value> = stack
+        .worker_log()
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).expect("each structured line is JSON"))
+        .collect();
+    let of = |function: &str| -> Vec<&serde_json::Value> {
+        lines
+            .iter()
+            .filter(|l| l["message"] == function && l["job_id"] == job.job_id.as_str())
+            .collect()
+    };
+    let analyze = of("analyze");
+    assert_eq!(analyze.len(), 1, "{lines:?}");
+    assert_eq!(analyze[0]["key"], key);
+    assert_eq!(analyze[0]["bucket"], stack.input_bucket.as_str());
+    assert_eq!(analyze[0]["outcome"], "started");
+    assert_eq!(analyze[0]["segments"], job.segments);
+    assert_eq!(of("split-audio").len(), 1, "{lines:?}");
+    let converts = of("split-and-convert");
+    assert_eq!(converts.len(), job.segments as usize, "{lines:?}");
+    assert!(
+        converts.iter().all(|l| l["outcome"] == "encoded"),
+        "{converts:?}"
+    );
+    assert_eq!(of("merge-video").len(), job.merges as usize, "{lines:?}");
+    let done = of("merge-audio");
+    assert_eq!(done.len(), 1, "{lines:?}");
+    assert_eq!(done[0]["outcome"], "succeeded");
+    assert_eq!(done[0]["key"], key);
+}
