@@ -10,7 +10,7 @@
 //!   presentation order differ): [`DtsOnlyClock`] gives each decoded frame its presentation time.
 
 use super::util::time_base;
-use crate::plan::TimeBase;
+use crate::plan::{FrameInfo, TimeBase};
 use ffmpeg_next as ffmpeg;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -345,9 +345,106 @@ impl DtsOnlyClock {
     }
 }
 
+/// Gives the frames at `missing` (indices into `frames`, in decode order: packets that came with
+/// a dts but no pts, as MPEG program streams leave some anchor frames) the presentation times the
+/// decoder will show them at. In a constant-rate stream the presentation times are the decode
+/// times shifted by the reorder delay, so the missing ones are those shifted decode times no
+/// other frame holds, handed out in decode order (anchor frames are shown in decode order).
+/// Returns false, changing nothing, when that does not account for them exactly (a variable
+/// rate, or no frame with a pts to learn the delay from); the frames then keep their decode
+/// times.
+///
+/// Precondition: `frames` in decode order; every frame at `missing` has `dts` set and its `pts`
+/// equal to that dts.
+pub fn infer_missing_pts(frames: &mut [FrameInfo], missing: &[usize]) -> bool {
+    if missing.is_empty() {
+        return true;
+    }
+    let is_missing = |index: usize| missing.binary_search(&index).is_ok();
+    let known: std::collections::BTreeSet<i64> = frames
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !is_missing(*index))
+        .map(|(_, frame)| frame.pts)
+        .collect();
+    let (Some(&first_known), Some(first_dts)) =
+        (known.first(), frames.iter().filter_map(|f| f.dts).min())
+    else {
+        return false;
+    };
+    let delay = first_known - first_dts;
+    let mut free: Vec<i64> = frames
+        .iter()
+        .filter_map(|frame| frame.dts)
+        .map(|dts| dts + delay)
+        .filter(|pts| !known.contains(pts))
+        .collect();
+    free.sort_unstable();
+    free.dedup();
+    if free.len() != missing.len() {
+        return false;
+    }
+    let fits = missing
+        .iter()
+        .zip(&free)
+        .all(|(&index, &pts)| frames[index].dts.is_some_and(|dts| pts >= dts));
+    if !fits {
+        return false;
+    }
+    for (&index, &pts) in missing.iter().zip(&free) {
+        frames[index].pts = pts;
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn frame(pts: i64, dts: i64) -> FrameInfo {
+        FrameInfo {
+            pts,
+            dts: Some(dts),
+            key: false,
+        }
+    }
+
+    /// An MPEG program stream with B-frames whose anchor at dts 167400 has no pts (listed at its
+    /// dts by the demuxer): the decoder shows it at 178200, one reorder delay after the next
+    /// anchor's dts.
+    #[test]
+    fn missing_anchor_pts_come_from_the_shifted_decode_times() {
+        let mut frames = vec![
+            frame(156_600, 145_800),
+            frame(149_400, 149_400),
+            frame(153_000, 153_000),
+            frame(167_400, 156_600),
+            frame(160_200, 160_200),
+            frame(163_800, 163_800),
+            frame(167_400, 167_400), // no pts in the file
+            frame(171_000, 171_000),
+            frame(174_600, 174_600),
+            frame(189_000, 178_200),
+            frame(181_800, 181_800),
+            frame(185_400, 185_400),
+        ];
+        assert!(infer_missing_pts(&mut frames, &[6]));
+        assert_eq!(frames[6].pts, 178_200);
+        let mut pts: Vec<i64> = frames.iter().map(|f| f.pts).collect();
+        pts.sort_unstable();
+        pts.dedup();
+        assert_eq!(pts.len(), frames.len(), "every frame has its own time");
+    }
+
+    #[test]
+    fn frames_stay_at_their_decode_times_when_the_rule_does_not_fit() {
+        // Uneven decode times: the shifted decode times leave two holes for one missing frame.
+        let mut frames = vec![frame(5000, 0), frame(1000, 1000), frame(2000, 2000)];
+        let before = frames.clone();
+        assert!(!infer_missing_pts(&mut frames, &[1]));
+        assert_eq!(frames, before);
+        assert!(infer_missing_pts(&mut frames, &[]));
+    }
 
     fn packet(stream: usize, position: i64, dts: i64) -> ffmpeg::Packet {
         let mut packet = ffmpeg::Packet::empty();

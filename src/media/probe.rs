@@ -359,6 +359,8 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
         .collect();
 
     let mut frames: Vec<FrameInfo> = Vec::new();
+    // Indices into `frames` of packets that came without a pts (see clock::infer_missing_pts).
+    let mut frames_without_pts: Vec<usize> = Vec::new();
     let mut last_duration = 0i64;
     let mut max_pts = i64::MIN;
     let mut corrupt_in_a_row = 0u32;
@@ -413,6 +415,9 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
             let Some(pts) = packet.pts().or(packet.dts()).filter(|_| !discarded) else {
                 continue;
             };
+            if packet.pts().is_none() {
+                frames_without_pts.push(frames.len());
+            }
             if pts >= max_pts {
                 max_pts = pts;
                 last_duration = packet.duration();
@@ -446,6 +451,12 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
         }
     }
     let timestamp_repair = jumps.finish();
+    // Packets with a dts but no pts among packets with both (MPEG program streams leave some
+    // anchor frames so): listed at the time the decoder shows them, not at their decode time,
+    // or segments would be cut around the wrong frames. A stream of dts only is the clock's.
+    if frames_without_pts.len() < frames.len() {
+        super::clock::infer_missing_pts(&mut frames, &frames_without_pts);
+    }
     if frames.is_empty() && video_packets > 0 {
         return Err(ProbeError::NoTimestamps {
             path: path.to_owned(),
@@ -693,11 +704,23 @@ fn check_complete(
         return Ok(());
     };
     let frame_seconds = time_base.seconds(typical);
-    let last_ticks = if last_duration > 0 {
-        last_duration
-    } else {
-        typical
-    };
+    // The index lists every frame and every one was read: nothing is missing, however long the
+    // last frame is shown (MP4, AVI).
+    let indexed = input
+        .stream(video_index)
+        .map_or(0, |stream| stream.frames());
+    if indexed > 0 && frames.len() as i64 >= indexed {
+        return Ok(());
+    }
+    // The last frame may be shown as long as the longest frame before it: a variable-rate
+    // recording (a screen capture holding a still picture) ends on a long frame, which Matroska
+    // keeps no duration for, while a cut file ends on an ordinary one.
+    let longest_gap = frames
+        .windows(2)
+        .map(|pair| pair[1].pts - pair[0].pts)
+        .max()
+        .unwrap_or(0);
+    let last_ticks = last_duration.max(typical).max(longest_gap);
     let video_read = time_base.seconds(last.pts + last_ticks - first.pts);
     let truncated = |what, declared_seconds: f64, read_seconds: f64| {
         if falls_short(declared_seconds, read_seconds, frame_seconds) {

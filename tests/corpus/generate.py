@@ -268,6 +268,13 @@ case("joined-cat.ts", "two MPEG-TS recordings joined with cat (the clock jumps b
 (OUT / "joined-ahead.ts").write_bytes((OUT / "recording-1.ts").read_bytes() + (OUT / "recording-late.ts").read_bytes())
 case("joined-ahead.ts", "two MPEG-TS recordings joined with cat (the clock jumps 5000 s ahead), 4 segments", "ok",
      args=["--segments", "4"])
+# MPEG program stream (MPEG-2 with B-frames, as ffmpeg's own `-f mpeg` writes it): some anchor
+# frames carry a decode time but no presentation time; they must be placed where the decoder
+# shows them, or segments are cut around the wrong frames.
+ffmpeg(*video(6), *tone(6), "-c:v", "mpeg2video", "-g", "12", "-bf", "2", "-c:a", "mp2", "-shortest",
+       "-f", "mpeg", str(OUT / "program-stream-missing-pts.mpg"))
+case("program-stream-missing-pts.mpg", "MPEG-PS with B-frames whose anchors sometimes lack a pts, 4 segments", "ok",
+     args=["--segments", "4"])
 for helper in ("declared-4s.webm", "recording-1.ts", "recording-2.ts", "recording-late.ts"):
     (OUT / helper).unlink()
 
