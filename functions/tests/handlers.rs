@@ -317,7 +317,7 @@ async fn sources_whose_timestamps_need_repair_come_out_as_ffmpeg_shows_them() {
         drive(&services, &input).await;
         let output = work
             .path()
-            .join("buckets/treemux-output/transcoded/uploads/café clip.mp4");
+            .join("buckets/treemux-output/transcoded/uploads/café clip.webm.mp4");
         let expected = ffmpeg_frame_times(&source);
         let got = ffmpeg_frame_times(&output);
         assert_eq!(got.len(), expected.len(), "{}: frames", source.display());
