@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::stack::{assert_no_secrets, one_second_retries, Stack, WorkerSetup};
+use common::stack::{assert_no_secrets, for_each_retrier, one_second_retries, Stack, WorkerSetup};
 use common::{sdk, stack_available};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -338,20 +338,14 @@ async fn throttled_tasks_are_retried_until_they_run() {
 
 /// The throttling retrier as it was: 5 attempts.
 fn five_throttle_attempts(definition: &mut serde_json::Value) {
-    match definition {
-        serde_json::Value::Object(map) => {
-            if let Some(serde_json::Value::Array(retriers)) = map.get_mut("Retry") {
-                for retrier in retriers.iter_mut().filter(|r| {
-                    r["ErrorEquals"]
-                        .as_array()
-                        .is_some_and(|e| e.iter().any(|e| e == "Lambda.TooManyRequestsException"))
-                }) {
-                    retrier["MaxAttempts"] = 5.into();
-                }
-            }
-            map.values_mut().for_each(five_throttle_attempts);
+    for_each_retrier(definition, &mut |retrier| {
+        let throttling = retrier["ErrorEquals"].as_array().is_some_and(|errors| {
+            errors
+                .iter()
+                .any(|e| e == "Lambda.TooManyRequestsException")
+        });
+        if throttling {
+            retrier["MaxAttempts"] = 5.into();
         }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(five_throttle_attempts),
-        _ => {}
-    }
+    });
 }

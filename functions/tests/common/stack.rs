@@ -59,25 +59,36 @@ pub struct WorkerSetup {
     pub definition: Option<fn(&mut serde_json::Value)>,
 }
 
-/// Every retrier of `definition` waits one second between attempts, keeping its attempts: the
-/// policy's shape at test speed.
-pub fn one_second_retries(definition: &mut serde_json::Value) {
+/// Calls `visit` on every retrier (each entry of a state's `Retry`) of `definition`.
+pub fn for_each_retrier(
+    definition: &mut serde_json::Value,
+    visit: &mut impl FnMut(&mut serde_json::Value),
+) {
     match definition {
         serde_json::Value::Object(map) => {
             if let Some(serde_json::Value::Array(retriers)) = map.get_mut("Retry") {
-                for retrier in retriers {
-                    retrier["IntervalSeconds"] = 1.into();
-                    retrier["BackoffRate"] = 1.0.into();
-                    if retrier.get("MaxDelaySeconds").is_some() {
-                        retrier["MaxDelaySeconds"] = 1.into();
-                    }
-                }
+                retriers.iter_mut().for_each(&mut *visit);
             }
-            map.values_mut().for_each(one_second_retries);
+            map.values_mut()
+                .for_each(|value| for_each_retrier(value, visit));
         }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(one_second_retries),
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .for_each(|value| for_each_retrier(value, visit)),
         _ => {}
     }
+}
+
+/// Every retrier of `definition` waits one second between attempts, keeping its attempts: the
+/// policy's shape at test speed.
+pub fn one_second_retries(definition: &mut serde_json::Value) {
+    for_each_retrier(definition, &mut |retrier| {
+        retrier["IntervalSeconds"] = 1.into();
+        retrier["BackoffRate"] = 1.0.into();
+        if retrier.get("MaxDelaySeconds").is_some() {
+            retrier["MaxDelaySeconds"] = 1.into();
+        }
+    });
 }
 
 impl WorkerSetup {
