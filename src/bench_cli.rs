@@ -1,5 +1,6 @@
-//! `treemux bench` and `treemux model`: command-line adapters over [`treemux::bench`],
-//! [`treemux::model`] and [`treemux::timeline`].
+//! `treemux bench`, `treemux model` and `treemux diagram`: command-line adapters over
+//! [`treemux::bench`], [`treemux::model`] (and its chart, [`treemux::model_chart`]),
+//! [`treemux::timeline`] and [`treemux::tree_diagram`].
 
 use anyhow::Context as _;
 use clap::Args;
@@ -62,6 +63,15 @@ pub struct ModelArgs {
     /// Lambda functions at once.
     #[arg(long)]
     concurrency: Option<u32>,
+    /// Take the per-job bytes and requests (S3 reads and uploads, EFS writes and reads, Step
+    /// Functions transitions) from a measured run, scaled to the modelled video
+    /// (`target/bench/data-path.json`, written by the local-stack data-path benchmark).
+    #[arg(long, value_name = "FILE")]
+    data_path: Option<PathBuf>,
+    /// Also draw the model over video lengths from one minute to ten hours (SVG): wall time and
+    /// dollars, Lambda (its time stacked by stage) against each EC2 instance.
+    #[arg(long, value_name = "FILE")]
+    chart: Option<PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -267,7 +277,31 @@ pub fn model_command(args: ModelArgs) -> anyhow::Result<ExitCode> {
     if let Some(concurrency) = args.concurrency {
         inputs.concurrency = concurrency;
     }
+    if let Some(path) = &args.data_path {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!("{}: cannot read the data-path measurement", path.display())
+        })?;
+        let measurement: model::DataPathMeasurement = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a data-path measurement", path.display()))?;
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        inputs.measured_data_path = Some(
+            measurement
+                .scaled(&name)
+                .with_context(|| format!("{}: cannot use this measurement", path.display()))?,
+        );
+    }
     let projection = model::project(&inputs)?;
+    if let Some(path) = &args.chart {
+        let lengths = model::chart_lengths(25);
+        let sweep = model::sweep(&inputs, &lengths)?;
+        let svg = treemux::model_chart::render_svg(&sweep)
+            .with_context(|| format!("{}: cannot draw the chart", path.display()))?;
+        std::fs::write(path, svg)
+            .with_context(|| format!("{}: cannot write the chart", path.display()))?;
+    }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&projection)?);
     } else {
@@ -302,11 +336,13 @@ fn print_projection(projection: &Projection) {
     let (inputs, lambda) = (&projection.inputs, &projection.lambda);
     outln!("{}", projection.note);
     outln!(
-        "inputs: {:.0} s of video; {:.3} CPU-s per video second (single thread); source {:.2} MB/s, output {:.2} MB/s of video",
+        "inputs: {:.0} s of video; {:.3} CPU-s per video second (single thread); source {:.2} MB/s, output {:.2} MB/s, index {:.0} B/s, audio {:.0} kB/s of video",
         inputs.video_seconds,
         inputs.encode_cpu_seconds_per_video_second,
         inputs.source_bytes_per_video_second / 1e6,
-        inputs.output_bytes_per_video_second / 1e6
+        inputs.output_bytes_per_video_second / 1e6,
+        inputs.index_bytes_per_video_second,
+        inputs.audio_bytes_per_video_second / 1e3
     );
     outln!(
         "        {} segment{}, {} functions at once, {} vCPUs × {:.2} efficiency at {} MB; cold start {:.2} s; {:.3} s per transition; {:.0} Map children/s",
@@ -321,16 +357,22 @@ fn print_projection(projection: &Projection) {
         inputs.map_child_starts_per_second
     );
     outln!(
-        "        S3 {:.0} MB/s per stream, EFS {:.0} MB/s per function; ${}/GB-s, ${}/transition, EFS ${}/GB read, ${}/GB written",
+        "        S3 {:.0} MB/s per stream ({:.2} s to first byte), EFS {:.0} MB/s per function; output uploaded {}; ${}/GB-s, ${}/transition, EFS ${}/GB read, ${}/GB written",
         inputs.s3_bytes_per_second / 1e6,
+        inputs.s3_first_byte_seconds,
         inputs.efs_client_bytes_per_second / 1e6,
+        if inputs.upload_by_subtrees {
+            "a part per subtree, in parallel".to_owned()
+        } else {
+            format!("by the root, {} parts at once", inputs.upload_streams)
+        },
         inputs.lambda_per_gb_second,
         inputs.transition_price,
         inputs.efs_read_per_gb,
         inputs.efs_write_per_gb
     );
     outln!(
-        "Lambda: {:.0} s wall = analyze {:.1} s + Map start {:.1} s + {} wave(s) × {:.1} s per segment + merge tail {:.1} s ({} levels) + merge-audio {:.1} s",
+        "Lambda: {:.0} s wall = analyze {:.1} s + Map start {:.1} s + {} wave(s) × {:.1} s per segment + merge tail {:.1} s ({} levels) + merge-audio {:.1} s (split-audio {:.1} s beside the Map)",
         lambda.wall_seconds,
         lambda.analyze_seconds,
         lambda.map_start_seconds,
@@ -338,16 +380,39 @@ fn print_projection(projection: &Projection) {
         lambda.segment_seconds,
         lambda.merge_tail_seconds,
         lambda.tree_levels,
-        lambda.merge_audio_seconds
+        lambda.merge_audio_seconds,
+        lambda.split_audio_seconds
     );
     outln!(
-        "        ${:.2} = Lambda ${:.2} + Step Functions ${:.2} ({:.0} transitions) + EFS ${:.2} ({:.1} GB written)",
+        "        ${:.2} = Lambda ${:.2} + Step Functions ${:.2} ({:.0} transitions) + EFS ${:.2} ({:.2} GB written, {:.2} GB read) + S3 requests ${:.3}",
         lambda.dollars,
         lambda.lambda_dollars,
         lambda.step_functions_dollars,
         lambda.state_transitions,
         lambda.efs_dollars,
-        lambda.efs_bytes_written / 1e9
+        lambda.efs_bytes_written / 1e9,
+        lambda.efs_bytes_read / 1e9,
+        lambda.s3_request_dollars
+    );
+    let counts_from = match &inputs.measured_data_path {
+        Some(measured) => format!(
+            "scaled from {} ({} segments: source read {:.2}×, scratch written {:.2}× and read {:.2}× the output, uploaded {:.2}×)",
+            measured.source,
+            measured.segments,
+            measured.source_read_ratio,
+            measured.scratch_write_ratio,
+            measured.scratch_read_ratio,
+            measured.output_upload_ratio
+        ),
+        None => "the design's own counts (no --data-path)".to_owned(),
+    };
+    outln!(
+        "        moved: S3 {:.2} GB read in {:.0} GETs, {:.2} GB uploaded in {:.0} PUTs ({:.0} parts); {counts_from}",
+        lambda.s3_get_bytes / 1e9,
+        lambda.s3_get_requests,
+        lambda.s3_put_bytes / 1e9,
+        lambda.s3_put_requests,
+        lambda.output_parts
     );
     for ec2 in &projection.ec2 {
         outln!(

@@ -9,7 +9,8 @@
 //! - [`local`]: the whole pipeline on one machine; [`progress`]: its progress as counts, rates
 //!   and one report line (pure).
 //! - [`bench`], [`model`], [`timeline`]: measuring against one ffmpeg, the Lambda cost and time
-//!   model (pure), and the timeline chart (pure).
+//!   model (pure), and the timeline chart (pure); [`model_chart`] and [`tree_diagram`]: the
+//!   model over video lengths and a run's merge tree as pictures (pure).
 //! - [`process`]: process start-up that keeps encodes repeatable.
 //! - [`fault`]: crash points for fault-injection tests (inert unless a test names one).
 
@@ -20,6 +21,7 @@ pub mod fault;
 pub mod local;
 pub mod media;
 pub mod model;
+pub mod model_chart;
 pub mod plan;
 pub mod process;
 pub mod progress;
@@ -29,5 +31,6 @@ pub mod steps;
 pub mod timeline;
 pub mod timestamps;
 pub mod tree;
+pub mod tree_diagram;
 
 pub use error::{Error, ErrorKind};

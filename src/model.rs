@@ -1,6 +1,14 @@
 //! **Pure.** A model — not a measurement — of a serverless treemux run, beside EC2 instances
 //! running the single-ffmpeg baseline, from measured encode cost and data sizes.
 //!
+//! The data path modelled is the one where every byte moves once: analyze reads only the
+//! source's index (ranged GETs) and shares it on EFS; each split-and-convert reads its own byte
+//! range of the source from S3 and writes its segment once to EFS; split-audio reads the audio
+//! once; merges combine only small indexes, never video bytes; the root (merge-audio) reads the
+//! segments and the audio from EFS once and streams them into one S3 multipart upload. The bytes
+//! and requests per job are the design's own counts, or a measured run's scaled to the video
+//! ([`DataPathMeasurement`]).
+//!
 //! Every input is printed with the projection; defaults are documented list prices and
 //! throughputs (docs/performance.md gives the sources and the formulas). The model's job is to
 //! make the trade-off inspectable, not to promise a number.
@@ -14,9 +22,17 @@ pub struct ModelInputs {
     pub video_seconds: f64,
     /// Single-thread encode CPU seconds per second of video (measured: `treemux bench`).
     pub encode_cpu_seconds_per_video_second: f64,
-    /// Source and output bytes per second of video.
+    /// Source and output bytes per second of video (the output includes its audio).
     pub source_bytes_per_video_second: f64,
     pub output_bytes_per_video_second: f64,
+    /// Bytes of the source's index per second of video (an MP4's sample tables, `moov`): what
+    /// analyze reads and shares on EFS, what every segment worker opens, and the size of the
+    /// index the merges combine.
+    #[serde(default = "default_index_bytes_per_video_second")]
+    pub index_bytes_per_video_second: f64,
+    /// Audio bytes per second of video, all tracks (read once from the source by split-audio).
+    #[serde(default = "default_audio_bytes_per_video_second")]
+    pub audio_bytes_per_video_second: f64,
     /// Segments (real ones; the tree pads them to 2^n leaves). [`planned_segments`] gives the
     /// deployed planner's choice for a length.
     pub segments: u32,
@@ -43,21 +59,56 @@ pub struct ModelInputs {
     /// Step Functions latency per state transition, and distributed-Map child starts per second.
     pub transition_seconds: f64,
     pub map_child_starts_per_second: f64,
-    /// Throughput of one function's S3 stream and of one function's EFS reads and writes.
+    /// Throughput of one S3 stream (connection), and of one function's EFS reads and writes.
     pub s3_bytes_per_second: f64,
     pub efs_client_bytes_per_second: f64,
+    /// Time to the first byte of a ranged S3 GET; later ranges are read ahead while the function
+    /// works, so each reader pays it once.
+    #[serde(default = "default_s3_first_byte_seconds")]
+    pub s3_first_byte_seconds: f64,
+    /// Parts of the output's multipart upload the root sends at once.
+    #[serde(default = "default_upload_streams")]
+    pub upload_streams: u32,
+    /// The alternative upload (issue 13's sketch): the lowest tree nodes holding at least one
+    /// part (`s3_put_bytes_per_request`) each upload their leaves as one part, in parallel; the
+    /// root then only writes the header and completes the upload. `false`: the root streams the
+    /// whole output.
+    #[serde(default)]
+    pub upload_by_subtrees: bool,
+    /// Bytes per ranged S3 GET (the read-ahead size) and per uploaded part.
+    #[serde(default = "default_get_bytes_per_request")]
+    pub s3_get_bytes_per_request: f64,
+    #[serde(default = "default_put_bytes_per_request")]
+    pub s3_put_bytes_per_request: f64,
+    /// A measured run's data movement, scaled to this video; `None`: the design's own counts
+    /// (see [`project`]).
+    #[serde(default)]
+    pub measured_data_path: Option<MeasuredDataPath>,
     /// Prices (US dollars).
     pub lambda_per_gb_second: f64,
     pub lambda_per_request: f64,
     pub transition_price: f64,
     pub efs_read_per_gb: f64,
     pub efs_write_per_gb: f64,
+    /// S3 Standard GET and PUT (upload part, create, complete) requests, dollars each.
+    #[serde(default = "default_s3_get_price")]
+    pub s3_get_price: f64,
+    #[serde(default = "default_s3_put_price")]
+    pub s3_put_price: f64,
     /// EC2 instances for the baseline: name, vCPUs, dollars per hour.
     pub ec2: Vec<Ec2Instance>,
     /// The baseline's measured parallel efficiency (single-thread CPU ÷ (cores × wall)) and the
     /// encoder threads beyond which one ffmpeg stops getting faster.
     pub baseline_efficiency: f64,
     pub baseline_max_useful_threads: f64,
+}
+
+fn default_index_bytes_per_video_second() -> f64 {
+    600.0
+}
+
+fn default_audio_bytes_per_video_second() -> f64 {
+    16_000.0
 }
 
 fn default_min_segment_seconds() -> f64 {
@@ -72,8 +123,38 @@ fn default_fixed_monthly_dollars() -> f64 {
     14.6
 }
 
+fn default_s3_first_byte_seconds() -> f64 {
+    0.1
+}
+
+fn default_upload_streams() -> u32 {
+    8
+}
+
+fn default_get_bytes_per_request() -> f64 {
+    8.0 * MIB
+}
+
+fn default_put_bytes_per_request() -> f64 {
+    16.0 * MIB
+}
+
+fn default_s3_get_price() -> f64 {
+    0.000_000_4
+}
+
+fn default_s3_put_price() -> f64 {
+    0.000_005
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
 /// Lambda's limit on one invocation, in seconds: a stage longer than this cannot run.
 pub const LAMBDA_TIMEOUT_SECONDS: f64 = 900.0;
+
+/// S3 multipart limits: at most 10,000 parts of at most 5 GiB each.
+pub const MAX_UPLOAD_PARTS: f64 = 10_000.0;
+pub const MAX_PART_BYTES: f64 = 5.0 * 1024.0 * MIB;
 
 /// Hours in the month the fixed cost and the always-on instance are priced over.
 const HOURS_PER_MONTH: f64 = 730.0;
@@ -96,7 +177,7 @@ pub struct Ec2Instance {
 impl Default for ModelInputs {
     /// One hour of 1080p x264 `medium` (2.0 CPU-s per video second, measured on sample 12 here),
     /// segments as the deployed plan makes them (900 of 4 s), 1000 functions at once, us-east-1
-    /// x86_64 list prices.
+    /// x86_64 list prices, the design's own data movement.
     fn default() -> Self {
         let instance = |name: &str, vcpus: f64, dollars_per_hour: f64| Ec2Instance {
             name: name.to_owned(),
@@ -108,6 +189,8 @@ impl Default for ModelInputs {
             encode_cpu_seconds_per_video_second: 2.0,
             source_bytes_per_video_second: 1_250_000.0,
             output_bytes_per_video_second: 625_000.0,
+            index_bytes_per_video_second: default_index_bytes_per_video_second(),
+            audio_bytes_per_video_second: default_audio_bytes_per_video_second(),
             segments: planned_segments(3600.0, 4.0, 1024),
             min_segment_seconds: default_min_segment_seconds(),
             max_segments: default_max_segments(),
@@ -122,11 +205,19 @@ impl Default for ModelInputs {
             map_child_starts_per_second: 100.0,
             s3_bytes_per_second: 90e6,
             efs_client_bytes_per_second: 100e6,
+            s3_first_byte_seconds: default_s3_first_byte_seconds(),
+            upload_streams: default_upload_streams(),
+            upload_by_subtrees: false,
+            s3_get_bytes_per_request: default_get_bytes_per_request(),
+            s3_put_bytes_per_request: default_put_bytes_per_request(),
+            measured_data_path: None,
             lambda_per_gb_second: 0.000_016_666_7,
             lambda_per_request: 0.000_000_2,
             transition_price: 0.000_025,
             efs_read_per_gb: 0.03,
             efs_write_per_gb: 0.06,
+            s3_get_price: default_s3_get_price(),
+            s3_put_price: default_s3_put_price(),
             ec2: vec![
                 instance("c7i.large", 2.0, 0.089_25),
                 instance("c7i.4xlarge", 16.0, 0.714),
@@ -138,32 +229,167 @@ impl Default for ModelInputs {
     }
 }
 
+/// A measured run's per-job counts, as `target/bench/data-path.json` holds them (written by the
+/// local-stack data-path benchmark): bytes and requests seen outside the handlers (a counting
+/// proxy in front of S3, the worker's I/O counters for scratch).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataPathMeasurement {
+    pub source_bytes: f64,
+    pub output_bytes: f64,
+    pub segments: u32,
+    pub s3_get_bytes: f64,
+    pub s3_get_requests: f64,
+    pub s3_put_bytes: f64,
+    pub s3_put_requests: f64,
+    pub scratch_write_bytes: f64,
+    pub scratch_read_bytes: f64,
+    /// State transitions of the execution and its Map children; `null` when not counted.
+    pub sfn_transitions: Option<f64>,
+    /// `s3_get_bytes ÷ source_bytes`, `scratch_write_bytes ÷ output_bytes`,
+    /// `s3_put_bytes ÷ output_bytes`.
+    pub source_read_ratio: f64,
+    pub scratch_write_ratio: f64,
+    pub output_upload_ratio: f64,
+}
+
+/// A measurement reduced to what scales to another video: bytes moved as multiples of the
+/// source or output size, bytes per request, transitions per segment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeasuredDataPath {
+    /// Where it came from (a file name), printed with the projection.
+    pub source: String,
+    /// Segments of the measured run.
+    pub segments: u32,
+    /// S3 bytes read ÷ source bytes.
+    pub source_read_ratio: f64,
+    /// Scratch (EFS) bytes written and read ÷ output bytes.
+    pub scratch_write_ratio: f64,
+    pub scratch_read_ratio: f64,
+    /// S3 bytes uploaded ÷ output bytes.
+    pub output_upload_ratio: f64,
+    /// Bytes per S3 GET and per S3 PUT request.
+    pub get_bytes_per_request: f64,
+    pub put_bytes_per_request: f64,
+    /// `None` when the run did not count them: the definition's count is used.
+    pub transitions_per_segment: Option<f64>,
+}
+
+impl DataPathMeasurement {
+    /// Checks the counts and reduces them to what scales; `source` names the file in the
+    /// projection.
+    pub fn scaled(&self, source: &str) -> Result<MeasuredDataPath, ModelError> {
+        let positive = [
+            ("source_bytes", self.source_bytes),
+            ("output_bytes", self.output_bytes),
+            ("s3_get_bytes", self.s3_get_bytes),
+            ("s3_get_requests", self.s3_get_requests),
+            ("s3_put_bytes", self.s3_put_bytes),
+            ("s3_put_requests", self.s3_put_requests),
+        ];
+        for (name, value) in positive {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(ModelError(format!(
+                    "data path {name} must be positive, not {value}"
+                )));
+            }
+        }
+        let non_negative = [
+            ("scratch_write_bytes", self.scratch_write_bytes),
+            ("scratch_read_bytes", self.scratch_read_bytes),
+            ("source_read_ratio", self.source_read_ratio),
+            ("scratch_write_ratio", self.scratch_write_ratio),
+            ("output_upload_ratio", self.output_upload_ratio),
+            ("sfn_transitions", self.sfn_transitions.unwrap_or(0.0)),
+        ];
+        for (name, value) in non_negative {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(ModelError(format!(
+                    "data path {name} must be zero or more, not {value}"
+                )));
+            }
+        }
+        if self.segments == 0 {
+            return Err(ModelError("data path segments must be at least 1".into()));
+        }
+        Ok(MeasuredDataPath {
+            source: source.to_owned(),
+            segments: self.segments,
+            source_read_ratio: self.source_read_ratio,
+            scratch_write_ratio: self.scratch_write_ratio,
+            scratch_read_ratio: self.scratch_read_bytes / self.output_bytes,
+            output_upload_ratio: self.output_upload_ratio,
+            get_bytes_per_request: self.s3_get_bytes / self.s3_get_requests,
+            put_bytes_per_request: self.s3_put_bytes / self.s3_put_requests,
+            transitions_per_segment: self
+                .sfn_transitions
+                .map(|transitions| transitions / f64::from(self.segments)),
+        })
+    }
+}
+
 /// Why the inputs cannot be modelled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("model input {0}")]
 pub struct ModelError(pub String);
 
-/// The serverless run, stage by stage (seconds) and in dollars.
+/// The serverless run, stage by stage (seconds), in dollars, and what it moves.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LambdaProjection {
+    /// Reads the source's index (ranged GETs) and writes it once to EFS.
     pub analyze_seconds: f64,
+    /// Reads the audio's byte ranges once and writes them to EFS; runs beside the Map.
+    pub split_audio_seconds: f64,
     pub map_start_seconds: f64,
-    /// One segment's function: cold start, read its part of the source, encode, write.
+    /// One segment's function: cold start, its byte range of the source from S3, the shared
+    /// index from EFS, encode, the segment written once to EFS.
     pub segment_seconds: f64,
     /// Segments one after another on the busiest function slot.
     pub waves: u32,
     pub encode_seconds: f64,
-    /// After the last segment: the merges up the tree on the critical path.
+    /// After the last segment: the merges up the tree on the critical path; each combines only
+    /// its children's indexes.
     pub merge_tail_seconds: f64,
     pub tree_levels: u32,
+    /// The root (merge-audio): reads the segments and the audio from EFS once and streams them
+    /// into the output's multipart upload, writes the header, completes the upload.
     pub merge_audio_seconds: f64,
     pub wall_seconds: f64,
     pub lambda_dollars: f64,
     pub step_functions_dollars: f64,
     pub efs_dollars: f64,
+    pub s3_request_dollars: f64,
     pub dollars: f64,
     pub state_transitions: f64,
+    pub s3_get_bytes: f64,
+    pub s3_get_requests: f64,
+    pub s3_put_bytes: f64,
+    pub s3_put_requests: f64,
+    /// Parts of the output's multipart upload.
+    pub output_parts: f64,
     pub efs_bytes_written: f64,
+    pub efs_bytes_read: f64,
+    /// `design` or the measurement the counts were scaled from.
+    pub counts_from: String,
+}
+
+impl LambdaProjection {
+    /// The wall time as consecutive stages on the critical path, summing to `wall_seconds`:
+    /// analyze, Map start, encode, merge tail, the part of split-audio that outlasts the Map
+    /// (usually none), merge-audio.
+    pub fn critical_path(&self) -> [(&'static str, f64); 6] {
+        let map = self.map_start_seconds + self.encode_seconds + self.merge_tail_seconds;
+        [
+            ("analyze", self.analyze_seconds),
+            ("Map start", self.map_start_seconds),
+            ("encode", self.encode_seconds),
+            ("merge tail", self.merge_tail_seconds),
+            (
+                "split-audio beyond the Map",
+                (self.split_audio_seconds - map).max(0.0),
+            ),
+            ("merge-audio (root)", self.merge_audio_seconds),
+        ]
+    }
 }
 
 /// The baseline on one EC2 instance.
@@ -184,7 +410,8 @@ pub struct Projection {
     pub inputs: ModelInputs,
     pub lambda: LambdaProjection,
     pub ec2: Vec<Ec2Projection>,
-    /// Stages that would exceed Lambda's 900 s limit, one sentence each.
+    /// Stages that would exceed Lambda's 900 s limit, and uploads beyond S3's multipart limits,
+    /// one sentence each.
     pub warnings: Vec<String>,
     /// Serverless against the fastest EC2 instance, e.g. `Lambda: 1.2× faster than c7i.16xlarge
     /// at 12.8× the cost per job`.
@@ -216,6 +443,8 @@ fn check(inputs: &ModelInputs) -> Result<(), ModelError> {
             "efs_client_bytes_per_second",
             inputs.efs_client_bytes_per_second,
         ),
+        ("s3_get_bytes_per_request", inputs.s3_get_bytes_per_request),
+        ("s3_put_bytes_per_request", inputs.s3_put_bytes_per_request),
         ("convert_memory_mb", inputs.convert_memory_mb),
         ("task_memory_mb", inputs.task_memory_mb),
         ("baseline_efficiency", inputs.baseline_efficiency),
@@ -238,13 +467,24 @@ fn check(inputs: &ModelInputs) -> Result<(), ModelError> {
             "output_bytes_per_video_second",
             inputs.output_bytes_per_video_second,
         ),
+        (
+            "index_bytes_per_video_second",
+            inputs.index_bytes_per_video_second,
+        ),
+        (
+            "audio_bytes_per_video_second",
+            inputs.audio_bytes_per_video_second,
+        ),
         ("cold_start_seconds", inputs.cold_start_seconds),
         ("transition_seconds", inputs.transition_seconds),
+        ("s3_first_byte_seconds", inputs.s3_first_byte_seconds),
         ("lambda_per_gb_second", inputs.lambda_per_gb_second),
         ("lambda_per_request", inputs.lambda_per_request),
         ("transition_price", inputs.transition_price),
         ("efs_read_per_gb", inputs.efs_read_per_gb),
         ("efs_write_per_gb", inputs.efs_write_per_gb),
+        ("s3_get_price", inputs.s3_get_price),
+        ("s3_put_price", inputs.s3_put_price),
     ];
     for (name, value) in non_negative {
         if !(value.is_finite() && value >= 0.0) {
@@ -253,15 +493,137 @@ fn check(inputs: &ModelInputs) -> Result<(), ModelError> {
             )));
         }
     }
-    if inputs.segments == 0 || inputs.concurrency == 0 {
+    if inputs.segments == 0 || inputs.concurrency == 0 || inputs.upload_streams == 0 {
         return Err(ModelError(
-            "segments and concurrency must be at least 1".into(),
+            "segments, concurrency and upload_streams must be at least 1".into(),
         ));
     }
     if inputs.function_thread_efficiency > 1.0 || inputs.baseline_efficiency > 1.0 {
         return Err(ModelError("efficiencies are at most 1".into()));
     }
+    if let Some(measured) = &inputs.measured_data_path {
+        let values = [
+            ("source_read_ratio", measured.source_read_ratio),
+            ("scratch_write_ratio", measured.scratch_write_ratio),
+            ("scratch_read_ratio", measured.scratch_read_ratio),
+            ("output_upload_ratio", measured.output_upload_ratio),
+            ("get_bytes_per_request", measured.get_bytes_per_request),
+            ("put_bytes_per_request", measured.put_bytes_per_request),
+            (
+                "transitions_per_segment",
+                measured.transitions_per_segment.unwrap_or(1.0),
+            ),
+        ];
+        for (name, value) in values {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(ModelError(format!(
+                    "measured_data_path.{name} must be zero or more, not {value}"
+                )));
+            }
+        }
+        if measured.get_bytes_per_request <= 0.0 || measured.put_bytes_per_request <= 0.0 {
+            return Err(ModelError(
+                "measured_data_path bytes per request must be positive".into(),
+            ));
+        }
+    }
     Ok(())
+}
+
+/// Bytes a job moves and the requests it makes.
+struct DataMovement {
+    s3_get_bytes: f64,
+    s3_get_requests: f64,
+    s3_put_bytes: f64,
+    s3_put_requests: f64,
+    efs_written: f64,
+    efs_read: f64,
+    /// What the root reads from EFS and uploads.
+    root_read: f64,
+    root_upload: f64,
+    /// What one segment reads from S3 and writes to EFS.
+    segment_get: f64,
+    segment_write: f64,
+    transitions: f64,
+    put_bytes_per_request: f64,
+}
+
+/// The design's own counts, or a measurement's ratios scaled to this video.
+fn data_movement(inputs: &ModelInputs, tree_levels: u32) -> DataMovement {
+    let n = f64::from(inputs.segments);
+    let levels = f64::from(tree_levels);
+    let v = inputs.video_seconds;
+    let (source, output) = (
+        inputs.source_bytes_per_video_second * v,
+        inputs.output_bytes_per_video_second * v,
+    );
+    let (index, audio) = (
+        inputs.index_bytes_per_video_second * v,
+        inputs.audio_bytes_per_video_second * v,
+    );
+    // The definition's transitions: three per Map child (convert, choice, end), two per merge,
+    // ten for the job around them.
+    let definition_transitions = 3.0 * n + 2.0 * (n - 1.0) + 10.0;
+    match &inputs.measured_data_path {
+        None => {
+            // Analyze reads the index, the segment workers their byte ranges (the whole source
+            // once between them), split-audio the audio's ranges.
+            let s3_get_bytes = index + source + audio;
+            let per_request = inputs.s3_get_bytes_per_request;
+            let s3_get_requests = (index / per_request).ceil()
+                + n * (source / n / per_request).ceil()
+                + (audio / per_request).ceil();
+            let s3_put_bytes = output;
+            let parts = (output / inputs.s3_put_bytes_per_request).ceil().max(1.0);
+            DataMovement {
+                s3_get_bytes,
+                s3_get_requests,
+                s3_put_bytes,
+                // The parts, plus creating and completing the upload.
+                s3_put_requests: parts + 2.0,
+                // Segments and audio once (together the output), the shared index, and each
+                // tree level's combined indexes (the whole index once per level).
+                efs_written: output + index * (1.0 + levels),
+                // The root reads the output's bytes once; every worker opens the shared index;
+                // each level's merges read their children's indexes.
+                efs_read: output + index * (n + levels + 1.0),
+                root_read: output + index,
+                root_upload: output,
+                segment_get: source / n,
+                segment_write: (output - audio).max(0.0) / n,
+                transitions: definition_transitions,
+                put_bytes_per_request: inputs.s3_put_bytes_per_request,
+            }
+        }
+        Some(measured) => {
+            let s3_get_bytes = measured.source_read_ratio * source;
+            let s3_put_bytes = measured.output_upload_ratio * output;
+            let efs_written = measured.scratch_write_ratio * output;
+            let efs_read = measured.scratch_read_ratio * output;
+            DataMovement {
+                s3_get_bytes,
+                s3_get_requests: (s3_get_bytes / measured.get_bytes_per_request)
+                    .ceil()
+                    .max(n),
+                s3_put_bytes,
+                s3_put_requests: (s3_put_bytes / measured.put_bytes_per_request)
+                    .ceil()
+                    .max(1.0),
+                efs_written,
+                efs_read,
+                // Conservative: every byte read from scratch is read by the root, every byte
+                // written is written by the segments.
+                root_read: efs_read,
+                root_upload: s3_put_bytes,
+                segment_get: s3_get_bytes / n,
+                segment_write: efs_written / n,
+                transitions: measured
+                    .transitions_per_segment
+                    .map_or(definition_transitions, |per_segment| per_segment * n),
+                put_bytes_per_request: measured.put_bytes_per_request,
+            }
+        }
+    }
 }
 
 /// Projects a serverless run and the EC2 baselines. See docs/performance.md for the formulas.
@@ -270,71 +632,112 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
     let n = f64::from(inputs.segments);
     let source_bytes = inputs.source_bytes_per_video_second * inputs.video_seconds;
     let output_bytes = inputs.output_bytes_per_video_second * inputs.video_seconds;
-    let efs = inputs.efs_client_bytes_per_second;
-    let transition = inputs.transition_seconds;
+    let index_bytes = inputs.index_bytes_per_video_second * inputs.video_seconds;
+    let audio_bytes = inputs.audio_bytes_per_video_second * inputs.video_seconds;
+    let (s3, efs) = (
+        inputs.s3_bytes_per_second,
+        inputs.efs_client_bytes_per_second,
+    );
+    let (cold, first_byte, transition) = (
+        inputs.cold_start_seconds,
+        inputs.s3_first_byte_seconds,
+        inputs.transition_seconds,
+    );
+    let tree_levels = inputs.segments.next_power_of_two().trailing_zeros();
+    let moved = data_movement(inputs, tree_levels);
 
-    // analyze: S3 → EFS copy (one stream each way), then a probe that reads the copy once.
-    let analyze_seconds = inputs.cold_start_seconds
-        + source_bytes / inputs.s3_bytes_per_second.min(efs)
-        + source_bytes / efs
-        + 2.0 * transition;
+    // Function durations (billed), then the transitions around them (not billed).
+    let analyze_billed = cold + first_byte + index_bytes / s3 + index_bytes / efs;
+    let split_audio_billed = cold + first_byte + audio_bytes / s3 + audio_bytes / efs;
+    let encode_cpu = inputs.encode_cpu_seconds_per_video_second * inputs.video_seconds / n;
+    let segment_billed = cold
+        + first_byte
+        + moved.segment_get / s3
+        + index_bytes / efs
+        + encode_cpu / (inputs.function_vcpus * inputs.function_thread_efficiency)
+        + moved.segment_write / efs;
+    // A merge at level l reads its children's indexes (together the index of 2^l segments) and
+    // writes their combination.
+    let merge_billed = |level: u32| {
+        let combined = (index_bytes * f64::from(1u32 << level) / n).min(index_bytes);
+        cold + 2.0 * combined / efs
+    };
+    // Where the output's bytes go up: from the root, or from the nodes at `part_level`, each
+    // reading its leaves from EFS and uploading them as one part.
+    let part_level = inputs.upload_by_subtrees.then(|| {
+        let leaves_per_part =
+            (moved.put_bytes_per_request * n / moved.root_upload.max(1.0)).max(1.0);
+        (leaves_per_part.log2().ceil() as u32).min(tree_levels)
+    });
+    let part_upload_billed = |level: u32| {
+        let share = f64::from(1u32 << level) / n;
+        cold + (moved.root_read * share).min(moved.root_read) / efs.min(s3) + first_byte
+    };
+    // Reading scratch and uploading parts are pipelined: the slower of the two sets the pace.
+    let root_stream = if part_level.is_some() {
+        0.0
+    } else {
+        (moved.root_read / efs).max(moved.root_upload / (f64::from(inputs.upload_streams) * s3))
+    };
+    let root_billed = cold + root_stream + index_bytes / s3 + first_byte;
+
+    let analyze_seconds = analyze_billed + 2.0 * transition;
+    let split_audio_seconds = split_audio_billed + 2.0 * transition;
     let map_start_seconds =
         f64::from(inputs.concurrency.min(inputs.segments)) / inputs.map_child_starts_per_second;
-
-    let encode_cpu = inputs.encode_cpu_seconds_per_video_second * inputs.video_seconds / n;
-    let segment_seconds = inputs.cold_start_seconds
-        + source_bytes / n / efs
-        + encode_cpu / (inputs.function_vcpus * inputs.function_thread_efficiency)
-        + output_bytes / n / efs
-        + 2.0 * transition;
+    let segment_seconds = segment_billed + 2.0 * transition;
     let waves = inputs.segments.div_ceil(inputs.concurrency);
     let encode_seconds = f64::from(waves) * segment_seconds;
-
     // Merges run as soon as both halves exist, so only the path above the last segment to finish
-    // is left: one merge per level, each reading two halves and writing their sum.
-    let tree_levels = inputs.segments.next_power_of_two().trailing_zeros();
+    // is left: one merge per level.
     let merge_tail_seconds = (1..=tree_levels)
-        .map(|level| {
-            let merged = output_bytes * f64::from(1u32 << level) / n.max(1.0);
-            inputs.cold_start_seconds + 2.0 * merged.min(output_bytes) / efs + 2.0 * transition
-        })
-        .sum::<f64>();
-    let merge_audio_seconds = inputs.cold_start_seconds
-        + 2.0 * output_bytes / efs
-        + output_bytes / (4.0 * inputs.s3_bytes_per_second)
-        + 2.0 * transition;
+        .map(|level| merge_billed(level) + 2.0 * transition)
+        .sum::<f64>()
+        + part_level.map_or(0.0, |level| part_upload_billed(level) - cold);
+    let merge_audio_seconds = root_billed + 2.0 * transition;
     let wall_seconds = analyze_seconds
-        + map_start_seconds
-        + encode_seconds
-        + merge_tail_seconds
+        + split_audio_seconds.max(map_start_seconds + encode_seconds + merge_tail_seconds)
         + merge_audio_seconds;
 
-    // Cost. Every level of the tree rewrites the whole video once.
+    // Cost. About n − 1 merges, 2^(L − l) of them at level l, each moving a little index.
     let gb = |mb: f64| mb / 1024.0;
-    let merge_seconds_total = f64::from(tree_levels)
-        * (inputs.cold_start_seconds + 2.0 * output_bytes / efs)
-        + (n - 1.0) * 2.0 * transition;
+    let merges_billed = (1..=tree_levels)
+        .map(|level| {
+            let at_level = (n / f64::from(1u32 << level)).ceil();
+            at_level * merge_billed(level)
+        })
+        .sum::<f64>()
+        + part_level.map_or(0.0, |level| {
+            (n / f64::from(1u32 << level)).ceil() * (part_upload_billed(level) - cold)
+        });
     let lambda_dollars = inputs.lambda_per_gb_second
-        * (n * segment_seconds * gb(inputs.convert_memory_mb)
-            + (analyze_seconds + merge_seconds_total + merge_audio_seconds)
+        * (n * segment_billed * gb(inputs.convert_memory_mb)
+            + (analyze_billed + split_audio_billed + merges_billed + root_billed)
                 * gb(inputs.task_memory_mb))
         + inputs.lambda_per_request * (2.0 * n + 4.0);
-    let state_transitions = 3.0 * n + 2.0 * (n - 1.0) + 10.0;
-    let step_functions_dollars = state_transitions * inputs.transition_price;
-    let efs_bytes_written = source_bytes + output_bytes * (f64::from(tree_levels) + 2.0);
-    let efs_bytes_read = 2.0 * source_bytes + output_bytes * (f64::from(tree_levels) + 1.0);
-    let efs_dollars = efs_bytes_written / 1e9 * inputs.efs_write_per_gb
-        + efs_bytes_read / 1e9 * inputs.efs_read_per_gb;
+    let step_functions_dollars = moved.transitions * inputs.transition_price;
+    let efs_dollars = moved.efs_written / 1e9 * inputs.efs_write_per_gb
+        + moved.efs_read / 1e9 * inputs.efs_read_per_gb;
+    let s3_request_dollars =
+        moved.s3_get_requests * inputs.s3_get_price + moved.s3_put_requests * inputs.s3_put_price;
+    let output_parts = part_level.map_or_else(
+        || {
+            (moved.root_upload / moved.put_bytes_per_request)
+                .ceil()
+                .max(1.0)
+        },
+        |level| (n / f64::from(1u32 << level)).ceil(),
+    );
 
     let ec2 = inputs
         .ec2
         .iter()
         .map(|instance| {
             let useful = instance.vcpus.min(inputs.baseline_max_useful_threads);
-            let wall_seconds = source_bytes / inputs.s3_bytes_per_second
+            let wall_seconds = source_bytes / s3
                 + inputs.encode_cpu_seconds_per_video_second * inputs.video_seconds
                     / (useful * inputs.baseline_efficiency)
-                + output_bytes / inputs.s3_bytes_per_second;
+                + output_bytes / s3;
             Ec2Projection {
                 name: instance.name.clone(),
                 vcpus: instance.vcpus,
@@ -346,14 +749,12 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
         })
         .collect::<Vec<Ec2Projection>>();
 
-    let dollars = lambda_dollars + step_functions_dollars + efs_dollars;
-    // The root merge moves the most: both halves of the whole video.
-    let root_merge_seconds = inputs.cold_start_seconds + 2.0 * output_bytes / efs;
-    let warnings = [
-        ("analyze", analyze_seconds),
-        ("one split-and-convert", segment_seconds),
-        ("the root merge", root_merge_seconds),
-        ("merge-audio", merge_audio_seconds),
+    let dollars = lambda_dollars + step_functions_dollars + efs_dollars + s3_request_dollars;
+    let mut warnings: Vec<String> = [
+        ("analyze", analyze_billed),
+        ("split-audio", split_audio_billed),
+        ("one split-and-convert", segment_billed),
+        ("merge-audio (the root's upload)", root_billed),
     ]
     .into_iter()
     .filter(|(_, seconds)| *seconds > LAMBDA_TIMEOUT_SECONDS)
@@ -363,6 +764,18 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
         )
     })
     .collect();
+    if output_parts > MAX_UPLOAD_PARTS {
+        warnings.push(format!(
+            "the output's upload would need {output_parts:.0} parts of {:.0} MiB, beyond S3's {MAX_UPLOAD_PARTS:.0}: larger parts are needed",
+            moved.put_bytes_per_request / MIB
+        ));
+    }
+    if moved.put_bytes_per_request > MAX_PART_BYTES {
+        warnings.push(format!(
+            "parts of {:.1} GiB are beyond S3's 5 GiB per part",
+            moved.put_bytes_per_request / (1024.0 * MIB)
+        ));
+    }
     let fastest = ec2
         .iter()
         .min_by(|a, b| a.wall_seconds.total_cmp(&b.wall_seconds));
@@ -398,6 +811,7 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
         inputs: inputs.clone(),
         lambda: LambdaProjection {
             analyze_seconds,
+            split_audio_seconds,
             map_start_seconds,
             segment_seconds,
             waves,
@@ -409,12 +823,57 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
             lambda_dollars,
             step_functions_dollars,
             efs_dollars,
+            s3_request_dollars,
             dollars,
-            state_transitions,
-            efs_bytes_written,
+            state_transitions: moved.transitions,
+            s3_get_bytes: moved.s3_get_bytes,
+            s3_get_requests: moved.s3_get_requests,
+            s3_put_bytes: moved.s3_put_bytes,
+            s3_put_requests: moved.s3_put_requests,
+            output_parts,
+            efs_bytes_written: moved.efs_written,
+            efs_bytes_read: moved.efs_read,
+            counts_from: inputs
+                .measured_data_path
+                .as_ref()
+                .map_or_else(|| "design".to_owned(), |m| m.source.clone()),
         },
         ec2,
     })
+}
+
+/// Video lengths from one minute to ten hours, evenly spaced on a log axis (`points` ≥ 2 of
+/// them, both ends included), for [`sweep`].
+pub fn chart_lengths(points: usize) -> Vec<f64> {
+    let points = points.max(2);
+    let (low, high) = (60f64.ln(), 36_000f64.ln());
+    (0..points)
+        .map(|i| match i {
+            // Exact ends: exp(ln 60) is a hair under 60, which the planner would floor.
+            0 => 60.0,
+            i if i == points - 1 => 36_000.0,
+            i => (low + (high - low) * i as f64 / (points - 1) as f64).exp(),
+        })
+        .collect()
+}
+
+/// The projection at each of `lengths` (seconds of video), everything else as in `inputs`,
+/// with the segments the deployed plan makes of each length.
+pub fn sweep(inputs: &ModelInputs, lengths: &[f64]) -> Result<Vec<Projection>, ModelError> {
+    lengths
+        .iter()
+        .map(|&video_seconds| {
+            project(&ModelInputs {
+                video_seconds,
+                segments: planned_segments(
+                    video_seconds,
+                    inputs.min_segment_seconds,
+                    inputs.max_segments,
+                ),
+                ..inputs.clone()
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -422,9 +881,19 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The fixture of a measured run (`target/bench/data-path.json`'s fields): 64 s of 720p in
+    /// 32 segments on the local stack.
+    fn measured() -> MeasuredDataPath {
+        let measurement: DataPathMeasurement =
+            serde_json::from_str(include_str!("../tests/fixtures/data-path.json"))
+                .expect("the fixture parses");
+        measurement.scaled("data-path.json").expect("valid")
+    }
+
     #[test]
     fn the_default_hour_of_1080p() {
-        let projection = project(&ModelInputs::default()).expect("valid defaults");
+        let inputs = ModelInputs::default();
+        let projection = project(&inputs).expect("valid defaults");
         let lambda = &projection.lambda;
         assert_eq!(
             projection.inputs.segments, 900,
@@ -445,13 +914,126 @@ mod tests {
             .break_even_jobs_per_month
             .expect("an always-on instance costs more");
         assert!(jobs > 1.0);
-        assert!(lambda.wall_seconds < 300.0, "{lambda:?}");
         let small = &projection.ec2[0];
         assert!(
             (small.wall_seconds - 7200.0 / (2.0 * 0.9)).abs() < 200.0,
             "{small:?}"
         );
         assert!(projection.note.contains("MODEL"));
+        assert_eq!(lambda.counts_from, "design");
+
+        // Every byte moves once: the source read once (plus its index and the audio's ranges),
+        // the output written to EFS once (plus the small indexes) and uploaded once.
+        let source = inputs.source_bytes_per_video_second * inputs.video_seconds;
+        let output = inputs.output_bytes_per_video_second * inputs.video_seconds;
+        let index = inputs.index_bytes_per_video_second * inputs.video_seconds;
+        let audio = inputs.audio_bytes_per_video_second * inputs.video_seconds;
+        assert!((lambda.s3_get_bytes - (source + index + audio)).abs() < 1.0);
+        assert!((lambda.efs_bytes_written - (output + 11.0 * index)).abs() < 1.0);
+        assert!((lambda.s3_put_bytes - output).abs() < 1.0);
+        assert!(lambda.s3_get_bytes < 1.02 * source && lambda.efs_bytes_written < 1.02 * output);
+        // Merges move indexes, not video: the tail is cold starts and transitions.
+        assert!(
+            lambda.merge_tail_seconds < 10.0 * (0.5 + 0.1) + 1.0,
+            "{lambda:?}"
+        );
+        // The root streams the 2.25 GB output at EFS speed: the longest stage.
+        assert!((lambda.merge_audio_seconds - (0.6 + 2.25e9 / 100e6 + 0.1)).abs() < 0.2);
+        assert!(
+            lambda.wall_seconds < 60.0 && lambda.dollars < 1.0,
+            "{lambda:?}"
+        );
+        assert_eq!(lambda.output_parts, (2.25e9 / (16.0 * MIB)).ceil());
+    }
+
+    #[test]
+    fn the_stages_add_up_to_the_wall_time() {
+        let projection = project(&ModelInputs::default()).expect("valid");
+        let sum: f64 = projection
+            .lambda
+            .critical_path()
+            .iter()
+            .map(|(_, s)| s)
+            .sum();
+        assert!((sum - projection.lambda.wall_seconds).abs() < 1e-9);
+        let lambda = &projection.lambda;
+        let services = lambda.lambda_dollars
+            + lambda.step_functions_dollars
+            + lambda.efs_dollars
+            + lambda.s3_request_dollars;
+        assert!((services - lambda.dollars).abs() < 1e-12);
+    }
+
+    #[test]
+    fn measured_counts_scale_to_the_modelled_video() {
+        let inputs = ModelInputs {
+            measured_data_path: Some(measured()),
+            ..ModelInputs::default()
+        };
+        let projection = project(&inputs).expect("valid");
+        let lambda = &projection.lambda;
+        let source = inputs.source_bytes_per_video_second * inputs.video_seconds;
+        let output = inputs.output_bytes_per_video_second * inputs.video_seconds;
+        assert_eq!(lambda.counts_from, "data-path.json");
+        assert!((lambda.s3_get_bytes - 1.07 * source).abs() < 1.0);
+        assert!((lambda.s3_put_bytes - 1.01 * output).abs() < 1.0);
+        assert!((lambda.efs_bytes_written - 1.12 * output).abs() < 1.0);
+        // 16,588,800 read ÷ 15,360,000 output.
+        assert!((lambda.efs_bytes_read - 1.08 * output).abs() < 1.0);
+        // 170 transitions over 32 segments, for 900.
+        assert!((lambda.state_transitions - 170.0 / 32.0 * 900.0).abs() < 1e-6);
+        // Requests at the measured bytes per request: 21,913,600 / 104 per GET.
+        let per_get = 21_913_600.0 / 104.0;
+        assert_eq!(lambda.s3_get_requests, (1.07 * source / per_get).ceil());
+        let per_put = 15_513_600.0 / 5.0;
+        assert_eq!(lambda.s3_put_requests, (1.01 * output / per_put).ceil());
+
+        // Without the transitions counted, the definition's count stands in.
+        let mut uncounted = measured();
+        uncounted.transitions_per_segment = None;
+        let projection = project(&ModelInputs {
+            measured_data_path: Some(uncounted),
+            ..ModelInputs::default()
+        })
+        .expect("valid");
+        assert_eq!(projection.lambda.state_transitions, 5.0 * 900.0 + 8.0);
+    }
+
+    #[test]
+    fn a_broken_measurement_is_named() {
+        let mut measurement: DataPathMeasurement =
+            serde_json::from_str(include_str!("../tests/fixtures/data-path.json"))
+                .expect("the fixture parses");
+        measurement.s3_get_requests = 0.0;
+        let error = measurement.scaled("x.json").expect_err("no requests");
+        assert!(error.to_string().contains("s3_get_requests"), "{error}");
+        measurement.s3_get_requests = 10.0;
+        measurement.scratch_write_ratio = f64::NAN;
+        let error = measurement.scaled("x.json").expect_err("not a number");
+        assert!(error.to_string().contains("scratch_write_ratio"), "{error}");
+        let missing = serde_json::from_str::<DataPathMeasurement>(r#"{"source_bytes": 1}"#);
+        assert!(missing.is_err(), "every field is required");
+    }
+
+    #[test]
+    fn uploading_a_part_per_subtree_takes_the_root_off_the_critical_path() {
+        let root = project(&ModelInputs::default()).expect("valid");
+        let subtrees = project(&ModelInputs {
+            upload_by_subtrees: true,
+            ..ModelInputs::default()
+        })
+        .expect("valid");
+        // 2.25 GB in 900 segments: 2.5 MB each, so a 16 MiB part holds 8 leaves (level 3).
+        assert_eq!(subtrees.lambda.output_parts, (900.0f64 / 8.0).ceil());
+        assert!(
+            subtrees.lambda.merge_audio_seconds < 1.0,
+            "{:?}",
+            subtrees.lambda
+        );
+        assert!(subtrees.lambda.wall_seconds < root.lambda.wall_seconds - 15.0);
+        // The same bytes move either way.
+        assert_eq!(subtrees.lambda.efs_bytes_read, root.lambda.efs_bytes_read);
+        assert_eq!(subtrees.lambda.s3_put_bytes, root.lambda.s3_put_bytes);
     }
 
     #[test]
@@ -466,11 +1048,12 @@ mod tests {
     }
 
     #[test]
-    fn a_stage_beyond_lambdas_limit_is_named() {
-        // Ten hours: analyze copies the whole source to EFS before anything else.
+    fn limits_beyond_lambda_and_s3_are_named() {
+        // A hundred hours: the root would stream 225 GB, and in 16 MiB parts that is more than
+        // S3's 10,000.
         let inputs = ModelInputs {
-            video_seconds: 36_000.0,
-            segments: planned_segments(36_000.0, 4.0, 1024),
+            video_seconds: 360_000.0,
+            segments: planned_segments(360_000.0, 4.0, 1024),
             ..ModelInputs::default()
         };
         let projection = project(&inputs).expect("valid");
@@ -478,10 +1061,23 @@ mod tests {
             projection
                 .warnings
                 .iter()
-                .any(|w| w.starts_with("analyze would take")),
+                .any(|w| w.starts_with("merge-audio (the root's upload) would take")),
             "{:?}",
             projection.warnings
         );
+        assert!(
+            projection.warnings.iter().any(|w| w.contains("parts")),
+            "{:?}",
+            projection.warnings
+        );
+        // Ten hours fit: nothing reads or copies the whole source in one function any more.
+        let ten_hours = project(&ModelInputs {
+            video_seconds: 36_000.0,
+            segments: 1024,
+            ..ModelInputs::default()
+        })
+        .expect("valid");
+        assert!(ten_hours.warnings.is_empty(), "{:?}", ten_hours.warnings);
     }
 
     #[test]
@@ -497,6 +1093,29 @@ mod tests {
         };
         let error = project(&inputs).expect_err("zero throughput");
         assert!(error.to_string().contains("efs_client_bytes_per_second"));
+        let mut broken = measured();
+        broken.put_bytes_per_request = 0.0;
+        let error = project(&ModelInputs {
+            measured_data_path: Some(broken),
+            ..ModelInputs::default()
+        })
+        .expect_err("zero bytes per request");
+        assert!(error.to_string().contains("measured_data_path"), "{error}");
+    }
+
+    #[test]
+    fn the_sweep_spans_one_minute_to_ten_hours() {
+        let lengths = chart_lengths(5);
+        assert_eq!(lengths.len(), 5);
+        assert!((lengths[0] - 60.0).abs() < 1e-9 && (lengths[4] - 36_000.0).abs() < 1e-6);
+        let projections = sweep(&ModelInputs::default(), &lengths).expect("valid");
+        assert_eq!(
+            projections[0].inputs.segments, 15,
+            "the plan at each length"
+        );
+        assert!(projections
+            .windows(2)
+            .all(|pair| pair[0].lambda.dollars < pair[1].lambda.dollars));
     }
 
     proptest! {
@@ -506,11 +1125,15 @@ mod tests {
             concurrency in 1u32..1000,
             extra in 1u32..1000,
             minutes in 1.0f64..600.0,
+            subtrees in any::<bool>(),
+            use_measured in any::<bool>(),
         ) {
             let base = ModelInputs {
                 segments,
                 concurrency,
                 video_seconds: minutes * 60.0,
+                upload_by_subtrees: subtrees,
+                measured_data_path: use_measured.then(measured),
                 ..ModelInputs::default()
             };
             let more = ModelInputs { concurrency: concurrency + extra, ..base.clone() };
@@ -520,6 +1143,40 @@ mod tests {
             prop_assert!(a.ec2.iter().all(|e| e.dollars > 0.0 && e.wall_seconds > 0.0));
             // Encoding cost does not depend on how many functions run at once.
             prop_assert!((a.lambda.lambda_dollars - b.lambda.lambda_dollars).abs() < 1e-6 * a.lambda.lambda_dollars.max(1.0));
+            let sum: f64 = a.lambda.critical_path().iter().map(|(_, s)| s).sum();
+            prop_assert!((sum - a.lambda.wall_seconds).abs() < 1e-9 * sum.max(1.0));
+            prop_assert!(a.lambda.critical_path().iter().all(|(_, s)| *s >= 0.0));
+            prop_assert!(a.lambda.output_parts >= 1.0);
+        }
+
+        #[test]
+        fn moving_more_bytes_never_costs_less(
+            minutes in 1.0f64..600.0,
+            read in 1.0f64..3.0,
+            write in 1.0f64..10.0,
+            more in 0.01f64..2.0,
+        ) {
+            let mut measured = measured();
+            measured.source_read_ratio = read;
+            measured.scratch_write_ratio = write;
+            let video_seconds = minutes * 60.0;
+            let base = ModelInputs {
+                video_seconds,
+                segments: planned_segments(video_seconds, 4.0, 1024),
+                measured_data_path: Some(measured.clone()),
+                ..ModelInputs::default()
+            };
+            let a = project(&base).expect("valid");
+            for change in [
+                MeasuredDataPath { source_read_ratio: read + more, ..measured.clone() },
+                MeasuredDataPath { scratch_write_ratio: write + more, ..measured.clone() },
+                MeasuredDataPath { scratch_read_ratio: measured.scratch_read_ratio + more, ..measured.clone() },
+                MeasuredDataPath { output_upload_ratio: measured.output_upload_ratio + more, ..measured.clone() },
+            ] {
+                let b = project(&ModelInputs { measured_data_path: Some(change), ..base.clone() }).expect("valid");
+                prop_assert!(b.lambda.dollars >= a.lambda.dollars - 1e-12);
+                prop_assert!(b.lambda.wall_seconds >= a.lambda.wall_seconds - 1e-9);
+            }
         }
     }
 }
