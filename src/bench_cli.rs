@@ -33,6 +33,9 @@ pub struct BenchArgs {
     /// Write the last treemux run's timeline chart here (SVG).
     #[arg(long)]
     timeline: Option<PathBuf>,
+    /// Write the last treemux run's merge tree here (SVG).
+    #[arg(long, value_name = "FILE")]
+    tree: Option<PathBuf>,
     /// Where the outputs go while measuring (default: the system temporary directory).
     #[arg(long)]
     temp_dir: Option<PathBuf>,
@@ -120,6 +123,15 @@ pub fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
     .with_context(|| format!("{}: benchmark failed", args.input.display()))?;
     if let Some(path) = &args.timeline {
         write_timeline(path, &report)?;
+    }
+    if let Some(path) = &args.tree {
+        let detail = &report.treemux_detail;
+        let title = format!(
+            "treemux {} {}: {} segments on {} workers",
+            report.codec, report.preset, detail.segments, detail.workers
+        );
+        let segments = u32::try_from(detail.segments.max(1)).context("too many segments")?;
+        write_tree(path, &title, segments, &detail.timeline)?;
     }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
@@ -440,4 +452,116 @@ fn print_projection(projection: &Projection) {
             inputs.fixed_monthly_dollars
         ),
     }
+}
+
+#[derive(Args, Debug)]
+pub struct DiagramArgs {
+    /// A run's JSON: `treemux transcode --json` output (or `treemux bench --json`, for its last
+    /// treemux run).
+    run: PathBuf,
+    /// Draw the merge tree here (SVG): segments → pairs → root, placeholders, the order in which
+    /// the merges finished.
+    #[arg(long, value_name = "FILE", required_unless_present = "timeline")]
+    tree: Option<PathBuf>,
+    /// Draw the timeline chart here (SVG): a lane per worker, a bar per task.
+    #[arg(long, value_name = "FILE")]
+    timeline: Option<PathBuf>,
+}
+
+/// What the diagrams need of a run's JSON.
+struct RunRecord {
+    title: String,
+    segments: u32,
+    timeline: Vec<treemux::local::TaskSpan>,
+    total_seconds: f64,
+}
+
+/// Reads `transcode --json` (`tree.real_segments`, `timeline`, `stages_seconds`) or
+/// `bench --json` (`treemux_detail`).
+fn run_record(path: &Path) -> anyhow::Result<RunRecord> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the run's JSON", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let file_name = |value: &serde_json::Value| {
+        value
+            .as_str()
+            .and_then(|p| Path::new(p).file_name())
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    };
+    let (segments, timeline, total, title) = if let Some(detail) = json.get("treemux_detail") {
+        (
+            detail["segments"].as_u64(),
+            &detail["timeline"],
+            detail["stages_s"]["total"].as_f64(),
+            format!(
+                "treemux {} {} {}",
+                json["codec"].as_str().unwrap_or_default(),
+                json["preset"].as_str().unwrap_or_default(),
+                file_name(&json["input"])
+            ),
+        )
+    } else {
+        (
+            json["tree"]["real_segments"].as_u64(),
+            &json["timeline"],
+            json["stages_seconds"]["total"].as_f64(),
+            format!(
+                "treemux {} → {}",
+                file_name(&json["input"]),
+                file_name(&json["output"])
+            ),
+        )
+    };
+    let segments = segments
+        .filter(|&n| (1..=1 << treemux::tree::MAX_LEVELS).contains(&n))
+        .with_context(|| {
+            format!(
+                "{}: no segment count (expected `treemux transcode --json` or `treemux bench --json` output)",
+                path.display()
+            )
+        })? as u32;
+    let timeline: Vec<treemux::local::TaskSpan> = serde_json::from_value(timeline.clone())
+        .with_context(|| format!("{}: its timeline is not a list of tasks", path.display()))?;
+    let total_seconds = total.unwrap_or_else(|| {
+        timeline
+            .iter()
+            .map(|span| span.end_seconds)
+            .fold(0.0, f64::max)
+    });
+    Ok(RunRecord {
+        title: format!("{title}: {segments} segments, {total_seconds:.2} s"),
+        segments,
+        timeline,
+        total_seconds,
+    })
+}
+
+pub fn diagram_command(args: DiagramArgs) -> anyhow::Result<ExitCode> {
+    let record = run_record(&args.run)?;
+    if let Some(path) = &args.tree {
+        write_tree(path, &record.title, record.segments, &record.timeline)?;
+        outln!("merge tree: {}", path.display());
+    }
+    if let Some(path) = &args.timeline {
+        let svg =
+            treemux::timeline::render_svg(&record.title, &record.timeline, record.total_seconds);
+        std::fs::write(path, svg)
+            .with_context(|| format!("{}: cannot write the chart", path.display()))?;
+        outln!("timeline chart: {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_tree(
+    path: &Path,
+    title: &str,
+    segments: u32,
+    timeline: &[treemux::local::TaskSpan],
+) -> anyhow::Result<()> {
+    let tree = treemux::tree::MergeTree::new(segments);
+    let svg = treemux::tree_diagram::render_svg(title, &tree, timeline)
+        .with_context(|| format!("{}: cannot draw the merge tree", path.display()))?;
+    std::fs::write(path, svg)
+        .with_context(|| format!("{}: cannot write the merge tree", path.display()))
 }

@@ -63,6 +63,8 @@ enum Command {
     Bench(bench_cli::BenchArgs),
     /// Project a serverless run and EC2 baselines from measured costs (a model, not a measurement).
     Model(bench_cli::ModelArgs),
+    /// Draw a finished run's merge tree and timeline (SVG) from its JSON (`transcode --json`).
+    Diagram(bench_cli::DiagramArgs),
     /// Other subcommands run `treemux-SUBCOMMAND` (beside this binary or on PATH):
     /// `treemux worker` takes state-machine tasks from SQS (built by the functions crate).
     #[command(external_subcommand)]
@@ -199,6 +201,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify_command(args),
         Command::Bench(args) => bench_cli::bench_command(args),
         Command::Model(args) => bench_cli::model_command(args),
+        Command::Diagram(args) => bench_cli::diagram_command(args),
         Command::External(args) => external(args),
     };
     match result {

@@ -142,3 +142,120 @@ fn bench_on_a_bad_input_names_it() {
     assert!(message.contains("notes.mp4"), "{message}");
     assert_eq!(message.trim().lines().count(), 1, "one line: {message}");
 }
+
+#[test]
+fn diagram_draws_a_runs_merge_tree_from_its_json() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("pattern.mp4");
+    pattern_clip(&source, 6, 25);
+    let output = dir.path().join("out.mp4");
+    // Three segments: four leaves, one a placeholder, so one node is a rename.
+    let result = run(&[
+        "transcode",
+        path(&source),
+        path(&output),
+        "--preset",
+        "ultrafast",
+        "--segments",
+        "3",
+        "--workers",
+        "2",
+        "--json",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let summary = dir.path().join("run.json");
+    std::fs::write(&summary, &result.stdout).expect("write");
+    let merges = json(&result)["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter(|span| span["kind"] == "merge" || span["kind"] == "rename")
+        .count();
+    assert_eq!(merges, 3, "L1-0, the rename L1-1 and the root");
+
+    let (tree, timeline) = (dir.path().join("tree.svg"), dir.path().join("tl.svg"));
+    let result = run(&[
+        "diagram",
+        path(&summary),
+        "--tree",
+        path(&tree),
+        "--timeline",
+        path(&timeline),
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let svg = std::fs::read_to_string(&tree).expect("tree drawn");
+    for text in [
+        "seg 0",
+        "seg 2",
+        "placeholder",
+        "L2-0 root",
+        "#3 merge",
+        "rename",
+    ] {
+        assert!(svg.contains(text), "{text} missing from the diagram");
+    }
+    let chart = std::fs::read_to_string(&timeline).expect("timeline drawn");
+    assert!(chart.matches("<rect class=").count() >= 3 + merges);
+
+    // Not a run's JSON: named, one line.
+    let other = dir.path().join("other.json");
+    std::fs::write(&other, r#"{"hello": 1}"#).expect("write");
+    let result = run(&["diagram", path(&other), "--tree", path(&tree)]);
+    assert!(!result.status.success());
+    let message = stderr(&result);
+    assert!(
+        message.contains("other.json") && message.contains("transcode --json"),
+        "{message}"
+    );
+}
+
+#[test]
+fn model_scales_a_measured_data_path_and_draws_its_chart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data-path.json");
+    let chart = dir.path().join("model.svg");
+    let result = run(&[
+        "model",
+        "--data-path",
+        path(&fixture),
+        "--chart",
+        path(&chart),
+        "--json",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let projection = json(&result);
+    let lambda = &projection["lambda"];
+    assert_eq!(lambda["counts_from"], "data-path.json");
+    let inputs = &projection["inputs"];
+    let source = inputs["source_bytes_per_video_second"]
+        .as_f64()
+        .expect("rate")
+        * inputs["video_seconds"].as_f64().expect("length");
+    let read = lambda["s3_get_bytes"].as_f64().expect("bytes read");
+    assert!((read / source - 1.07).abs() < 1e-6, "{read} / {source}");
+    let svg = std::fs::read_to_string(&chart).expect("chart written");
+    assert!(svg.contains("Lambda: encode") && svg.contains("EC2 c7i.16xlarge"));
+    assert!(
+        svg.contains("data-path.json"),
+        "the chart says where its counts came from"
+    );
+
+    // The text names where the counts came from.
+    let result = run(&["model", "--data-path", path(&fixture)]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    assert!(
+        String::from_utf8_lossy(&result.stdout).contains("scaled from data-path.json (32 segments")
+    );
+
+    // A file with a field missing is refused, naming the file and the field.
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, r#"{"source_bytes": 1, "output_bytes": 1}"#).expect("write");
+    let result = run(&["model", "--data-path", path(&broken)]);
+    assert!(!result.status.success());
+    let message = stderr(&result);
+    assert!(
+        message.contains("broken.json") && message.contains("segments"),
+        "{message}"
+    );
+}
