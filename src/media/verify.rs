@@ -3,7 +3,8 @@
 //! Both video streams are decoded in full and paired frame by frame (frame exactness makes the
 //! i-th output frame the encoding of the i-th source frame), giving the frame counts, timestamp
 //! order, PSNR (all planes, weighted by plane size as FFmpeg's `psnr` filter does) and SSIM (luma,
-//! 8×8 windows at a stride of 4). Container-level facts (duration, audio tracks, A/V offset,
+//! 8×8 windows at a stride of 4, FFmpeg's `ssim` filter's formula); both agree with those filters
+//! (tests/verify_metrics.rs). Container-level facts (duration, audio tracks, A/V offset,
 //! rotation) come from probing both files.
 //!
 //! When the output is smaller than the source (cropped to even, or scaled with `--height`) the
@@ -768,7 +769,10 @@ fn squared_error_yuv(
     (total as f64, samples as f64)
 }
 
-/// Mean SSIM of the luma planes over 8×8 windows at a stride of 4.
+/// Mean SSIM of the luma planes over 8×8 windows at a stride of 4, computed as FFmpeg's `ssim`
+/// filter (and x264) do, so the two agree (tests/verify_metrics.rs): its constants are scaled for
+/// sums over the 64 samples of a window, which weights the luminance term's C1 64 times less than
+/// the textbook formula on means; on noisy pictures the textbook value differs by 0.003.
 fn ssim_luma(
     a: &ffmpeg::frame::Video,
     b: &ffmpeg::frame::Video,
@@ -798,7 +802,9 @@ fn ssim_luma(
             }
         }
     }
-    let (c1, c2) = ((0.01f64 * 255.0).powi(2), (0.03f64 * 255.0).powi(2));
+    // FFmpeg's `ssim_c1` and `ssim_c2` (libavfilter/vf_ssim.c), in the units of 64-sample sums.
+    let c1 = (0.01f64 * 0.01 * 255.0 * 255.0 * 64.0 + 0.5) as i64;
+    let c2 = (0.03f64 * 0.03 * 255.0 * 255.0 * 64.0 * 63.0 + 0.5) as i64;
     let mut total = 0.0;
     for by in 0..blocks_y - 1 {
         for bx in 0..blocks_x - 1 {
@@ -809,13 +815,13 @@ fn ssim_luma(
                     *total += value;
                 }
             }
-            let n = 64.0;
-            let (mean_a, mean_b) = (sums[0] as f64 / n, sums[1] as f64 / n);
-            let variance_a = sums[2] as f64 / n - mean_a * mean_a;
-            let variance_b = sums[3] as f64 / n - mean_b * mean_b;
-            let covariance = sums[4] as f64 / n - mean_a * mean_b;
-            total += ((2.0 * mean_a * mean_b + c1) * (2.0 * covariance + c2))
-                / ((mean_a * mean_a + mean_b * mean_b + c1) * (variance_a + variance_b + c2));
+            // Sums over one window of 64 samples: at most 64 × 255² each, so i64 holds every
+            // product below exactly.
+            let [s1, s2, ssa, ssb, s12] = sums.map(|sum| sum as i64);
+            let variances = (ssa + ssb) * 64 - s1 * s1 - s2 * s2;
+            let covariance = s12 * 64 - s1 * s2;
+            total += ((2 * s1 * s2 + c1) as f64 * (2 * covariance + c2) as f64)
+                / ((s1 * s1 + s2 * s2 + c1) as f64 * (variances + c2) as f64);
         }
     }
     total / ((blocks_x - 1) * (blocks_y - 1)) as f64
