@@ -185,3 +185,37 @@ fn aac_tracks_are_re_encoded_for_webm() {
         "{names:?}"
     );
 }
+
+/// Without the shared samples, a test that needs them says so on stderr (outside CI), naming
+/// itself and the missing folder, and fails in CI: it never passes silently. Runs one of the
+/// tests above in a child of this test binary with the samples pointed at a folder that is not
+/// there.
+#[test]
+fn missing_shared_samples_are_a_visible_skip_or_a_failure() {
+    let missing = "/nonexistent/treemux-shared-samples";
+    let run_one = |ci: bool| {
+        let mut command =
+            std::process::Command::new(std::env::current_exe().expect("this test binary"));
+        command
+            .args(["h264_01_screencast_gop12", "--exact"])
+            .env("TREEMUX_SHARED_SAMPLES", missing)
+            .env_remove("CI");
+        if ci {
+            command.env("CI", "true");
+        }
+        command.output().expect("the test binary runs")
+    };
+    let local = run_one(false);
+    let stderr = String::from_utf8_lossy(&local.stderr);
+    assert!(local.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "SKIPPED h264_01_screencast_gop12: {missing} not present"
+        )),
+        "the skip is printed where a test run shows it: {stderr}"
+    );
+    assert!(
+        !run_one(true).status.success(),
+        "in CI a missing sample folder fails the test"
+    );
+}

@@ -114,7 +114,7 @@ fn moto_installed() -> bool {
 #[test]
 fn two_checkouts_get_two_stacks_and_each_down_stops_only_its_own() {
     if !moto_installed() {
-        eprintln!("skipped: moto is not installed (scripts/local-stack up installs it)");
+        common::skip("moto is not installed (scripts/local-stack up installs it)");
         return;
     }
     let (first, second) = (Checkout::new(), Checkout::new());

@@ -70,3 +70,39 @@ async fn large_files_go_up_in_parts_and_come_back_identical() {
         large.e_tag()
     );
 }
+
+/// Without the local stack, a test that needs it says so on stderr (outside CI), naming itself and
+/// the endpoint, and fails in CI: it never passes silently. Runs the test above in a child of this
+/// test binary pointed at a port nothing listens on.
+#[test]
+fn a_missing_stack_is_a_visible_skip_or_a_failure() {
+    let nowhere = "http://127.0.0.1:9";
+    let run_one = |ci: bool| {
+        let mut command =
+            std::process::Command::new(std::env::current_exe().expect("this test binary"));
+        command
+            .args([
+                "large_files_go_up_in_parts_and_come_back_identical",
+                "--exact",
+            ])
+            .env("TREEMUX_LOCAL_STACK_ENDPOINT", nowhere)
+            .env_remove("CI");
+        if ci {
+            command.env("CI", "true");
+        }
+        command.output().expect("the test binary runs")
+    };
+    let local = run_one(false);
+    let stderr = String::from_utf8_lossy(&local.stderr);
+    assert!(local.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "SKIPPED large_files_go_up_in_parts_and_come_back_identical: no local stack at {nowhere}"
+        )),
+        "the skip is printed where a test run shows it: {stderr}"
+    );
+    assert!(
+        !run_one(true).status.success(),
+        "in CI a missing stack fails the test"
+    );
+}

@@ -38,12 +38,21 @@ pub fn shared_samples() -> Option<PathBuf> {
             dir.display()
         );
     } else {
-        eprintln!(
-            "skipped: {} not present (set TREEMUX_SHARED_SAMPLES)",
+        skip(&format!(
+            "{} not present (set TREEMUX_SHARED_SAMPLES)",
             dir.display()
-        );
+        ));
         None
     }
+}
+
+/// Says that the running test is skipped and why, on the process's real stderr: the test harness
+/// captures `eprintln!` and shows it only for failing tests, so a skip printed that way would
+/// pass silently. The line names the test (libtest names each test's thread after it).
+pub fn skip(reason: &str) {
+    use std::io::Write as _;
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {reason}");
 }
 
 /// Makes a clip with the ffmpeg CLI: `args` go between `-y` and the output path.

@@ -30,7 +30,8 @@ pub fn endpoint() -> String {
         .unwrap_or_else(|| "http://127.0.0.1:5055".to_owned())
 }
 
-/// True when the stack answers. Its absence skips a test locally and fails it in CI.
+/// True when the stack answers. Its absence skips a test locally, visibly ([`skip`]), and fails
+/// it in CI.
 pub fn stack_available() -> bool {
     let url = format!("{}/moto-api/", endpoint());
     let up = Command::new("curl")
@@ -44,12 +45,21 @@ pub fn stack_available() -> bool {
         );
     }
     if !up {
-        eprintln!(
-            "skipped: no local stack at {} (scripts/local-stack up)",
+        skip(&format!(
+            "no local stack at {} (scripts/local-stack up)",
             endpoint()
-        );
+        ));
     }
     up
+}
+
+/// Says that the running test is skipped and why, on the process's real stderr: the test harness
+/// captures `eprintln!` and shows it only for failing tests, so a skip printed that way would
+/// pass silently. The line names the test (libtest names each test's thread after it).
+pub fn skip(reason: &str) {
+    use std::io::Write as _;
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {reason}");
 }
 
 /// SDK configuration for the local stack, with test credentials.
