@@ -75,6 +75,7 @@ pub struct ModelArgs {
     /// dollars, Lambda (its time stacked by stage) against each EC2 instance.
     #[arg(long, value_name = "FILE")]
     chart: Option<PathBuf>,
+    /// Print the projection (inputs, stages, dollars, counts) as one JSON object.
     #[arg(long)]
     json: bool,
 }

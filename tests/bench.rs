@@ -11,6 +11,7 @@ fn bench_reports_both_sides_and_draws_the_timeline() {
     let source = dir.path().join("pattern.mp4");
     pattern_clip(&source, 8, 25);
     let chart = dir.path().join("timeline.svg");
+    let tree = dir.path().join("tree.svg");
     let result = run(&[
         "bench",
         path(&source),
@@ -31,6 +32,8 @@ fn bench_reports_both_sides_and_draws_the_timeline() {
         "2",
         "--timeline",
         path(&chart),
+        "--tree",
+        path(&tree),
         "--temp-dir",
         path(dir.path()),
         "--json",
@@ -59,6 +62,8 @@ fn bench_reports_both_sides_and_draws_the_timeline() {
     assert!(spans >= 2, "segments and merges appear in the timeline");
     let svg = std::fs::read_to_string(&chart).expect("chart written");
     assert_eq!(svg.matches("<rect class=").count(), spans);
+    let tree = std::fs::read_to_string(&tree).expect("merge tree written");
+    assert!(tree.contains("seg 0") && tree.contains("root"), "{tree}");
     assert!(
         entries(dir.path())
             .iter()
