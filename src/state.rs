@@ -324,6 +324,13 @@ pub enum JobUpdate {
     Failed {
         error: String,
     },
+    /// analyze gave up on the job (its asynchronous invocation failed on every attempt) before
+    /// an execution took it over: FAILED with `error` if the job is still CREATED. Any other
+    /// status is kept: a RUNNING job belongs to its execution, whose own Catch, timeout or
+    /// success ends it, and a final one stays as it is.
+    NeverStarted {
+        error: String,
+    },
     /// A newer upload of the same key (job `by`, empty when not known yet) replaced this job's
     /// input. Never replaces a success or a failure.
     Superseded {
@@ -435,6 +442,12 @@ pub fn apply_job_update(record: &mut JobRecord, update: &JobUpdate, now: u64) {
             // after a child failed) must not replace it. A superseded job's tasks stop with an
             // error too; the job stays superseded.
             if !matches!(record.status, JobStatus::Succeeded | JobStatus::Superseded) {
+                record.status = JobStatus::Failed;
+                record.error.get_or_insert_with(|| error.clone());
+            }
+        }
+        JobUpdate::NeverStarted { error } => {
+            if record.status == JobStatus::Created {
                 record.status = JobStatus::Failed;
                 record.error.get_or_insert_with(|| error.clone());
             }

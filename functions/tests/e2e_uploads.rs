@@ -91,6 +91,14 @@ async fn a_file_replaced_while_its_job_runs_leaves_the_newest_as_the_output() {
     stack.upload(key, &short).await;
     let jobs = stack.finished_jobs(2).await;
     let (long_job, short_job) = (&jobs[0].1, &jobs[1].1);
+    // Superseded is not a failure: the state machine catches TreemuxSuperseded into a Succeed
+    // state, so the console shows the replaced upload's execution green, not red.
+    assert_eq!(
+        (jobs[0].0.as_str(), jobs[1].0.as_str()),
+        ("SUCCEEDED", "SUCCEEDED"),
+        "the replaced and the newest upload's executions; worker log:\n{}",
+        stack.worker_log()
+    );
     assert_eq!(
         short_job.status,
         JobStatus::Succeeded,
