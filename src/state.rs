@@ -46,6 +46,14 @@ pub enum StateError {
     /// The backend failed in a way worth retrying (throttling, a network error).
     #[error("state store unavailable: {0}")]
     Unavailable(String),
+    /// A stored record cannot be read (or a record cannot be written) as a job record: retrying
+    /// reads the same bytes again, so this is never retried.
+    #[error("job {job}: unreadable record: {reason}")]
+    Corrupt { job: String, reason: String },
+    /// The backend refused the request as made (a missing table, a validation error, access
+    /// denied): a deployment problem that retrying cannot fix.
+    #[error("state store refused the request: {0}")]
+    Refused(String),
 }
 
 /// The operations the merge tree needs from a store. Each one is atomic per pair record.

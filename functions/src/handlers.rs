@@ -12,7 +12,7 @@ use crate::job::{
     decode_event_key, is_treemux_output, output_key, safe_extension, settings_fingerprint,
     upload_order, JobIdentity, JobManifest, JobPaths,
 };
-use crate::ports::{ExecutionStarter, ObjectError, ObjectStore, ObjectVersion};
+use crate::ports::{ExecutionStarter, ObjectStore, ObjectVersion};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,16 +61,6 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-impl From<ObjectError> for HandlerError {
-    fn from(error: ObjectError) -> Self {
-        match error {
-            ObjectError::NotFound { .. } => HandlerError::invalid(error.to_string()),
-            ObjectError::Changed { .. } => HandlerError::superseded(error.to_string()),
-            _ => HandlerError::transient(error.to_string()),
-        }
-    }
-}
-
 /// The current time as ISO 8601 UTC with milliseconds, as S3 writes `eventTime` (so the two
 /// compare as text).
 fn now_iso() -> String {
@@ -101,8 +91,9 @@ async fn read_manifest(config: &Config, job_id: &str) -> Result<JobManifest, Han
     let text = tokio::fs::read(&path)
         .await
         .map_err(|e| HandlerError::transient(format!("{}: {e}", path.display())))?;
-    serde_json::from_slice(&text)
-        .map_err(|e| HandlerError::media(format!("{}: unreadable manifest: {e}", path.display())))
+    serde_json::from_slice(&text).map_err(|e| {
+        HandlerError::internal(format!("{}: unreadable manifest: {e}", path.display()))
+    })
 }
 
 /// Fails fast when the job already failed (another task's permanent error, or the Catch) or was
@@ -451,13 +442,9 @@ where
                 job_id: id.to_owned(),
                 segments: (0..manifest.plan.segments.len() as u32).collect(),
             };
-            let input =
-                serde_json::to_string(&input).map_err(|e| HandlerError::media(e.to_string()))?;
-            services
-                .executions
-                .start(id, &input)
-                .await
-                .map_err(HandlerError::transient)?;
+            let input = serde_json::to_string(&input)
+                .map_err(|e| HandlerError::internal(format!("job {id}: execution input: {e}")))?;
+            services.executions.start(id, &input).await?;
             services
                 .store
                 .update_job(
@@ -578,7 +565,8 @@ where
         })
     })
     .await?;
-    let bytes = serde_json::to_vec(&manifest).map_err(|e| HandlerError::media(e.to_string()))?;
+    let bytes = serde_json::to_vec(&manifest)
+        .map_err(|e| HandlerError::internal(format!("job {id}: manifest: {e}")))?;
     let path = JobPaths::new(&services.config.scratch_root, id).manifest();
     let manifest = if write_once(&path, bytes).await? {
         manifest
@@ -596,7 +584,7 @@ where
 async fn read_existing_manifest(path: &Path) -> Result<Option<JobManifest>, HandlerError> {
     match tokio::fs::read(path).await {
         Ok(text) => serde_json::from_slice(&text).map(Some).map_err(|e| {
-            HandlerError::media(format!("{}: unreadable manifest: {e}", path.display()))
+            HandlerError::internal(format!("{}: unreadable manifest: {e}", path.display()))
         }),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(HandlerError::transient(format!(

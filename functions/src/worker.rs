@@ -66,7 +66,7 @@ where
             .map_err(|e| HandlerError::invalid(format!("{function}: unexpected input: {e}")))
     }
     fn output<T: serde::Serialize>(value: T) -> Result<Value, HandlerError> {
-        serde_json::to_value(value).map_err(|e| HandlerError::media(e.to_string()))
+        serde_json::to_value(value).map_err(|e| HandlerError::internal(e.to_string()))
     }
     match function {
         "analyze" => output(handlers::analyze(services, parse(function, input)?).await?),
