@@ -828,9 +828,13 @@ where
             ))),
         })
         .await?;
-        eprintln!(
-            "merge-video: job {} {} written ({kind:?})",
-            task.job_id, task.node
+        // One line per merge file written: a crash soak counts them to prove no pair is merged
+        // twice, even when a run died before recording it.
+        tracing::info!(
+            job_id = %task.job_id,
+            node = %task.node,
+            kind = ?kind,
+            "merge-video: merge file written"
         );
         services.config.crashes.merge_written();
     }

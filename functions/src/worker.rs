@@ -356,10 +356,11 @@ where
     let options = Arc::new(options);
     let in_flight = Arc::new(InFlight::default());
     let permits = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
-    eprintln!(
-        "worker: taking tasks from {} ({} at once)",
-        options.task_queue_url,
-        options.concurrency.max(1)
+    tracing::info!(
+        task_queue = %options.task_queue_url,
+        upload_queue = options.upload_queue_url.as_deref().unwrap_or(""),
+        concurrency = options.concurrency.max(1),
+        "worker: taking tasks"
     );
     let shutdown = tokio::signal::ctrl_c();
     tokio::pin!(shutdown);
@@ -375,9 +376,10 @@ where
             let messages = match received {
                 Ok(output) => output.messages.unwrap_or_default(),
                 Err(error) => {
-                    eprintln!(
-                        "worker: receiving from {queue}: {}",
-                        aws_sdk_sqs::error::DisplayErrorContext(error)
+                    tracing::warn!(
+                        queue = %queue,
+                        error = %aws_sdk_sqs::error::DisplayErrorContext(error),
+                        "worker: receiving messages failed"
                     );
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     continue;
@@ -432,9 +434,10 @@ where
                             .send()
                             .await
                         {
-                            eprintln!(
-                                "worker: deleting a message: {}",
-                                aws_sdk_sqs::error::DisplayErrorContext(error)
+                            tracing::warn!(
+                                queue = %queue,
+                                error = %aws_sdk_sqs::error::DisplayErrorContext(error),
+                                "worker: deleting a message failed"
                             );
                         }
                     }
@@ -459,9 +462,10 @@ async fn keep_invisible(sqs: aws_sdk_sqs::Client, queue: String, receipt: String
             .send()
             .await
         {
-            eprintln!(
-                "worker: extending a message's visibility: {}",
-                aws_sdk_sqs::error::DisplayErrorContext(error)
+            tracing::warn!(
+                queue = %queue,
+                error = %aws_sdk_sqs::error::DisplayErrorContext(error),
+                "worker: extending a message's visibility failed"
             );
         }
     }
@@ -508,10 +512,12 @@ async fn handle_task<S, O, X>(
 {
     let message: Value = match serde_json::from_str(body) {
         Ok(message) => message,
-        Err(error) => return eprintln!("worker: dropping a message that is not JSON: {error}"),
+        Err(error) => {
+            return tracing::error!(error = %error, "worker: dropping a message that is not JSON")
+        }
     };
     let Some(function) = message["function"].as_str() else {
-        return eprintln!("worker: dropping a message without a function");
+        return tracing::error!("worker: dropping a message without a function");
     };
     let input = message["input"].clone();
     // No token: an asynchronous invocation (what EventBridge makes of job-failed), nobody to answer.
@@ -522,11 +528,17 @@ async fn handle_task<S, O, X>(
     let started = Instant::now();
     let result = match faults.decide(function, &input) {
         FaultAction::Lose => {
-            return eprintln!("worker: {function} job={job}: injected fault: lost, never answered")
+            return tracing::warn!(
+                function,
+                job_id = job,
+                "worker: injected fault: lost, never answered"
+            )
         }
         FaultAction::Throttle => {
-            eprintln!(
-                "worker: {function} job={job}: injected fault: throttled ({THROTTLED_ERROR})"
+            tracing::warn!(
+                function,
+                job_id = job,
+                "worker: injected fault: throttled ({THROTTLED_ERROR})"
             );
             let answer = sfn
                 .send_task_failure()
@@ -536,9 +548,11 @@ async fn handle_task<S, O, X>(
                 .send()
                 .await;
             if let Err(error) = answer {
-                eprintln!(
-                    "worker: answering Step Functions for {function}: {}",
-                    aws_sdk_sfn::error::DisplayErrorContext(error)
+                tracing::warn!(
+                    function,
+                    job_id = job,
+                    error = %aws_sdk_sfn::error::DisplayErrorContext(error),
+                    "worker: answering Step Functions failed"
                 );
             }
             return;
@@ -547,9 +561,12 @@ async fn handle_task<S, O, X>(
     };
     let answer = match &result {
         Ok(output) => {
-            eprintln!(
-                "worker: {function} job={job} ok in {:.2} s",
-                started.elapsed().as_secs_f64()
+            tracing::info!(
+                function,
+                job_id = job,
+                seconds = started.elapsed().as_secs_f64(),
+                outcome = "ok",
+                "worker: task answered"
             );
             sfn.send_task_success()
                 .task_token(token)
@@ -560,10 +577,14 @@ async fn handle_task<S, O, X>(
                 .map_err(|e| aws_sdk_sfn::error::DisplayErrorContext(e).to_string())
         }
         Err(error) => {
-            eprintln!(
-                "worker: {function} job={job} failed ({}): {}",
-                error.name(),
-                error.message
+            tracing::warn!(
+                function,
+                job_id = job,
+                seconds = started.elapsed().as_secs_f64(),
+                outcome = "failed",
+                error = error.name(),
+                message = %error.message,
+                "worker: task answered"
             );
             let cause: String = error.message.chars().take(30_000).collect();
             sfn.send_task_failure()
@@ -577,7 +598,12 @@ async fn handle_task<S, O, X>(
         }
     };
     if let Err(error) = answer {
-        eprintln!("worker: answering Step Functions for {function}: {error}");
+        tracing::warn!(
+            function,
+            job_id = job,
+            error = %error,
+            "worker: answering Step Functions failed"
+        );
     }
 }
 
@@ -608,7 +634,11 @@ where
             let first = dispatch(services, function, input.clone()).await;
             let second = dispatch(services, function, input).await;
             let outcome = if first.is_ok() { "succeeded" } else { "failed" };
-            eprintln!("worker: {function} delivered twice: first run {outcome}");
+            tracing::info!(
+                function,
+                first_run = outcome,
+                "worker: injected fault: delivered twice"
+            );
             second
         }
         FaultAction::Throttle => Err(HandlerError::transient(format!(
@@ -670,28 +700,30 @@ async fn invoke_async<S, O, X>(
         }
         let action = faults.decide(function, &input);
         if action == FaultAction::Lose {
-            return eprintln!("worker: {function} (asynchronous): injected fault: lost");
+            return tracing::warn!(
+                function,
+                "worker: injected fault: asynchronous invocation lost"
+            );
         }
         match run_action(services, function, input.clone(), action).await {
-            Ok(output) => {
-                match serde_json::from_value::<crate::events::AnalyzeOutcome>(output.clone()) {
-                    Ok(outcome) if function == "analyze" => {
-                        for job in outcome.jobs {
-                            eprintln!(
-                                "worker: analyze s3://{}/{}: job {} {}",
-                                job.bucket, job.key, job.job_id, job.outcome
-                            );
-                        }
-                    }
-                    _ => eprintln!("worker: {function} (asynchronous) ok: {output}"),
-                }
-                return;
+            Ok(_) => {
+                // The handler logged its own outcome (job ids, keys).
+                return tracing::info!(
+                    function,
+                    attempt,
+                    outcome = "ok",
+                    "worker: asynchronous invocation"
+                );
             }
             Err(error) => {
-                eprintln!(
-                    "worker: {function} (asynchronous) attempt {attempt} of {ASYNC_ATTEMPTS} failed ({}): {}",
-                    error.name(),
-                    error.message
+                tracing::warn!(
+                    function,
+                    attempt,
+                    attempts = ASYNC_ATTEMPTS,
+                    outcome = "failed",
+                    error = error.name(),
+                    message = %error.message,
+                    "worker: asynchronous invocation"
                 );
                 last_error = Some(error);
             }
@@ -711,8 +743,13 @@ async fn invoke_async<S, O, X>(
             ))
             .await;
         }
-        None => eprintln!(
-            "worker: {function} (asynchronous) gave up after {ASYNC_ATTEMPTS} attempts; no destination"
+        None => tracing::error!(
+            function,
+            attempts = ASYNC_ATTEMPTS,
+            outcome = "dropped",
+            error = error.name(),
+            message = %error.message,
+            "worker: asynchronous invocation failed on every attempt; no destination (on AWS, job-failed's go to UnrecordedFailures)"
         ),
     }
 }
@@ -732,8 +769,9 @@ async fn handle_upload<S, O, X>(
     let event: S3Event = match serde_json::from_str(body) {
         Ok(event) => event,
         Err(error) => {
-            return eprintln!(
-                "worker: dropping an upload notification that is not an S3 event: {error}"
+            return tracing::error!(
+                error = %error,
+                "worker: dropping an upload notification that is not an S3 event"
             )
         }
     };
