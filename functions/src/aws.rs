@@ -185,7 +185,7 @@ impl S3Store {
             .content_type("video/mp4")
             .send()
             .await
-            .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| put_failure(bucket, key, e))?;
         let upload_id = upload
             .upload_id()
             .ok_or_else(|| failed("S3 returned no upload id".into()))?
@@ -206,7 +206,7 @@ impl S3Store {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(e).to_string())),
+                .map_err(|e| put_failure(bucket, key, e)),
             Err(error) => Err(error),
         };
         if completed.is_err() {
@@ -330,6 +330,56 @@ pub fn classify_get_failure(status: Option<u16>, code: Option<&str>) -> GetFailu
     }
 }
 
+/// S3 error codes of a write that retrying cannot change: the output bucket is missing, or the
+/// role may not write there.
+pub const REFUSED_PUT_CODES: [&str; 5] = [
+    "NoSuchBucket",
+    "AccessDenied",
+    "InvalidBucketName",
+    "AllAccessDisabled",
+    "InvalidAccessKeyId",
+];
+
+/// A failed write to `s3://bucket/key` as an [`ObjectError`], by S3's error code.
+pub fn put_error(bucket: &str, key: &str, code: Option<&str>, message: String) -> ObjectError {
+    let (bucket, key) = (bucket.to_owned(), key.to_owned());
+    if code.is_some_and(|code| REFUSED_PUT_CODES.contains(&code)) {
+        ObjectError::Refused {
+            bucket,
+            key,
+            message,
+        }
+    } else {
+        ObjectError::Failed {
+            bucket,
+            key,
+            message,
+        }
+    }
+}
+
+/// [`put_error`] of an SDK error.
+fn put_failure<E, R>(
+    bucket: &str,
+    key: &str,
+    error: aws_sdk_s3::error::SdkError<E, R>,
+) -> ObjectError
+where
+    E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let code = error
+        .as_service_error()
+        .and_then(|e| e.code())
+        .map(str::to_owned);
+    put_error(
+        bucket,
+        key,
+        code.as_deref(),
+        aws_sdk_s3::error::DisplayErrorContext(error).to_string(),
+    )
+}
+
 impl ObjectStore for S3Store {
     async fn get_to_path(
         &self,
@@ -422,11 +472,7 @@ impl ObjectStore for S3Store {
             .content_type("video/mp4")
             .send()
             .await
-            .map_err(|e| ObjectError::Failed {
-                bucket: bucket.into(),
-                key: key.into(),
-                message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
-            })?;
+            .map_err(|e| put_failure(bucket, key, e))?;
         Ok(())
     }
 

@@ -133,6 +133,7 @@ impl From<crate::ports::ObjectError> for HandlerError {
         match error {
             ObjectError::NotFound { .. } => HandlerError::invalid(error.to_string()),
             ObjectError::Changed { .. } => HandlerError::superseded(error.to_string()),
+            ObjectError::Refused { .. } => HandlerError::internal(error.to_string()),
             ObjectError::Failed { .. } | ObjectError::Local { .. } => {
                 HandlerError::transient(error.to_string())
             }

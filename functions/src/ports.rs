@@ -19,6 +19,15 @@ pub enum ObjectError {
         key: String,
         expected: String,
     },
+    /// The store refused the request as made (no such bucket, access denied on a write): a
+    /// deployment problem the same request hits again.
+    #[error("s3://{bucket}/{key}: refused: {message}")]
+    Refused {
+        bucket: String,
+        key: String,
+        message: String,
+    },
+    /// Anything else (throttling, 5xx, the network): worth retrying.
     #[error("s3://{bucket}/{key}: {message}")]
     Failed {
         bucket: String,

@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use treemux::state::StateError;
 use treemux::ErrorKind;
-use treemux_functions::aws::{start_error, store_error};
+use treemux_functions::aws::{put_error, start_error, store_error};
 use treemux_functions::error::{HandlerError, RetryClass, ERROR_KINDS};
 use treemux_functions::ports::{ObjectError, StartError};
 
@@ -121,6 +121,14 @@ fn every_error_of_the_aws_edge_maps_to_its_name() {
             "TreemuxSuperseded",
         ),
         (
+            ObjectError::Refused {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                message: "NoSuchBucket".into(),
+            },
+            "TreemuxInternal",
+        ),
+        (
             ObjectError::Failed {
                 bucket: bucket.clone(),
                 key: key.clone(),
@@ -181,6 +189,18 @@ fn service_error_codes_are_classified_by_whether_a_retry_can_help() {
     for (code, expected) in dynamodb {
         let error = HandlerError::from(store_error(code, "m".into()));
         assert_eq!(error.name(), expected, "DynamoDB {code:?}");
+    }
+    let s3_writes = [
+        (None, "TreemuxTransient"),
+        (Some("SlowDown"), "TreemuxTransient"),
+        (Some("InternalError"), "TreemuxTransient"),
+        (Some("RequestTimeout"), "TreemuxTransient"),
+        (Some("NoSuchBucket"), "TreemuxInternal"),
+        (Some("AccessDenied"), "TreemuxInternal"),
+    ];
+    for (code, expected) in s3_writes {
+        let error = HandlerError::from(put_error("b", "k", code, "m".into()));
+        assert_eq!(error.name(), expected, "S3 PUT {code:?}");
     }
     let step_functions = [
         (None, "TreemuxTransient"),

@@ -1,4 +1,4 @@
-//! Lambda entry point: job-failed (the state machine's Catch). Wires AWS clients from the environment and serves
+//! Lambda entry point: job-failed (the state machine's Catch, the EventBridge rules, analyze's failure destination). Wires AWS clients from the environment and serves
 //! [`treemux_functions::handlers::job_failed`].
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
