@@ -103,6 +103,45 @@ def cycles(template):
     return list(networkx.simple_cycles(dependency_graph(template)))
 
 
+def resources_of_type(template, kind):
+    return {name: r for name, r in template["Resources"].items() if r.get("Type") == kind}
+
+
+def lifecycle_problems(template):
+    """Issue 12's loose ends, checked on what CloudFormation gets: every bucket aborts abandoned
+    multipart uploads; analyze (the S3-triggered function) hands what fails on every attempt of
+    its asynchronous invocation (1 try + 2 retries, what treemux-worker emulates) to job-failed,
+    and its role may invoke exactly that function for it."""
+    problems = []
+    for name, bucket in resources_of_type(template, "AWS::S3::Bucket").items():
+        rules = (bucket.get("Properties", {}).get("LifecycleConfiguration") or {}).get("Rules", [])
+        if not any(r.get("Status") == "Enabled" and "AbortIncompleteMultipartUpload" in r for r in rules):
+            problems.append(f"bucket {name} keeps abandoned multipart uploads (no AbortIncompleteMultipartUpload rule)")
+    configs = {
+        (c["Properties"]["FunctionName"] or {}).get("Ref"): c["Properties"]
+        for c in resources_of_type(template, "AWS::Lambda::EventInvokeConfig").values()
+    }
+    analyze = configs.get("AnalyzeFunction")
+    destination = ((analyze or {}).get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
+    if destination != {"Fn::GetAtt": ["JobFailedFunction", "Arn"]}:
+        problems.append(f"analyze's OnFailure destination is {destination!r}, not job-failed: a job analyze gives up on stays CREATED")
+    elif analyze.get("MaximumRetryAttempts") != 2:
+        problems.append(f"analyze retries {analyze.get('MaximumRetryAttempts')!r} times; treemux-worker emulates 2")
+    role = template["Resources"].get("AnalyzeFunctionRole", {}).get("Properties", {})
+    invokes = [
+        statement
+        for policy in role.get("Policies", [])
+        for statement in policy["PolicyDocument"]["Statement"]
+        if "lambda:InvokeFunction" in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+    ]
+    if destination == {"Fn::GetAtt": ["JobFailedFunction", "Arn"]}:
+        if not invokes:
+            problems.append("analyze's role may not invoke job-failed, its failure destination")
+        elif any(s.get("Resource") != destination for s in invokes):
+            problems.append(f"analyze's role invokes more than job-failed: {invokes}")
+    return problems
+
+
 def main(path, out):
     template, matches = decode(path)
     if template is None:
@@ -126,9 +165,24 @@ def main(path, out):
     found = cycles(transformed)
     for cycle in found:
         print(f"{path}: dependency cycle after the transform: {' -> '.join(cycle + cycle[:1])}")
-    if not found:
-        print(f"{path}: transformed ({len(transformed['Resources'])} resources, written to {out}); no dependency cycle")
-    return 1 if found else 0
+    if found:
+        return 1
+    problems = lifecycle_problems(transformed)
+    for problem in problems:
+        print(f"{path}: {problem}")
+    # The check must bite: without the abort rules and analyze's destination it reports both.
+    stripped = json.loads(json.dumps(transformed))
+    for bucket in resources_of_type(stripped, "AWS::S3::Bucket").values():
+        bucket.get("Properties", {}).pop("LifecycleConfiguration", None)
+    for config in resources_of_type(stripped, "AWS::Lambda::EventInvokeConfig").values():
+        config["Properties"].pop("DestinationConfig", None)
+    bites = lifecycle_problems(stripped)
+    if not (any("multipart" in p for p in bites) and any("OnFailure" in p for p in bites)):
+        print(f"{path}: the lifecycle check does not bite on a template without them: {bites}")
+        return 1
+    if not problems:
+        print(f"{path}: transformed ({len(transformed['Resources'])} resources, written to {out}); no dependency cycle; buckets abort stale uploads, analyze fails over to job-failed")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

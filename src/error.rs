@@ -52,6 +52,11 @@ pub enum ErrorKind {
     /// The work is no longer wanted: a newer upload replaced the input (AWS). Not retried, and
     /// not a failure of the job's input.
     Superseded,
+    /// treemux's own state or deployment is broken: a job record or manifest that cannot be
+    /// read, a request the state store or Step Functions refuses as made, a payload that does
+    /// not serialize. Retrying reads or sends the same thing again, so it is never retried; it
+    /// is not the upload's fault either.
+    Internal,
 }
 
 impl ErrorKind {
@@ -62,6 +67,7 @@ impl ErrorKind {
             Self::MediaFailure => "TreemuxMediaFailure",
             Self::Transient => "TreemuxTransient",
             Self::Superseded => "TreemuxSuperseded",
+            Self::Internal => "TreemuxInternal",
         }
     }
 }
@@ -76,7 +82,10 @@ impl Error {
             Self::Media(MediaError::Io { .. } | MediaError::Interrupted { .. })
             | Self::Interrupted { .. } => ErrorKind::Transient,
             Self::Media(MediaError::Unsupported { .. }) => ErrorKind::InvalidInput,
-            Self::Media(_) | Self::Verify(_) | Self::State(_) => ErrorKind::MediaFailure,
+            Self::Media(_) | Self::Verify(_) => ErrorKind::MediaFailure,
+            // A missing record or pair, a claim held by another: the store and the protocol
+            // disagree, which no retry and no other input fixes.
+            Self::State(_) => ErrorKind::Internal,
         }
     }
 

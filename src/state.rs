@@ -46,6 +46,14 @@ pub enum StateError {
     /// The backend failed in a way worth retrying (throttling, a network error).
     #[error("state store unavailable: {0}")]
     Unavailable(String),
+    /// A stored record cannot be read (or a record cannot be written) as a job record: retrying
+    /// reads the same bytes again, so this is never retried.
+    #[error("job {job}: unreadable record: {reason}")]
+    Corrupt { job: String, reason: String },
+    /// The backend refused the request as made (a missing table, a validation error, access
+    /// denied): a deployment problem that retrying cannot fix.
+    #[error("state store refused the request: {0}")]
+    Refused(String),
 }
 
 /// The operations the merge tree needs from a store. Each one is atomic per pair record.
@@ -324,6 +332,13 @@ pub enum JobUpdate {
     Failed {
         error: String,
     },
+    /// analyze gave up on the job (its asynchronous invocation failed on every attempt) before
+    /// an execution took it over: FAILED with `error` if the job is still CREATED. Any other
+    /// status is kept: a RUNNING job belongs to its execution, whose own Catch, timeout or
+    /// success ends it, and a final one stays as it is.
+    NeverStarted {
+        error: String,
+    },
     /// A newer upload of the same key (job `by`, empty when not known yet) replaced this job's
     /// input. Never replaces a success or a failure.
     Superseded {
@@ -435,6 +450,12 @@ pub fn apply_job_update(record: &mut JobRecord, update: &JobUpdate, now: u64) {
             // after a child failed) must not replace it. A superseded job's tasks stop with an
             // error too; the job stays superseded.
             if !matches!(record.status, JobStatus::Succeeded | JobStatus::Superseded) {
+                record.status = JobStatus::Failed;
+                record.error.get_or_insert_with(|| error.clone());
+            }
+        }
+        JobUpdate::NeverStarted { error } => {
+            if record.status == JobStatus::Created {
                 record.status = JobStatus::Failed;
                 record.error.get_or_insert_with(|| error.clone());
             }

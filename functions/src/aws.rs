@@ -14,7 +14,7 @@
 
 use crate::handlers::Config;
 use crate::ports::ObjectVersion;
-use crate::ports::{ExecutionStarter, ObjectError, ObjectStore};
+use crate::ports::{ExecutionStarter, ObjectError, ObjectStore, StartError};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::{BTreeSet, HashMap};
@@ -185,7 +185,7 @@ impl S3Store {
             .content_type("video/mp4")
             .send()
             .await
-            .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| put_failure(bucket, key, e))?;
         let upload_id = upload
             .upload_id()
             .ok_or_else(|| failed("S3 returned no upload id".into()))?
@@ -206,7 +206,7 @@ impl S3Store {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(e).to_string())),
+                .map_err(|e| put_failure(bucket, key, e)),
             Err(error) => Err(error),
         };
         if completed.is_err() {
@@ -330,6 +330,56 @@ pub fn classify_get_failure(status: Option<u16>, code: Option<&str>) -> GetFailu
     }
 }
 
+/// S3 error codes of a write that retrying cannot change: the output bucket is missing, or the
+/// role may not write there.
+pub const REFUSED_PUT_CODES: [&str; 5] = [
+    "NoSuchBucket",
+    "AccessDenied",
+    "InvalidBucketName",
+    "AllAccessDisabled",
+    "InvalidAccessKeyId",
+];
+
+/// A failed write to `s3://bucket/key` as an [`ObjectError`], by S3's error code.
+pub fn put_error(bucket: &str, key: &str, code: Option<&str>, message: String) -> ObjectError {
+    let (bucket, key) = (bucket.to_owned(), key.to_owned());
+    if code.is_some_and(|code| REFUSED_PUT_CODES.contains(&code)) {
+        ObjectError::Refused {
+            bucket,
+            key,
+            message,
+        }
+    } else {
+        ObjectError::Failed {
+            bucket,
+            key,
+            message,
+        }
+    }
+}
+
+/// [`put_error`] of an SDK error.
+fn put_failure<E, R>(
+    bucket: &str,
+    key: &str,
+    error: aws_sdk_s3::error::SdkError<E, R>,
+) -> ObjectError
+where
+    E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let code = error
+        .as_service_error()
+        .and_then(|e| e.code())
+        .map(str::to_owned);
+    put_error(
+        bucket,
+        key,
+        code.as_deref(),
+        aws_sdk_s3::error::DisplayErrorContext(error).to_string(),
+    )
+}
+
 impl ObjectStore for S3Store {
     async fn get_to_path(
         &self,
@@ -422,11 +472,7 @@ impl ObjectStore for S3Store {
             .content_type("video/mp4")
             .send()
             .await
-            .map_err(|e| ObjectError::Failed {
-                bucket: bucket.into(),
-                key: key.into(),
-                message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
-            })?;
+            .map_err(|e| put_failure(bucket, key, e))?;
         Ok(())
     }
 
@@ -457,8 +503,53 @@ pub struct SfnStarter {
     pub state_machine_arn: String,
 }
 
+/// Step Functions' `StartExecution` error codes that retrying the same request cannot change:
+/// the state machine, the name, the input or the role is wrong. Anything else (throttling,
+/// `ExecutionLimitExceeded`, service and network errors) is worth retrying.
+pub const REFUSED_START_CODES: [&str; 9] = [
+    "InvalidArn",
+    "InvalidExecutionInput",
+    "InvalidName",
+    "StateMachineDoesNotExist",
+    "StateMachineDeleting",
+    "ValidationException",
+    "AccessDeniedException",
+    "KmsAccessDeniedException",
+    "KmsInvalidStateException",
+];
+
+/// DynamoDB error codes that retrying the same request cannot change: a missing table, a
+/// malformed request, a role without the permission. (Conditional check failures are answers,
+/// handled where they are expected; throttling and service errors are worth retrying.)
+pub const REFUSED_DYNAMODB_CODES: [&str; 5] = [
+    "ValidationException",
+    "ResourceNotFoundException",
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "SerializationException",
+];
+
+/// A failed `StartExecution` as a [`StartError`], by the service's error code.
+pub fn start_error(name: &str, code: Option<&str>, message: String) -> StartError {
+    let name = name.to_owned();
+    if code.is_some_and(|code| REFUSED_START_CODES.contains(&code)) {
+        StartError::Refused { name, message }
+    } else {
+        StartError::Unavailable { name, message }
+    }
+}
+
+/// A failed DynamoDB request as a [`StateError`], by the service's error code.
+pub fn store_error(code: Option<&str>, message: String) -> StateError {
+    if code.is_some_and(|code| REFUSED_DYNAMODB_CODES.contains(&code)) {
+        StateError::Refused(message)
+    } else {
+        StateError::Unavailable(message)
+    }
+}
+
 impl ExecutionStarter for SfnStarter {
-    async fn start(&self, name: &str, input: &str) -> Result<(), String> {
+    async fn start(&self, name: &str, input: &str) -> Result<(), StartError> {
         match self
             .client
             .start_execution()
@@ -477,7 +568,15 @@ impl ExecutionStarter for SfnStarter {
             {
                 Ok(())
             }
-            Err(error) => Err(aws_sdk_sfn::error::DisplayErrorContext(error).to_string()),
+            Err(error) => {
+                use aws_sdk_sfn::error::ProvideErrorMetadata as _;
+                let code = error
+                    .as_service_error()
+                    .and_then(|e| e.code())
+                    .map(str::to_owned);
+                let message = aws_sdk_sfn::error::DisplayErrorContext(error).to_string();
+                Err(start_error(name, code.as_deref(), message))
+            }
         }
     }
 }
@@ -504,10 +603,20 @@ fn side_name(side: Side) -> &'static str {
     }
 }
 
-fn unavailable<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug>(
-    error: SdkError<E, R>,
-) -> StateError {
-    StateError::Unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string())
+/// A DynamoDB request's failure, classified by [`store_error`].
+fn unavailable<E, R>(error: SdkError<E, R>) -> StateError
+where
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let code = error
+        .as_service_error()
+        .and_then(|e| e.code())
+        .map(str::to_owned);
+    store_error(
+        code.as_deref(),
+        aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string(),
+    )
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -919,8 +1028,11 @@ impl DynamoStore {
         record: &JobRecord,
         version: u64,
     ) -> Result<HashMap<String, AttributeValue>, StateError> {
-        let serde_json::Value::Object(fields) = serde_json::to_value(record)
-            .map_err(|e| StateError::Unavailable(format!("job {}: {e}", record.job_id)))?
+        let serde_json::Value::Object(fields) =
+            serde_json::to_value(record).map_err(|e| StateError::Corrupt {
+                job: record.job_id.clone(),
+                reason: e.to_string(),
+            })?
         else {
             unreachable!("a JobRecord serializes as an object");
         };
@@ -950,8 +1062,9 @@ impl DynamoStore {
         let Some(attributes) = item.item() else {
             return Ok(None);
         };
-        let unreadable = |e: serde_json::Error| {
-            StateError::Unavailable(format!("job {job_id}: unreadable record: {e}"))
+        let unreadable = |e: serde_json::Error| StateError::Corrupt {
+            job: job_id.to_owned(),
+            reason: e.to_string(),
         };
         let record: JobRecord = match attributes.get("record").and_then(|v| v.as_s().ok()) {
             // Records written before the fields had attributes of their own held JSON here.

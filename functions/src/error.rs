@@ -2,9 +2,10 @@
 //!
 //! The name becomes the Lambda error type (and the worker's SendTaskFailure error), which the
 //! state machine's Retry and Catch match: `TreemuxTransient` is retried with backoff;
-//! `TreemuxInvalidInput` and `TreemuxMediaFailure` go straight to the job-failed step, and so
-//! does `TreemuxSuperseded` (a newer upload replaced the job's input; the job record says
-//! SUPERSEDED, not FAILED).
+//! `TreemuxInvalidInput`, `TreemuxMediaFailure` and `TreemuxInternal` go straight to the
+//! job-failed step; `TreemuxSuperseded` (a newer upload replaced the job's input; the job record
+//! says SUPERSEDED, not FAILED) is caught into a Succeed state. [`RetryClass`] states that
+//! contract; `functions/tests/error_names.rs` checks the definition keeps it.
 
 use treemux::ErrorKind;
 
@@ -40,11 +41,53 @@ impl HandlerError {
         Self::new(ErrorKind::Superseded, message)
     }
 
+    /// treemux's own state or deployment is broken (see [`ErrorKind::Internal`]): not retried.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    /// How the state machine treats this error ([`RetryClass::of`] its kind).
+    pub fn retry_class(&self) -> RetryClass {
+        RetryClass::of(self.kind)
+    }
+
     /// The stable error name.
     pub fn name(&self) -> &'static str {
         self.kind.name()
     }
 }
+
+/// What the state machine does with a task that failed with an error of some kind: the contract
+/// `statemachine/treemux.asl.json` must keep (the error-name table test checks it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryClass {
+    /// Retried with backoff (a `Retry` of every task names it), then caught as a failure.
+    Retried,
+    /// Never retried: caught at once, and the job ends FAILED with the cause.
+    Fatal,
+    /// Never retried: caught at once by its own `Catch` into a `Succeed` state (a superseded
+    /// job: nothing failed).
+    Stops,
+}
+
+impl RetryClass {
+    pub fn of(kind: ErrorKind) -> Self {
+        match kind {
+            ErrorKind::Transient => Self::Retried,
+            ErrorKind::InvalidInput | ErrorKind::MediaFailure | ErrorKind::Internal => Self::Fatal,
+            ErrorKind::Superseded => Self::Stops,
+        }
+    }
+}
+
+/// Every error kind, for tables over them.
+pub const ERROR_KINDS: [ErrorKind; 5] = [
+    ErrorKind::InvalidInput,
+    ErrorKind::MediaFailure,
+    ErrorKind::Transient,
+    ErrorKind::Superseded,
+    ErrorKind::Internal,
+];
 
 /// The message of an error and all its causes, on one line.
 fn chain(error: &(dyn std::error::Error + 'static)) -> String {
@@ -81,6 +124,30 @@ impl From<treemux::media::MediaError> for HandlerError {
 impl From<treemux::media::probe::ProbeError> for HandlerError {
     fn from(error: treemux::media::probe::ProbeError) -> Self {
         treemux::Error::from(error).into()
+    }
+}
+
+impl From<crate::ports::ObjectError> for HandlerError {
+    fn from(error: crate::ports::ObjectError) -> Self {
+        use crate::ports::ObjectError;
+        match error {
+            ObjectError::NotFound { .. } => HandlerError::invalid(error.to_string()),
+            ObjectError::Changed { .. } => HandlerError::superseded(error.to_string()),
+            ObjectError::Refused { .. } => HandlerError::internal(error.to_string()),
+            ObjectError::Failed { .. } | ObjectError::Local { .. } => {
+                HandlerError::transient(error.to_string())
+            }
+        }
+    }
+}
+
+impl From<crate::ports::StartError> for HandlerError {
+    fn from(error: crate::ports::StartError) -> Self {
+        use crate::ports::StartError;
+        match error {
+            StartError::Unavailable { .. } => HandlerError::transient(error.to_string()),
+            StartError::Refused { .. } => HandlerError::internal(error.to_string()),
+        }
     }
 }
 

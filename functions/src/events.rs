@@ -114,6 +114,126 @@ pub struct FailedTask {
     pub error: CaughtError,
 }
 
+/// What job-failed is invoked with: the state machine's Catch (or an EventBridge rule) naming a
+/// job, or Lambda's record of an asynchronous invocation of analyze whose every attempt failed
+/// (analyze's `OnFailure` destination). Told apart by `requestPayload`, which only the
+/// invocation record has.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobFailedInput {
+    Task(FailedTask),
+    Invocation(AsyncInvocationRecord),
+}
+
+impl From<FailedTask> for JobFailedInput {
+    fn from(task: FailedTask) -> Self {
+        Self::Task(task)
+    }
+}
+
+impl From<AsyncInvocationRecord> for JobFailedInput {
+    fn from(record: AsyncInvocationRecord) -> Self {
+        Self::Invocation(record)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobFailedInput {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        if value.get("requestPayload").is_some() {
+            serde_json::from_value(value)
+                .map(Self::Invocation)
+                .map_err(|e| D::Error::custom(format!("an asynchronous invocation record: {e}")))
+        } else {
+            serde_json::from_value(value)
+                .map(Self::Task)
+                .map_err(|e| D::Error::custom(format!("a failed task ({{job_id, error}}): {e}")))
+        }
+    }
+}
+
+impl Serialize for JobFailedInput {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Task(task) => task.serialize(serializer),
+            Self::Invocation(record) => record.serialize(serializer),
+        }
+    }
+}
+
+/// The record Lambda sends to an asynchronous invocation's `OnFailure` destination after the
+/// last attempt failed (or the event grew older than `MaximumEventAgeInSeconds`): the original
+/// event and the last error. The fields treemux reads; a real one is in
+/// `functions/tests/fixtures/analyze-invocation-failure.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AsyncInvocationRecord {
+    #[serde(default)]
+    pub version: Option<String>,
+    /// ISO 8601 UTC.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    pub request_context: InvocationContext,
+    /// The event the function was invoked with: for analyze, the S3 event.
+    pub request_payload: S3Event,
+    /// The last attempt's error; absent when no attempt ran (`EventAgeExceeded`).
+    #[serde(default)]
+    pub response_payload: Option<InvocationError>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvocationContext {
+    #[serde(default)]
+    pub request_id: String,
+    #[serde(default)]
+    pub function_arn: String,
+    /// `RetriesExhausted` or `EventAgeExceeded`.
+    #[serde(default)]
+    pub condition: String,
+    /// Attempts made (1 + the retries).
+    #[serde(default)]
+    pub approximate_invoke_count: u32,
+}
+
+/// A Lambda function error as the runtime reports it (`Diagnostic`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvocationError {
+    #[serde(default)]
+    pub error_type: Option<String>,
+    #[serde(default)]
+    pub error_message: Option<String>,
+}
+
+impl AsyncInvocationRecord {
+    /// The cause to record on the job: the last error, how many attempts, and why Lambda gave
+    /// up, e.g. `TreemuxTransient: s3://b/k: … (analyze gave up after 3 attempts: RetriesExhausted)`.
+    pub fn describe(&self) -> String {
+        let context = &self.request_context;
+        let gave_up = format!(
+            "analyze gave up after {} attempts: {}",
+            context.approximate_invoke_count,
+            if context.condition.is_empty() {
+                "unknown condition"
+            } else {
+                &context.condition
+            }
+        );
+        match &self.response_payload {
+            Some(InvocationError {
+                error_type,
+                error_message,
+            }) => format!(
+                "{}: {} ({gave_up})",
+                error_type.as_deref().unwrap_or("UnknownError"),
+                error_message.as_deref().unwrap_or("")
+            ),
+            None => format!("analyze never finished the upload event ({gave_up})"),
+        }
+    }
+}
+
 /// What a Catch puts at its ResultPath. Either field may be missing or null.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaughtError {

@@ -5,14 +5,14 @@
 
 use crate::error::HandlerError;
 use crate::events::{
-    AnalyzeOutcome, AnalyzedJob, ExecutionInput, FailedTask, JobDone, JobTask, MergeTask, S3Event,
-    S3EventRecord, SegmentTask, StepOutput,
+    AnalyzeOutcome, AnalyzedJob, AsyncInvocationRecord, ExecutionInput, JobDone, JobFailedInput,
+    JobTask, MergeTask, S3Event, S3EventRecord, SegmentTask, StepOutput,
 };
 use crate::job::{
     decode_event_key, is_treemux_output, output_key, safe_extension, settings_fingerprint,
     upload_order, JobIdentity, JobManifest, JobPaths,
 };
-use crate::ports::{ExecutionStarter, ObjectError, ObjectStore, ObjectVersion};
+use crate::ports::{ExecutionStarter, ObjectStore, ObjectVersion};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,16 +61,6 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-impl From<ObjectError> for HandlerError {
-    fn from(error: ObjectError) -> Self {
-        match error {
-            ObjectError::NotFound { .. } => HandlerError::invalid(error.to_string()),
-            ObjectError::Changed { .. } => HandlerError::superseded(error.to_string()),
-            _ => HandlerError::transient(error.to_string()),
-        }
-    }
-}
-
 /// The current time as ISO 8601 UTC with milliseconds, as S3 writes `eventTime` (so the two
 /// compare as text).
 fn now_iso() -> String {
@@ -101,8 +91,9 @@ async fn read_manifest(config: &Config, job_id: &str) -> Result<JobManifest, Han
     let text = tokio::fs::read(&path)
         .await
         .map_err(|e| HandlerError::transient(format!("{}: {e}", path.display())))?;
-    serde_json::from_slice(&text)
-        .map_err(|e| HandlerError::media(format!("{}: unreadable manifest: {e}", path.display())))
+    serde_json::from_slice(&text).map_err(|e| {
+        HandlerError::internal(format!("{}: unreadable manifest: {e}", path.display()))
+    })
 }
 
 /// Fails fast when the job already failed (another task's permanent error, or the Catch) or was
@@ -233,6 +224,64 @@ fn created_records(event: &S3Event) -> impl Iterator<Item = &S3EventRecord> {
         .filter(|r| r.event_name.is_empty() || r.event_name.starts_with("ObjectCreated"))
 }
 
+/// What analyze makes of one `ObjectCreated` record.
+#[derive(Clone, Debug)]
+pub enum EventJob {
+    /// A key where treemux writes its outputs: no job.
+    Refused(Upload),
+    /// An upload and the id of its job under the configuration.
+    Job { upload: Upload, id: String },
+}
+
+/// The jobs an S3 event names, one per `ObjectCreated` record, in order: the one derivation of
+/// job ids from events, used by analyze and by job-failed for the events analyze gave up on.
+/// A record whose key cannot be decoded is an error (`TreemuxInvalidInput`).
+pub fn event_jobs<'a>(
+    config: &'a Config,
+    event: &'a S3Event,
+) -> impl Iterator<Item = Result<EventJob, HandlerError>> + 'a {
+    created_records(event).map(move |record| {
+        let upload = Upload::from_record(record)?;
+        Ok(
+            if is_treemux_output(
+                &config.output_bucket,
+                &config.output_prefix,
+                &upload.bucket,
+                &upload.key,
+            ) {
+                EventJob::Refused(upload)
+            } else {
+                let id = upload.job_id(config);
+                EventJob::Job { upload, id }
+            },
+        )
+    })
+}
+
+/// The record analyze creates for `upload`'s job `id`: CREATED, nothing done yet.
+fn new_job_record(config: &Config, upload: &Upload, id: &str) -> JobRecord {
+    let output = output_key(&config.output_prefix, &upload.key, OUTPUT_EXTENSION);
+    JobRecord {
+        job_id: id.to_owned(),
+        status: JobStatus::Created,
+        source: format!("s3://{}/{}", upload.bucket, upload.key),
+        source_version: upload.version.label().to_owned(),
+        upload: upload.upload.clone(),
+        output: format!("s3://{}/{output}", config.output_bucket),
+        segments: 0,
+        merges: 0,
+        segments_done: Default::default(),
+        merges_done: Default::default(),
+        merge_runs: 0,
+        stage_seconds: Default::default(),
+        error: None,
+        superseded_by: None,
+        warnings: Vec::new(),
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
 /// analyze: S3 ObjectCreated → job record, source copy, probe, plan, pair records, execution.
 ///
 /// A duplicate event (same upload event, same object version, same settings) finds the job
@@ -252,32 +301,28 @@ where
 {
     let config = &services.config;
     let mut jobs = Vec::new();
-    for record in created_records(&event) {
-        let upload = Upload::from_record(record)?;
-        if is_treemux_output(
-            &config.output_bucket,
-            &config.output_prefix,
-            &upload.bucket,
-            &upload.key,
-        ) {
-            tracing::warn!(
-                bucket = %upload.bucket,
-                key = %upload.key,
-                outcome = "refused-output",
-                "analyze: s3://{}/{} is where treemux writes outputs (output prefix {:?}): not transcoding it again",
-                upload.bucket,
-                upload.key,
-                config.output_prefix
-            );
-            jobs.push(AnalyzedJob {
-                job_id: String::new(),
-                bucket: upload.bucket,
-                key: upload.key,
-                outcome: "refused-output".to_owned(),
-            });
-            continue;
-        }
-        let id = upload.job_id(config);
+    for job in event_jobs(config, &event) {
+        let (upload, id) = match job? {
+            EventJob::Refused(upload) => {
+                tracing::warn!(
+                    bucket = %upload.bucket,
+                    key = %upload.key,
+                    outcome = "refused-output",
+                    "analyze: s3://{}/{} is where treemux writes outputs (output prefix {:?}): not transcoding it again",
+                    upload.bucket,
+                    upload.key,
+                    config.output_prefix
+                );
+                jobs.push(AnalyzedJob {
+                    job_id: String::new(),
+                    bucket: upload.bucket,
+                    key: upload.key,
+                    outcome: "refused-output".to_owned(),
+                });
+                continue;
+            }
+            EventJob::Job { upload, id } => (upload, id),
+        };
         let outcome = analyze_one(services, &id, &upload).await;
         match &outcome {
             Ok((outcome, segments)) => tracing::info!(
@@ -348,25 +393,7 @@ where
     let config = &services.config;
     let (bucket, key) = (upload.bucket.as_str(), upload.key.as_str());
     let output = output_key(&config.output_prefix, key, OUTPUT_EXTENSION);
-    let record = JobRecord {
-        job_id: id.to_owned(),
-        status: JobStatus::Created,
-        source: format!("s3://{bucket}/{key}"),
-        source_version: upload.version.label().to_owned(),
-        upload: upload.upload.clone(),
-        output: format!("s3://{}/{output}", config.output_bucket),
-        segments: 0,
-        merges: 0,
-        segments_done: Default::default(),
-        merges_done: Default::default(),
-        merge_runs: 0,
-        stage_seconds: Default::default(),
-        error: None,
-        superseded_by: None,
-        warnings: Vec::new(),
-        created_at: now(),
-        updated_at: now(),
-    };
+    let record = new_job_record(config, upload, id);
     if !services.store.create_job(&record).await? {
         // The same upload again. Carry on only if an earlier attempt stopped before starting.
         let existing = services.store.get_job(id).await?;
@@ -415,13 +442,9 @@ where
                 job_id: id.to_owned(),
                 segments: (0..manifest.plan.segments.len() as u32).collect(),
             };
-            let input =
-                serde_json::to_string(&input).map_err(|e| HandlerError::media(e.to_string()))?;
-            services
-                .executions
-                .start(id, &input)
-                .await
-                .map_err(HandlerError::transient)?;
+            let input = serde_json::to_string(&input)
+                .map_err(|e| HandlerError::internal(format!("job {id}: execution input: {e}")))?;
+            services.executions.start(id, &input).await?;
             services
                 .store
                 .update_job(
@@ -542,7 +565,8 @@ where
         })
     })
     .await?;
-    let bytes = serde_json::to_vec(&manifest).map_err(|e| HandlerError::media(e.to_string()))?;
+    let bytes = serde_json::to_vec(&manifest)
+        .map_err(|e| HandlerError::internal(format!("job {id}: manifest: {e}")))?;
     let path = JobPaths::new(&services.config.scratch_root, id).manifest();
     let manifest = if write_once(&path, bytes).await? {
         manifest
@@ -560,7 +584,7 @@ where
 async fn read_existing_manifest(path: &Path) -> Result<Option<JobManifest>, HandlerError> {
     match tokio::fs::read(path).await {
         Ok(text) => serde_json::from_slice(&text).map(Some).map_err(|e| {
-            HandlerError::media(format!("{}: unreadable manifest: {e}", path.display()))
+            HandlerError::internal(format!("{}: unreadable manifest: {e}", path.display()))
         }),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(HandlerError::transient(format!(
@@ -804,9 +828,13 @@ where
             ))),
         })
         .await?;
-        eprintln!(
-            "merge-video: job {} {} written ({kind:?})",
-            task.job_id, task.node
+        // One line per merge file written: a crash soak counts them to prove no pair is merged
+        // twice, even when a run died before recording it.
+        tracing::info!(
+            job_id = %task.job_id,
+            node = %task.node,
+            kind = ?kind,
+            "merge-video: merge file written"
         );
         services.config.crashes.merge_written();
     }
@@ -976,29 +1004,115 @@ where
     })
 }
 
-/// job-failed: the state machine's Catch. Marks the job FAILED with the cause and removes its
-/// scratch files. The output is only ever uploaded complete by merge-audio, so there is nothing
-/// partial to remove in the bucket.
+/// What job-failed did: the jobs it was told about.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JobFailedOutcome {
+    pub job_ids: Vec<String>,
+}
+
+/// job-failed: marks a job FAILED with its cause and removes its scratch files. The output is
+/// only ever uploaded complete by merge-audio, so there is nothing partial to remove in the
+/// bucket. Invoked by the state machine's Catch and the EventBridge rules with
+/// `{job_id, error}`, and as analyze's `OnFailure` destination with Lambda's invocation record
+/// (see [`analyze_gave_up`]). A job that succeeded or was superseded keeps its status.
 pub async fn job_failed<S, O, X>(
     services: &Services<S, O, X>,
-    task: FailedTask,
-) -> Result<JobTask, HandlerError>
+    input: JobFailedInput,
+) -> Result<JobFailedOutcome, HandlerError>
 where
     S: StateStore + JobStore,
 {
-    let error = task.error.describe();
-    tracing::error!(job_id = %task.job_id, outcome = "failed", cause = %error, "job-failed");
-    services
-        .store
-        .update_job(&task.job_id, &JobUpdate::Failed { error }, now())
-        .await?;
-    if task.job_id.bytes().all(|b| b.is_ascii_hexdigit()) && !task.job_id.is_empty() {
-        let _ = tokio::fs::remove_dir_all(
-            JobPaths::new(&services.config.scratch_root, &task.job_id).dir,
-        )
-        .await;
+    match input {
+        JobFailedInput::Task(task) => {
+            let error = task.error.describe();
+            services
+                .store
+                .update_job(
+                    &task.job_id,
+                    &JobUpdate::Failed {
+                        error: error.clone(),
+                    },
+                    now(),
+                )
+                .await?;
+            // The state machine also runs this for a superseded job's clean-up: say what the
+            // record says.
+            let status = services
+                .store
+                .get_job(&task.job_id)
+                .await?
+                .map(|job| job.status);
+            tracing::error!(job_id = %task.job_id, outcome = ?status, cause = %error, "job-failed");
+            remove_scratch(&services.config, &task.job_id).await;
+            Ok(JobFailedOutcome {
+                job_ids: vec![task.job_id],
+            })
+        }
+        JobFailedInput::Invocation(record) => analyze_gave_up(services, &record).await,
     }
-    Ok(JobTask {
-        job_id: task.job_id,
-    })
+}
+
+/// Removes a job's scratch directory (nothing for an id treemux did not make).
+async fn remove_scratch(config: &Config, job_id: &str) {
+    if job_id.bytes().all(|b| b.is_ascii_hexdigit()) && !job_id.is_empty() {
+        let _ = tokio::fs::remove_dir_all(JobPaths::new(&config.scratch_root, job_id).dir).await;
+    }
+}
+
+/// job-failed as analyze's failure destination: every attempt of analyze on `record`'s S3 event
+/// failed (or the event expired). Each job of the event ([`event_jobs`], as analyze derives
+/// them) still CREATED ends FAILED with the last error; one with no record yet gets a FAILED
+/// record, so the upload's fate can be looked up; a RUNNING job is left to its execution and a
+/// finished or superseded one keeps its status ([`JobUpdate::NeverStarted`]).
+pub async fn analyze_gave_up<S, O, X>(
+    services: &Services<S, O, X>,
+    record: &AsyncInvocationRecord,
+) -> Result<JobFailedOutcome, HandlerError>
+where
+    S: StateStore + JobStore,
+{
+    let config = &services.config;
+    let cause = record.describe();
+    let mut job_ids = Vec::new();
+    for job in event_jobs(config, &record.request_payload) {
+        let (upload, id) = match job {
+            Ok(EventJob::Job { upload, id }) => (upload, id),
+            Ok(EventJob::Refused(_)) => continue,
+            Err(error) => {
+                tracing::error!(
+                    outcome = "no-job",
+                    error = error.name(),
+                    message = %error.message,
+                    cause = %cause,
+                    "job-failed: an upload event analyze gave up on names no job"
+                );
+                continue;
+            }
+        };
+        let failed = JobRecord {
+            status: JobStatus::Failed,
+            error: Some(cause.clone()),
+            ..new_job_record(config, &upload, &id)
+        };
+        if !services.store.create_job(&failed).await? {
+            let update = JobUpdate::NeverStarted {
+                error: cause.clone(),
+            };
+            services.store.update_job(&id, &update, now()).await?;
+        }
+        let status = services.store.get_job(&id).await?.map(|job| job.status);
+        if status == Some(JobStatus::Failed) {
+            remove_scratch(config, &id).await;
+        }
+        tracing::error!(
+            job_id = %id,
+            bucket = %upload.bucket,
+            key = %upload.key,
+            outcome = ?status,
+            cause = %cause,
+            "job-failed"
+        );
+        job_ids.push(id);
+    }
+    Ok(JobFailedOutcome { job_ids })
 }

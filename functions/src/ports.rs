@@ -19,6 +19,15 @@ pub enum ObjectError {
         key: String,
         expected: String,
     },
+    /// The store refused the request as made (no such bucket, access denied on a write): a
+    /// deployment problem the same request hits again.
+    #[error("s3://{bucket}/{key}: refused: {message}")]
+    Refused {
+        bucket: String,
+        key: String,
+        message: String,
+    },
+    /// Anything else (throttling, 5xx, the network): worth retrying.
     #[error("s3://{bucket}/{key}: {message}")]
     Failed {
         bucket: String,
@@ -81,11 +90,25 @@ pub trait ObjectStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, ObjectError>> + Send;
 }
 
+/// Why an execution did not start.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// Step Functions could not be reached, asked to slow down, failed on its side, or has too
+    /// many executions running: worth retrying.
+    #[error("execution {name}: Step Functions is unavailable: {message}")]
+    Unavailable { name: String, message: String },
+    /// Step Functions refused the request as made (no such state machine, an invalid name, input
+    /// or ARN, access denied): the same request fails again.
+    #[error("execution {name}: Step Functions refused to start it: {message}")]
+    Refused { name: String, message: String },
+}
+
 /// Starts a state-machine execution.
 pub trait ExecutionStarter: Send + Sync {
     /// Starts execution `name` with `input`. Starting the same name with the same input again
     /// is not an error (Step Functions treats it as the same execution).
-    fn start(&self, name: &str, input: &str) -> impl Future<Output = Result<(), String>> + Send;
+    fn start(&self, name: &str, input: &str)
+        -> impl Future<Output = Result<(), StartError>> + Send;
 }
 
 /// Buckets as directories under a root: `root/bucket/key`. Used for tests and local runs. Keeps
@@ -196,7 +219,7 @@ pub struct RecordingStarter {
 }
 
 impl ExecutionStarter for RecordingStarter {
-    async fn start(&self, name: &str, input: &str) -> Result<(), String> {
+    async fn start(&self, name: &str, input: &str) -> Result<(), StartError> {
         let mut started = self
             .started
             .lock()

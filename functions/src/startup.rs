@@ -26,12 +26,12 @@ pub fn prepare(name: &str) {
                 0
             }
             Err(error) => {
-                eprintln!("{name}: self-test failed: {error}");
+                tracing::error!(function = name, error = %error, "self-test failed");
                 1
             }
         },
         _ => {
-            eprintln!("usage: {name} --self-test INPUT OUTPUT");
+            tracing::error!(function = name, "usage: {name} --self-test INPUT OUTPUT");
             2
         }
     };
@@ -81,6 +81,7 @@ pub fn init_logging(name: &str) {
         builder.try_init()
     };
     if installed.is_err() {
-        eprintln!("{name}: a log subscriber was installed already");
+        // The subscriber installed first receives this.
+        tracing::warn!(function = name, "a log subscriber was installed already");
     }
 }

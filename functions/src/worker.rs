@@ -22,8 +22,14 @@
 //! Lambda does when the account's concurrency is used up: the state machine's throttling retrier
 //! must outlast them.
 //!
-//! A message without a token is an asynchronous invocation (on AWS, EventBridge invoking
-//! job-failed when an execution timed out or was stopped): the handler runs, nobody is answered.
+//! `fail-reads` makes every object read fail as S3 answering 503 would (transient): analyze then
+//! fails after it created the job record, on every attempt.
+//!
+//! An upload notification, and a task message without a token, is an asynchronous invocation
+//! (on AWS, S3 invoking analyze; EventBridge invoking job-failed when an execution timed out or
+//! was stopped): nobody is answered, and it runs as Lambda runs one, up to [`ASYNC_ATTEMPTS`]
+//! attempts (`TREEMUX_WORKER_ASYNC_RETRY_SECONDS` apart, doubling), after which analyze's
+//! invocation record goes to job-failed, its `OnFailure` destination in the template.
 //!
 //! A message stays invisible to other workers while its task runs: the worker extends its
 //! visibility every third of [`WorkerOptions::visibility_seconds`], so a dead worker's tasks
@@ -32,7 +38,7 @@
 use crate::error::HandlerError;
 use crate::events::S3Event;
 use crate::handlers::{self, Services};
-use crate::ports::{ExecutionStarter, ObjectStore};
+use crate::ports::{ExecutionStarter, ObjectError, ObjectStore, ObjectVersion};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -60,7 +66,7 @@ where
             .map_err(|e| HandlerError::invalid(format!("{function}: unexpected input: {e}")))
     }
     fn output<T: serde::Serialize>(value: T) -> Result<Value, HandlerError> {
-        serde_json::to_value(value).map_err(|e| HandlerError::media(e.to_string()))
+        serde_json::to_value(value).map_err(|e| HandlerError::internal(e.to_string()))
     }
     match function {
         "analyze" => output(handlers::analyze(services, parse(function, input)?).await?),
@@ -103,6 +109,9 @@ enum FaultRule {
     },
 }
 
+/// The error a `fail-reads` fault answers every object read with.
+pub const FAILED_READ: &str = "injected fault: S3 answered 503 Slow Down";
+
 /// The error Lambda's service answers a throttled invocation with (the state machine's
 /// throttling retrier matches it).
 pub const THROTTLED_ERROR: &str = "Lambda.TooManyRequestsException";
@@ -115,6 +124,8 @@ pub struct Faults {
     /// Times each task (function, segment) was throttled so far.
     throttled: Mutex<std::collections::HashMap<(String, Option<u32>), u32>>,
     crash_points: Vec<CrashPoint>,
+    /// `fail-reads`: every object read fails with a transient error ([`FaultyObjects`]).
+    fail_reads: bool,
 }
 
 /// What to do with one task.
@@ -133,7 +144,12 @@ impl Faults {
     pub fn parse(spec: &str) -> Result<Self, String> {
         let mut rules = Vec::new();
         let mut crash_points = Vec::new();
+        let mut fail_reads = false;
         for rule in spec.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            if rule == "fail-reads" {
+                fail_reads = true;
+                continue;
+            }
             if let Some(point) = rule.strip_prefix("crash:") {
                 crash_points.push(CrashPoint::parse(point).ok_or_else(|| {
                     format!(
@@ -171,7 +187,7 @@ impl Faults {
                 "lose" => FaultRule::Lose { function },
                 kind => {
                     return Err(format!(
-                        "fault {rule:?}: unknown kind {kind:?} (fail-once, fail-always, duplicate, lose, throttle, crash)"
+                        "fault {rule:?}: unknown kind {kind:?} (fail-once, fail-always, duplicate, lose, throttle, crash, fail-reads)"
                     ))
                 }
             });
@@ -181,7 +197,16 @@ impl Faults {
             fired: Mutex::new(HashSet::new()),
             throttled: Mutex::new(std::collections::HashMap::new()),
             crash_points,
+            fail_reads,
         })
+    }
+
+    /// `objects` with the `fail-reads` fault applied (unchanged without it).
+    pub fn objects<O: ObjectStore>(&self, objects: O) -> FaultyObjects<O> {
+        FaultyObjects {
+            inner: objects,
+            fail_reads: self.fail_reads,
+        }
     }
 
     /// The `crash:` points, for the handlers' [`crate::handlers::Config::crashes`].
@@ -241,6 +266,60 @@ impl Faults {
     }
 }
 
+/// An object store whose reads all fail with a transient error under the `fail-reads` fault, as
+/// S3 answering 503 would: analyze then fails after it created the job record, on every attempt.
+#[derive(Clone, Debug)]
+pub struct FaultyObjects<O> {
+    inner: O,
+    fail_reads: bool,
+}
+
+impl<O: ObjectStore> ObjectStore for FaultyObjects<O> {
+    async fn get_to_path(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &ObjectVersion,
+        path: &std::path::Path,
+    ) -> Result<u64, ObjectError> {
+        if self.fail_reads {
+            return Err(ObjectError::Failed {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                message: FAILED_READ.to_owned(),
+            });
+        }
+        self.inner.get_to_path(bucket, key, version, path).await
+    }
+
+    async fn put_from_path(
+        &self,
+        path: &std::path::Path,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(), ObjectError> {
+        self.inner.put_from_path(path, bucket, key).await
+    }
+
+    async fn exists(&self, bucket: &str, key: &str) -> Result<bool, ObjectError> {
+        self.inner.exists(bucket, key).await
+    }
+}
+
+/// Attempts Lambda makes of an asynchronous invocation (an S3 event for analyze, an EventBridge
+/// rule's invocation of job-failed): the first and the template's `MaximumRetryAttempts` (2).
+pub const ASYNC_ATTEMPTS: u32 = 3;
+
+/// Where a function's asynchronous invocation goes after its last failed attempt, as the
+/// template's `EventInvokeConfig` `OnFailure` destinations of type Lambda say: analyze's to
+/// job-failed. (job-failed's own failures go to an SQS queue on AWS; the worker logs them.)
+pub fn on_failure_destination(function: &str) -> Option<&'static str> {
+    match function {
+        "analyze" => Some("job-failed"),
+        _ => None,
+    }
+}
+
 /// Where the worker takes work from.
 #[derive(Debug)]
 pub struct WorkerOptions {
@@ -252,6 +331,9 @@ pub struct WorkerOptions {
     /// How long a received message stays hidden from other workers, in seconds, renewed while
     /// its task runs: the longest a dead worker's task waits before another worker takes it.
     pub visibility_seconds: u32,
+    /// Seconds before the first retry of a failed asynchronous invocation (doubling after;
+    /// Lambda waits about a minute, then two).
+    pub async_retry_seconds: f64,
     pub faults: Faults,
 }
 
@@ -274,10 +356,11 @@ where
     let options = Arc::new(options);
     let in_flight = Arc::new(InFlight::default());
     let permits = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
-    eprintln!(
-        "worker: taking tasks from {} ({} at once)",
-        options.task_queue_url,
-        options.concurrency.max(1)
+    tracing::info!(
+        task_queue = %options.task_queue_url,
+        upload_queue = options.upload_queue_url.as_deref().unwrap_or(""),
+        concurrency = options.concurrency.max(1),
+        "worker: taking tasks"
     );
     let shutdown = tokio::signal::ctrl_c();
     tokio::pin!(shutdown);
@@ -293,9 +376,10 @@ where
             let messages = match received {
                 Ok(output) => output.messages.unwrap_or_default(),
                 Err(error) => {
-                    eprintln!(
-                        "worker: receiving from {queue}: {}",
-                        aws_sdk_sqs::error::DisplayErrorContext(error)
+                    tracing::warn!(
+                        queue = %queue,
+                        error = %aws_sdk_sqs::error::DisplayErrorContext(error),
+                        "worker: receiving messages failed"
                     );
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     continue;
@@ -324,9 +408,22 @@ where
                         // The same task delivered again while it still runs waits for it, then
                         // finds its work done, instead of redoing it alongside.
                         let _same_task = in_flight.lock(&task_key(&body)).await;
-                        handle_task(&services, &sfn, &options.faults, &body).await;
+                        handle_task(
+                            &services,
+                            &sfn,
+                            &options.faults,
+                            &body,
+                            options.async_retry_seconds,
+                        )
+                        .await;
                     } else {
-                        handle_upload(&services, &body).await;
+                        handle_upload(
+                            &services,
+                            &options.faults,
+                            &body,
+                            options.async_retry_seconds,
+                        )
+                        .await;
                     }
                     keep_hidden.abort();
                     if let Some(receipt) = message.receipt_handle() {
@@ -337,9 +434,10 @@ where
                             .send()
                             .await
                         {
-                            eprintln!(
-                                "worker: deleting a message: {}",
-                                aws_sdk_sqs::error::DisplayErrorContext(error)
+                            tracing::warn!(
+                                queue = %queue,
+                                error = %aws_sdk_sqs::error::DisplayErrorContext(error),
+                                "worker: deleting a message failed"
                             );
                         }
                     }
@@ -364,9 +462,10 @@ async fn keep_invisible(sqs: aws_sdk_sqs::Client, queue: String, receipt: String
             .send()
             .await
         {
-            eprintln!(
-                "worker: extending a message's visibility: {}",
-                aws_sdk_sqs::error::DisplayErrorContext(error)
+            tracing::warn!(
+                queue = %queue,
+                error = %aws_sdk_sqs::error::DisplayErrorContext(error),
+                "worker: extending a message's visibility failed"
             );
         }
     }
@@ -405,6 +504,7 @@ async fn handle_task<S, O, X>(
     sfn: &aws_sdk_sfn::Client,
     faults: &Faults,
     body: &str,
+    retry_seconds: f64,
 ) where
     S: StateStore + JobStore,
     O: ObjectStore,
@@ -412,71 +512,61 @@ async fn handle_task<S, O, X>(
 {
     let message: Value = match serde_json::from_str(body) {
         Ok(message) => message,
-        Err(error) => return eprintln!("worker: dropping a message that is not JSON: {error}"),
+        Err(error) => {
+            return tracing::error!(error = %error, "worker: dropping a message that is not JSON")
+        }
     };
     let Some(function) = message["function"].as_str() else {
-        return eprintln!("worker: dropping a message without a function");
+        return tracing::error!("worker: dropping a message without a function");
     };
-    // No token: an asynchronous invocation (what EventBridge makes of job-failed), nobody to answer.
-    let token = message["token"].as_str();
     let input = message["input"].clone();
+    // No token: an asynchronous invocation (what EventBridge makes of job-failed), nobody to answer.
+    let Some(token) = message["token"].as_str() else {
+        return invoke_async(services, faults, function, input, retry_seconds).await;
+    };
     let job = message["input"]["job_id"].as_str().unwrap_or("-");
     let started = Instant::now();
     let result = match faults.decide(function, &input) {
         FaultAction::Lose => {
-            return eprintln!("worker: {function} job={job}: injected fault: lost, never answered")
+            return tracing::warn!(
+                function,
+                job_id = job,
+                "worker: injected fault: lost, never answered"
+            )
         }
         FaultAction::Throttle => {
-            eprintln!(
-                "worker: {function} job={job}: injected fault: throttled ({THROTTLED_ERROR})"
+            tracing::warn!(
+                function,
+                job_id = job,
+                "worker: injected fault: throttled ({THROTTLED_ERROR})"
             );
-            if let Some(token) = token {
-                let answer = sfn
-                    .send_task_failure()
-                    .task_token(token)
-                    .error(THROTTLED_ERROR)
-                    .cause("Rate Exceeded. (injected by TREEMUX_WORKER_FAULTS)")
-                    .send()
-                    .await;
-                if let Err(error) = answer {
-                    eprintln!(
-                        "worker: answering Step Functions for {function}: {}",
-                        aws_sdk_sfn::error::DisplayErrorContext(error)
-                    );
-                }
+            let answer = sfn
+                .send_task_failure()
+                .task_token(token)
+                .error(THROTTLED_ERROR)
+                .cause("Rate Exceeded. (injected by TREEMUX_WORKER_FAULTS)")
+                .send()
+                .await;
+            if let Err(error) = answer {
+                tracing::warn!(
+                    function,
+                    job_id = job,
+                    error = %aws_sdk_sfn::error::DisplayErrorContext(error),
+                    "worker: answering Step Functions failed"
+                );
             }
             return;
         }
-        FaultAction::Fail(error) => {
-            // As the handler itself would: a permanent failure is recorded on the job.
-            if let Some(job_id) = input["job_id"].as_str() {
-                handlers::record_failure(&services.store, job_id, &error).await;
-            }
-            Err(error)
-        }
-        FaultAction::Run => dispatch(services, function, input).await,
-        FaultAction::RunTwice => {
-            // Step Functions takes a task's result from its last invocation (a retry follows only
-            // a failure), so answer with the second run's: a claim it won must not be dropped.
-            let first = dispatch(services, function, input.clone()).await;
-            let second = dispatch(services, function, input).await;
-            let outcome = if first.is_ok() { "succeeded" } else { "failed" };
-            eprintln!("worker: {function} delivered twice: first run {outcome}");
-            second
-        }
-    };
-    let Some(token) = token else {
-        let outcome = match &result {
-            Ok(_) => "ok".to_owned(),
-            Err(error) => format!("failed ({}): {}", error.name(), error.message),
-        };
-        return eprintln!("worker: {function} job={job} (asynchronous) {outcome}");
+        action => run_action(services, function, input, action).await,
     };
     let answer = match &result {
         Ok(output) => {
-            eprintln!(
-                "worker: {function} job={job} ok in {:.2} s",
-                started.elapsed().as_secs_f64()
+            tracing::info!(
+                function,
+                job_id = job,
+                seconds = started.elapsed().as_secs_f64(),
+                outcome = "ok",
+                "worker: task answered"
             );
             sfn.send_task_success()
                 .task_token(token)
@@ -487,10 +577,14 @@ async fn handle_task<S, O, X>(
                 .map_err(|e| aws_sdk_sfn::error::DisplayErrorContext(e).to_string())
         }
         Err(error) => {
-            eprintln!(
-                "worker: {function} job={job} failed ({}): {}",
-                error.name(),
-                error.message
+            tracing::warn!(
+                function,
+                job_id = job,
+                seconds = started.elapsed().as_secs_f64(),
+                outcome = "failed",
+                error = error.name(),
+                message = %error.message,
+                "worker: task answered"
             );
             let cause: String = error.message.chars().take(30_000).collect();
             sfn.send_task_failure()
@@ -504,13 +598,170 @@ async fn handle_task<S, O, X>(
         }
     };
     if let Err(error) = answer {
-        eprintln!("worker: answering Step Functions for {function}: {error}");
+        tracing::warn!(
+            function,
+            job_id = job,
+            error = %error,
+            "worker: answering Step Functions failed"
+        );
     }
 }
 
-/// Runs analyze on an S3 event notification. Failures are recorded on the job by analyze.
-async fn handle_upload<S, O, X>(services: &Services<S, O, X>, body: &str)
+/// Runs a task the way `action` says ([`FaultAction::Run`], [`FaultAction::RunTwice`] or
+/// [`FaultAction::Fail`]).
+async fn run_action<S, O, X>(
+    services: &Services<S, O, X>,
+    function: &str,
+    input: Value,
+    action: FaultAction,
+) -> Result<Value, HandlerError>
 where
+    S: StateStore + JobStore,
+    O: ObjectStore,
+    X: ExecutionStarter,
+{
+    match action {
+        FaultAction::Fail(error) => {
+            // As the handler itself would: a permanent failure is recorded on the job.
+            if let Some(job_id) = input["job_id"].as_str() {
+                handlers::record_failure(&services.store, job_id, &error).await;
+            }
+            Err(error)
+        }
+        FaultAction::RunTwice => {
+            // Step Functions takes a task's result from its last invocation (a retry follows only
+            // a failure), so answer with the second run's: a claim it won must not be dropped.
+            let first = dispatch(services, function, input.clone()).await;
+            let second = dispatch(services, function, input).await;
+            let outcome = if first.is_ok() { "succeeded" } else { "failed" };
+            tracing::info!(
+                function,
+                first_run = outcome,
+                "worker: injected fault: delivered twice"
+            );
+            second
+        }
+        FaultAction::Throttle => Err(HandlerError::transient(format!(
+            "{THROTTLED_ERROR}: Rate Exceeded. (injected by TREEMUX_WORKER_FAULTS)"
+        ))),
+        FaultAction::Run | FaultAction::Lose => dispatch(services, function, input).await,
+    }
+}
+
+/// Lambda's record of an asynchronous invocation whose last attempt failed, as its `OnFailure`
+/// destination receives it (see [`crate::events::AsyncInvocationRecord`]).
+fn invocation_record(function: &str, input: Value, attempts: u32, error: &HandlerError) -> Value {
+    let timestamp = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    serde_json::json!({
+        "version": "1.0",
+        "timestamp": timestamp,
+        "requestContext": {
+            "requestId": format!("treemux-worker-{}", std::process::id()),
+            "functionArn": format!("arn:aws:lambda:local:000000000000:function:{function}:$LATEST"),
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": input,
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        },
+        "responsePayload": {
+            "errorType": error.name(),
+            "errorMessage": error.message,
+        },
+    })
+}
+
+/// An asynchronous invocation, as Lambda runs one: up to [`ASYNC_ATTEMPTS`] attempts (any error
+/// is retried, after `retry_seconds`, then twice that), nobody answered; after the last failed
+/// attempt the invocation record goes to the function's [`on_failure_destination`] (analyze's
+/// to job-failed), which runs as an asynchronous invocation of its own.
+async fn invoke_async<S, O, X>(
+    services: &Services<S, O, X>,
+    faults: &Faults,
+    function: &str,
+    input: Value,
+    retry_seconds: f64,
+) where
+    S: StateStore + JobStore,
+    O: ObjectStore,
+    X: ExecutionStarter,
+{
+    let mut delay = Duration::from_secs_f64(retry_seconds.max(0.0));
+    let mut last_error = None;
+    for attempt in 1..=ASYNC_ATTEMPTS {
+        if attempt > 1 {
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        let action = faults.decide(function, &input);
+        if action == FaultAction::Lose {
+            return tracing::warn!(
+                function,
+                "worker: injected fault: asynchronous invocation lost"
+            );
+        }
+        match run_action(services, function, input.clone(), action).await {
+            Ok(_) => {
+                // The handler logged its own outcome (job ids, keys).
+                return tracing::info!(
+                    function,
+                    attempt,
+                    outcome = "ok",
+                    "worker: asynchronous invocation"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(
+                    function,
+                    attempt,
+                    attempts = ASYNC_ATTEMPTS,
+                    outcome = "failed",
+                    error = error.name(),
+                    message = %error.message,
+                    "worker: asynchronous invocation"
+                );
+                last_error = Some(error);
+            }
+        }
+    }
+    let Some(error) = last_error else { return };
+    match on_failure_destination(function) {
+        Some(destination) => {
+            let record = invocation_record(function, input, ASYNC_ATTEMPTS, &error);
+            // The destination's own invocation is asynchronous too: retried, never re-routed.
+            Box::pin(invoke_async(
+                services,
+                faults,
+                destination,
+                record,
+                retry_seconds,
+            ))
+            .await;
+        }
+        None => tracing::error!(
+            function,
+            attempts = ASYNC_ATTEMPTS,
+            outcome = "dropped",
+            error = error.name(),
+            message = %error.message,
+            "worker: asynchronous invocation failed on every attempt; no destination (on AWS, job-failed's go to UnrecordedFailures)"
+        ),
+    }
+}
+
+/// Runs analyze on an S3 event notification, as Lambda runs an S3 event: an asynchronous
+/// invocation ([`invoke_async`]).
+async fn handle_upload<S, O, X>(
+    services: &Services<S, O, X>,
+    faults: &Faults,
+    body: &str,
+    retry_seconds: f64,
+) where
     S: StateStore + JobStore,
     O: ObjectStore,
     X: ExecutionStarter,
@@ -518,29 +769,19 @@ where
     let event: S3Event = match serde_json::from_str(body) {
         Ok(event) => event,
         Err(error) => {
-            return eprintln!(
-                "worker: dropping an upload notification that is not an S3 event: {error}"
+            return tracing::error!(
+                error = %error,
+                "worker: dropping an upload notification that is not an S3 event"
             )
         }
     };
     if event.records.is_empty() {
         return; // s3:TestEvent, sent once when the notification is configured.
     }
-    match handlers::analyze(services, event).await {
-        Ok(outcome) => {
-            for job in outcome.jobs {
-                eprintln!(
-                    "worker: analyze s3://{}/{}: job {} {}",
-                    job.bucket, job.key, job.job_id, job.outcome
-                );
-            }
-        }
-        Err(error) => eprintln!(
-            "worker: analyze failed ({}): {}",
-            error.name(),
-            error.message
-        ),
-    }
+    let Ok(input) = serde_json::to_value(&event) else {
+        return;
+    };
+    invoke_async(services, faults, "analyze", input, retry_seconds).await;
 }
 
 #[cfg(test)]
@@ -606,5 +847,33 @@ mod tests {
             ]
         );
         assert!(Faults::parse("throttle:split-and-convert:many").is_err());
+        assert!(Faults::parse("fail-reads").expect("parse").fail_reads);
+        assert!(
+            !Faults::parse("fail-once:analyze")
+                .expect("parse")
+                .fail_reads
+        );
+    }
+
+    /// What the worker hands analyze's destination is what Lambda sends one: job-failed reads it
+    /// as an invocation record with the event and the last error.
+    #[test]
+    fn the_invocation_record_is_what_job_failed_reads() {
+        let event = serde_json::json!({"Records": [{"eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "in"}, "object": {"key": "uploads/a.mp4"}}}]});
+        let error = HandlerError::transient("s3://in/uploads/a.mp4: 503");
+        let record = invocation_record("analyze", event, ASYNC_ATTEMPTS, &error);
+        let input: crate::events::JobFailedInput =
+            serde_json::from_value(record).expect("job-failed's input");
+        let crate::events::JobFailedInput::Invocation(record) = input else {
+            panic!("not an invocation record: {input:?}");
+        };
+        assert_eq!(record.request_payload.records.len(), 1);
+        assert_eq!(
+            record.describe(),
+            "TreemuxTransient: s3://in/uploads/a.mp4: 503 (analyze gave up after 3 attempts: RetriesExhausted)"
+        );
+        assert_eq!(on_failure_destination("analyze"), Some("job-failed"));
+        assert_eq!(on_failure_destination("job-failed"), None);
     }
 }

@@ -20,7 +20,7 @@ use treemux_functions::events::{ExecutionInput, S3Event};
 use treemux_functions::handlers::{self, Config, Services, Upload};
 use treemux_functions::job::{JobManifest, JobPaths};
 use treemux_functions::ports::{
-    ExecutionStarter, ObjectError, ObjectStore, ObjectVersion, RecordingStarter,
+    ExecutionStarter, ObjectError, ObjectStore, ObjectVersion, RecordingStarter, StartError,
 };
 
 /// Starts executions like [`RecordingStarter`], but refuses while `failing` is set (Step
@@ -32,9 +32,12 @@ struct Starter {
 }
 
 impl ExecutionStarter for Starter {
-    async fn start(&self, name: &str, input: &str) -> Result<(), String> {
+    async fn start(&self, name: &str, input: &str) -> Result<(), StartError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err("injected: Step Functions unavailable".into());
+            return Err(StartError::Unavailable {
+                name: name.to_owned(),
+                message: "injected: Step Functions unavailable".into(),
+            });
         }
         self.recorded.start(name, input).await
     }

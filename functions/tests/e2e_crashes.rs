@@ -128,10 +128,16 @@ async fn crashing_run(
     // The record counts merges; the log shows each file being written, so a merge redone by a
     // retry (instead of found finished) shows here even when its first run died unrecorded.
     let mut writes = std::collections::BTreeMap::<&str, u32>::new();
-    for line in log.lines().filter(|l| l.starts_with("merge-video: job ")) {
-        if let Some(node) = line.split_whitespace().nth(3) {
+    for line in log
+        .lines()
+        .filter(|l| l.contains("merge-video: merge file written"))
+    {
+        if let Some(node) = common::stack::field(line, "node") {
             *writes.entry(node).or_default() += 1;
         }
+    }
+    if writes.is_empty() {
+        return fail("no merge file write logged: the check below would see nothing".into());
     }
     if writes.values().any(|&n| n > 1) {
         return fail(format!("merge files written more than once: {writes:?}"));

@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::stack::{assert_no_secrets, for_each_retrier, one_second_retries, Stack, WorkerSetup};
+use common::stack::{
+    assert_no_secrets, for_each_retrier, logged, one_second_retries, Stack, WorkerSetup,
+};
 use common::{sdk, stack_available};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -230,11 +232,12 @@ async fn a_duplicate_event_starts_no_second_job() {
         .await
         .expect("send");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !stack.worker_log().contains(" duplicate") && Instant::now() < deadline {
+    let duplicate = |log: &str| logged(log, " analyze", &[("outcome", "duplicate")]);
+    while !duplicate(&stack.worker_log()) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(
-        stack.worker_log().contains(" duplicate"),
+        duplicate(&stack.worker_log()),
         "the worker saw the duplicate:\n{}",
         stack.worker_log()
     );

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::stack::Stack;
+use common::stack::{Stack, WorkerSetup};
 use common::{endpoint, sdk, stack_available};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -267,5 +267,70 @@ async fn a_stopped_execution_marks_its_job_failed_with_the_cause() {
         error.contains("stopped before it finished"),
         "the cause: {error:?}; worker log:\n{}",
         stack.worker_log()
+    );
+}
+
+/// analyze failing on every attempt after it created the job record (S3 reads fail: the
+/// `fail-reads` fault) would leave the job CREATED until its TTL. The worker runs the upload
+/// event as Lambda runs an asynchronous invocation (three attempts), then hands Lambda's
+/// invocation record to job-failed, analyze's `OnFailure` destination in the template: the job
+/// ends FAILED with the last error on its record, and no execution starts.
+#[tokio::test]
+async fn analyze_failing_on_every_attempt_fails_its_job_with_the_cause() {
+    if !stack_available() {
+        return;
+    }
+    let mut setup = WorkerSetup::faults("fail-reads");
+    setup.env = vec![(
+        "TREEMUX_WORKER_ASYNC_RETRY_SECONDS".to_owned(),
+        "0.2".to_owned(),
+    )];
+    let stack = Stack::with_worker("analyze-gives-up", setup).await;
+    let key = "uploads/unreadable.webm";
+    stack
+        .upload(key, &workspace("samples/06_bbb_vp9_opus_320x180.webm"))
+        .await;
+    let job_id = wait_for(
+        "analyze records the job as the key's newest",
+        60,
+        || async {
+            stack
+                .store
+                .latest_job(&stack.input_bucket, key)
+                .await
+                .expect("read")
+        },
+    )
+    .await;
+    let failed = wait_for("the job ends FAILED", 60, || async {
+        let record = job(&stack, &job_id).await;
+        (record.status != JobStatus::Created).then_some(record)
+    })
+    .await;
+    assert_eq!(
+        failed.status,
+        JobStatus::Failed,
+        "{failed:?}\nworker log:\n{}",
+        stack.worker_log()
+    );
+    let cause = failed.error.clone().unwrap_or_default();
+    for part in [
+        "TreemuxTransient",
+        treemux_functions::worker::FAILED_READ,
+        key,
+        "3 attempts",
+        "RetriesExhausted",
+    ] {
+        assert!(
+            cause.contains(part),
+            "{part:?} in the cause {cause:?}; worker log:\n{}",
+            stack.worker_log()
+        );
+    }
+    assert_eq!(stack.executions().await, 0, "no execution started");
+    assert_eq!(
+        stack.scratch_files(),
+        Vec::<PathBuf>::new(),
+        "job-failed leaves no scratch"
     );
 }

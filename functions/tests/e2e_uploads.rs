@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::stack::Stack;
+use common::stack::{logged, Stack};
 use common::stack_available;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,13 +84,28 @@ async fn a_file_replaced_while_its_job_runs_leaves_the_newest_as_the_output() {
     stack.upload(key, &long).await;
     // The long upload's job is analyzed and running; now the user replaces the file.
     wait_for_log(&stack, "the long upload's job start", |log| {
-        log.contains(&format!("analyze s3://{}/{key}: job ", stack.input_bucket))
-            && log.contains(" started")
+        logged(
+            log,
+            " analyze",
+            &[
+                ("bucket", &stack.input_bucket),
+                ("key", key),
+                ("outcome", "started"),
+            ],
+        )
     })
     .await;
     stack.upload(key, &short).await;
     let jobs = stack.finished_jobs(2).await;
     let (long_job, short_job) = (&jobs[0].1, &jobs[1].1);
+    // Superseded is not a failure: the state machine catches TreemuxSuperseded into a Succeed
+    // state, so the console shows the replaced upload's execution green, not red.
+    assert_eq!(
+        (jobs[0].0.as_str(), jobs[1].0.as_str()),
+        ("SUCCEEDED", "SUCCEEDED"),
+        "the replaced and the newest upload's executions; worker log:\n{}",
+        stack.worker_log()
+    );
     assert_eq!(
         short_job.status,
         JobStatus::Succeeded,
@@ -203,7 +218,10 @@ async fn a_reupload_and_new_settings_run_again_a_repeated_event_does_not() {
         .send()
         .await
         .expect("send");
-    wait_for_log(&stack, "the duplicate", |log| log.contains(" duplicate")).await;
+    wait_for_log(&stack, "the duplicate", |log| {
+        logged(log, " analyze", &[("outcome", "duplicate")])
+    })
+    .await;
     assert_eq!(stack.executions().await, 3);
 }
 
@@ -231,7 +249,14 @@ async fn an_output_inside_the_watched_input_is_not_transcoded_again() {
     );
     // The output's own upload event reaches analyze, which refuses it.
     wait_for_log(&stack, "the output refused", |log| {
-        log.contains("uploads/transcoded/uploads/l.mp4.mp4: job  refused-output")
+        logged(
+            log,
+            "is where treemux writes outputs",
+            &[
+                ("key", "uploads/transcoded/uploads/l.mp4.mp4"),
+                ("outcome", "refused-output"),
+            ],
+        )
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -9,10 +9,10 @@ use treemux::settings::{EncodeSettings, VideoCodec};
 use treemux::state::{InMemoryStateStore, JobStatus, JobStore};
 use treemux::steps::NextStep;
 use treemux_functions::events::{
-    ExecutionInput, FailedTask, JobTask, MergeTask, S3Event, SegmentTask,
+    ExecutionInput, JobFailedInput, JobTask, MergeTask, S3Event, SegmentTask,
 };
 use treemux_functions::handlers::{self, Config, Services};
-use treemux_functions::ports::{LocalDirStore, ObjectStore, RecordingStarter};
+use treemux_functions::ports::{LocalDirStore, ObjectError, ObjectStore, RecordingStarter};
 
 type TestServices = Services<InMemoryStateStore, LocalDirStore, RecordingStarter>;
 
@@ -463,7 +463,8 @@ async fn state_machine_task_fixtures() {
         .expect("record");
     assert_eq!(record.merges_done.len(), 1);
 
-    let failed: FailedTask = serde_json::from_str(&task("task-job-failed.json")).expect("task");
+    let failed: JobFailedInput = serde_json::from_str(&task("task-job-failed.json")).expect("task");
+    assert!(matches!(failed, JobFailedInput::Task(_)), "{failed:?}");
     handlers::job_failed(&services, failed)
         .await
         .expect("job-failed");
@@ -482,4 +483,138 @@ async fn state_machine_task_fixtures() {
         !dir.path().join("efs/jobs").join(&job_id).exists(),
         "scratch removed"
     );
+}
+
+async fn job(store: &InMemoryStateStore, id: &str) -> treemux::state::JobRecord {
+    store.get_job(id).await.expect("read").expect("record")
+}
+
+/// An object store that answers every request as S3 answering 503 would: a transient error.
+struct UnavailableObjects;
+
+impl ObjectStore for UnavailableObjects {
+    async fn get_to_path(
+        &self,
+        bucket: &str,
+        key: &str,
+        _version: &treemux_functions::ports::ObjectVersion,
+        _path: &Path,
+    ) -> Result<u64, ObjectError> {
+        Err(ObjectError::Failed {
+            bucket: bucket.into(),
+            key: key.into(),
+            message: "503 Slow Down".into(),
+        })
+    }
+
+    async fn put_from_path(
+        &self,
+        _path: &Path,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(), ObjectError> {
+        Err(ObjectError::Failed {
+            bucket: bucket.into(),
+            key: key.into(),
+            message: "503 Slow Down".into(),
+        })
+    }
+
+    async fn exists(&self, _bucket: &str, _key: &str) -> Result<bool, ObjectError> {
+        Ok(false)
+    }
+}
+
+/// analyze's failure destination: Lambda's invocation record (fixture) after every attempt of
+/// analyze failed transiently once the job record existed. The job, found from the record's S3
+/// event as analyze finds it, ends FAILED with the last error; without a record it gets a
+/// FAILED one; a superseded, running or succeeded job keeps its status.
+#[tokio::test]
+async fn analyze_giving_up_fails_its_created_job_with_the_cause() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base = services(dir.path(), "06_bbb_vp9_opus_320x180.webm");
+    let services = Services {
+        store: base.store,
+        objects: UnavailableObjects,
+        executions: base.executions,
+        config: base.config,
+    };
+    let event: S3Event = serde_json::from_str(&fixture("s3-object-created.json")).expect("event");
+    for _ in 0..3 {
+        let error = handlers::analyze(&services, event.clone())
+            .await
+            .expect_err("S3 is unavailable");
+        assert_eq!(error.name(), "TreemuxTransient", "{error}");
+    }
+    let job_id = handlers::Upload::from_record(&event.records[0])
+        .expect("upload")
+        .job_id(&services.config);
+    assert_eq!(
+        job(&services.store, &job_id).await.status,
+        JobStatus::Created,
+        "without the destination the job would stay CREATED until its TTL"
+    );
+    let input: JobFailedInput =
+        serde_json::from_str(&fixture("analyze-invocation-failure.json")).expect("record");
+    assert!(matches!(input, JobFailedInput::Invocation(_)), "{input:?}");
+    let outcome = handlers::job_failed(&services, input.clone())
+        .await
+        .expect("job-failed");
+    assert_eq!(outcome.job_ids, std::slice::from_ref(&job_id));
+    let failed = job(&services.store, &job_id).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    let cause = failed.error.unwrap_or_default();
+    for part in [
+        "TreemuxTransient",
+        "connection reset by peer",
+        "3 attempts",
+        "RetriesExhausted",
+    ] {
+        assert!(cause.contains(part), "{part:?} in the cause: {cause}");
+    }
+    assert!(
+        !dir.path().join("efs/jobs").join(&job_id).exists(),
+        "scratch removed"
+    );
+
+    // No record yet (analyze failed before writing it): a FAILED one, findable by the user.
+    let fresh = InMemoryStateStore::new();
+    let services = Services {
+        store: fresh,
+        ..services
+    };
+    handlers::job_failed(&services, input.clone())
+        .await
+        .expect("job-failed");
+    let created = job(&services.store, &job_id).await;
+    assert_eq!(created.status, JobStatus::Failed);
+    assert_eq!(created.source, "s3://treemux-input/uploads/café clip.webm");
+    assert!(created
+        .error
+        .as_ref()
+        .is_some_and(|e| e.contains("TreemuxTransient")));
+
+    // Jobs that left CREATED keep their status.
+    for status in [
+        JobStatus::Superseded,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+    ] {
+        let services = Services {
+            store: InMemoryStateStore::new(),
+            objects: UnavailableObjects,
+            executions: RecordingStarter::default(),
+            config: services.config.clone(),
+        };
+        let mut record = created.clone();
+        record.status = status;
+        record.error = None;
+        assert!(services.store.create_job(&record).await.expect("create"));
+        handlers::job_failed(&services, input.clone())
+            .await
+            .expect("job-failed");
+        let kept = job(&services.store, &job_id).await;
+        assert_eq!(kept.status, status, "{kept:?}");
+        assert_eq!(kept.error, None, "{kept:?}");
+    }
 }

@@ -1,14 +1,14 @@
-//! Lambda entry point: job-failed (the state machine's Catch). Wires AWS clients from the environment and serves
+//! Lambda entry point: job-failed (the state machine's Catch, the EventBridge rules, analyze's failure destination). Wires AWS clients from the environment and serves
 //! [`treemux_functions::handlers::job_failed`].
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use treemux_functions::{aws, events::FailedTask, handlers};
+use treemux_functions::{aws, events::JobFailedInput, handlers};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     treemux_functions::startup::prepare("job-failed");
     let services = aws::services_from_env().await?;
-    run(service_fn(|event: LambdaEvent<FailedTask>| {
+    run(service_fn(|event: LambdaEvent<JobFailedInput>| {
         handlers::job_failed(&services, event.payload)
     }))
     .await

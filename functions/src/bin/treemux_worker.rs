@@ -33,6 +33,15 @@ enum Command {
         /// long a dead worker's task waits before another worker takes it.
         #[arg(long, env = "TREEMUX_WORKER_VISIBILITY_SECONDS", default_value_t = worker::DEFAULT_VISIBILITY_SECONDS)]
         visibility_seconds: u32,
+        /// Seconds before the first retry of a failed asynchronous invocation (an upload's
+        /// analyze, an EventBridge job-failed), doubling for the second; Lambda waits about a
+        /// minute, then two.
+        #[arg(
+            long,
+            env = "TREEMUX_WORKER_ASYNC_RETRY_SECONDS",
+            default_value_t = 1.0
+        )]
+        async_retry_seconds: f64,
         /// Injected faults, e.g. `fail-once:split-and-convert:1,duplicate:merge-video` or
         /// `crash:after-segment:1`.
         #[arg(long, env = "TREEMUX_WORKER_FAULTS", default_value = "")]
@@ -66,13 +75,22 @@ async fn main() -> anyhow::Result<()> {
             upload_queue_url,
             concurrency,
             visibility_seconds,
+            async_retry_seconds,
             faults,
         } => {
             let faults = Faults::parse(&faults)
                 .map_err(anyhow::Error::msg)
                 .context("TREEMUX_WORKER_FAULTS")?;
-            let mut services = aws::services_from_env().await.map_err(anyhow::Error::msg)?;
-            services.config.crashes = Arc::new(faults.crash_plan());
+            let services = aws::services_from_env().await.map_err(anyhow::Error::msg)?;
+            let services = treemux_functions::handlers::Services {
+                objects: faults.objects(services.objects),
+                config: treemux_functions::handlers::Config {
+                    crashes: Arc::new(faults.crash_plan()),
+                    ..services.config
+                },
+                store: services.store,
+                executions: services.executions,
+            };
             let sdk = aws::sdk_config().await;
             let options = WorkerOptions {
                 task_queue_url,
@@ -80,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
                 concurrency: concurrency
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 visibility_seconds,
+                async_retry_seconds,
                 faults,
             };
             worker::run(

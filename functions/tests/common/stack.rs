@@ -33,6 +33,28 @@ pub fn assert_no_secrets(log: &str) {
     }
 }
 
+/// The value of field `name` in one text log line of the worker (`tracing`'s format:
+/// `name=value`, or `name="value"` for a string), if it has one. A value runs to the next space
+/// (the keys the tests use have none where it matters).
+pub fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {name}="))? + name.len() + 2;
+    let rest = &line[start..];
+    Some(match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next().unwrap_or(""),
+        None => rest.split(' ').next().unwrap_or(""),
+    })
+}
+
+/// True when a line of `log` holds `message` and every one of `fields` with that value.
+pub fn logged(log: &str, message: &str, fields: &[(&str, &str)]) -> bool {
+    log.lines().any(|line| {
+        line.contains(message)
+            && fields
+                .iter()
+                .all(|(name, value)| field(line, name) == Some(*value))
+    })
+}
+
 /// What the crash points in a worker's log say fired, in order (`after-segment:1`, …).
 pub fn fired_crashes(log: &str) -> Vec<String> {
     log.lines()
