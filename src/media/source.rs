@@ -613,6 +613,18 @@ pub(crate) fn open(
     }
 }
 
+/// Opens `source` as every reader does and returns the bytes that took (what the demuxer reads
+/// before the first packet: an MP4's `moov` wherever it is, a Matroska header, its cues), at
+/// most `cap` bytes: saved once, they spare every later reader those fetches
+/// ([`OverlaySource`]).
+pub fn opening_reads(source: &Source, cap: u64) -> Result<SavedRanges, MediaError> {
+    super::util::init();
+    let recorder = Arc::new(RecordingSource::new(source.bytes.clone(), cap));
+    let (input, _) = open(&source.over(recorder.clone()))?;
+    drop(input);
+    Ok(recorder.recorded())
+}
+
 /// The bytes of the source a worker converting `segment` reads: from its first packet (the
 /// lead-in's keyframe included; the start of the file for a segment decoded from the start) to
 /// the end of its last, in file order. `None` when the probe knows no packet positions. Audio
