@@ -92,7 +92,7 @@ pub fn convert_segment_from(
         segment,
         settings,
         output,
-        seek.map(|p| p.dts.unwrap_or(p.pts)),
+        seek.map(|p| seek_timestamp(info, p)),
         on_frame,
     ) {
         // The demuxer landed after the cut (an imprecise index): decode from the start instead.
@@ -107,6 +107,18 @@ pub fn convert_segment_from(
     })?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The timestamp to seek to for keyframe `point`. Demuxers index keyframes by decoding
+/// timestamp, except the MP4/MOV one, which takes a presentation timestamp and offsets it onto
+/// its decode timeline itself: given the dts there, it lands a whole GOP early (decoded and
+/// dropped, and its bytes fetched, for nothing).
+fn seek_timestamp(info: &MediaInfo, point: crate::plan::SeekPoint) -> i64 {
+    if info.container.starts_with("mov,") {
+        point.pts
+    } else {
+        point.dts.unwrap_or(point.pts)
+    }
 }
 
 enum PassError {

@@ -1086,4 +1086,91 @@ mod tests {
             assert!(range.end <= info.size_bytes);
         }
     }
+
+    /// Prints what each reader of `TREEMUX_IO_CLIP` fetches (diagnosis; not run by default).
+    #[test]
+    #[ignore = "diagnosis: TREEMUX_IO_CLIP=clip.mp4"]
+    fn fetched_per_reader() {
+        use super::super::probe::{probe_source, PacketReads};
+        let path = PathBuf::from(std::env::var("TREEMUX_IO_CLIP").expect("TREEMUX_IO_CLIP"));
+        let counted = || {
+            Arc::new(Counting {
+                inner: FileSource::open(&path).expect("clip"),
+                bytes: AtomicU64::new(0),
+            })
+        };
+        let size = FileSource::open(&path).expect("clip").size_bytes();
+        let c = counted();
+        let opening = opening_reads(&Source::new(&path, c.clone()), 1 << 26).expect("opening");
+        println!(
+            "opening: {} fetched, {} saved",
+            c.bytes.load(Ordering::Relaxed),
+            opening.total_bytes()
+        );
+        let c = counted();
+        let overlay = |c: Arc<Counting>| {
+            Source::new(
+                &path,
+                Arc::new(OverlaySource {
+                    saved: opening.clone(),
+                    inner: c,
+                }),
+            )
+        };
+        let info =
+            probe_source(&overlay(c.clone()), PacketReads::IndexWherePossible).expect("probe");
+        println!("probe: {} of {size}", c.bytes.load(Ordering::Relaxed));
+        let dir = tempfile::tempdir().expect("dir");
+        let actions = super::super::audio::plan_audio(
+            &info,
+            crate::settings::Container::Mp4,
+            &dir.path().join("o.mp4"),
+        )
+        .expect("plan");
+        let c = counted();
+        super::super::audio::extract_audio_from(
+            &overlay(c.clone()),
+            &info,
+            &actions,
+            &dir.path().join("a.nut"),
+        )
+        .expect("audio");
+        println!("audio: {}", c.bytes.load(Ordering::Relaxed));
+        let plan = crate::plan::plan_segments(
+            &info.frames,
+            info.video.time_base,
+            info.video.duration_seconds(),
+            &crate::plan::PlanOptions {
+                max_segments: 8,
+                min_segment_seconds: 2.0,
+                ..Default::default()
+            },
+        )
+        .expect("plan");
+        let mut settings = crate::settings::EncodeSettings::new(crate::settings::VideoCodec::H264);
+        settings.preset = "ultrafast".into();
+        let mut total = 0;
+        for segment in &plan.segments {
+            let c = counted();
+            let range = segment_byte_range(&info, segment);
+            super::super::convert::convert_segment_from(
+                &overlay(c.clone()),
+                &info,
+                segment,
+                &settings,
+                &dir.path().join(format!("s{}.nut", segment.index)),
+                &|_| std::ops::ControlFlow::Continue(()),
+            )
+            .expect("convert");
+            let got = c.bytes.load(Ordering::Relaxed);
+            total += got;
+            println!(
+                "segment {}: {got} for range {:?} ({} bytes)",
+                segment.index,
+                range,
+                range.as_ref().map_or(0, |r| r.end - r.start)
+            );
+        }
+        println!("segments: {total} of {size}");
+    }
 }
