@@ -637,10 +637,9 @@ pub fn segment_byte_range(
     if packets.is_empty() {
         return None;
     }
-    let from = match segment.decode_from {
-        Some(point) => Some(point.pts.min(segment.start_pts.unwrap_or(point.pts))),
-        None => None,
-    };
+    let from = segment
+        .decode_from
+        .map(|point| point.pts.min(segment.start_pts.unwrap_or(point.pts)));
     let inside = |pts: i64| {
         from.is_none_or(|from| pts >= from) && segment.end_pts.is_none_or(|end| pts < end)
     };
@@ -746,7 +745,8 @@ mod tests {
         reader
             .seek(SeekFrom::Start(50 * 1024 * 1024))
             .expect("seek");
-        reader.read(&mut buf).expect("read");
+        let n = reader.read(&mut buf).expect("read");
+        assert_eq!(n, buf.len());
         let reads = pattern.reads.lock().expect("lock").clone();
         assert_eq!(
             reads,
