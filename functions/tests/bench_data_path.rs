@@ -263,7 +263,9 @@ async fn data_path() {
 }
 
 /// State transitions of the stack's one execution: the events that enter a state (Step
-/// Functions bills per transition), from the execution history; `None` when moto keeps none.
+/// Functions bills per transition), from the execution history; `None` when the history does
+/// not show the distributed Map's child executions (moto's does not: it records the few states
+/// of the parent only, which would understate the count by the segments' and merges' states).
 async fn state_transitions(stack: &Stack) -> Option<u64> {
     let execution = stack
         .sfn
@@ -276,6 +278,7 @@ async fn state_transitions(stack: &Stack) -> Option<u64> {
         .into_iter()
         .next()?;
     let mut entered = 0u64;
+    let mut map_runs = 0u64;
     let mut token = None;
     loop {
         let page = stack
@@ -292,10 +295,15 @@ async fn state_transitions(stack: &Stack) -> Option<u64> {
             .iter()
             .filter(|event| event.r#type.as_str().ends_with("StateEntered"))
             .count() as u64;
+        map_runs += page
+            .events
+            .iter()
+            .filter(|event| event.r#type.as_str().starts_with("MapRun"))
+            .count() as u64;
         token = page.next_token;
         if token.is_none() {
             break;
         }
     }
-    (entered > 0).then_some(entered)
+    (entered > 0 && map_runs > 0).then_some(entered)
 }
