@@ -4,6 +4,7 @@
 //! error type and the state machine's Retry/Catch match on it, so names never change.
 
 use crate::media::probe::ProbeError;
+use crate::media::source::SourceErrorKind;
 use crate::media::verify::VerifyError;
 use crate::media::MediaError;
 use crate::plan::PlanError;
@@ -75,6 +76,12 @@ impl ErrorKind {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
+            Self::Media(MediaError::Source { source, .. })
+            | Self::Probe(ProbeError::Source { source, .. }) => match source.kind {
+                SourceErrorKind::Unavailable | SourceErrorKind::Io => ErrorKind::Transient,
+                SourceErrorKind::Changed => ErrorKind::Superseded,
+                SourceErrorKind::Gone => ErrorKind::InvalidInput,
+            },
             Self::Probe(ProbeError::Io { .. })
             | Self::Io { .. }
             | Self::State(StateError::Unavailable(_)) => ErrorKind::Transient,

@@ -422,6 +422,7 @@ mod tests {
             },
             audio: Vec::new(),
             frames: Vec::new(),
+            video_packets_at: Vec::new(),
             intermediate_offset_seconds: 1,
             output_shift_micros: 0,
             other_streams,

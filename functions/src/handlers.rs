@@ -9,15 +9,17 @@ use crate::events::{
     JobTask, MergeTask, S3Event, S3EventRecord, SegmentTask, StepOutput,
 };
 use crate::job::{
-    decode_event_key, is_treemux_output, output_key, safe_extension, settings_fingerprint,
-    upload_order, JobIdentity, JobManifest, JobPaths,
+    decode_event_key, is_treemux_output, output_key, settings_fingerprint, upload_order,
+    JobIdentity, JobManifest, JobPaths,
 };
-use crate::ports::{ExecutionStarter, ObjectStore, ObjectVersion};
+use crate::ports::{ExecutionStarter, ObjectSource, ObjectStore, ObjectVersion};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use treemux::fault::{CrashPlan, CrashPoint};
+use treemux::media::probe::PacketReads;
+use treemux::media::source::{self, ByteSource, OverlaySource, SavedRanges, Source};
 use treemux::media::{audio, convert, merge, probe, remux, streams};
 use treemux::plan::{plan_segments, PlanOptions};
 use treemux::settings::{Container, EncodeSettings};
@@ -495,7 +497,8 @@ where
     }
 }
 
-/// Copies the upload to scratch, probes and plans it, writes the manifest and the pair records.
+/// Probes the upload by ranged reads (no copy), plans it, saves the bytes opening it reads,
+/// writes the manifest and the pair records.
 ///
 /// The manifest is written once: a repeated analyze (a retry, a duplicate event) that finds it
 /// uses it as it is and reads nothing again, so an execution that may already run on it never
@@ -525,16 +528,25 @@ where
     tokio::fs::create_dir_all(&paths.dir)
         .await
         .map_err(|e| HandlerError::transient(format!("{}: {e}", paths.dir.display())))?;
-    let source = paths.source(&safe_extension(key));
-    services
-        .objects
-        .get_to_path(bucket, key, &upload.version, &source)
-        .await?;
+    // The upload is not copied: probing reads it by ranges (HEAD first, so a replaced or
+    // deleted upload is refused as before).
+    let size = services.objects.size(bucket, key, &upload.version).await?;
+    let store = object_source(&services.objects, bucket, key, &upload.version, size);
 
     let (id_owned, bucket_owned, key_owned) = (id.to_owned(), bucket.to_owned(), key.to_owned());
     let source_version = upload.version.label().to_owned();
-    let manifest = blocking(move || {
-        let info = probe::probe(&source).map_err(|error| HandlerError::from(error).with_source_name(&bucket_owned, &key_owned))?;
+    let version = upload.version.clone();
+    let opening_path = paths.source_opening();
+    let (manifest, opening) = blocking(move || {
+        let name = format!("s3://{bucket_owned}/{key_owned}");
+        // What FFmpeg reads while opening the source (an MP4's moov) is fetched once, here, and
+        // saved for every worker; the probe's own opening is served from it.
+        // A source FFmpeg cannot open is left to the probe, which says why in the user's terms.
+        let opening = source::opening_reads(&Source::new(&name, store.clone()), OPENING_CAP)
+            .unwrap_or_default();
+        let overlay = Arc::new(OverlaySource { saved: opening.clone(), inner: store });
+        let info = probe::probe_source(&Source::new(&name, overlay), PacketReads::IndexWherePossible)
+            .map_err(|error| HandlerError::from(error).with_source_name(&bucket_owned, &key_owned))?;
         let plan = plan_segments(&info.frames, info.video.time_base, info.video.duration_seconds(), &config.plan)
             .map_err(|e| HandlerError::invalid(format!("s3://{bucket_owned}/{key_owned}: cannot plan segments: {e}")))?;
         let settings = config.settings.for_container(OUTPUT_CONTAINER);
@@ -549,11 +561,19 @@ where
         let output_path = paths.output(OUTPUT_EXTENSION);
         let audio_actions = audio::plan_audio(&info, OUTPUT_CONTAINER, &output_path)?;
         let tree = MergeTree::new(plan.segments.len() as u32);
-        Ok(JobManifest {
+        let segment_bytes = plan
+            .segments
+            .iter()
+            .map(|segment| source::segment_byte_range(&info, segment).map(|r| [r.start, r.end]))
+            .collect();
+        Ok((JobManifest {
             job_id: id_owned,
             source_bucket: bucket_owned,
             source_key: key_owned,
             source_version,
+            source_version_id: version.version_id.clone(),
+            source_e_tag: version.e_tag.clone(),
+            segment_bytes,
             output_bucket: config.output_bucket.clone(),
             output_key: output,
             output_extension: OUTPUT_EXTENSION.to_owned(),
@@ -562,9 +582,12 @@ where
             plan,
             tree,
             audio_actions,
-        })
+        }, opening))
     })
     .await?;
+    // Before the manifest: a worker that finds the manifest finds this too. (A duplicate
+    // analyze writes the same bytes: the first copy stays.)
+    write_once(&opening_path, opening.to_bytes()).await?;
     let bytes = serde_json::to_vec(&manifest)
         .map_err(|e| HandlerError::internal(format!("job {id}: manifest: {e}")))?;
     let path = JobPaths::new(&services.config.scratch_root, id).manifest();
@@ -578,6 +601,69 @@ where
     };
     services.store.create_pairs(id, &manifest.tree).await?;
     Ok(manifest)
+}
+
+/// Most bytes analyze saves of what opening the source reads (an hour's MP4 `moov` is a few MiB).
+const OPENING_CAP: u64 = 64 * 1024 * 1024;
+
+/// `version` of an object, `size` bytes, as the core's byte source (ranged reads).
+fn object_source<O: ObjectStore>(
+    objects: &O,
+    bucket: &str,
+    key: &str,
+    version: &ObjectVersion,
+    size: u64,
+) -> Arc<dyn ByteSource> {
+    Arc::new(ObjectSource {
+        store: objects.clone(),
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        version: version.clone(),
+        size,
+        runtime: tokio::runtime::Handle::current(),
+    })
+}
+
+/// The job's source as workers read it: ranged reads of the upload's exact version, overlaid
+/// with the opening bytes analyze saved on scratch (so a thousand workers do not each fetch the
+/// `moov`). Named `s3://bucket/key` in messages.
+async fn job_source<S, O, X>(
+    services: &Services<S, O, X>,
+    manifest: &JobManifest,
+) -> Result<Source, HandlerError>
+where
+    O: ObjectStore,
+{
+    let paths = JobPaths::new(&services.config.scratch_root, &manifest.job_id);
+    let saved = match tokio::fs::read(paths.source_opening()).await {
+        Ok(bytes) => SavedRanges::from_bytes(&bytes).unwrap_or_default(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => SavedRanges::default(),
+        Err(error) => {
+            return Err(HandlerError::transient(format!(
+                "{}: {error}",
+                paths.source_opening().display()
+            )))
+        }
+    };
+    let version = ObjectVersion {
+        version_id: manifest.source_version_id.clone(),
+        e_tag: manifest.source_e_tag.clone(),
+    };
+    let (bucket, key) = (&manifest.source_bucket, &manifest.source_key);
+    let store = object_source(
+        &services.objects,
+        bucket,
+        key,
+        &version,
+        manifest.info.size_bytes,
+    );
+    Ok(Source::new(
+        format!("s3://{bucket}/{key}"),
+        Arc::new(OverlaySource {
+            saved,
+            inner: store,
+        }),
+    ))
 }
 
 /// The manifest at `path`, if one was written.
@@ -628,6 +714,7 @@ pub async fn split_audio<S, O, X>(
 ) -> Result<JobTask, HandlerError>
 where
     S: StateStore + JobStore,
+    O: ObjectStore,
 {
     let job_id = task.job_id.clone();
     self::task(&services.store, &job_id, split_audio_body(services, task)).await
@@ -639,12 +726,14 @@ async fn split_audio_body<S, O, X>(
 ) -> Result<JobTask, HandlerError>
 where
     S: StateStore + JobStore,
+    O: ObjectStore,
 {
     let started = Instant::now();
     let manifest = read_manifest(&services.config, &task.job_id).await?;
     let path = JobPaths::new(&services.config.scratch_root, &task.job_id).audio();
+    let source = job_source(services, &manifest).await?;
     blocking(move || {
-        audio::extract_audio(&manifest.info, &manifest.audio_actions, &path)
+        audio::extract_audio_from(&source, &manifest.info, &manifest.audio_actions, &path)
             .map(|_| ())
             .map_err(HandlerError::from)
     })
@@ -672,6 +761,7 @@ pub async fn split_and_convert<S, O, X>(
 ) -> Result<StepOutput, HandlerError>
 where
     S: StateStore + JobStore,
+    O: ObjectStore,
 {
     let job_id = task.job_id.clone();
     self::task(
@@ -688,6 +778,7 @@ async fn split_and_convert_body<S, O, X>(
 ) -> Result<StepOutput, HandlerError>
 where
     S: StateStore + JobStore,
+    O: ObjectStore,
 {
     let manifest = read_manifest(&services.config, &task.job_id).await?;
     let segment = *manifest
@@ -708,6 +799,14 @@ where
     let seconds = if path.is_file() {
         0.0
     } else {
+        // Its own byte range of the upload, straight from the store (read-ahead bounded by it).
+        let hint = manifest
+            .segment_bytes
+            .get(index as usize)
+            .copied()
+            .flatten()
+            .map(|[start, end]| start..end);
+        let source = job_source(services, &manifest).await?.with_hint(hint);
         crashes.at(CrashPoint::BeforeEncode(index));
         let crashes_while_encoding = crashes.clone();
         let report = blocking(move || {
@@ -718,7 +817,8 @@ where
                 });
                 ControlFlow::Continue(())
             };
-            convert::convert_segment(
+            convert::convert_segment_from(
+                &source,
                 &manifest.info,
                 &segment,
                 &manifest.settings,
@@ -945,8 +1045,10 @@ where
         .cloned()
         .chain(info.video.hdr.not_kept_warning(settings.codec))
         .collect();
+    let source = job_source(services, &manifest).await?;
     let report = blocking(move || {
-        remux::remux(
+        remux::remux_from(
+            &source,
             &root,
             audio_path.as_deref(),
             &info,

@@ -183,6 +183,13 @@ impl JobPaths {
         self.dir.join("manifest.json")
     }
 
+    /// The bytes FFmpeg read while opening the source (an MP4's `moov`, a Matroska header and
+    /// its cues), saved by analyze so that workers do not fetch them again
+    /// (`treemux::media::source::SavedRanges`).
+    pub fn source_opening(&self) -> PathBuf {
+        self.dir.join("source-opening.bin")
+    }
+
     pub fn node(&self, node: NodeId) -> PathBuf {
         self.dir
             .join(format!("node-{}-{}.nut", node.level, node.index))
@@ -206,11 +213,21 @@ pub struct JobManifest {
     /// The object version read ([`crate::ports::ObjectVersion::label`]).
     #[serde(default)]
     pub source_version: String,
+    /// The exact version every reader reads: its version id (versioned buckets)…
+    #[serde(default)]
+    pub source_version_id: Option<String>,
+    /// …else its ETag.
+    #[serde(default)]
+    pub source_e_tag: Option<String>,
+    /// Per segment, the bytes `[start, end)` of the source its worker reads (from the probe's
+    /// packet positions), bounding its read-ahead; empty when unknown.
+    #[serde(default)]
+    pub segment_bytes: Vec<Option<[u64; 2]>>,
     pub output_bucket: String,
     pub output_key: String,
     pub output_extension: String,
     pub settings: EncodeSettings,
-    /// The probe of the source copy in the scratch directory (without the frame list).
+    /// The probe of the source, named `s3://bucket/key` (without the frame list).
     pub info: MediaInfo,
     pub plan: SegmentPlan,
     pub tree: MergeTree,

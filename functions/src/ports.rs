@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use treemux::media::source::{ByteSource, SourceError, SourceErrorKind};
 
 /// Errors from an object store.
 #[derive(Debug, thiserror::Error)]
@@ -61,8 +62,9 @@ impl ObjectVersion {
     }
 }
 
-/// Objects addressed by bucket and key.
-pub trait ObjectStore: Send + Sync {
+/// Objects addressed by bucket and key. Cheap to clone (a client handle, a path): a reader on
+/// a blocking thread takes its own ([`ObjectSource`]).
+pub trait ObjectStore: Send + Sync + Clone + std::fmt::Debug + 'static {
     /// Downloads `version` of an object to `path` (returns bytes); the file appears only when
     /// complete. [`ObjectError::Changed`] when the key holds other bytes now,
     /// [`ObjectError::NotFound`] when it holds nothing readable.
@@ -73,6 +75,26 @@ pub trait ObjectStore: Send + Sync {
         version: &ObjectVersion,
         path: &Path,
     ) -> impl Future<Output = Result<u64, ObjectError>> + Send;
+
+    /// The length in bytes of `version` of an object; errors as [`ObjectStore::get_to_path`].
+    fn size(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &ObjectVersion,
+    ) -> impl Future<Output = Result<u64, ObjectError>> + Send;
+
+    /// Bytes `offset .. offset + len` of `version` of an object (fewer at its end, none past
+    /// it); errors as [`ObjectStore::get_to_path`] (S3: a ranged GET of that version id, or
+    /// `If-Match` its ETag).
+    fn read_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &ObjectVersion,
+        offset: u64,
+        len: u64,
+    ) -> impl Future<Output = Result<Vec<u8>, ObjectError>> + Send;
 
     /// Uploads the file at `path`; the object appears only when complete (S3 semantics).
     fn put_from_path(
@@ -201,6 +223,53 @@ impl ObjectStore for LocalDirStore {
         copy_atomically(&source, path).await
     }
 
+    async fn size(
+        &self,
+        bucket: &str,
+        key: &str,
+        _version: &ObjectVersion,
+    ) -> Result<u64, ObjectError> {
+        let path = self.path(bucket, key)?;
+        match std::fs::metadata(&path) {
+            Ok(metadata) if metadata.is_file() => Ok(metadata.len()),
+            Ok(_) => Err(ObjectError::NotFound {
+                bucket: bucket.into(),
+                key: key.into(),
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                Err(ObjectError::NotFound {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                })
+            }
+            Err(error) => Err(local(&path)(error)),
+        }
+    }
+
+    async fn read_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        _version: &ObjectVersion,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, ObjectError> {
+        use std::os::unix::fs::FileExt as _;
+        let path = self.path(bucket, key)?;
+        let file = std::fs::File::open(&path).map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => ObjectError::NotFound {
+                bucket: bucket.into(),
+                key: key.into(),
+            },
+            _ => local(&path)(error),
+        })?;
+        let size = file.metadata().map_err(local(&path))?.len();
+        let mut bytes = vec![0u8; len.min(size.saturating_sub(offset)) as usize];
+        file.read_exact_at(&mut bytes, offset)
+            .map_err(local(&path))?;
+        Ok(bytes)
+    }
+
     async fn put_from_path(&self, path: &Path, bucket: &str, key: &str) -> Result<(), ObjectError> {
         copy_atomically(path, &self.path(bucket, key)?)
             .await
@@ -228,5 +297,53 @@ impl ExecutionStarter for RecordingStarter {
             started.push((name.to_owned(), input.to_owned()));
         }
         Ok(())
+    }
+}
+
+/// One version of an object as the core's [`ByteSource`]: each read is a ranged read of that
+/// version (S3: a ranged GET with its version id or ETag). The media code blocks, so it runs
+/// on a blocking thread (`spawn_blocking`) and each read waits on the async store through
+/// `runtime`.
+#[derive(Debug)]
+pub struct ObjectSource<O> {
+    pub store: O,
+    pub bucket: String,
+    pub key: String,
+    pub version: ObjectVersion,
+    /// The object's length in bytes ([`ObjectStore::size`]).
+    pub size: u64,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl<O> ByteSource for ObjectSource<O>
+where
+    O: ObjectStore + std::fmt::Debug + 'static,
+{
+    fn size_bytes(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, SourceError> {
+        if offset >= self.size || buf.is_empty() {
+            return Ok(0);
+        }
+        let read = self.store.read_range(
+            &self.bucket,
+            &self.key,
+            &self.version,
+            offset,
+            buf.len() as u64,
+        );
+        let bytes = self.runtime.block_on(read).map_err(|error| SourceError {
+            kind: match error {
+                ObjectError::Changed { .. } => SourceErrorKind::Changed,
+                ObjectError::NotFound { .. } => SourceErrorKind::Gone,
+                _ => SourceErrorKind::Unavailable,
+            },
+            message: error.to_string(),
+        })?;
+        let n = bytes.len().min(buf.len());
+        buf[..n].copy_from_slice(&bytes[..n]);
+        Ok(n)
     }
 }

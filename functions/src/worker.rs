@@ -274,6 +274,20 @@ pub struct FaultyObjects<O> {
     fail_reads: bool,
 }
 
+impl<O> FaultyObjects<O> {
+    /// Under `fail-reads`, the transient error every read answers.
+    fn refuse_read(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
+        if self.fail_reads {
+            return Err(ObjectError::Failed {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                message: FAILED_READ.to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl<O: ObjectStore> ObjectStore for FaultyObjects<O> {
     async fn get_to_path(
         &self,
@@ -282,14 +296,32 @@ impl<O: ObjectStore> ObjectStore for FaultyObjects<O> {
         version: &ObjectVersion,
         path: &std::path::Path,
     ) -> Result<u64, ObjectError> {
-        if self.fail_reads {
-            return Err(ObjectError::Failed {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-                message: FAILED_READ.to_owned(),
-            });
-        }
+        self.refuse_read(bucket, key)?;
         self.inner.get_to_path(bucket, key, version, path).await
+    }
+
+    async fn size(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &ObjectVersion,
+    ) -> Result<u64, ObjectError> {
+        self.refuse_read(bucket, key)?;
+        self.inner.size(bucket, key, version).await
+    }
+
+    async fn read_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &ObjectVersion,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, ObjectError> {
+        self.refuse_read(bucket, key)?;
+        self.inner
+            .read_range(bucket, key, version, offset, len)
+            .await
     }
 
     async fn put_from_path(

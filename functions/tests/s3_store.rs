@@ -1,11 +1,15 @@
 //! The S3 object store on the local stack: small files in one PUT, large ones in parts, both
-//! read back byte for byte.
+//! read back byte for byte; ranged reads of an exact version (S3 and the local directory
+//! store), as the core's byte source too, and a replaced object refused as Changed.
 
 mod common;
 
 use common::{endpoint, sdk, stack_available};
+use treemux::media::source::ByteSource as _;
 use treemux_functions::aws::S3Store;
-use treemux_functions::ports::ObjectStore;
+use treemux_functions::ports::{
+    LocalDirStore, ObjectError, ObjectSource, ObjectStore, ObjectVersion,
+};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -105,4 +109,133 @@ fn a_missing_stack_is_a_visible_skip_or_a_failure() {
         !run_one(true).status.success(),
         "in CI a missing stack fails the test"
     );
+}
+
+#[tokio::test]
+async fn ranged_reads_get_exactly_the_announced_version() {
+    if !stack_available() {
+        return;
+    }
+    let config = sdk().await;
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = format!("s3-ranges-{}", std::process::id());
+    client
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create bucket at {}: {e}", endpoint()));
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let put = client
+        .put_object()
+        .bucket(&bucket)
+        .key("clip.mp4")
+        .body(bytes.clone().into())
+        .send()
+        .await
+        .expect("put");
+    let version = ObjectVersion {
+        version_id: None,
+        e_tag: put.e_tag().map(|t| t.trim_matches('"').to_owned()),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let local = LocalDirStore {
+        root: dir.path().to_owned(),
+    };
+    std::fs::create_dir_all(dir.path().join(&bucket)).expect("dir");
+    std::fs::write(dir.path().join(&bucket).join("clip.mp4"), &bytes).expect("write");
+
+    let s3 = S3Store::new(client.clone());
+    for (name, size, ranges) in [
+        (
+            "s3",
+            s3.size(&bucket, "clip.mp4", &version).await,
+            read_ranges(&s3, &bucket, &version).await,
+        ),
+        (
+            "local",
+            local.size(&bucket, "clip.mp4", &version).await,
+            read_ranges(&local, &bucket, &version).await,
+        ),
+    ] {
+        assert_eq!(size.expect("size"), bytes.len() as u64, "{name}: size");
+        let [start, middle, end, past] = ranges;
+        assert_eq!(start, bytes[..1000], "{name}: the first bytes");
+        assert_eq!(
+            middle,
+            bytes[123_456..123_456 + 70_000],
+            "{name}: a middle range"
+        );
+        assert_eq!(
+            end,
+            bytes[299_990..],
+            "{name}: a range over the end is cut short"
+        );
+        assert!(past.is_empty(), "{name}: nothing past the end");
+    }
+
+    // The core reads the object as a byte source (on a blocking thread, as the media code runs).
+    let source = ObjectSource {
+        store: s3.clone(),
+        bucket: bucket.clone(),
+        key: "clip.mp4".into(),
+        version: version.clone(),
+        size: bytes.len() as u64,
+        runtime: tokio::runtime::Handle::current(),
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; 5000];
+        let n = source.read_at(250_000, &mut buf).expect("read_at");
+        buf.truncate(n);
+        buf
+    })
+    .await
+    .expect("blocking read");
+    assert_eq!(read, bytes[250_000..255_000]);
+
+    // Replaced: the announced version is gone, and a read says so instead of mixing uploads.
+    client
+        .put_object()
+        .bucket(&bucket)
+        .key("clip.mp4")
+        .body(b"another upload".to_vec().into())
+        .send()
+        .await
+        .expect("replace");
+    let changed = s3
+        .read_range(&bucket, "clip.mp4", &version, 0, 100)
+        .await
+        .expect_err("the old version is gone");
+    assert!(
+        matches!(changed, ObjectError::Changed { .. }),
+        "a replaced object is Changed: {changed}"
+    );
+    assert!(matches!(
+        s3.size(&bucket, "clip.mp4", &version).await,
+        Err(ObjectError::Changed { .. })
+    ));
+    let gone = s3
+        .read_range(&bucket, "missing.mp4", &ObjectVersion::default(), 0, 10)
+        .await
+        .expect_err("no such key");
+    assert!(matches!(gone, ObjectError::NotFound { .. }), "{gone}");
+}
+
+/// Four reads: the start, the middle, over the end, past the end.
+async fn read_ranges<O: ObjectStore>(
+    store: &O,
+    bucket: &str,
+    version: &ObjectVersion,
+) -> [Vec<u8>; 4] {
+    let read = |offset, len| store.read_range(bucket, "clip.mp4", version, offset, len);
+    [
+        read(0, 1000).await.expect("start"),
+        read(123_456, 70_000).await.expect("middle"),
+        read(299_990, 1000).await.expect("end"),
+        read(300_000, 10).await.expect("past the end"),
+    ]
 }

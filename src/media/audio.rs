@@ -9,6 +9,7 @@
 
 use super::convert::SEGMENT_MUXER;
 use super::probe::{AudioTrack, MediaInfo};
+use super::source::Source;
 use super::util::{self, PartialFile};
 use super::MediaError;
 use crate::settings::Container;
@@ -87,12 +88,32 @@ pub fn extract_audio(
     actions: &[AudioAction],
     output: &Path,
 ) -> Result<Option<AudioReport>, MediaError> {
+    if info.audio.is_empty() {
+        return Ok(None);
+    }
+    extract_audio_from(&Source::file(&info.path)?, info, actions, output)
+}
+
+/// [`extract_audio`] reading `source` (the bytes `info` was probed from). Other streams are
+/// discarded: from MP4/MOV through ranged reads this fetches the audio's own bytes (plus read-
+/// ahead), not the video's; a container without an index is read through once.
+pub fn extract_audio_from(
+    source: &Source,
+    info: &MediaInfo,
+    actions: &[AudioAction],
+    output: &Path,
+) -> Result<Option<AudioReport>, MediaError> {
     util::init();
     if info.audio.is_empty() {
         return Ok(None);
     }
     let started = Instant::now();
-    let mut input = util::open_input(&info.path)?;
+    let (mut input, failure) = super::source::open(source)?;
+    if info.timestamp_repair.is_empty() {
+        // (A repaired timeline is followed per stream through every packet: keep them all.)
+        let tracks: Vec<usize> = info.audio.iter().map(|track| track.stream_index).collect();
+        util::discard_all_but(&mut input, &tracks);
+    }
     let partial = PartialFile::create(output)?;
     let write_failed = |source| MediaError::Write {
         path: partial.target().to_owned(),
@@ -169,12 +190,7 @@ pub fn extract_audio(
             Ok(()) => {}
             Err(ffmpeg::Error::Eof) => break,
             Err(ffmpeg::Error::InvalidData) => continue,
-            Err(source) => {
-                return Err(MediaError::Read {
-                    path: info.path.clone(),
-                    source,
-                })
-            }
+            Err(error) => return Err(failure.read_error(source, error)),
         }
         let Some(Some(route)) = routes.get_mut(packet.stream()) else {
             continue;

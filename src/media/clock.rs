@@ -87,6 +87,11 @@ pub struct Repairer {
 }
 
 impl Repairer {
+    /// True when it changes nothing (the source has no discontinuities).
+    pub fn is_inert(&self) -> bool {
+        self.jumps.is_empty()
+    }
+
     /// Adds the offset that applies at `packet`'s position to its pts and dts.
     pub fn apply(&mut self, packet: &mut ffmpeg::Packet) {
         if self.jumps.is_empty() {

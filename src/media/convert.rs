@@ -12,6 +12,7 @@
 use super::clock::DtsOnlyClock;
 use super::picture::{self, HdrStatic, Orientation, OutputPicture};
 use super::probe::{MediaInfo, VideoInfo};
+use super::source::{segment_byte_range, Source};
 use super::util::{self, PartialFile};
 use super::MediaError;
 use crate::plan::Segment;
@@ -64,22 +65,39 @@ pub fn convert_segment(
     output: &Path,
     on_frame: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
 ) -> Result<SegmentReport, MediaError> {
+    let source = Source::file(&info.path)?;
+    convert_segment_from(&source, info, segment, settings, output, on_frame)
+}
+
+/// [`convert_segment`] reading `source` (the bytes `info` was probed from, e.g. ranged reads of
+/// an upload); read-ahead is bounded by the segment's bytes ([`segment_byte_range`]).
+pub fn convert_segment_from(
+    source: &Source,
+    info: &MediaInfo,
+    segment: &Segment,
+    settings: &EncodeSettings,
+    output: &Path,
+    on_frame: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
+) -> Result<SegmentReport, MediaError> {
     util::init();
+    let hint = segment_byte_range(info, segment);
+    let reading = source.clone().with_hint(hint.or_else(|| source.hint()));
     let started = Instant::now();
     let seek = segment
         .decode_from
         .filter(|point| point.pts > info.video.first_pts);
     let mut report = match encode_pass(
+        &reading,
         info,
         segment,
         settings,
         output,
-        seek.map(|p| p.dts.unwrap_or(p.pts)),
+        seek.map(|p| seek_timestamp(info, p)),
         on_frame,
     ) {
         // The demuxer landed after the cut (an imprecise index): decode from the start instead.
         Err(PassError::SeekOvershoot) => {
-            encode_pass(info, segment, settings, output, None, on_frame)
+            encode_pass(&reading, info, segment, settings, output, None, on_frame)
         }
         other => other,
     }
@@ -89,6 +107,18 @@ pub fn convert_segment(
     })?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The timestamp to seek to for keyframe `point`. Demuxers index keyframes by decoding
+/// timestamp, except the MP4/MOV one, which takes a presentation timestamp and offsets it onto
+/// its decode timeline itself: given the dts there, it lands a whole GOP early (decoded and
+/// dropped, and its bytes fetched, for nothing).
+fn seek_timestamp(info: &MediaInfo, point: crate::plan::SeekPoint) -> i64 {
+    if info.container.starts_with("mov,") {
+        point.pts
+    } else {
+        point.dts.unwrap_or(point.pts)
+    }
 }
 
 enum PassError {
@@ -104,6 +134,7 @@ impl From<MediaError> for PassError {
 
 /// One attempt: decode from `seek_to` (a dts; `None` = the start of the file) and encode.
 fn encode_pass(
+    reading: &Source,
     info: &MediaInfo,
     segment: &Segment,
     settings: &EncodeSettings,
@@ -111,8 +142,8 @@ fn encode_pass(
     seek_to: Option<i64>,
     on_frame: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
 ) -> Result<SegmentReport, PassError> {
-    let (source, video) = (info.path.as_path(), &info.video);
-    let mut input = util::open_input(source)?;
+    let (source, video) = (reading.name(), &info.video);
+    let (mut input, failure) = super::source::open(reading)?;
     let stream_index = video.stream_index;
     let decode_failed = |error: ffmpeg::Error| MediaError::Decode {
         path: source.to_owned(),
@@ -136,10 +167,7 @@ fn encode_pass(
         });
         context.decoder().video().map_err(decode_failed)?
     };
-    let read_failed = |error| MediaError::Read {
-        path: source.to_owned(),
-        source: error,
-    };
+    let read_failed = |error| failure.read_error(reading, error);
     // Video packets before this repaired dts are read and dropped without decoding.
     let mut skip_before = None;
     if let Some(timestamp) = seek_to {
@@ -224,6 +252,10 @@ fn encode_pass(
         Ok(false)
     };
 
+    // Packets of the segment's own frames fed so far: once all are in, the decoder is flushed
+    // instead of reading on, so the worker does not fetch the next segment's first packets.
+    // (Packets without a pts cannot be counted; those segments read on as before.)
+    let mut own_packets_fed = 0u64;
     'read: loop {
         // A fresh packet per read: `Packet::read` does not release the previous one.
         let mut packet = ffmpeg::Packet::empty();
@@ -247,8 +279,14 @@ fn encode_pass(
             }
             skip_before = None;
         }
+        let own = packet.pts().is_some_and(|pts| {
+            pts >= segment.start_pts.unwrap_or(info.video.first_pts) && segment.contains(pts)
+        }) && !util::is_discarded(&packet);
         match decoder.send_packet(&packet) {
-            Ok(()) => clock.borrow_mut().fed(&packet),
+            Ok(()) => {
+                clock.borrow_mut().fed(&packet);
+                own_packets_fed += u64::from(own);
+            }
             // A damaged packet: skip it like the ffmpeg CLI does; the frame count check below
             // turns any frame it cost into an error.
             Err(ffmpeg::Error::InvalidData) => continue,
@@ -259,6 +297,9 @@ fn encode_pass(
                 finished = true;
                 break 'read;
             }
+        }
+        if own_packets_fed == segment.frames {
+            break;
         }
     }
     if !finished {

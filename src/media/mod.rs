@@ -11,6 +11,7 @@ pub mod merge;
 pub mod picture;
 pub mod probe;
 pub mod remux;
+pub mod source;
 pub mod streams;
 pub mod verify;
 
@@ -44,6 +45,14 @@ pub enum MediaError {
         path: PathBuf,
         #[source]
         source: ffmpeg_next::Error,
+    },
+    /// Reading the source's bytes failed (a local read, or the object store: unavailable,
+    /// replaced, gone); the kind says which.
+    #[error("{path}: read failed: {source}")]
+    Source {
+        path: PathBuf,
+        #[source]
+        source: source::SourceError,
     },
     #[error("{path}: read failed: {source}")]
     Read {

@@ -7,12 +7,15 @@
 
 use super::clock::{DtsOnlyClock, JumpDetector, TimestampRepair};
 use super::picture::{ColorTags, HdrStatic};
+use super::source::{self, ReadFailure, Source, ZeroedSource};
 use super::util::{self, time_base};
+use super::MediaError;
 use crate::plan::{FrameInfo, TimeBase};
 use ffmpeg_next as ffmpeg;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// Why a source cannot be transcoded. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,13 @@ pub enum ProbeError {
         what: &'static str,
         declared_seconds: f64,
         read_seconds: f64,
+    },
+    /// Reading the source's bytes failed (see [`super::source::SourceErrorKind`]).
+    #[error("{path}: read failed: {source}")]
+    Source {
+        path: PathBuf,
+        #[source]
+        source: super::source::SourceError,
     },
     #[error("{path}: read error after {read} video frames: {source}")]
     Read {
@@ -186,6 +196,10 @@ pub struct MediaInfo {
     /// made from it once and it can hold hundreds of thousands of entries.
     #[serde(skip)]
     pub frames: Vec<FrameInfo>,
+    /// Where each video packet with a pts lies in the source (file order), for the byte range
+    /// a segment reads ([`super::source::segment_byte_range`]). Not serialised, as `frames`.
+    #[serde(skip)]
+    pub video_packets_at: Vec<PacketSpan>,
     /// Whole seconds added to every timestamp in intermediate files and removed in the final
     /// mux: NUT cannot store negative timestamps, which AAC priming and some containers produce.
     pub intermediate_offset_seconds: i64,
@@ -208,6 +222,15 @@ pub struct MediaInfo {
     /// every reader of the source removes: all timestamps here are of the repaired timeline.
     #[serde(default)]
     pub timestamp_repair: TimestampRepair,
+}
+
+/// A video packet's pts (stream time base, repaired timeline) and its bytes in the source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketSpan {
+    pub pts: i64,
+    /// Byte offset in the source.
+    pub position: u64,
+    pub size: u64,
 }
 
 impl MediaInfo {
@@ -252,16 +275,63 @@ pub fn check_source_file(path: &Path) -> Result<u64, ProbeError> {
 /// video packets than the container declares).
 pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
     util::init();
-    let size_bytes = check_source_file(path)?;
-    util::clear_ffmpeg_error();
-    let mut input = util::demux(path).map_err(|code| ProbeError::NotMedia {
-        path: path.to_owned(),
-        reason: match util::take_ffmpeg_error() {
-            Some(logged) => format!("{logged} ({code})"),
-            None => code.to_string(),
+    check_source_file(path)?;
+    let source = Source::file(path).map_err(|error| match error {
+        MediaError::Io { path, source } => ProbeError::Io { path, source },
+        other => ProbeError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::other(other.to_string()),
         },
-        code,
     })?;
+    probe_source(&source, PacketReads::IndexWherePossible)
+}
+
+/// How [`probe_source`] reads the packets it lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketReads {
+    /// Every packet's bytes are read.
+    All,
+    /// For MP4/MOV, packets of streams whose demuxing never looks inside them (a codec on
+    /// [`index_only_codec`]'s list: AAC, ALAC, PCM audio, ProRes) are not fetched: their
+    /// timestamps, sizes, flags and positions come from the index the demuxer read. Anything
+    /// else is read as with [`PacketReads::All`] (H.264/HEVC video too: see there why).
+    IndexWherePossible,
+}
+
+/// [`probe`] of any [`Source`]: errors name the source by its name.
+pub fn probe_source(source: &Source, reads: PacketReads) -> Result<MediaInfo, ProbeError> {
+    util::init();
+    let path = source.name();
+    let size_bytes = source.size_bytes();
+    if size_bytes == 0 {
+        return Err(ProbeError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    let zeroed = Arc::new(ZeroedSource {
+        inner: source.bytes().clone(),
+        zeroed: Mutex::default(),
+    });
+    let reading = source.over(zeroed.clone());
+    let failure = ReadFailure::default();
+    util::clear_ffmpeg_error();
+    let mut input = source::open_raw(&reading, &failure).map_err(|code| match failure.take() {
+        Some(cause) => ProbeError::Source {
+            path: path.to_owned(),
+            source: cause,
+        },
+        None => ProbeError::NotMedia {
+            path: path.to_owned(),
+            reason: match util::take_ffmpeg_error() {
+                Some(logged) => format!("{logged} ({code})"),
+                None => code.to_string(),
+            },
+            code,
+        },
+    })?;
+    if reads == PacketReads::IndexWherePossible {
+        *zeroed.zeroed.lock().unwrap_or_else(|p| p.into_inner()) = index_only_ranges(&input);
+    }
     let container = input.format().name().to_owned();
 
     let video_stream = input
@@ -359,6 +429,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
         .collect();
 
     let mut frames: Vec<FrameInfo> = Vec::new();
+    let mut video_packets_at: Vec<PacketSpan> = Vec::new();
     // Indices into `frames` of packets that came without a pts (see clock::infer_missing_pts).
     let mut frames_without_pts: Vec<usize> = Vec::new();
     let mut last_duration = 0i64;
@@ -383,11 +454,17 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
                 corrupt_in_a_row += 1;
                 continue;
             }
-            Err(source) => {
-                return Err(ProbeError::Read {
-                    path: path.to_owned(),
-                    read: frames.len() as u64,
-                    source,
+            Err(code) => {
+                return Err(match failure.take() {
+                    Some(cause) => ProbeError::Source {
+                        path: path.to_owned(),
+                        source: cause,
+                    },
+                    None => ProbeError::Read {
+                        path: path.to_owned(),
+                        read: frames.len() as u64,
+                        source: code,
+                    },
                 })
             }
         }
@@ -427,6 +504,13 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
                 dts: packet.dts(),
                 key: packet.is_key(),
             });
+            if let Ok(position) = u64::try_from(packet.position()) {
+                video_packets_at.push(PacketSpan {
+                    pts,
+                    position,
+                    size: packet.size() as u64,
+                });
+            }
         } else if let Some(track) = audio.iter_mut().find(|track| track.stream_index == index) {
             if track.packets == 0 {
                 if let Some(skip) = packet
@@ -481,7 +565,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
     )?;
     // Frames the decoder never shows (packets before the first keyframe of a recording that
     // starts mid-GOP) are not frames of the video: ffmpeg drops them too.
-    let (first_shown, hdr) = first_shown_pts(path, video_index, &timestamp_repair)?;
+    let (first_shown, hdr) = first_shown_pts(source, video_index, &timestamp_repair)?;
     if let Some(first_shown) = first_shown {
         frames.retain(|frame| frame.pts >= first_shown);
     }
@@ -560,6 +644,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
         },
         audio,
         frames,
+        video_packets_at,
         intermediate_offset_seconds,
         output_shift_micros,
         other_streams,
@@ -576,18 +661,22 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
 /// anything is shown). `None` when the frame has no timestamp. Also returns the HDR10 static
 /// metadata the first frame (or the stream) carries.
 fn first_shown_pts(
-    path: &Path,
+    source: &Source,
     video_index: usize,
     repair: &TimestampRepair,
 ) -> Result<(Option<i64>, HdrStatic), ProbeError> {
     /// Packets fed before giving up: far more than any decoder's delay or the longest GOP
     /// before a first keyframe that a real recording has.
     const MAX_PACKETS: usize = 4096;
+    let path = source.name();
     let fail = |reason: String| ProbeError::FirstFrame {
         path: path.to_owned(),
         reason,
     };
-    let mut input = util::demux(path).map_err(|e| fail(e.to_string()))?;
+    let (mut input, failure) = source::open(source).map_err(|e| match e {
+        MediaError::Source { path, source } => ProbeError::Source { path, source },
+        other => fail(other.to_string()),
+    })?;
     let stream = input
         .stream(video_index)
         .ok_or_else(|| fail("stream vanished".into()))?;
@@ -621,7 +710,15 @@ fn first_shown_pts(
             Ok(()) => {}
             Err(ffmpeg::Error::Eof) => break,
             Err(ffmpeg::Error::InvalidData) => continue,
-            Err(error) => return Err(fail(error.to_string())),
+            Err(error) => {
+                return Err(match failure.take() {
+                    Some(cause) => ProbeError::Source {
+                        path: path.to_owned(),
+                        source: cause,
+                    },
+                    None => fail(error.to_string()),
+                })
+            }
         }
         if packet.stream() != video_index {
             continue;
@@ -896,4 +993,69 @@ fn describe_streams(input: &ffmpeg::format::context::Input) -> String {
     } else {
         kinds.join(", ")
     }
+}
+
+/// Codecs whose MP4/MOV packets FFmpeg passes on exactly as the index lists them, without
+/// looking inside, so their bytes need not be read to list them. Not H.264/HEVC: libavformat
+/// parses their packets' headers and sets keyframe flags from the bitstream (recovery points,
+/// I-slices) that the `stss` box does not list; a screencast sample has 1 sync sample in its
+/// index and 21 keyframes by its packets. Nor MP2/MP3, AC-3, E-AC-3, MPEG-1, VC-1, VP8, VP9
+/// (FFmpeg 5.1's mov demuxer asks for them to be parsed) or EIA-608 and DV (inspected).
+fn index_only_codec(id: ffmpeg::codec::Id) -> bool {
+    use ffmpeg::codec::Id;
+    matches!(
+        id,
+        Id::PRORES
+            | Id::AAC
+            | Id::ALAC
+            | Id::PCM_S16LE
+            | Id::PCM_S16BE
+            | Id::PCM_S24LE
+            | Id::PCM_S24BE
+            | Id::PCM_F32LE
+    )
+}
+
+/// The byte ranges of packets [`PacketReads::IndexWherePossible`] need not fetch: for the MP4/MOV
+/// demuxer, the index entries of streams with an [`index_only_codec`]. Empty for any other
+/// container. (Fragments the demuxer finds later are not in the index yet: they are read.)
+fn index_only_ranges(input: &ffmpeg::format::context::Input) -> Vec<std::ops::Range<u64>> {
+    if !input.format().name().starts_with("mov,") {
+        return Vec::new();
+    }
+    let mut ranges = Vec::new();
+    for stream in input.streams() {
+        // SAFETY: the stream belongs to the open `input`; the entries are read before any other
+        // call on the context, as avformat_index_get_entry requires.
+        unsafe {
+            let stream_ptr = stream.as_ptr() as *mut ffmpeg::ffi::AVStream;
+            if !index_only_codec(stream.parameters().id()) {
+                continue;
+            }
+            let count = ffmpeg::ffi::avformat_index_get_entries_count(stream_ptr);
+            for index in 0..count {
+                let entry = ffmpeg::ffi::avformat_index_get_entry(stream_ptr, index);
+                if entry.is_null() {
+                    continue;
+                }
+                let (Ok(position), Ok(size)) =
+                    (u64::try_from((*entry).pos), u64::try_from((*entry).size()))
+                else {
+                    continue;
+                };
+                if size > 0 {
+                    ranges.push(position..position + size);
+                }
+            }
+        }
+    }
+    ranges.sort_by_key(|range| range.start);
+    let mut merged: Vec<std::ops::Range<u64>> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        match merged.last_mut() {
+            Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+            _ => merged.push(range),
+        }
+    }
+    merged
 }

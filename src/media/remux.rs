@@ -8,6 +8,7 @@
 
 use super::picture;
 use super::probe::MediaInfo;
+use super::source::Source;
 use super::streams::{self, ExtraStreams};
 use super::util::{self, PartialFile};
 use super::MediaError;
@@ -39,6 +40,24 @@ pub struct RemuxReport {
 /// streams, chapters and tags to write; kept streams are read from the source, `info.path`.
 /// The output appears only when complete.
 pub fn remux(
+    video: &Path,
+    audio: Option<&Path>,
+    info: &MediaInfo,
+    settings: &EncodeSettings,
+    extras: &ExtrasPlan,
+    container: Container,
+    output: &Path,
+) -> Result<RemuxReport, MediaError> {
+    let source = Source::file(&info.path)?;
+    remux_from(
+        &source, video, audio, info, settings, extras, container, output,
+    )
+}
+
+/// [`remux`] reading the kept extra streams from `source` (the bytes `info` was probed from).
+#[allow(clippy::too_many_arguments)]
+pub fn remux_from(
+    source: &Source,
     video: &Path,
     audio: Option<&Path>,
     info: &MediaInfo,
@@ -150,7 +169,7 @@ pub fn remux(
         }
     }
 
-    let mut extra_streams = ExtraStreams::add(&info.path, extras, info, &mut muxer)?;
+    let mut extra_streams = ExtraStreams::add(source, extras, info, &mut muxer)?;
     streams::write_chapters_and_tags(&mut muxer, extras).map_err(write_failed)?;
 
     let mut options = ffmpeg::Dictionary::new();

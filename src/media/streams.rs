@@ -10,6 +10,7 @@
 //! tags and the timecode come from its header.
 
 use super::probe::MediaInfo;
+use super::source::{ReadFailure, Source};
 use super::util;
 use super::MediaError;
 use crate::extras::{
@@ -152,6 +153,8 @@ struct Route {
 /// a time for the caller to interleave.
 pub(crate) struct ExtraStreams {
     path: PathBuf,
+    /// Explains a failed read of the source.
+    failure: ReadFailure,
     /// Opened only when a kept stream has packets to read.
     input: Option<ffmpeg::format::context::Input>,
     /// Per source stream: where its packets go.
@@ -171,13 +174,14 @@ pub(crate) struct ExtraStreams {
 impl ExtraStreams {
     /// Adds the streams `plan` keeps from `source` to `muxer` (after those it already has).
     pub(crate) fn add(
-        source: &Path,
+        source: &Source,
         plan: &ExtrasPlan,
         info: &MediaInfo,
         muxer: &mut ffmpeg::format::context::Output,
     ) -> Result<Self, MediaError> {
         let mut extras = Self {
-            path: source.to_owned(),
+            path: source.name().to_owned(),
+            failure: ReadFailure::default(),
             input: None,
             routes: Vec::new(),
             pictures: Vec::new(),
@@ -189,7 +193,8 @@ impl ExtraStreams {
         if plan.streams.is_empty() {
             return Ok(extras);
         }
-        let input = util::open_input(source)?;
+        let (mut input, failure) = super::source::open(source)?;
+        extras.failure = failure;
         extras.routes = (0..input.streams().count()).map(|_| None).collect();
         let output_path = PathBuf::from(muxer_path(muxer));
         let write_failed = |source| MediaError::Write {
@@ -197,7 +202,7 @@ impl ExtraStreams {
             source,
         };
         let gone = |index: usize| MediaError::Unsupported {
-            path: source.to_owned(),
+            path: source.name().to_owned(),
             reason: format!("stream #{index} is gone"),
         };
         let mut needs_packets = false;
@@ -220,7 +225,7 @@ impl ExtraStreams {
             let mut disposition = described.disposition;
             match (&kept.action, described.kind) {
                 (ExtraAction::Convert { encoder }, _) => {
-                    let converter = SubtitleConverter::open(source, &stream, encoder)?;
+                    let converter = SubtitleConverter::open(source.name(), &stream, encoder)?;
                     let mut added = muxer
                         .add_stream(converter.encoder.codec())
                         .map_err(write_failed)?;
@@ -291,6 +296,13 @@ impl ExtraStreams {
             util::clear_codec_tag(muxer, output, 0);
             util::set_disposition(muxer, output, disposition);
         }
+        if extras.repairer.is_inert() {
+            // Only the kept streams' packets are fetched (MP4/MOV seek over the others).
+            let kept: Vec<usize> = (0..extras.routes.len())
+                .filter(|&index| extras.routes[index].is_some())
+                .collect();
+            util::discard_all_but(&mut input, &kept);
+        }
         extras.input = needs_packets.then_some(input);
         Ok(extras)
     }
@@ -339,10 +351,16 @@ impl ExtraStreams {
                     return Ok(None);
                 }
                 Err(ffmpeg::Error::InvalidData) => continue,
-                Err(source) => {
-                    return Err(MediaError::Read {
-                        path: self.path.clone(),
-                        source,
+                Err(error) => {
+                    return Err(match self.failure.take() {
+                        Some(cause) => MediaError::Source {
+                            path: self.path.clone(),
+                            source: cause,
+                        },
+                        None => MediaError::Read {
+                            path: self.path.clone(),
+                            source: error,
+                        },
                     })
                 }
             }

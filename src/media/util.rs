@@ -411,6 +411,29 @@ pub(crate) fn demux(path: &Path) -> Result<ffmpeg::format::context::Input, ffmpe
     ffmpeg::format::input_with_dictionary(&path, options)
 }
 
+/// Tells the demuxer to drop every stream of `input` but those in `keep` (stream indices): an
+/// indexed demuxer (MP4/MOV) then seeks over their packets instead of reading them, so through
+/// ranged reads a reader of the audio fetches little of the video.
+pub(crate) fn discard_all_but(input: &mut ffmpeg::format::context::Input, keep: &[usize]) {
+    // SAFETY: the context is open; each stream pointer is valid while it lives, and `discard`
+    // is the field demuxers read for this.
+    unsafe {
+        let context = input.as_mut_ptr();
+        for index in 0..(*context).nb_streams as usize {
+            if !keep.contains(&index) {
+                (**(*context).streams.add(index)).discard = ffmpeg::ffi::AVDiscard::AVDISCARD_ALL;
+            }
+        }
+    }
+}
+
+/// True when the demuxer marked `packet` as outside the presentation (an MP4 edit list):
+/// decoded, but its frame never comes out. ffmpeg-next's flags drop this bit.
+pub(crate) fn is_discarded(packet: &ffmpeg::Packet) -> bool {
+    // SAFETY: the packet is a valid, initialised AVPacket.
+    unsafe { (*ffmpeg::packet::Ref::as_ptr(packet)).flags & ffmpeg::ffi::AV_PKT_FLAG_DISCARD != 0 }
+}
+
 /// The pts of every packet of stream 0, in decode (file) order. Packets without a pts are an
 /// error: treemux writes pts on every packet it produces.
 pub(crate) fn read_packet_pts(

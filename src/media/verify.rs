@@ -842,7 +842,8 @@ struct DecodedFrames {
 
 impl DecodedFrames {
     fn open(info: &MediaInfo) -> Result<Self, MediaError> {
-        let input = util::open_input(&info.path)?;
+        // The same opening as every other reader of a source.
+        let (input, _) = super::source::open(&super::source::Source::file(&info.path)?)?;
         let failed = |source| MediaError::Decode {
             path: info.path.clone(),
             codec: info.video.codec.clone(),

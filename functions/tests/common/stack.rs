@@ -167,7 +167,10 @@ impl WorkerEnv {
             .append(true)
             .open(&self.log)
             .expect("log");
-        Command::new(env!("CARGO_BIN_EXE_treemux-worker"))
+        // `TREEMUX_TEST_WORKER_BIN`: another build of the worker (a measurement of an older one).
+        let worker = std::env::var_os("TREEMUX_TEST_WORKER_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_treemux-worker").into());
+        Command::new(worker)
             .arg("run")
             .env("AWS_ENDPOINT_URL", endpoint())
             // Canary credentials (moto accepts any): no log may ever contain them.
@@ -361,6 +364,15 @@ impl Stack {
         worker.restarts += 1;
     }
 
+    /// The running worker's process id (its `/proc/PID/io` counts what it wrote to scratch).
+    pub fn worker_pid(&self) -> u32 {
+        self.worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .child
+            .id()
+    }
+
     /// Kills the worker at once (SIGKILL); the supervisor starts a new one.
     pub fn kill_worker(&self) {
         let mut worker = self.worker.lock().unwrap_or_else(|p| p.into_inner());
@@ -451,7 +463,12 @@ impl Stack {
     /// Waits for the first execution to end, keeping the worker alive; returns its status and
     /// the job record.
     pub async fn finished_job(&self) -> (String, JobRecord) {
-        let deadline = Instant::now() + Duration::from_secs(180);
+        self.finished_job_within(Duration::from_secs(180)).await
+    }
+
+    /// [`Stack::finished_job`] with another time limit (a long measurement).
+    pub async fn finished_job_within(&self, limit: Duration) -> (String, JobRecord) {
+        let deadline = Instant::now() + limit;
         loop {
             self.revive_worker();
             let executions = self
