@@ -17,15 +17,17 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use treemux::fault::{CrashPlan, CrashPoint};
-use treemux::media::{audio, convert, merge, probe, remux, streams};
-use treemux::plan::{plan_segments, PlanOptions};
+use treemux::engine::{self, JobSpec, Produced};
+use treemux::fault::CrashPlan;
+use treemux::media::probe;
+use treemux::media::remux::MuxTarget;
+use treemux::plan::PlanOptions;
 use treemux::settings::{Container, EncodeSettings};
 use treemux::state::{
     ClaimOutcome, JobRecord, JobStatus, JobStore, JobUpdate, LatestClaim, StateError, StateStore,
 };
 use treemux::steps::{after_node_finished, claimant_for, mark_merged};
-use treemux::tree::{MergeKind, MergeTree, NodeId};
+use treemux::tree::NodeId;
 
 /// Settings shared by every handler, read from the environment by the binaries.
 #[derive(Clone, Debug)]
@@ -512,20 +514,17 @@ where
     let source_version = upload.version.label().to_owned();
     let manifest = blocking(move || {
         let info = probe::probe(&source).map_err(|error| HandlerError::from(error).with_source_name(&bucket_owned, &key_owned))?;
-        let plan = plan_segments(&info.frames, info.video.time_base, info.video.duration_seconds(), &config.plan)
-            .map_err(|e| HandlerError::invalid(format!("s3://{bucket_owned}/{key_owned}: cannot plan segments: {e}")))?;
-        let settings = config.settings.for_container(OUTPUT_CONTAINER);
-        let (width, height) = convert::output_size(&info.video, &settings);
-        let min = config.settings.codec.min_dimension();
-        if width < min || height < min {
-            return Err(HandlerError::invalid(format!("s3://{bucket_owned}/{key_owned}: {width}x{height} is below the encoder's {min}x{min}")));
-        }
-        // As the local runner: a height above the source's is refused unless upscaling is allowed.
-        let (_, source_height) = convert::output_size(&info.video, &EncodeSettings { height: None, ..config.settings.clone() });
-        config.settings.check_upscale(height, source_height).map_err(|problem| HandlerError::invalid(format!("s3://{bucket_owned}/{key_owned}: {problem}")))?;
-        let output_path = paths.output(OUTPUT_EXTENSION);
-        let audio_actions = audio::plan_audio(&info, OUTPUT_CONTAINER, &output_path)?;
-        let tree = MergeTree::new(plan.segments.len() as u32);
+        // Every check the local runner makes, in the same words (the core's engine).
+        let source_name = PathBuf::from(format!("s3://{bucket_owned}/{key_owned}"));
+        let output_name = PathBuf::from(format!("s3://{}/{output}", config.output_bucket));
+        let JobSpec { info, settings, plan, tree, audio_actions, .. } = engine::prepare_job(
+            info,
+            &source_name,
+            &output_name,
+            OUTPUT_CONTAINER,
+            &config.settings,
+            &config.plan,
+        )?;
         Ok(JobManifest {
             job_id: id_owned,
             source_bucket: bucket_owned,
@@ -618,9 +617,10 @@ where
 {
     let started = Instant::now();
     let manifest = read_manifest(&services.config, &task.job_id).await?;
-    let path = JobPaths::new(&services.config.scratch_root, &task.job_id).audio();
+    let layout = JobPaths::new(&services.config.scratch_root, &task.job_id).layout();
+    // A repeated task finds the audio extracted and its report recorded: nothing is redone.
     blocking(move || {
-        audio::extract_audio(&manifest.info, &manifest.audio_actions, &path)
+        engine::extract_audio(&manifest.job(OUTPUT_CONTAINER), &layout)
             .map(|_| ())
             .map_err(HandlerError::from)
     })
@@ -666,46 +666,37 @@ where
     S: StateStore + JobStore,
 {
     let manifest = read_manifest(&services.config, &task.job_id).await?;
-    let segment = *manifest
-        .plan
-        .segments
-        .get(task.segment as usize)
-        .ok_or_else(|| {
-            HandlerError::invalid(format!("job {}: no segment {}", task.job_id, task.segment))
-        })?;
+    if task.segment >= manifest.tree.real_leaves {
+        return Err(HandlerError::invalid(format!(
+            "job {}: no segment {}",
+            task.job_id, task.segment
+        )));
+    }
     let leaf = NodeId::leaf(task.segment);
-    let path = JobPaths::new(&services.config.scratch_root, &task.job_id).node(leaf);
+    let layout = JobPaths::new(&services.config.scratch_root, &task.job_id).layout();
     let tree = manifest.tree;
     let crashes = services.config.crashes.clone();
     let index = task.segment;
-    // A segment file is committed atomically and kept until the job ends, so a repeated task
-    // (a retry after a lost answer or a crash, or a duplicate delivery) finds it and does not
-    // encode again.
-    let seconds = if path.is_file() {
-        0.0
-    } else {
-        crashes.at(CrashPoint::BeforeEncode(index));
-        let crashes_while_encoding = crashes.clone();
-        let report = blocking(move || {
-            let on_frame = |frames: u64| {
-                crashes_while_encoding.at(CrashPoint::MidEncode {
-                    segment: index,
-                    frames,
-                });
-                ControlFlow::Continue(())
-            };
-            convert::convert_segment(
-                &manifest.info,
-                &segment,
-                &manifest.settings,
-                &path,
-                &on_frame,
-            )
-            .map_err(HandlerError::from)
-        })
-        .await?;
-        crashes.at(CrashPoint::AfterSegment(index));
-        report.seconds
+    // A segment is done once its index is recorded, and kept until the job ends, so a repeated
+    // task (a retry after a lost answer or a crash, or a duplicate delivery) finds it and does
+    // not encode again (the core's engine decides, as for the local runner's --resume).
+    let crashes_for_encode = crashes.clone();
+    let produced = blocking(move || {
+        let job = manifest.job(OUTPUT_CONTAINER);
+        engine::produce_segment(
+            &job,
+            &job.settings,
+            &layout,
+            index,
+            &crashes_for_encode,
+            &|_| ControlFlow::Continue(()),
+        )
+        .map_err(HandlerError::from)
+    })
+    .await?;
+    let seconds = match produced {
+        Produced::Made(report) => report.seconds,
+        Produced::Found => 0.0,
     };
     // Recorded on the repeated path too: the attempt that encoded may have died before this.
     let update = JobUpdate::SegmentDone { index, seconds };
@@ -713,8 +704,7 @@ where
         .store
         .update_job(&task.job_id, &update, now())
         .await?;
-    let next = after_node_finished(&services.store, &task.job_id, &tree, leaf).await?;
-    crashes.at(CrashPoint::AfterConfirm(index));
+    let next = engine::node_finished(&services.store, &task.job_id, &tree, leaf, &crashes).await?;
     tracing::info!(
         job_id = %task.job_id,
         segment = index,
@@ -780,35 +770,23 @@ where
             )));
         }
     }
-    let paths = JobPaths::new(&services.config.scratch_root, &task.job_id);
-    let (left, right) = tree.children(task.node).expect("checked: internal node");
-    let (left_path, right_path, target) =
-        (paths.node(left), paths.node(right), paths.node(task.node));
-    let kind = tree.merge_kind(task.node);
-    // The claim is this task's, so a file at the target was committed (atomically) by an earlier
-    // attempt of this same task that died before marking the pair: the merge is done already.
-    let ran = !target.is_file();
+    let layout = JobPaths::new(&services.config.scratch_root, &task.job_id).layout();
+    // The claim is this task's, so an index at the node was recorded by an earlier attempt of
+    // this same task that died before marking the pair: the merge is done already.
+    let (node, crashes) = (task.node, services.config.crashes.clone());
+    let produced = blocking(move || {
+        engine::produce_pair(&tree, &layout, node, &crashes).map_err(HandlerError::from)
+    })
+    .await?;
+    let ran = matches!(produced, Produced::Made(_));
     if ran {
-        let (left_for_merge, target_for_merge) = (left_path.clone(), target.clone());
-        blocking(move || match kind {
-            MergeKind::Concat => {
-                merge::concat_segments(&left_for_merge, &right_path, &target_for_merge)
-                    .map(|_| ())
-                    .map_err(HandlerError::from)
-            }
-            MergeKind::Rename => std::fs::rename(&left_for_merge, &target_for_merge)
-                .map_err(|e| HandlerError::transient(format!("{}: {e}", left_for_merge.display()))),
-            MergeKind::Placeholder => Err(HandlerError::invalid(format!(
-                "{} is a placeholder and is never merged",
-                task.node
-            ))),
-        })
-        .await?;
+        // One line per index written: what the crash tests count to prove no merge ran twice.
         eprintln!(
-            "merge-video: job {} {} written ({kind:?})",
-            task.job_id, task.node
+            "merge-video: job {} {} written ({:?})",
+            task.job_id,
+            task.node,
+            tree.merge_kind(task.node)
         );
-        services.config.crashes.merge_written();
     }
     let update = JobUpdate::Merged {
         node: task.node,
@@ -819,19 +797,9 @@ where
         .store
         .update_job(&task.job_id, &update, now())
         .await?;
+    // Nothing is deleted: the segments are what the root reads, and the job's scratch goes
+    // when the job ends (as in the local runner).
     mark_merged(&services.store, &task.job_id, task.node, task.child).await?;
-    if kind == MergeKind::Concat && task.node.level > 1 {
-        // Merged children are no longer needed once the merge is recorded. Segment files
-        // (level 0) stay until the job ends: they are what makes a repeated split-and-convert
-        // skip its encode.
-        for child in tree
-            .children(task.node)
-            .into_iter()
-            .flat_map(|(l, r)| [l, r])
-        {
-            let _ = tokio::fs::remove_file(paths.node(child)).await;
-        }
-    }
     let next = after_node_finished(&services.store, &task.job_id, &tree, task.node).await?;
     tracing::info!(
         job_id = %task.job_id,
@@ -898,36 +866,14 @@ where
     let manifest = read_manifest(&services.config, &task.job_id).await?;
     let paths = JobPaths::new(&services.config.scratch_root, &task.job_id);
     ensure_newest(services, &manifest).await?;
-    let root = paths.node(manifest.tree.root());
-    if !root.is_file() {
-        return Err(HandlerError::media(format!(
-            "job {}: the merged video is missing; the merge tree did not finish",
-            task.job_id
-        )));
-    }
-    let audio_path = (!manifest.info.audio.is_empty()).then(|| paths.audio());
     let output = paths.output(&manifest.output_extension);
-    let (info, output_for_mux) = (manifest.info.clone(), output.clone());
-    let settings = manifest.settings.clone();
+    let job = manifest.job(OUTPUT_CONTAINER);
     // The same decision the local runner makes: what the output keeps, and a warning for the rest.
-    let extras = streams::plan(&info, OUTPUT_CONTAINER);
-    let warnings: Vec<String> = extras
-        .warnings
-        .iter()
-        .cloned()
-        .chain(info.video.hdr.not_kept_warning(settings.codec))
-        .collect();
+    let warnings = job.warnings();
+    let (layout, output_for_mux) = (paths.layout(), output.clone());
     let report = blocking(move || {
-        remux::remux(
-            &root,
-            audio_path.as_deref(),
-            &info,
-            &settings,
-            &extras,
-            OUTPUT_CONTAINER,
-            &output_for_mux,
-        )
-        .map_err(HandlerError::from)
+        engine::finish_root(&job, &layout, MuxTarget::File(output_for_mux))
+            .map_err(HandlerError::from)
     })
     .await?;
     // The final write: checked again right before it, so an older upload's job that reaches
