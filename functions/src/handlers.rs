@@ -13,6 +13,7 @@ use crate::job::{
     upload_order, JobIdentity, JobManifest, JobPaths,
 };
 use crate::ports::{ExecutionStarter, ObjectError, ObjectStore, ObjectVersion};
+use crate::upload::{self, MultipartStore, PartWriter};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use treemux::engine::{self, JobSpec, Produced};
 use treemux::fault::CrashPlan;
 use treemux::media::probe;
 use treemux::media::remux::MuxTarget;
+use treemux::output_plan::plan_parts;
 use treemux::plan::PlanOptions;
 use treemux::settings::{Container, EncodeSettings};
 use treemux::state::{
@@ -816,7 +818,7 @@ where
 
 /// Stops a job whose input key has a newer upload's job recorded: marks it SUPERSEDED (the
 /// reason on its record) and returns `TreemuxSuperseded`.
-async fn ensure_newest<S: JobStore, O, X>(
+async fn ensure_newest<S: JobStore, O: MultipartStore, X>(
     services: &Services<S, O, X>,
     manifest: &JobManifest,
 ) -> Result<(), HandlerError> {
@@ -827,10 +829,9 @@ async fn ensure_newest<S: JobStore, O, X>(
                 "superseded by job {newest}: s3://{bucket}/{key} was uploaded again while this job ran; its output is not written"
             );
             supersede(&services.store, &manifest.job_id, &newest, reason.clone()).await?;
-            let _ = tokio::fs::remove_dir_all(
-                JobPaths::new(&services.config.scratch_root, &manifest.job_id).dir,
-            )
-            .await;
+            let paths = JobPaths::new(&services.config.scratch_root, &manifest.job_id);
+            abort_output_upload(&services.objects, &paths).await;
+            let _ = tokio::fs::remove_dir_all(paths.dir).await;
             Err(HandlerError::superseded(format!(
                 "job {}: {reason}",
                 manifest.job_id
@@ -840,15 +841,67 @@ async fn ensure_newest<S: JobStore, O, X>(
     }
 }
 
-/// merge-audio: mux the root with the audio, upload the result, mark the job SUCCEEDED and
-/// remove its scratch files. A job superseded by a newer upload of its key writes nothing.
+/// The job's multipart upload of its output: created once, its id recorded in the job's
+/// scratch (written once, so concurrent or repeated roots share one upload), and reused by a
+/// retried root.
+async fn output_upload<O: MultipartStore>(
+    objects: &O,
+    paths: &JobPaths,
+    bucket: &str,
+    key: &str,
+) -> Result<String, HandlerError> {
+    let record = paths.dir.join("upload.json");
+    let read = |bytes: Vec<u8>| {
+        serde_json::from_slice::<String>(&bytes)
+            .map_err(|e| HandlerError::media(format!("{}: {e}", record.display())))
+    };
+    if let Ok(bytes) = tokio::fs::read(&record).await {
+        return read(bytes);
+    }
+    let created = objects.create_upload(bucket, key).await?;
+    let json = serde_json::to_vec(&created).map_err(|e| HandlerError::media(e.to_string()))?;
+    if write_once(&record, json).await? {
+        Ok(created)
+    } else {
+        // Another attempt recorded its upload first: that one is the job's.
+        let _ = objects.abort_upload(bucket, key, &created).await;
+        let bytes = tokio::fs::read(&record)
+            .await
+            .map_err(|e| HandlerError::transient(format!("{}: {e}", record.display())))?;
+        read(bytes)
+    }
+}
+
+/// Aborts the job's output upload, if it started one (its parts are billed until then).
+async fn abort_output_upload<O: MultipartStore>(objects: &O, paths: &JobPaths) {
+    let record = paths.dir.join("upload.json");
+    let manifest = tokio::fs::read(paths.manifest())
+        .await
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<JobManifest>(&bytes).ok());
+    let upload = tokio::fs::read(&record)
+        .await
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<String>(&bytes).ok());
+    if let (Some(manifest), Some(upload)) = (manifest, upload) {
+        let aborted = objects
+            .abort_upload(&manifest.output_bucket, &manifest.output_key, &upload)
+            .await;
+        tracing::info!(job_id = %manifest.job_id, aborted = aborted.is_ok(), "output upload aborted");
+    }
+}
+
+/// merge-audio: finish the root: mux its segments and the audio once, streamed straight into
+/// the output's multipart upload (no copy of the output on scratch), complete the upload, mark
+/// the job SUCCEEDED and remove its scratch files. A job superseded by a newer upload of its
+/// key writes nothing (its upload is aborted).
 pub async fn merge_audio<S, O, X>(
     services: &Services<S, O, X>,
     task: JobTask,
 ) -> Result<JobDone, HandlerError>
 where
     S: StateStore + JobStore,
-    O: ObjectStore,
+    O: ObjectStore + MultipartStore + Clone + 'static,
 {
     let job_id = task.job_id.clone();
     self::task(&services.store, &job_id, merge_audio_body(services, task)).await
@@ -860,29 +913,63 @@ async fn merge_audio_body<S, O, X>(
 ) -> Result<JobDone, HandlerError>
 where
     S: StateStore + JobStore,
-    O: ObjectStore,
+    O: ObjectStore + MultipartStore + Clone + 'static,
 {
     let started = Instant::now();
     let manifest = read_manifest(&services.config, &task.job_id).await?;
     let paths = JobPaths::new(&services.config.scratch_root, &task.job_id);
     ensure_newest(services, &manifest).await?;
-    let output = paths.output(&manifest.output_extension);
+    let (bucket, key) = (manifest.output_bucket.clone(), manifest.output_key.clone());
+    let completed_marker = paths.dir.join("upload-completed");
     let job = manifest.job(OUTPUT_CONTAINER);
     // The same decision the local runner makes: what the output keeps, and a warning for the rest.
     let warnings = job.warnings();
-    let (layout, output_for_mux) = (paths.layout(), output.clone());
-    let report = blocking(move || {
-        engine::finish_root(&job, &layout, MuxTarget::File(output_for_mux))
-            .map_err(HandlerError::from)
-    })
-    .await?;
-    // The final write: checked again right before it, so an older upload's job that reaches
-    // this point after a newer upload of the key was analyzed cannot replace the newer result.
-    ensure_newest(services, &manifest).await?;
-    services
-        .objects
-        .put_from_path(&output, &manifest.output_bucket, &manifest.output_key)
+    let layout = paths.layout();
+    let bytes = if completed_marker.is_file() {
+        // An earlier attempt completed the upload and died before recording the job's success.
+        tokio::fs::read_to_string(&completed_marker)
+            .await
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0)
+    } else {
+        // Refused before anything is uploaded: an output S3 cannot take in 10,000 parts of at
+        // most 5 GiB (the segments and audio, with room for the index).
+        let media = engine::media_bytes(&job, &layout);
+        let plan = plan_parts(media + media / 10, 0).map_err(|error| {
+            HandlerError::invalid(format!("s3://{bucket}/{key}: {error}"))
+        })?;
+        let upload_id = output_upload(&services.objects, &paths, &bucket, &key).await?;
+        let writer = PartWriter::new(
+            Arc::new(services.objects.clone()),
+            tokio::runtime::Handle::current(),
+            &bucket,
+            &key,
+            &upload_id,
+            plan,
+        );
+        let parts = writer.parts.clone();
+        let name = PathBuf::from(format!("s3://{bucket}/{key}"));
+        blocking(move || {
+            let target = MuxTarget::Stream {
+                name,
+                writer: Box::new(writer),
+            };
+            engine::finish_root(&job, &layout, target).map_err(HandlerError::from)
+        })
         .await?;
+        let parts = std::mem::take(&mut *parts.lock().unwrap_or_else(|p| p.into_inner()));
+        // The final write: checked again right before it, so an older upload's job that
+        // reaches this point after a newer upload of the key was analyzed cannot replace the
+        // newer result.
+        if let Err(error) = ensure_newest(services, &manifest).await {
+            let _ = services.objects.abort_upload(&bucket, &key, &upload_id).await;
+            return Err(error);
+        }
+        let bytes = upload::complete(&services.objects, &bucket, &key, &upload_id, parts).await?;
+        let _ = write_once(&completed_marker, bytes.to_string().into_bytes()).await;
+        bytes
+    };
     let seconds = started.elapsed().as_secs_f64();
     services
         .store
@@ -911,26 +998,27 @@ where
         key = %manifest.source_key,
         output = %manifest.output_key,
         segments = manifest.tree.real_leaves,
-        bytes = report.bytes,
+        bytes,
         outcome = "succeeded",
         "merge-audio"
     );
     Ok(JobDone {
         job_id: task.job_id,
         output: format!("s3://{}/{}", manifest.output_bucket, manifest.output_key),
-        bytes: report.bytes,
+        bytes,
     })
 }
 
-/// job-failed: the state machine's Catch. Marks the job FAILED with the cause and removes its
-/// scratch files. The output is only ever uploaded complete by merge-audio, so there is nothing
-/// partial to remove in the bucket.
+/// job-failed: the state machine's Catch. Marks the job FAILED with the cause, aborts the
+/// output's multipart upload if merge-audio started one (the object never appeared: only a
+/// completed upload makes it) and removes its scratch files.
 pub async fn job_failed<S, O, X>(
     services: &Services<S, O, X>,
     task: FailedTask,
 ) -> Result<JobTask, HandlerError>
 where
     S: StateStore + JobStore,
+    O: MultipartStore,
 {
     let error = task.error.describe();
     tracing::error!(job_id = %task.job_id, outcome = "failed", cause = %error, "job-failed");
@@ -939,10 +1027,9 @@ where
         .update_job(&task.job_id, &JobUpdate::Failed { error }, now())
         .await?;
     if task.job_id.bytes().all(|b| b.is_ascii_hexdigit()) && !task.job_id.is_empty() {
-        let _ = tokio::fs::remove_dir_all(
-            JobPaths::new(&services.config.scratch_root, &task.job_id).dir,
-        )
-        .await;
+        let paths = JobPaths::new(&services.config.scratch_root, &task.job_id);
+        abort_output_upload(&services.objects, &paths).await;
+        let _ = tokio::fs::remove_dir_all(paths.dir).await;
     }
     Ok(JobTask {
         job_id: task.job_id,

@@ -33,6 +33,7 @@ use crate::error::HandlerError;
 use crate::events::S3Event;
 use crate::handlers::{self, Services};
 use crate::ports::{ExecutionStarter, ObjectStore};
+use crate::upload::MultipartStore;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -49,7 +50,7 @@ pub async fn dispatch<S, O, X>(
 ) -> Result<Value, HandlerError>
 where
     S: StateStore + JobStore,
-    O: ObjectStore,
+    O: ObjectStore + MultipartStore + Clone + 'static,
     X: ExecutionStarter,
 {
     fn parse<T: serde::de::DeserializeOwned>(
@@ -267,7 +268,7 @@ pub async fn run<S, O, X>(
 ) -> anyhow::Result<()>
 where
     S: StateStore + JobStore + 'static,
-    O: ObjectStore + 'static,
+    O: ObjectStore + MultipartStore + Clone + 'static,
     X: ExecutionStarter + 'static,
 {
     let visibility = i32::try_from(options.visibility_seconds.clamp(3, 43_200)).unwrap_or(60);
@@ -407,7 +408,7 @@ async fn handle_task<S, O, X>(
     body: &str,
 ) where
     S: StateStore + JobStore,
-    O: ObjectStore,
+    O: ObjectStore + MultipartStore + Clone + 'static,
     X: ExecutionStarter,
 {
     let message: Value = match serde_json::from_str(body) {
@@ -512,7 +513,7 @@ async fn handle_task<S, O, X>(
 async fn handle_upload<S, O, X>(services: &Services<S, O, X>, body: &str)
 where
     S: StateStore + JobStore,
-    O: ObjectStore,
+    O: ObjectStore + MultipartStore + Clone + 'static,
     X: ExecutionStarter,
 {
     let event: S3Event = match serde_json::from_str(body) {
