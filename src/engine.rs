@@ -99,7 +99,9 @@ fn write_json_atomically<T: Serialize>(target: &Path, value: &T) -> Result<(), E
         .tempfile_in(directory)
         .map_err(failed)?;
     serde_json::to_writer(&mut partial, value).map_err(|error| failed(error.into()))?;
-    partial.persist(target).map_err(|error| failed(error.error))?;
+    partial
+        .persist(target)
+        .map_err(|error| failed(error.error))?;
     Ok(())
 }
 
@@ -287,9 +289,9 @@ pub fn produce_pair(
         return Ok(Produced::Found);
     }
     let started = Instant::now();
-    let (left, right) = tree.children(node).ok_or_else(|| {
-        Error::request(&layout.dir, format!("{node} is not a pair of this job"))
-    })?;
+    let (left, right) = tree
+        .children(node)
+        .ok_or_else(|| Error::request(&layout.dir, format!("{node} is not a pair of this job")))?;
     let missing = |child: NodeId| {
         Error::Media(MediaError::Unsupported {
             path: layout.index(child),
@@ -345,7 +347,10 @@ pub async fn node_finished<S: StateStore>(
 
 /// Extracts every audio track once (unless an earlier attempt finished it) and records its
 /// report beside it. `None` when the source has no audio.
-pub fn extract_audio(job: &JobSpec, layout: &ScratchLayout) -> Result<Produced<Option<AudioReport>>, Error> {
+pub fn extract_audio(
+    job: &JobSpec,
+    layout: &ScratchLayout,
+) -> Result<Produced<Option<AudioReport>>, Error> {
     if job.info.audio.is_empty() {
         return Ok(Produced::Made(None));
     }
@@ -400,7 +405,9 @@ pub fn finish_root(
 /// The bytes the output will have at most, before its index: the segments and the audio, for
 /// sizing a multipart upload. Precondition: the root is done.
 pub fn media_bytes(job: &JobSpec, layout: &ScratchLayout) -> u64 {
-    let video = layout.finished(job.tree.root()).map_or(0, |index| index.bytes);
+    let video = layout
+        .finished(job.tree.root())
+        .map_or(0, |index| index.bytes);
     let audio = std::fs::metadata(layout.audio()).map_or(0, |meta| meta.len());
     video + audio
 }
@@ -408,7 +415,10 @@ pub fn media_bytes(job: &JobSpec, layout: &ScratchLayout) -> u64 {
 /// Every segment file and node index in `layout` that a resumed run or a repeated task finds,
 /// as the frontier to climb on from: finished nodes without a finished ancestor, and the leaves
 /// they cover (not encoded again). Half-written (`.partial`) files are removed.
-pub fn scan_finished(tree: &MergeTree, layout: &ScratchLayout) -> (Vec<NodeId>, std::collections::BTreeSet<u32>) {
+pub fn scan_finished(
+    tree: &MergeTree,
+    layout: &ScratchLayout,
+) -> (Vec<NodeId>, std::collections::BTreeSet<u32>) {
     if let Ok(entries) = std::fs::read_dir(&layout.dir) {
         for entry in entries.flatten() {
             if entry.file_name().to_string_lossy().ends_with(".partial") {

@@ -397,8 +397,7 @@ pub fn transcode(
     let result = run.execute(workers, options.resume).and_then(|outcomes| {
         on_progress(Progress::Muxing);
         let muxing = Instant::now();
-        let remux =
-            engine::finish_root(&job, &run.layout, MuxTarget::File(output.to_owned()))?;
+        let remux = engine::finish_root(&job, &run.layout, MuxTarget::File(output.to_owned()))?;
         Ok((outcomes, remux, muxing.elapsed().as_secs_f64()))
     });
     let temp_dir = if options.keep_temp {

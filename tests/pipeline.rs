@@ -272,11 +272,24 @@ fn merges_write_indexes_only_and_the_output_is_written_once_with_its_index_first
         .map(std::path::PathBuf::from)
         .expect("temp_dir reported");
     let names = entries(&kept);
-    let video_files: Vec<&String> = names.iter().filter(|n| n.ends_with(".nut") && *n != "audio.nut").collect();
-    assert_eq!(video_files.len(), 4, "one video file per segment, no merged ones: {names:?}");
-    assert!(video_files.iter().all(|n| n.starts_with("node-0-")), "{names:?}");
+    let video_files: Vec<&String> = names
+        .iter()
+        .filter(|n| n.ends_with(".nut") && *n != "audio.nut")
+        .collect();
+    assert_eq!(
+        video_files.len(),
+        4,
+        "one video file per segment, no merged ones: {names:?}"
+    );
+    assert!(
+        video_files.iter().all(|n| n.starts_with("node-0-")),
+        "{names:?}"
+    );
     for node in ["node-1-0.json", "node-1-1.json", "node-2-0.json"] {
-        assert!(names.contains(&node.to_owned()), "merge index {node} missing: {names:?}");
+        assert!(
+            names.contains(&node.to_owned()),
+            "merge index {node} missing: {names:?}"
+        );
     }
     let scratch_bytes: u64 = names
         .iter()
@@ -289,12 +302,22 @@ fn merges_write_indexes_only_and_the_output_is_written_once_with_its_index_first
     );
     let boxes = top_level_boxes(&output);
     let position = |kind: &str| boxes.iter().position(|(k, _)| k == kind);
-    let (moov, mdat) = (position("moov").expect("moov"), position("mdat").expect("mdat"));
+    let (moov, mdat) = (
+        position("moov").expect("moov"),
+        position("mdat").expect("mdat"),
+    );
     assert!(moov < mdat, "the index comes before the media: {boxes:?}");
     // Interleaved: the first audio packet is stored near the first video packet, not after the
     // whole video.
     let probe = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "packet=stream_index,pos", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=stream_index,pos",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(&output)
         .output()
         .expect("ffprobe");

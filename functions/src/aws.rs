@@ -1000,104 +1000,6 @@ pub async fn services_from_env() -> Result<AwsServices, String> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The encode settings for an environment of `(name, value)` pairs, validated.
-    fn settings_for(vars: &[(&str, &str)]) -> Result<EncodeSettings, String> {
-        let settings = encode_settings_from(|name| {
-            vars.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| (*v).to_owned())
-        })?;
-        settings.validate()?;
-        Ok(settings)
-    }
-
-    #[test]
-    fn empty_template_parameters_mean_the_codecs_defaults() {
-        // What the template passes with its defaults: empty Crf, Bitrate, Preset and Height.
-        let empty = [
-            ("TREEMUX_CRF", ""),
-            ("TREEMUX_BITRATE", ""),
-            ("TREEMUX_PRESET", ""),
-            ("TREEMUX_HEIGHT", ""),
-        ];
-        for (codec, preset, crf) in [("h264", "medium", 23), ("vp9", "4", 31), ("av1", "8", 35)] {
-            let mut vars = empty.to_vec();
-            vars.push(("TREEMUX_CODEC", codec));
-            let settings = settings_for(&vars).expect(codec);
-            assert_eq!(settings.preset, preset, "{codec}");
-            assert_eq!(settings.rate, RateControl::Crf(crf), "{codec}");
-            assert_eq!(settings.height, None);
-        }
-    }
-
-    #[test]
-    fn bitrate_and_height_are_read_and_crf_excludes_bitrate() {
-        let settings = settings_for(&[
-            ("TREEMUX_CODEC", "h265"),
-            ("TREEMUX_BITRATE", "2.5M"),
-            ("TREEMUX_CRF", ""),
-            ("TREEMUX_HEIGHT", "720"),
-        ])
-        .expect("settings");
-        assert_eq!(settings.rate, RateControl::Bitrate(2_500_000));
-        assert_eq!(settings.height, Some(720));
-        let both = settings_for(&[("TREEMUX_CRF", "20"), ("TREEMUX_BITRATE", "2M")]);
-        assert!(both.is_err_and(|e| e.contains("set one of them")));
-        let bad = settings_for(&[("TREEMUX_BITRATE", "fast")]);
-        assert!(bad.is_err_and(|e| e.contains("TREEMUX_BITRATE=fast")));
-        let vp9_medium = settings_for(&[("TREEMUX_CODEC", "vp9"), ("TREEMUX_PRESET", "medium")]);
-        assert!(vp9_medium.is_err(), "refused at start-up too");
-    }
-
-    #[test]
-    fn update_backoff_is_jittered_and_bounded() {
-        for attempt in 1..UPDATE_ATTEMPTS {
-            let cap = std::time::Duration::from_millis((5u64 << attempt.min(8)).min(1_000) + 1);
-            let waits: Vec<_> = (0..20).map(|_| update_backoff(attempt)).collect();
-            assert!(waits
-                .iter()
-                .all(|w| *w >= std::time::Duration::from_millis(1) && *w <= cap));
-            if attempt >= 3 {
-                assert!(
-                    waits.iter().any(|w| *w != waits[0]),
-                    "attempt {attempt}: jittered"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn part_ranges_cover_the_file_within_s3_limits() {
-        const MIB: u64 = 1024 * 1024;
-        for size in [
-            0,
-            1,
-            5 * MIB,
-            64 * MIB,
-            64 * MIB + 1,
-            1_000 * MIB + 7,
-            5 * 1024 * 1024 * MIB, // 5 TiB, S3's object limit
-        ] {
-            let ranges = part_ranges(size, 64 * MIB);
-            assert!(ranges.len() as u64 <= MAX_PARTS, "{size}: too many parts");
-            let mut next = 0;
-            for (index, &(offset, length)) in ranges.iter().enumerate() {
-                assert_eq!(offset, next, "{size}: parts are contiguous");
-                assert!(length > 0);
-                if index + 1 < ranges.len() {
-                    assert!(length >= 64 * MIB, "{size}: only the last part is short");
-                }
-                next = offset + length;
-            }
-            assert_eq!(next, size, "{size}: parts cover the file");
-        }
-    }
-}
-
 /// S3's multipart upload API. A part or an upload S3 no longer knows (`NoSuchUpload`: completed
 /// or aborted) is [`ObjectError::NotFound`].
 impl crate::upload::MultipartStore for S3Store {
@@ -1220,9 +1122,104 @@ where
     ObjectError::Failed {
         bucket: bucket.into(),
         key: key.into(),
-        message: format!(
-            "{what}: {}",
-            aws_sdk_s3::error::DisplayErrorContext(error)
-        ),
+        message: format!("{what}: {}", aws_sdk_s3::error::DisplayErrorContext(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The encode settings for an environment of `(name, value)` pairs, validated.
+    fn settings_for(vars: &[(&str, &str)]) -> Result<EncodeSettings, String> {
+        let settings = encode_settings_from(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    #[test]
+    fn empty_template_parameters_mean_the_codecs_defaults() {
+        // What the template passes with its defaults: empty Crf, Bitrate, Preset and Height.
+        let empty = [
+            ("TREEMUX_CRF", ""),
+            ("TREEMUX_BITRATE", ""),
+            ("TREEMUX_PRESET", ""),
+            ("TREEMUX_HEIGHT", ""),
+        ];
+        for (codec, preset, crf) in [("h264", "medium", 23), ("vp9", "4", 31), ("av1", "8", 35)] {
+            let mut vars = empty.to_vec();
+            vars.push(("TREEMUX_CODEC", codec));
+            let settings = settings_for(&vars).expect(codec);
+            assert_eq!(settings.preset, preset, "{codec}");
+            assert_eq!(settings.rate, RateControl::Crf(crf), "{codec}");
+            assert_eq!(settings.height, None);
+        }
+    }
+
+    #[test]
+    fn bitrate_and_height_are_read_and_crf_excludes_bitrate() {
+        let settings = settings_for(&[
+            ("TREEMUX_CODEC", "h265"),
+            ("TREEMUX_BITRATE", "2.5M"),
+            ("TREEMUX_CRF", ""),
+            ("TREEMUX_HEIGHT", "720"),
+        ])
+        .expect("settings");
+        assert_eq!(settings.rate, RateControl::Bitrate(2_500_000));
+        assert_eq!(settings.height, Some(720));
+        let both = settings_for(&[("TREEMUX_CRF", "20"), ("TREEMUX_BITRATE", "2M")]);
+        assert!(both.is_err_and(|e| e.contains("set one of them")));
+        let bad = settings_for(&[("TREEMUX_BITRATE", "fast")]);
+        assert!(bad.is_err_and(|e| e.contains("TREEMUX_BITRATE=fast")));
+        let vp9_medium = settings_for(&[("TREEMUX_CODEC", "vp9"), ("TREEMUX_PRESET", "medium")]);
+        assert!(vp9_medium.is_err(), "refused at start-up too");
+    }
+
+    #[test]
+    fn update_backoff_is_jittered_and_bounded() {
+        for attempt in 1..UPDATE_ATTEMPTS {
+            let cap = std::time::Duration::from_millis((5u64 << attempt.min(8)).min(1_000) + 1);
+            let waits: Vec<_> = (0..20).map(|_| update_backoff(attempt)).collect();
+            assert!(waits
+                .iter()
+                .all(|w| *w >= std::time::Duration::from_millis(1) && *w <= cap));
+            if attempt >= 3 {
+                assert!(
+                    waits.iter().any(|w| *w != waits[0]),
+                    "attempt {attempt}: jittered"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn part_ranges_cover_the_file_within_s3_limits() {
+        const MIB: u64 = 1024 * 1024;
+        for size in [
+            0,
+            1,
+            5 * MIB,
+            64 * MIB,
+            64 * MIB + 1,
+            1_000 * MIB + 7,
+            5 * 1024 * 1024 * MIB, // 5 TiB, S3's object limit
+        ] {
+            let ranges = part_ranges(size, 64 * MIB);
+            assert!(ranges.len() as u64 <= MAX_PARTS, "{size}: too many parts");
+            let mut next = 0;
+            for (index, &(offset, length)) in ranges.iter().enumerate() {
+                assert_eq!(offset, next, "{size}: parts are contiguous");
+                assert!(length > 0);
+                if index + 1 < ranges.len() {
+                    assert!(length >= 64 * MIB, "{size}: only the last part is short");
+                }
+                next = offset + length;
+            }
+            assert_eq!(next, size, "{size}: parts cover the file");
+        }
     }
 }

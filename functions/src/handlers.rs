@@ -515,11 +515,20 @@ where
     let (id_owned, bucket_owned, key_owned) = (id.to_owned(), bucket.to_owned(), key.to_owned());
     let source_version = upload.version.label().to_owned();
     let manifest = blocking(move || {
-        let info = probe::probe(&source).map_err(|error| HandlerError::from(error).with_source_name(&bucket_owned, &key_owned))?;
+        let info = probe::probe(&source).map_err(|error| {
+            HandlerError::from(error).with_source_name(&bucket_owned, &key_owned)
+        })?;
         // Every check the local runner makes, in the same words (the core's engine).
         let source_name = PathBuf::from(format!("s3://{bucket_owned}/{key_owned}"));
         let output_name = PathBuf::from(format!("s3://{}/{output}", config.output_bucket));
-        let JobSpec { info, settings, plan, tree, audio_actions, .. } = engine::prepare_job(
+        let JobSpec {
+            info,
+            settings,
+            plan,
+            tree,
+            audio_actions,
+            ..
+        } = engine::prepare_job(
             info,
             &source_name,
             &output_name,
@@ -936,9 +945,8 @@ where
         // Refused before anything is uploaded: an output S3 cannot take in 10,000 parts of at
         // most 5 GiB (the segments and audio, with room for the index).
         let media = engine::media_bytes(&job, &layout);
-        let plan = plan_parts(media + media / 10, 0).map_err(|error| {
-            HandlerError::invalid(format!("s3://{bucket}/{key}: {error}"))
-        })?;
+        let plan = plan_parts(media + media / 10, 0)
+            .map_err(|error| HandlerError::invalid(format!("s3://{bucket}/{key}: {error}")))?;
         let upload_id = output_upload(&services.objects, &paths, &bucket, &key).await?;
         let writer = PartWriter::new(
             Arc::new(services.objects.clone()),
@@ -963,7 +971,10 @@ where
         // reaches this point after a newer upload of the key was analyzed cannot replace the
         // newer result.
         if let Err(error) = ensure_newest(services, &manifest).await {
-            let _ = services.objects.abort_upload(&bucket, &key, &upload_id).await;
+            let _ = services
+                .objects
+                .abort_upload(&bucket, &key, &upload_id)
+                .await;
             return Err(error);
         }
         let bytes = upload::complete(&services.objects, &bucket, &key, &upload_id, parts).await?;

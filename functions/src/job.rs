@@ -9,12 +9,12 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use treemux::engine::{JobSpec, ScratchLayout};
 use treemux::media::audio::AudioAction;
 use treemux::media::probe::MediaInfo;
 use treemux::plan::SegmentPlan;
-use treemux::settings::EncodeSettings;
-use treemux::engine::{JobSpec, ScratchLayout};
 use treemux::settings::Container;
+use treemux::settings::EncodeSettings;
 use treemux::tree::MergeTree;
 
 /// Everything that makes one job: what is read (bucket, key, exact object version), which

@@ -112,10 +112,13 @@ impl<M: MultipartStore + 'static> PartWriter<M> {
 
     fn upload(&self, number: i32, bytes: Vec<u8>) -> std::io::Result<String> {
         self.runtime
-            .block_on(
-                self.store
-                    .upload_part(&self.bucket, &self.key, &self.upload_id, number, bytes),
-            )
+            .block_on(self.store.upload_part(
+                &self.bucket,
+                &self.key,
+                &self.upload_id,
+                number,
+                bytes,
+            ))
             .map_err(std::io::Error::other)
     }
 }
@@ -149,7 +152,9 @@ impl<M: MultipartStore + 'static> Write for PartWriter<M> {
         };
         let end = self.position + bytes.len() as u64;
         // The part of `bytes` inside part 1.
-        let in_head = head_limit.saturating_sub(self.position).min(bytes.len() as u64) as usize;
+        let in_head = head_limit
+            .saturating_sub(self.position)
+            .min(bytes.len() as u64) as usize;
         if in_head > 0 {
             write_at(&mut parts.head, self.position as usize, &bytes[..in_head]);
         }

@@ -5,8 +5,7 @@
 
 mod common;
 
-#[path = "../../tests/common/rng.rs"]
-mod rng;
+use common::rng;
 
 use std::io::{Cursor, Seek, SeekFrom, Write};
 use std::sync::Arc;
@@ -21,7 +20,8 @@ const MIB: u64 = 1024 * 1024;
 /// room and the `mdat` size, and a seek back to the end.
 fn mov_like_writes(out: &mut (impl Write + Seek), reserve: u64, media: u64, seed: u64) {
     let mut rng = rng::Rng(seed);
-    out.write_all(b"ftyp-header-of-32-bytes-exactly!").expect("write");
+    out.write_all(b"ftyp-header-of-32-bytes-exactly!")
+        .expect("write");
     out.seek(SeekFrom::Current(reserve as i64)).expect("skip");
     let mdat_at = out.stream_position().expect("tell");
     out.write_all(b"\0\0\0\0mdat").expect("write");
@@ -102,7 +102,11 @@ async fn streamed_parts_make_exactly_the_bytes_written() {
         assert!(object == expected.into_inner(), "seed {seed}: bytes differ");
         assert!(parts > 5, "seed {seed}: only {parts} parts");
         assert!(
-            !dir.path().join(".uploads").read_dir().expect("uploads").any(|_| true),
+            !dir.path()
+                .join(".uploads")
+                .read_dir()
+                .expect("uploads")
+                .any(|_| true),
             "a completed upload leaves no parts behind"
         );
     }
@@ -157,5 +161,8 @@ async fn s3_takes_the_stream_in_real_parts() {
     let mut expected = Cursor::new(Vec::new());
     mov_like_writes(&mut expected, reserve, media, 3);
     assert_eq!(len, bytes.len() as u64);
-    assert!(bytes.as_ref() == expected.into_inner().as_slice(), "bytes differ");
+    assert!(
+        bytes.as_ref() == expected.into_inner().as_slice(),
+        "bytes differ"
+    );
 }

@@ -28,7 +28,10 @@ pub struct MergeReport {
 }
 
 /// The facts of stream 0 of an open segment file.
-fn stream_facts(path: &Path, input: &ffmpeg::format::context::Input) -> Result<StreamFacts, MediaError> {
+fn stream_facts(
+    path: &Path,
+    input: &ffmpeg::format::context::Input,
+) -> Result<StreamFacts, MediaError> {
     let stream = input.stream(0).ok_or_else(|| MediaError::Unsupported {
         path: path.to_owned(),
         reason: "the segment file has no stream".into(),
@@ -114,7 +117,9 @@ pub(crate) struct LeafVideo {
 
 impl std::fmt::Debug for LeafVideo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeafVideo").field("paths", &self.paths).finish_non_exhaustive()
+        f.debug_struct("LeafVideo")
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
     }
 }
 

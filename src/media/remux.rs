@@ -167,7 +167,9 @@ pub fn remux(
 /// Why one attempt at the output failed.
 enum Failure {
     /// The reserved index room was short by `needed` bytes.
-    IndexRoom { needed: u64 },
+    IndexRoom {
+        needed: u64,
+    },
     Media(MediaError),
 }
 
@@ -470,7 +472,9 @@ impl Passes<'_> {
             return Err(write_failed(source).into());
         }
         // SAFETY: the muxer's pb is open until the muxer is dropped.
-        report.bytes = unsafe { ffmpeg::ffi::avio_seek((*muxer.as_ptr()).pb, 0, libc::SEEK_CUR).max(0) as u64 };
+        report.bytes = unsafe {
+            ffmpeg::ffi::avio_seek((*muxer.as_ptr()).pb, 0, libc::SEEK_CUR).max(0) as u64
+        };
         Ok(report)
     }
 }
