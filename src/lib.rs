@@ -15,13 +15,16 @@
 //! - [`fault`]: crash points for fault-injection tests (inert unless a test names one).
 
 pub mod bench;
+pub mod engine;
 pub mod error;
 pub mod extras;
 pub mod fault;
+pub mod join;
 pub mod local;
 pub mod media;
 pub mod model;
 pub mod model_chart;
+pub mod output_plan;
 pub mod plan;
 pub mod process;
 pub mod progress;

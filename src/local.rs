@@ -5,18 +5,19 @@
 //! that completes a pair merges it at once (so merges run while other segments still encode) and
 //! climbs the tree as far as it can; finally the root is muxed with the audio.
 
+use crate::engine::{self, JobSpec, Produced, ScratchLayout};
 use crate::error::Error;
 use crate::fault::{CrashPlan, CrashPoint};
-use crate::media::audio::{self, AudioAction, AudioReport};
-use crate::media::convert::{self, SegmentReport};
-use crate::media::merge::{self, MergeReport};
+use crate::media::audio::{AudioAction, AudioReport};
+use crate::media::convert::SegmentReport;
+use crate::media::merge::MergeReport;
 use crate::media::probe::{self, MediaInfo};
-use crate::media::remux::{self, RemuxReport};
-use crate::media::streams;
-use crate::plan::{plan_segments, PlanOptions, SegmentPlan};
+use crate::media::remux::{MuxTarget, RemuxReport};
+use crate::media::source::Source;
+use crate::plan::{PlanOptions, SegmentPlan};
 use crate::settings::{Container, EncodeSettings};
 use crate::state::{InMemoryStateStore, StateStore};
-use crate::steps::{after_node_finished, mark_merged, NextStep};
+use crate::steps::{mark_merged, NextStep};
 use crate::tree::{MergeKind, MergeTree, NodeId};
 use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
@@ -317,6 +318,8 @@ pub fn transcode(
     let container = check_output_path(input, output, options.existing_output)?;
     // A run of this command that was SIGKILLed while writing the output left its partial file.
     crate::media::util::remove_stale_partials(output);
+    // The settings are checked before the (possibly long) probe; prepare_job checks them again
+    // with everything else, as the Lambda runner's analyze does.
     if !container.allows(options.settings.codec) {
         return Err(Error::request(
             output,
@@ -334,53 +337,22 @@ pub fn transcode(
     let mut stages = StageSeconds::default();
 
     let info = probe::probe(input)?;
-    let audio_actions = audio::plan_audio(&info, container, output)?;
-    let extras = streams::plan(&info, container);
     stages.probe = started.elapsed().as_secs_f64();
-
-    let job_settings = options.settings.for_container(container);
-    let (width, height) = convert::output_size(&info.video, &job_settings);
-    // The source's height as it would be encoded without --height (whatever orientation and
-    // rounding output_size applies).
-    let (_, source_height) = convert::output_size(
-        &info.video,
-        &EncodeSettings {
-            height: None,
-            ..job_settings.clone()
-        },
-    );
-    options
-        .settings
-        .check_upscale(height, source_height)
-        .map_err(|problem| Error::request(input, problem))?;
-    let min = options.settings.codec.min_dimension();
-    if width < min || height < min {
-        return Err(Error::request(
-            input,
-            format!(
-                "{} needs frames of at least {min}x{min}; this video would be {width}x{height}",
-                options.settings.codec.encoder_name()
-            ),
-        ));
-    }
-
     let planning = Instant::now();
-    let plan = plan_segments(
-        &info.frames,
-        info.video.time_base,
-        info.video.duration_seconds(),
+    let job = engine::prepare_job(
+        info,
+        input,
+        output,
+        container,
+        &options.settings,
         &options.plan,
-    )
-    .map_err(|source| Error::Plan {
-        path: input.to_owned(),
-        source,
-    })?;
-    let tree = MergeTree::new(plan.segments.len() as u32);
+    )?;
+    let (plan, tree, info) = (&job.plan, job.tree, &job.info);
     let (workers, threads) =
         choose_parallelism(options.workers, options.cores, plan.segments.len());
     let settings = EncodeSettings {
         threads,
-        ..job_settings
+        ..job.settings.clone()
     };
     stages.plan = planning.elapsed().as_secs_f64();
     on_progress(Progress::Planned {
@@ -393,7 +365,7 @@ pub fn transcode(
     let scratch = if options.resume {
         Scratch::Named(resume_dir(
             &options.temp_root.clone().unwrap_or_else(std::env::temp_dir),
-            resume_key(input, container, &settings, &plan, &audio_actions),
+            resume_key(input, container, &settings, plan, &job.audio_actions),
         )?)
     } else {
         Scratch::Temp(
@@ -408,13 +380,12 @@ pub fn transcode(
         )
     };
     let run = Run {
-        info: &info,
-        plan: &plan,
-        audio_actions: &audio_actions,
+        job: &job,
+        info,
+        plan,
         tree,
         settings: &settings,
-        scratch: scratch.path(),
-        keep_intermediates: options.keep_temp,
+        layout: ScratchLayout::new(scratch.path()),
         crashes: CrashPlan::new(options.fault.into_iter().collect()),
         interrupt: options.interrupt.clone(),
         store: InMemoryStateStore::new(),
@@ -427,15 +398,12 @@ pub fn transcode(
     let result = run.execute(workers, options.resume).and_then(|outcomes| {
         on_progress(Progress::Muxing);
         let muxing = Instant::now();
-        let audio_path = outcomes.audio.as_ref().map(|_| run.audio_path());
-        let remux = remux::remux(
-            &run.node_path(tree.root()),
-            audio_path.as_deref(),
-            &info,
-            &settings,
-            &extras,
-            container,
-            output,
+        let source = Source::file(&job.info.path)?;
+        let remux = engine::finish_root(
+            &source,
+            &job,
+            &run.layout,
+            MuxTarget::File(output.to_owned()),
         )?;
         Ok((outcomes, remux, muxing.elapsed().as_secs_f64()))
     });
@@ -462,11 +430,8 @@ pub fn transcode(
     let mut segments = outcomes.segments;
     segments.sort_by_key(|s| s.index);
     // What the output cannot keep, as the Lambda runner records it.
-    let warnings = extras
-        .warnings
-        .into_iter()
-        .chain(info.video.hdr.not_kept_warning(settings.codec))
-        .collect();
+    let warnings = job.warnings();
+    let JobSpec { info, plan, .. } = job;
     Ok(TranscodeReport {
         input: input.to_owned(),
         output: output.to_owned(),
@@ -617,7 +582,7 @@ struct Outcomes {
 struct Resumed {
     /// Finished nodes with no finished ancestor: the workers climb on from these.
     frontier: Vec<NodeId>,
-    /// Leaves with a finished file of their own or of an ancestor: not encoded again.
+    /// Leaves that are done or under a done node: not encoded again.
     covered_leaves: std::collections::BTreeSet<u32>,
     /// The report of an audio extraction that finished (its file and its report are both on
     /// disk): the audio is muxed from that file, not extracted again.
@@ -626,13 +591,13 @@ struct Resumed {
 
 /// One run's shared state, borrowed by every worker task.
 struct Run<'a> {
+    job: &'a JobSpec,
     info: &'a MediaInfo,
     plan: &'a SegmentPlan,
-    audio_actions: &'a [AudioAction],
     tree: MergeTree,
+    /// The job's settings with this machine's encoder threads per worker.
     settings: &'a EncodeSettings,
-    scratch: &'a Path,
-    keep_intermediates: bool,
+    layout: ScratchLayout,
     crashes: CrashPlan,
     interrupt: Option<Arc<AtomicBool>>,
     store: InMemoryStateStore,
@@ -646,93 +611,15 @@ struct Run<'a> {
 const JOB: &str = "local";
 
 impl Run<'_> {
-    fn node_path(&self, node: NodeId) -> PathBuf {
-        self.scratch
-            .join(format!("node-{}-{}.nut", node.level, node.index))
-    }
-
-    fn audio_path(&self) -> PathBuf {
-        self.scratch.join("audio.nut")
-    }
-
-    /// The [`AudioReport`] of the extraction that wrote [`Self::audio_path`], as JSON: a resumed
-    /// run needs it to know the audio is there and what it holds.
-    fn audio_report_path(&self) -> PathBuf {
-        self.scratch.join("audio.json")
-    }
-
-    /// Writes `report` beside the audio file, complete or not at all (renamed into place).
-    fn save_audio_report(&self, report: &AudioReport) -> Result<(), Error> {
-        let target = self.audio_report_path();
-        let partial = self.scratch.join("audio.json.partial");
-        let json = serde_json::to_vec(report).expect("an AudioReport serialises");
-        std::fs::write(&partial, json)
-            .and_then(|()| std::fs::rename(&partial, &target))
-            .map_err(|source| Error::Io {
-                path: target,
-                source,
-            })
-    }
-
-    /// The audio a previous run finished: its file exists and its report reads back.
-    fn finished_audio(&self) -> Option<AudioReport> {
-        if !self.audio_path().is_file() {
-            return None;
-        }
-        let json = std::fs::read(self.audio_report_path()).ok()?;
-        serde_json::from_slice(&json).ok()
-    }
-
-    /// Looks at what an earlier run left in the scratch directory: files are only ever renamed
-    /// into place when complete, so a node's file either is whole or absent. Half-written
-    /// (`.partial`) files and the inputs of merges that completed are removed.
+    /// What an earlier run left in the scratch directory ([`engine::scan_finished`]): files are
+    /// only ever renamed into place when complete, so a node is either done or not.
     fn scan_for_resume(&self) -> Resumed {
-        let mut resumed = Resumed::default();
-        if let Ok(entries) = std::fs::read_dir(self.scratch) {
-            for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().ends_with(".partial") {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
+        let (frontier, covered_leaves) = engine::scan_finished(&self.tree, &self.layout);
+        Resumed {
+            frontier,
+            covered_leaves,
+            audio: self.layout.finished_audio(),
         }
-        resumed.audio = self.finished_audio();
-        let exists = |node: NodeId| self.node_path(node).is_file();
-        let has_finished_ancestor = |mut node: NodeId| {
-            while let Some((parent, _)) = self.tree.parent(node) {
-                if exists(parent) {
-                    return true;
-                }
-                node = parent;
-            }
-            false
-        };
-        let mut nodes: Vec<NodeId> = (0..self.tree.leaf_count()).map(NodeId::leaf).collect();
-        nodes.extend(self.tree.internal_nodes());
-        for node in nodes {
-            if !exists(node) {
-                continue;
-            }
-            if has_finished_ancestor(node) {
-                // A merge finished but the crash came before its inputs were removed.
-                let _ = std::fs::remove_file(self.node_path(node));
-            } else {
-                resumed.frontier.push(node);
-            }
-        }
-        for leaf in 0..self.tree.real_leaves {
-            let mut node = NodeId::leaf(leaf);
-            loop {
-                if exists(node) {
-                    resumed.covered_leaves.insert(leaf);
-                    break;
-                }
-                match self.tree.parent(node) {
-                    Some((parent, _)) => node = parent,
-                    None => break,
-                }
-            }
-        }
-        resumed
     }
 
     fn execute(&self, workers: usize, resume: bool) -> Result<Outcomes, Error> {
@@ -745,8 +632,6 @@ impl Run<'_> {
         {
             let mut outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
             outcomes.reused = resumed.frontier.clone();
-            // Reused audio is muxed like freshly extracted audio: the remux takes the audio file
-            // whenever there is a report.
             outcomes.audio = resumed.audio.clone();
         }
         let pool = rayon::ThreadPoolBuilder::new()
@@ -754,7 +639,7 @@ impl Run<'_> {
             .thread_name(|i| format!("treemux-worker-{i}"))
             .build()
             .map_err(|error| Error::Io {
-                path: self.scratch.to_owned(),
+                path: self.layout.dir.clone(),
                 source: std::io::Error::other(error),
             })?;
         pool.scope_fifo(|scope| {
@@ -835,16 +720,13 @@ impl Run<'_> {
     }
 
     fn extract_audio(&self) -> Result<(), Error> {
-        let report = self.timed("audio", "all tracks".into(), || {
-            Ok(audio::extract_audio(
-                self.info,
-                self.audio_actions,
-                &self.audio_path(),
-            )?)
+        let produced = self.timed("audio", "all tracks".into(), || {
+            engine::extract_audio(&Source::file(&self.job.info.path)?, self.job, &self.layout)
         })?;
-        if let Some(report) = &report {
-            self.save_audio_report(report)?;
-        }
+        let report = match produced {
+            Produced::Made(report) => report,
+            Produced::Found => self.layout.finished_audio(),
+        };
         self.outcomes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -854,14 +736,8 @@ impl Run<'_> {
     }
 
     fn encode_and_climb(&self, index: u32) -> Result<(), Error> {
-        let segment = &self.plan.segments[index as usize];
         let leaf = NodeId::leaf(index);
-        self.crashes.at(CrashPoint::BeforeEncode(index));
-        let on_frame = |frames: u64| {
-            self.crashes.at(CrashPoint::MidEncode {
-                segment: index,
-                frames,
-            });
+        let on_frame = |_frames: u64| {
             (self.on_progress)(Progress::FrameEncoded);
             if self.interrupted() {
                 ControlFlow::Break(())
@@ -869,22 +745,25 @@ impl Run<'_> {
                 ControlFlow::Continue(())
             }
         };
-        let report = self.timed("segment", index.to_string(), || {
-            Ok(convert::convert_segment(
-                self.info,
-                segment,
+        let produced = self.timed("segment", index.to_string(), || {
+            engine::produce_segment(
+                &Source::file(&self.job.info.path)?,
+                self.job,
                 self.settings,
-                &self.node_path(leaf),
+                &self.layout,
+                index,
+                &self.crashes,
                 &on_frame,
-            )?)
+            )
         })?;
-        self.outcomes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .segments
-            .push(report);
+        if let Produced::Made(report) = produced {
+            self.outcomes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .segments
+                .push(report);
+        }
         (self.on_progress)(Progress::SegmentDone { index });
-        self.crashes.at(CrashPoint::AfterSegment(index));
         self.climb_from(leaf)
     }
 
@@ -901,11 +780,13 @@ impl Run<'_> {
                     path: self.info.path.clone(),
                 });
             }
-            let next =
-                pollster::block_on(after_node_finished(&self.store, JOB, &self.tree, finished))?;
-            if finished.level == 0 {
-                self.crashes.at(CrashPoint::AfterConfirm(finished.index));
-            }
+            let next = pollster::block_on(engine::node_finished(
+                &self.store,
+                JOB,
+                &self.tree,
+                finished,
+                &self.crashes,
+            ))?;
             match next {
                 NextStep::Merge { node, child } => {
                     self.merge(node)?;
@@ -918,47 +799,22 @@ impl Run<'_> {
         }
     }
 
-    /// Produces `node` from its children: a concatenation, or a rename when the right child is a
-    /// placeholder. Children are deleted afterwards unless intermediates are kept.
+    /// Produces `node` from its children ([`engine::produce_pair`]: an index, no video copied).
     fn merge(&self, node: NodeId) -> Result<(), Error> {
-        let (left, right) = self
-            .tree
-            .children(node)
-            .expect("merges are of internal nodes");
-        let (left_path, right_path, target) = (
-            self.node_path(left),
-            self.node_path(right),
-            self.node_path(node),
-        );
-        let kind = self.tree.merge_kind(node);
-        let report = match kind {
-            MergeKind::Concat => Some(self.timed("merge", node.to_string(), || {
-                Ok(merge::concat_segments(&left_path, &right_path, &target)?)
-            })?),
-            MergeKind::Rename => {
-                self.timed("rename", node.to_string(), || {
-                    std::fs::rename(&left_path, &target).map_err(|source| Error::Io {
-                        path: left_path.clone(),
-                        source,
-                    })
-                })?;
-                None
-            }
-            MergeKind::Placeholder => {
-                unreachable!("placeholder pairs are confirmed at creation and never claimed")
-            }
+        let label = match self.tree.merge_kind(node) {
+            MergeKind::Rename => "rename",
+            _ => "merge",
         };
-        self.crashes.merge_written();
-        if !self.keep_intermediates && kind == MergeKind::Concat {
-            for child in [&left_path, &right_path] {
-                let _ = std::fs::remove_file(child);
-            }
+        let produced = self.timed(label, node.to_string(), || {
+            engine::produce_pair(&self.tree, &self.layout, node, &self.crashes)
+        })?;
+        if let Produced::Made((kind, report)) = produced {
+            self.outcomes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .merges
+                .push((node, kind, report));
         }
-        self.outcomes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .merges
-            .push((node, kind, report));
         Ok(())
     }
 }

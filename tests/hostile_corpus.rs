@@ -294,10 +294,18 @@ fn every_hostile_input_is_transcoded_and_verified_or_refused_in_one_line() {
         std::fs::write(&target, document).expect("write docs/robustness.md");
     } else {
         let committed = std::fs::read_to_string(&target).unwrap_or_default();
+        // The lines that differ, so a change of outcome (or a run-to-run difference) is named.
+        let differing: Vec<String> = committed
+            .lines()
+            .zip(document.lines())
+            .filter(|(old, new)| old != new)
+            .map(|(old, new)| format!("committed: {old}\nthis run:  {new}"))
+            .collect();
         assert!(
             committed == document,
             "docs/robustness.md is not current: regenerate it with \
-             TREEMUX_REGENERATE_DOCS=1 cargo test --test hostile_corpus"
+             TREEMUX_REGENERATE_DOCS=1 cargo test --test hostile_corpus\n{}",
+            differing.join("\n")
         );
     }
 }

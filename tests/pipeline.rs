@@ -225,6 +225,120 @@ fn scratch_files_are_removed_unless_kept() {
     );
 }
 
+/// The top-level boxes of an MP4 file, in order, with their offsets.
+fn top_level_boxes(path: &std::path::Path) -> Vec<(String, u64)> {
+    let bytes = std::fs::read(path).expect("read output");
+    let mut boxes = Vec::new();
+    let mut offset = 0u64;
+    while offset + 8 <= bytes.len() as u64 {
+        let at = offset as usize;
+        let mut size = u64::from(u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4")));
+        let kind = String::from_utf8_lossy(&bytes[at + 4..at + 8]).into_owned();
+        if size == 1 {
+            size = u64::from_be_bytes(bytes[at + 8..at + 16].try_into().expect("8"));
+        }
+        assert!(size >= 8, "box {kind} at {offset} has size {size}");
+        boxes.push((kind, offset));
+        offset += size;
+    }
+    assert_eq!(offset, bytes.len() as u64, "boxes cover the whole file");
+    boxes
+}
+
+/// No merge copies video: with the scratch kept, it holds the segments (written once), their
+/// indexes and the audio, and nothing else of size; the output is written once with its index
+/// in front of the media (no faststart second pass), interleaved for playback from the start.
+#[test]
+fn merges_write_indexes_only_and_the_output_is_written_once_with_its_index_first() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("clip.mp4");
+    pattern_clip(&source, 4, 25);
+    let output = dir.path().join("out.mp4");
+    let result = run(&[
+        "transcode",
+        path(&source),
+        path(&output),
+        "--segments",
+        "4",
+        "--keep-temp",
+        "--preset",
+        "ultrafast",
+        "--json",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let summary = json(&result);
+    let kept = summary["temp_dir"]
+        .as_str()
+        .map(std::path::PathBuf::from)
+        .expect("temp_dir reported");
+    let names = entries(&kept);
+    let video_files: Vec<&String> = names
+        .iter()
+        .filter(|n| n.ends_with(".nut") && *n != "audio.nut")
+        .collect();
+    assert_eq!(
+        video_files.len(),
+        4,
+        "one video file per segment, no merged ones: {names:?}"
+    );
+    assert!(
+        video_files.iter().all(|n| n.starts_with("node-0-")),
+        "{names:?}"
+    );
+    for node in ["node-1-0.json", "node-1-1.json", "node-2-0.json"] {
+        assert!(
+            names.contains(&node.to_owned()),
+            "merge index {node} missing: {names:?}"
+        );
+    }
+    let scratch_bytes: u64 = names
+        .iter()
+        .map(|n| std::fs::metadata(kept.join(n)).expect("meta").len())
+        .sum();
+    let output_bytes = std::fs::metadata(&output).expect("output").len();
+    assert!(
+        scratch_bytes as f64 <= 1.25 * output_bytes as f64,
+        "scratch {scratch_bytes} bytes for an output of {output_bytes}"
+    );
+    let boxes = top_level_boxes(&output);
+    let position = |kind: &str| boxes.iter().position(|(k, _)| k == kind);
+    let (moov, mdat) = (
+        position("moov").expect("moov"),
+        position("mdat").expect("mdat"),
+    );
+    assert!(moov < mdat, "the index comes before the media: {boxes:?}");
+    // Interleaved: the first audio packet is stored near the first video packet, not after the
+    // whole video.
+    let probe = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=stream_index,pos",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&output)
+        .output()
+        .expect("ffprobe");
+    let listing = String::from_utf8_lossy(&probe.stdout).into_owned();
+    let first_pos = |stream: &str| {
+        listing
+            .lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|fields| fields.first() == Some(&stream))
+            .and_then(|fields| fields.get(1).and_then(|pos| pos.trim().parse::<u64>().ok()))
+            .expect("a packet of the stream")
+    };
+    let (video, audio) = (first_pos("0"), first_pos("1"));
+    assert!(
+        video.abs_diff(audio) < output_bytes / 4,
+        "first video packet at {video}, first audio at {audio}, of {output_bytes} bytes"
+    );
+    assert_verifies(&source, &output);
+    std::fs::remove_dir_all(&kept).expect("remove kept scratch");
+}
+
 #[test]
 fn json_summary_has_plan_stages_and_output_facts() {
     let dir = tempfile::tempdir().expect("temp dir");

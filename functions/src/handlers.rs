@@ -13,21 +13,24 @@ use crate::job::{
     JobIdentity, JobManifest, JobPaths,
 };
 use crate::ports::{ExecutionStarter, ObjectSource, ObjectStore, ObjectVersion};
+use crate::upload::{self, MultipartStore, PartWriter};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use treemux::fault::{CrashPlan, CrashPoint};
-use treemux::media::probe::PacketReads;
+use treemux::engine::{self, JobSpec, Produced};
+use treemux::fault::CrashPlan;
+use treemux::media::probe::{self, PacketReads};
+use treemux::media::remux::MuxTarget;
 use treemux::media::source::{self, ByteSource, OverlaySource, SavedRanges, Source};
-use treemux::media::{audio, convert, merge, probe, remux, streams};
-use treemux::plan::{plan_segments, PlanOptions};
+use treemux::output_plan::plan_parts;
+use treemux::plan::PlanOptions;
 use treemux::settings::{Container, EncodeSettings};
 use treemux::state::{
     ClaimOutcome, JobRecord, JobStatus, JobStore, JobUpdate, LatestClaim, StateError, StateStore,
 };
 use treemux::steps::{after_node_finished, claimant_for, mark_merged};
-use treemux::tree::{MergeKind, MergeTree, NodeId};
+use treemux::tree::NodeId;
 
 /// Settings shared by every handler, read from the environment by the binaries.
 #[derive(Clone, Debug)]
@@ -544,45 +547,58 @@ where
         // A source FFmpeg cannot open is left to the probe, which says why in the user's terms.
         let opening = source::opening_reads(&Source::new(&name, store.clone()), OPENING_CAP)
             .unwrap_or_default();
-        let overlay = Arc::new(OverlaySource { saved: opening.clone(), inner: store });
-        let info = probe::probe_source(&Source::new(&name, overlay), PacketReads::IndexWherePossible)
-            .map_err(|error| HandlerError::from(error).with_source_name(&bucket_owned, &key_owned))?;
-        let plan = plan_segments(&info.frames, info.video.time_base, info.video.duration_seconds(), &config.plan)
-            .map_err(|e| HandlerError::invalid(format!("s3://{bucket_owned}/{key_owned}: cannot plan segments: {e}")))?;
-        let settings = config.settings.for_container(OUTPUT_CONTAINER);
-        let (width, height) = convert::output_size(&info.video, &settings);
-        let min = config.settings.codec.min_dimension();
-        if width < min || height < min {
-            return Err(HandlerError::invalid(format!("s3://{bucket_owned}/{key_owned}: {width}x{height} is below the encoder's {min}x{min}")));
-        }
-        // As the local runner: a height above the source's is refused unless upscaling is allowed.
-        let (_, source_height) = convert::output_size(&info.video, &EncodeSettings { height: None, ..config.settings.clone() });
-        config.settings.check_upscale(height, source_height).map_err(|problem| HandlerError::invalid(format!("s3://{bucket_owned}/{key_owned}: {problem}")))?;
-        let output_path = paths.output(OUTPUT_EXTENSION);
-        let audio_actions = audio::plan_audio(&info, OUTPUT_CONTAINER, &output_path)?;
-        let tree = MergeTree::new(plan.segments.len() as u32);
+        let overlay = Arc::new(OverlaySource {
+            saved: opening.clone(),
+            inner: store,
+        });
+        let info = probe::probe_source(
+            &Source::new(&name, overlay),
+            PacketReads::IndexWherePossible,
+        )
+        .map_err(|error| HandlerError::from(error).with_source_name(&bucket_owned, &key_owned))?;
+        // Every check the local runner makes, in the same words (the core's engine).
+        let source_name = PathBuf::from(format!("s3://{bucket_owned}/{key_owned}"));
+        let output_name = PathBuf::from(format!("s3://{}/{output}", config.output_bucket));
+        let JobSpec {
+            info,
+            settings,
+            plan,
+            tree,
+            audio_actions,
+            ..
+        } = engine::prepare_job(
+            info,
+            &source_name,
+            &output_name,
+            OUTPUT_CONTAINER,
+            &config.settings,
+            &config.plan,
+        )?;
         let segment_bytes = plan
             .segments
             .iter()
             .map(|segment| source::segment_byte_range(&info, segment).map(|r| [r.start, r.end]))
             .collect();
-        Ok((JobManifest {
-            job_id: id_owned,
-            source_bucket: bucket_owned,
-            source_key: key_owned,
-            source_version,
-            source_version_id: version.version_id.clone(),
-            source_e_tag: version.e_tag.clone(),
-            segment_bytes,
-            output_bucket: config.output_bucket.clone(),
-            output_key: output,
-            output_extension: OUTPUT_EXTENSION.to_owned(),
-            settings,
-            info,
-            plan,
-            tree,
-            audio_actions,
-        }, opening))
+        Ok((
+            JobManifest {
+                job_id: id_owned,
+                source_bucket: bucket_owned,
+                source_key: key_owned,
+                source_version,
+                source_version_id: version.version_id.clone(),
+                source_e_tag: version.e_tag.clone(),
+                segment_bytes,
+                output_bucket: config.output_bucket.clone(),
+                output_key: output,
+                output_extension: OUTPUT_EXTENSION.to_owned(),
+                settings,
+                info,
+                plan,
+                tree,
+                audio_actions,
+            },
+            opening,
+        ))
     })
     .await?;
     // Before the manifest: a worker that finds the manifest finds this too. (A duplicate
@@ -730,10 +746,11 @@ where
 {
     let started = Instant::now();
     let manifest = read_manifest(&services.config, &task.job_id).await?;
-    let path = JobPaths::new(&services.config.scratch_root, &task.job_id).audio();
+    let layout = JobPaths::new(&services.config.scratch_root, &task.job_id).layout();
     let source = job_source(services, &manifest).await?;
+    // A repeated task finds the audio extracted and its report recorded: nothing is redone.
     blocking(move || {
-        audio::extract_audio_from(&source, &manifest.info, &manifest.audio_actions, &path)
+        engine::extract_audio(&source, &manifest.job(OUTPUT_CONTAINER), &layout)
             .map(|_| ())
             .map_err(HandlerError::from)
     })
@@ -781,55 +798,46 @@ where
     O: ObjectStore,
 {
     let manifest = read_manifest(&services.config, &task.job_id).await?;
-    let segment = *manifest
-        .plan
-        .segments
-        .get(task.segment as usize)
-        .ok_or_else(|| {
-            HandlerError::invalid(format!("job {}: no segment {}", task.job_id, task.segment))
-        })?;
+    if task.segment >= manifest.tree.real_leaves {
+        return Err(HandlerError::invalid(format!(
+            "job {}: no segment {}",
+            task.job_id, task.segment
+        )));
+    }
     let leaf = NodeId::leaf(task.segment);
-    let path = JobPaths::new(&services.config.scratch_root, &task.job_id).node(leaf);
+    let layout = JobPaths::new(&services.config.scratch_root, &task.job_id).layout();
     let tree = manifest.tree;
     let crashes = services.config.crashes.clone();
     let index = task.segment;
-    // A segment file is committed atomically and kept until the job ends, so a repeated task
-    // (a retry after a lost answer or a crash, or a duplicate delivery) finds it and does not
-    // encode again.
-    let seconds = if path.is_file() {
-        0.0
-    } else {
-        // Its own byte range of the upload, straight from the store (read-ahead bounded by it).
-        let hint = manifest
-            .segment_bytes
-            .get(index as usize)
-            .copied()
-            .flatten()
-            .map(|[start, end]| start..end);
-        let source = job_source(services, &manifest).await?.with_hint(hint);
-        crashes.at(CrashPoint::BeforeEncode(index));
-        let crashes_while_encoding = crashes.clone();
-        let report = blocking(move || {
-            let on_frame = |frames: u64| {
-                crashes_while_encoding.at(CrashPoint::MidEncode {
-                    segment: index,
-                    frames,
-                });
-                ControlFlow::Continue(())
-            };
-            convert::convert_segment_from(
-                &source,
-                &manifest.info,
-                &segment,
-                &manifest.settings,
-                &path,
-                &on_frame,
-            )
-            .map_err(HandlerError::from)
-        })
-        .await?;
-        crashes.at(CrashPoint::AfterSegment(index));
-        report.seconds
+    // Its own byte range of the upload, straight from the store (read-ahead bounded by it).
+    let hint = manifest
+        .segment_bytes
+        .get(index as usize)
+        .copied()
+        .flatten()
+        .map(|[start, end]| start..end);
+    let source = job_source(services, &manifest).await?.with_hint(hint);
+    // A segment is done once its index is recorded, and kept until the job ends, so a repeated
+    // task (a retry after a lost answer or a crash, or a duplicate delivery) finds it and does
+    // not encode again (the core's engine decides, as for the local runner's --resume).
+    let crashes_for_encode = crashes.clone();
+    let produced = blocking(move || {
+        let job = manifest.job(OUTPUT_CONTAINER);
+        engine::produce_segment(
+            &source,
+            &job,
+            &job.settings,
+            &layout,
+            index,
+            &crashes_for_encode,
+            &|_| ControlFlow::Continue(()),
+        )
+        .map_err(HandlerError::from)
+    })
+    .await?;
+    let seconds = match produced {
+        Produced::Made(report) => report.seconds,
+        Produced::Found => 0.0,
     };
     // Recorded on the repeated path too: the attempt that encoded may have died before this.
     let update = JobUpdate::SegmentDone { index, seconds };
@@ -837,8 +845,7 @@ where
         .store
         .update_job(&task.job_id, &update, now())
         .await?;
-    let next = after_node_finished(&services.store, &task.job_id, &tree, leaf).await?;
-    crashes.at(CrashPoint::AfterConfirm(index));
+    let next = engine::node_finished(&services.store, &task.job_id, &tree, leaf, &crashes).await?;
     tracing::info!(
         job_id = %task.job_id,
         segment = index,
@@ -904,39 +911,24 @@ where
             )));
         }
     }
-    let paths = JobPaths::new(&services.config.scratch_root, &task.job_id);
-    let (left, right) = tree.children(task.node).expect("checked: internal node");
-    let (left_path, right_path, target) =
-        (paths.node(left), paths.node(right), paths.node(task.node));
-    let kind = tree.merge_kind(task.node);
-    // The claim is this task's, so a file at the target was committed (atomically) by an earlier
-    // attempt of this same task that died before marking the pair: the merge is done already.
-    let ran = !target.is_file();
+    let layout = JobPaths::new(&services.config.scratch_root, &task.job_id).layout();
+    // The claim is this task's, so an index at the node was recorded by an earlier attempt of
+    // this same task that died before marking the pair: the merge is done already.
+    let (node, crashes) = (task.node, services.config.crashes.clone());
+    let produced = blocking(move || {
+        engine::produce_pair(&tree, &layout, node, &crashes).map_err(HandlerError::from)
+    })
+    .await?;
+    let ran = matches!(produced, Produced::Made(_));
     if ran {
-        let (left_for_merge, target_for_merge) = (left_path.clone(), target.clone());
-        blocking(move || match kind {
-            MergeKind::Concat => {
-                merge::concat_segments(&left_for_merge, &right_path, &target_for_merge)
-                    .map(|_| ())
-                    .map_err(HandlerError::from)
-            }
-            MergeKind::Rename => std::fs::rename(&left_for_merge, &target_for_merge)
-                .map_err(|e| HandlerError::transient(format!("{}: {e}", left_for_merge.display()))),
-            MergeKind::Placeholder => Err(HandlerError::invalid(format!(
-                "{} is a placeholder and is never merged",
-                task.node
-            ))),
-        })
-        .await?;
-        // One line per merge file written: a crash soak counts them to prove no pair is merged
+        // One line per index written: a crash soak counts them to prove no pair is merged
         // twice, even when a run died before recording it.
         tracing::info!(
             job_id = %task.job_id,
             node = %task.node,
-            kind = ?kind,
+            kind = ?tree.merge_kind(task.node),
             "merge-video: merge file written"
         );
-        services.config.crashes.merge_written();
     }
     let update = JobUpdate::Merged {
         node: task.node,
@@ -947,19 +939,9 @@ where
         .store
         .update_job(&task.job_id, &update, now())
         .await?;
+    // Nothing is deleted: the segments are what the root reads, and the job's scratch goes
+    // when the job ends (as in the local runner).
     mark_merged(&services.store, &task.job_id, task.node, task.child).await?;
-    if kind == MergeKind::Concat && task.node.level > 1 {
-        // Merged children are no longer needed once the merge is recorded. Segment files
-        // (level 0) stay until the job ends: they are what makes a repeated split-and-convert
-        // skip its encode.
-        for child in tree
-            .children(task.node)
-            .into_iter()
-            .flat_map(|(l, r)| [l, r])
-        {
-            let _ = tokio::fs::remove_file(paths.node(child)).await;
-        }
-    }
     let next = after_node_finished(&services.store, &task.job_id, &tree, task.node).await?;
     tracing::info!(
         job_id = %task.job_id,
@@ -976,7 +958,7 @@ where
 
 /// Stops a job whose input key has a newer upload's job recorded: marks it SUPERSEDED (the
 /// reason on its record) and returns `TreemuxSuperseded`.
-async fn ensure_newest<S: JobStore, O, X>(
+async fn ensure_newest<S: JobStore, O: MultipartStore, X>(
     services: &Services<S, O, X>,
     manifest: &JobManifest,
 ) -> Result<(), HandlerError> {
@@ -987,10 +969,9 @@ async fn ensure_newest<S: JobStore, O, X>(
                 "superseded by job {newest}: s3://{bucket}/{key} was uploaded again while this job ran; its output is not written"
             );
             supersede(&services.store, &manifest.job_id, &newest, reason.clone()).await?;
-            let _ = tokio::fs::remove_dir_all(
-                JobPaths::new(&services.config.scratch_root, &manifest.job_id).dir,
-            )
-            .await;
+            let paths = JobPaths::new(&services.config.scratch_root, &manifest.job_id);
+            abort_output_upload(&services.objects, &paths).await;
+            let _ = tokio::fs::remove_dir_all(paths.dir).await;
             Err(HandlerError::superseded(format!(
                 "job {}: {reason}",
                 manifest.job_id
@@ -1000,15 +981,67 @@ async fn ensure_newest<S: JobStore, O, X>(
     }
 }
 
-/// merge-audio: mux the root with the audio, upload the result, mark the job SUCCEEDED and
-/// remove its scratch files. A job superseded by a newer upload of its key writes nothing.
+/// The job's multipart upload of its output: created once, its id recorded in the job's
+/// scratch (written once, so concurrent or repeated roots share one upload), and reused by a
+/// retried root.
+async fn output_upload<O: MultipartStore>(
+    objects: &O,
+    paths: &JobPaths,
+    bucket: &str,
+    key: &str,
+) -> Result<String, HandlerError> {
+    let record = paths.dir.join("upload.json");
+    let read = |bytes: Vec<u8>| {
+        serde_json::from_slice::<String>(&bytes)
+            .map_err(|e| HandlerError::media(format!("{}: {e}", record.display())))
+    };
+    if let Ok(bytes) = tokio::fs::read(&record).await {
+        return read(bytes);
+    }
+    let created = objects.create_upload(bucket, key).await?;
+    let json = serde_json::to_vec(&created).map_err(|e| HandlerError::media(e.to_string()))?;
+    if write_once(&record, json).await? {
+        Ok(created)
+    } else {
+        // Another attempt recorded its upload first: that one is the job's.
+        let _ = objects.abort_upload(bucket, key, &created).await;
+        let bytes = tokio::fs::read(&record)
+            .await
+            .map_err(|e| HandlerError::transient(format!("{}: {e}", record.display())))?;
+        read(bytes)
+    }
+}
+
+/// Aborts the job's output upload, if it started one (its parts are billed until then).
+async fn abort_output_upload<O: MultipartStore>(objects: &O, paths: &JobPaths) {
+    let record = paths.dir.join("upload.json");
+    let manifest = tokio::fs::read(paths.manifest())
+        .await
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<JobManifest>(&bytes).ok());
+    let upload = tokio::fs::read(&record)
+        .await
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<String>(&bytes).ok());
+    if let (Some(manifest), Some(upload)) = (manifest, upload) {
+        let aborted = objects
+            .abort_upload(&manifest.output_bucket, &manifest.output_key, &upload)
+            .await;
+        tracing::info!(job_id = %manifest.job_id, aborted = aborted.is_ok(), "output upload aborted");
+    }
+}
+
+/// merge-audio: finish the root: mux its segments and the audio once, streamed straight into
+/// the output's multipart upload (no copy of the output on scratch), complete the upload, mark
+/// the job SUCCEEDED and remove its scratch files. A job superseded by a newer upload of its
+/// key writes nothing (its upload is aborted).
 pub async fn merge_audio<S, O, X>(
     services: &Services<S, O, X>,
     task: JobTask,
 ) -> Result<JobDone, HandlerError>
 where
     S: StateStore + JobStore,
-    O: ObjectStore,
+    O: ObjectStore + MultipartStore + Clone + 'static,
 {
     let job_id = task.job_id.clone();
     self::task(&services.store, &job_id, merge_audio_body(services, task)).await
@@ -1020,53 +1053,66 @@ async fn merge_audio_body<S, O, X>(
 ) -> Result<JobDone, HandlerError>
 where
     S: StateStore + JobStore,
-    O: ObjectStore,
+    O: ObjectStore + MultipartStore + Clone + 'static,
 {
     let started = Instant::now();
     let manifest = read_manifest(&services.config, &task.job_id).await?;
     let paths = JobPaths::new(&services.config.scratch_root, &task.job_id);
     ensure_newest(services, &manifest).await?;
-    let root = paths.node(manifest.tree.root());
-    if !root.is_file() {
-        return Err(HandlerError::media(format!(
-            "job {}: the merged video is missing; the merge tree did not finish",
-            task.job_id
-        )));
-    }
-    let audio_path = (!manifest.info.audio.is_empty()).then(|| paths.audio());
-    let output = paths.output(&manifest.output_extension);
-    let (info, output_for_mux) = (manifest.info.clone(), output.clone());
-    let settings = manifest.settings.clone();
+    let (bucket, key) = (manifest.output_bucket.clone(), manifest.output_key.clone());
+    let completed_marker = paths.dir.join("upload-completed");
+    let job = manifest.job(OUTPUT_CONTAINER);
     // The same decision the local runner makes: what the output keeps, and a warning for the rest.
-    let extras = streams::plan(&info, OUTPUT_CONTAINER);
-    let warnings: Vec<String> = extras
-        .warnings
-        .iter()
-        .cloned()
-        .chain(info.video.hdr.not_kept_warning(settings.codec))
-        .collect();
-    let source = job_source(services, &manifest).await?;
-    let report = blocking(move || {
-        remux::remux_from(
-            &source,
-            &root,
-            audio_path.as_deref(),
-            &info,
-            &settings,
-            &extras,
-            OUTPUT_CONTAINER,
-            &output_for_mux,
-        )
-        .map_err(HandlerError::from)
-    })
-    .await?;
-    // The final write: checked again right before it, so an older upload's job that reaches
-    // this point after a newer upload of the key was analyzed cannot replace the newer result.
-    ensure_newest(services, &manifest).await?;
-    services
-        .objects
-        .put_from_path(&output, &manifest.output_bucket, &manifest.output_key)
+    let warnings = job.warnings();
+    let layout = paths.layout();
+    let bytes = if completed_marker.is_file() {
+        // An earlier attempt completed the upload and died before recording the job's success.
+        tokio::fs::read_to_string(&completed_marker)
+            .await
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0)
+    } else {
+        // Refused before anything is uploaded: an output S3 cannot take in 10,000 parts of at
+        // most 5 GiB (the segments and audio, with room for the index).
+        let media = engine::media_bytes(&job, &layout);
+        let plan = plan_parts(media + media / 10, 0)
+            .map_err(|error| HandlerError::invalid(format!("s3://{bucket}/{key}: {error}")))?;
+        let upload_id = output_upload(&services.objects, &paths, &bucket, &key).await?;
+        let writer = PartWriter::new(
+            Arc::new(services.objects.clone()),
+            tokio::runtime::Handle::current(),
+            &bucket,
+            &key,
+            &upload_id,
+            plan,
+        );
+        let parts = writer.parts.clone();
+        let name = PathBuf::from(format!("s3://{bucket}/{key}"));
+        let source = job_source(services, &manifest).await?;
+        blocking(move || {
+            let target = MuxTarget::Stream {
+                name,
+                writer: Box::new(writer),
+            };
+            engine::finish_root(&source, &job, &layout, target).map_err(HandlerError::from)
+        })
         .await?;
+        let parts = std::mem::take(&mut *parts.lock().unwrap_or_else(|p| p.into_inner()));
+        // The final write: checked again right before it, so an older upload's job that
+        // reaches this point after a newer upload of the key was analyzed cannot replace the
+        // newer result.
+        if let Err(error) = ensure_newest(services, &manifest).await {
+            let _ = services
+                .objects
+                .abort_upload(&bucket, &key, &upload_id)
+                .await;
+            return Err(error);
+        }
+        let bytes = upload::complete(&services.objects, &bucket, &key, &upload_id, parts).await?;
+        let _ = write_once(&completed_marker, bytes.to_string().into_bytes()).await;
+        bytes
+    };
     let seconds = started.elapsed().as_secs_f64();
     services
         .store
@@ -1095,14 +1141,14 @@ where
         key = %manifest.source_key,
         output = %manifest.output_key,
         segments = manifest.tree.real_leaves,
-        bytes = report.bytes,
+        bytes,
         outcome = "succeeded",
         "merge-audio"
     );
     Ok(JobDone {
         job_id: task.job_id,
         output: format!("s3://{}/{}", manifest.output_bucket, manifest.output_key),
-        bytes: report.bytes,
+        bytes,
     })
 }
 
@@ -1112,9 +1158,8 @@ pub struct JobFailedOutcome {
     pub job_ids: Vec<String>,
 }
 
-/// job-failed: marks a job FAILED with its cause and removes its scratch files. The output is
-/// only ever uploaded complete by merge-audio, so there is nothing partial to remove in the
-/// bucket. Invoked by the state machine's Catch and the EventBridge rules with
+/// job-failed: marks a job FAILED with its cause and aborts the output's multipart upload if merge-audio started one
+/// (the object never appeared: only a completed upload makes it) and removes its scratch files. Invoked by the state machine's Catch and the EventBridge rules with
 /// `{job_id, error}`, and as analyze's `OnFailure` destination with Lambda's invocation record
 /// (see [`analyze_gave_up`]). A job that succeeded or was superseded keeps its status.
 pub async fn job_failed<S, O, X>(
@@ -1123,6 +1168,7 @@ pub async fn job_failed<S, O, X>(
 ) -> Result<JobFailedOutcome, HandlerError>
 where
     S: StateStore + JobStore,
+    O: MultipartStore,
 {
     match input {
         JobFailedInput::Task(task) => {
@@ -1145,7 +1191,7 @@ where
                 .await?
                 .map(|job| job.status);
             tracing::error!(job_id = %task.job_id, outcome = ?status, cause = %error, "job-failed");
-            remove_scratch(&services.config, &task.job_id).await;
+            remove_scratch(&services.config, &services.objects, &task.job_id).await;
             Ok(JobFailedOutcome {
                 job_ids: vec![task.job_id],
             })
@@ -1155,9 +1201,12 @@ where
 }
 
 /// Removes a job's scratch directory (nothing for an id treemux did not make).
-async fn remove_scratch(config: &Config, job_id: &str) {
+/// Aborts the job's output upload first, if merge-audio started one.
+async fn remove_scratch<O: MultipartStore>(config: &Config, objects: &O, job_id: &str) {
     if job_id.bytes().all(|b| b.is_ascii_hexdigit()) && !job_id.is_empty() {
-        let _ = tokio::fs::remove_dir_all(JobPaths::new(&config.scratch_root, job_id).dir).await;
+        let paths = JobPaths::new(&config.scratch_root, job_id);
+        abort_output_upload(objects, &paths).await;
+        let _ = tokio::fs::remove_dir_all(paths.dir).await;
     }
 }
 
@@ -1172,6 +1221,7 @@ pub async fn analyze_gave_up<S, O, X>(
 ) -> Result<JobFailedOutcome, HandlerError>
 where
     S: StateStore + JobStore,
+    O: MultipartStore,
 {
     let config = &services.config;
     let cause = record.describe();
@@ -1204,7 +1254,7 @@ where
         }
         let status = services.store.get_job(&id).await?.map(|job| job.status);
         if status == Some(JobStatus::Failed) {
-            remove_scratch(config, &id).await;
+            remove_scratch(config, &services.objects, &id).await;
         }
         tracing::error!(
             job_id = %id,

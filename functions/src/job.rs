@@ -9,11 +9,13 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use treemux::engine::{JobSpec, ScratchLayout};
 use treemux::media::audio::AudioAction;
 use treemux::media::probe::MediaInfo;
 use treemux::plan::SegmentPlan;
+use treemux::settings::Container;
 use treemux::settings::EncodeSettings;
-use treemux::tree::{MergeTree, NodeId};
+use treemux::tree::MergeTree;
 
 /// Everything that makes one job: what is read (bucket, key, exact object version), which
 /// upload event asked for it, and the settings it is made with.
@@ -190,13 +192,9 @@ impl JobPaths {
         self.dir.join("source-opening.bin")
     }
 
-    pub fn node(&self, node: NodeId) -> PathBuf {
-        self.dir
-            .join(format!("node-{}-{}.nut", node.level, node.index))
-    }
-
-    pub fn audio(&self) -> PathBuf {
-        self.dir.join("audio.nut")
+    /// Segments, node indexes and the audio: the layout the core's engine defines.
+    pub fn layout(&self) -> ScratchLayout {
+        ScratchLayout::new(&self.dir)
     }
 
     pub fn output(&self, extension: &str) -> PathBuf {
@@ -232,6 +230,20 @@ pub struct JobManifest {
     pub plan: SegmentPlan,
     pub tree: MergeTree,
     pub audio_actions: Vec<AudioAction>,
+}
+
+impl JobManifest {
+    /// The job as the core's engine runs it, writing `container`.
+    pub fn job(&self, container: Container) -> JobSpec {
+        JobSpec {
+            info: self.info.clone(),
+            container,
+            settings: self.settings.clone(),
+            plan: self.plan.clone(),
+            tree: self.tree,
+            audio_actions: self.audio_actions.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,4 +17,5 @@ pub mod handlers;
 pub mod job;
 pub mod ports;
 pub mod startup;
+pub mod upload;
 pub mod worker;

@@ -39,6 +39,7 @@ use crate::error::HandlerError;
 use crate::events::S3Event;
 use crate::handlers::{self, Services};
 use crate::ports::{ExecutionStarter, ObjectError, ObjectStore, ObjectVersion};
+use crate::upload::MultipartStore;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -55,7 +56,7 @@ pub async fn dispatch<S, O, X>(
 ) -> Result<Value, HandlerError>
 where
     S: StateStore + JobStore,
-    O: ObjectStore,
+    O: ObjectStore + MultipartStore + Clone + 'static,
     X: ExecutionStarter,
 {
     fn parse<T: serde::de::DeserializeOwned>(
@@ -338,6 +339,47 @@ impl<O: ObjectStore> ObjectStore for FaultyObjects<O> {
     }
 }
 
+/// Uploads are not affected by `fail-reads`.
+impl<O: MultipartStore> MultipartStore for FaultyObjects<O> {
+    async fn create_upload(&self, bucket: &str, key: &str) -> Result<String, ObjectError> {
+        self.inner.create_upload(bucket, key).await
+    }
+
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        bytes: Vec<u8>,
+    ) -> Result<String, ObjectError> {
+        self.inner
+            .upload_part(bucket, key, upload_id, number, bytes)
+            .await
+    }
+
+    async fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(i32, String)],
+    ) -> Result<(), ObjectError> {
+        self.inner
+            .complete_upload(bucket, key, upload_id, parts)
+            .await
+    }
+
+    async fn abort_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), ObjectError> {
+        self.inner.abort_upload(bucket, key, upload_id).await
+    }
+}
+
 /// Attempts Lambda makes of an asynchronous invocation (an S3 event for analyze, an EventBridge
 /// rule's invocation of job-failed): the first and the template's `MaximumRetryAttempts` (2).
 pub const ASYNC_ATTEMPTS: u32 = 3;
@@ -381,7 +423,7 @@ pub async fn run<S, O, X>(
 ) -> anyhow::Result<()>
 where
     S: StateStore + JobStore + 'static,
-    O: ObjectStore + 'static,
+    O: ObjectStore + MultipartStore + Clone + 'static,
     X: ExecutionStarter + 'static,
 {
     let visibility = i32::try_from(options.visibility_seconds.clamp(3, 43_200)).unwrap_or(60);
@@ -539,7 +581,7 @@ async fn handle_task<S, O, X>(
     retry_seconds: f64,
 ) where
     S: StateStore + JobStore,
-    O: ObjectStore,
+    O: ObjectStore + MultipartStore + Clone + 'static,
     X: ExecutionStarter,
 {
     let message: Value = match serde_json::from_str(body) {
@@ -649,7 +691,7 @@ async fn run_action<S, O, X>(
 ) -> Result<Value, HandlerError>
 where
     S: StateStore + JobStore,
-    O: ObjectStore,
+    O: ObjectStore + MultipartStore + Clone + 'static,
     X: ExecutionStarter,
 {
     match action {
@@ -720,7 +762,7 @@ async fn invoke_async<S, O, X>(
     retry_seconds: f64,
 ) where
     S: StateStore + JobStore,
-    O: ObjectStore,
+    O: ObjectStore + MultipartStore + Clone + 'static,
     X: ExecutionStarter,
 {
     let mut delay = Duration::from_secs_f64(retry_seconds.max(0.0));
@@ -795,7 +837,7 @@ async fn handle_upload<S, O, X>(
     retry_seconds: f64,
 ) where
     S: StateStore + JobStore,
-    O: ObjectStore,
+    O: ObjectStore + MultipartStore + Clone + 'static,
     X: ExecutionStarter,
 {
     let event: S3Event = match serde_json::from_str(body) {

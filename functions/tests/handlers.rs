@@ -490,9 +490,74 @@ async fn job(store: &InMemoryStateStore, id: &str) -> treemux::state::JobRecord 
 }
 
 /// An object store that answers every request as S3 answering 503 would: a transient error.
+#[derive(Clone, Debug)]
 struct UnavailableObjects;
 
+fn unavailable(bucket: &str, key: &str) -> ObjectError {
+    ObjectError::Failed {
+        bucket: bucket.into(),
+        key: key.into(),
+        message: "503 Slow Down".into(),
+    }
+}
+
+impl treemux_functions::upload::MultipartStore for UnavailableObjects {
+    async fn create_upload(&self, bucket: &str, key: &str) -> Result<String, ObjectError> {
+        Err(unavailable(bucket, key))
+    }
+
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        _upload_id: &str,
+        _number: i32,
+        _bytes: Vec<u8>,
+    ) -> Result<String, ObjectError> {
+        Err(unavailable(bucket, key))
+    }
+
+    async fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        _upload_id: &str,
+        _parts: &[(i32, String)],
+    ) -> Result<(), ObjectError> {
+        Err(unavailable(bucket, key))
+    }
+
+    async fn abort_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        _upload_id: &str,
+    ) -> Result<(), ObjectError> {
+        Err(unavailable(bucket, key))
+    }
+}
+
 impl ObjectStore for UnavailableObjects {
+    async fn size(
+        &self,
+        bucket: &str,
+        key: &str,
+        _version: &treemux_functions::ports::ObjectVersion,
+    ) -> Result<u64, ObjectError> {
+        Err(unavailable(bucket, key))
+    }
+
+    async fn read_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        _version: &treemux_functions::ports::ObjectVersion,
+        _offset: u64,
+        _len: u64,
+    ) -> Result<Vec<u8>, ObjectError> {
+        Err(unavailable(bucket, key))
+    }
+
     async fn get_to_path(
         &self,
         bucket: &str,

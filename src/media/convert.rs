@@ -610,7 +610,12 @@ fn rotation_format(picture: &OutputPicture) -> ffmpeg::format::Pixel {
     }
 }
 
-/// Encoder private options for `settings`, in each encoder's own vocabulary. The source's HDR10
+/// Encoder private options for `settings`, in each encoder's own vocabulary.
+///
+/// Segments are joined by a check of their codec headers, not a re-encode, so each encoder must
+/// make headers that depend on the settings only: x264 needs `stitchable` (otherwise it may tune
+/// the SPS/PPS to a segment's content); x265's VPS/SPS/PPS, libvpx's VP9 (no global header) and
+/// SVT-AV1's sequence header already follow from the settings alone. The source's HDR10
 /// static metadata goes to x265 and SVT-AV1, whose bitstreams carry it in every container
 /// (FFmpeg 5.1's wrappers do not pass it on by themselves); the others warn
 /// ([`HdrStatic::not_kept_warning`]).
@@ -627,6 +632,9 @@ fn encoder_options(settings: &EncodeSettings, hdr: &HdrStatic) -> ffmpeg::Dictio
             if let Some(crf) = &crf {
                 options.set("crf", crf);
             }
+            // Headers (SPS/PPS) from the settings alone, never tuned to a segment's content:
+            // segments are joined without re-muxing, so every one must carry the same headers.
+            options.set("x264-params", "stitchable=1");
         }
         VideoCodec::H265 => {
             options.set("preset", &settings.preset);

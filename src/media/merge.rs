@@ -1,23 +1,25 @@
-//! Merge-video: concatenate two neighbouring segment files by stream copy.
+//! The video side of merging: what a segment file holds (its [`NodeIndex`]) and, for the root,
+//! one packet source over all segment files in order.
 //!
-//! Segments keep the source's presentation timestamps, so the right file's timestamps already
-//! follow the left file's: nothing is offset. Decoding timestamps are not copied: NUT does not
+//! No merge copies video. A merge joins its children's indexes ([`NodeIndex::join`], which
+//! checks that their streams are interchangeable and their timestamps continuous); the video
+//! bytes are read once, segment after segment, by the final mux ([`LeafVideo`]).
+//!
+//! Segments keep the source's presentation timestamps, so each segment's timestamps already
+//! follow the previous one's: nothing is offset. Decoding timestamps are not copied: NUT does not
 //! store them, and with B-frames each segment's first dts would reach back before the previous
-//! segment's last. They are derived afresh from the pts of the joined sequence
-//! ([`decode_timestamps`]), which keeps decode order and every pts intact. That takes two reads
-//! of each file (pts first, then packets); merging is demuxing only, so this stays cheap.
+//! segment's last. The final mux derives them afresh from the pts of the whole joined sequence
+//! ([`crate::timestamps::decode_timestamps`]), which keeps decode order and every pts intact.
 
-use super::convert::SEGMENT_MUXER;
-use super::util::{self, PartialFile};
+use super::util;
 use super::MediaError;
-use crate::timestamps::decode_timestamps;
+use crate::join::{fnv1a, NodeIndex, StreamFacts};
 use ffmpeg_next as ffmpeg;
-use ffmpeg_next::Rescale as _;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
 
-/// What one concatenation did.
+/// What one merge did: it wrote an index only; `packets` and `bytes` are the video the merged
+/// node covers (read once, later, by the final mux), not bytes written.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MergeReport {
     pub packets: u64,
@@ -25,167 +27,186 @@ pub struct MergeReport {
     pub seconds: f64,
 }
 
-/// Writes `left` followed by `right` (segment or merge files) to `output`.
-///
-/// Preconditions: both files hold one video stream encoded with the same settings, and every pts
-/// in `right` is after every pts in `left`. The output appears only when complete.
-pub fn concat_segments(
-    left: &Path,
-    right: &Path,
-    output: &Path,
-) -> Result<MergeReport, MediaError> {
-    util::init();
-    let started = Instant::now();
-    let incompatible = |reason: &str| MediaError::Incompatible {
-        left: left.to_owned(),
-        right: right.to_owned(),
-        reason: reason.to_owned(),
+/// The facts of stream 0 of an open segment file.
+fn stream_facts(
+    path: &Path,
+    input: &ffmpeg::format::context::Input,
+) -> Result<StreamFacts, MediaError> {
+    let stream = input.stream(0).ok_or_else(|| MediaError::Unsupported {
+        path: path.to_owned(),
+        reason: "the segment file has no stream".into(),
+    })?;
+    let parameters = stream.parameters();
+    // SAFETY: codecpar of an open stream is valid while the input lives; extradata holds
+    // extradata_size bytes when non-null.
+    let (width, height, extradata) = unsafe {
+        let par = &*parameters.as_ptr();
+        let extradata = if par.extradata.is_null() {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(par.extradata, par.extradata_size.max(0) as usize)
+        };
+        (par.width, par.height, extradata.to_vec())
     };
-    let left_input = util::open_input(left)?;
-    let right_input = util::open_input(right)?;
-    check_compatible(left, &left_input, right, &right_input)?;
-
-    let partial = PartialFile::create(output)?;
-    let write_failed = |source| MediaError::Write {
-        path: partial.target().to_owned(),
-        source,
-    };
-    let mut muxer = util::open_output(&partial, SEGMENT_MUXER)?;
-    let left_stream = left_input.stream(0).expect("checked in check_compatible");
-    let time_base = left_stream.time_base();
-    {
-        let mut stream = muxer
-            .add_stream(ffmpeg::encoder::find(ffmpeg::codec::Id::None))
-            .map_err(write_failed)?;
-        stream.set_parameters(left_stream.parameters());
-        stream.set_time_base(time_base);
-    }
-    util::clear_codec_tag(&mut muxer, 0, 0);
-    util::write_intermediate_header(&mut muxer).map_err(write_failed)?;
-    let output_time_base = muxer.stream(0).map(|s| s.time_base()).unwrap_or(time_base);
-
-    // Pass 1: every packet's pts in decode order, in the output time base.
-    let mut pts = Vec::new();
-    let mut boundary = 0;
-    for (path, mut input) in [(left, left_input), (right, right_input)] {
-        let input_time_base = input.stream(0).map(|s| s.time_base()).unwrap_or(time_base);
-        let file_pts = util::read_packet_pts(path, &mut input)?;
-        pts.extend(
-            file_pts
-                .into_iter()
-                .map(|p| p.rescale(input_time_base, output_time_base)),
-        );
-        if boundary == 0 {
-            boundary = pts.len();
-        }
-    }
-    let left_last = pts[..boundary].iter().max();
-    let right_first = pts[boundary..].iter().min();
-    if let (Some(left_last), Some(right_first)) = (left_last, right_first) {
-        if left_last >= right_first {
-            return Err(incompatible(&format!(
-                "the right file starts at pts {right_first}, not after the left file's {left_last}"
-            )));
-        }
-    }
-    let end = pts.iter().max().map_or(0, |max| max + 1);
-    let dts = decode_timestamps(&pts, end);
-
-    // Pass 2: copy the packets with those timestamps.
-    let mut written = 0usize;
-    for path in [left, right] {
-        let mut input = util::open_input(path)?;
-        loop {
-            // A fresh packet per read: `Packet::read` does not release the previous one.
-            let mut packet = ffmpeg::Packet::empty();
-            match packet.read(&mut input) {
-                Ok(()) => {}
-                Err(ffmpeg::Error::Eof) => break,
-                Err(source) => {
-                    return Err(MediaError::Read {
-                        path: path.to_owned(),
-                        source,
-                    })
-                }
-            }
-            let (Some(&packet_pts), Some(&packet_dts)) = (pts.get(written), dts.get(written))
-            else {
-                return Err(incompatible("a file changed while it was being merged"));
-            };
-            packet.set_pts(Some(packet_pts));
-            packet.set_dts(Some(packet_dts));
-            packet.set_stream(0);
-            packet.set_position(-1);
-            packet.write(&mut muxer).map_err(write_failed)?;
-            written += 1;
-        }
-    }
-    muxer.write_trailer().map_err(write_failed)?;
-    drop(muxer);
-    let bytes = std::fs::metadata(partial.path())
-        .map_err(MediaError::io(partial.target()))?
-        .len();
-    partial.commit()?;
-    Ok(MergeReport {
-        packets: written as u64,
-        bytes,
-        seconds: started.elapsed().as_secs_f64(),
+    Ok(StreamFacts {
+        codec: util::codec_name(parameters.id()),
+        width,
+        height,
+        time_base: util::time_base(stream.time_base()),
+        extradata_len: extradata.len(),
+        extradata_hash: fnv1a(&extradata),
     })
 }
 
-/// Both files must carry one video stream with the same codec, size and codec headers, or their
-/// packets cannot share one stream.
-fn check_compatible(
-    left: &Path,
-    left_input: &ffmpeg::format::context::Input,
-    right: &Path,
-    right_input: &ffmpeg::format::context::Input,
-) -> Result<(), MediaError> {
-    let incompatible = |reason: String| MediaError::Incompatible {
-        left: left.to_owned(),
-        right: right.to_owned(),
-        reason,
-    };
-    let (Some(left_stream), Some(right_stream)) = (left_input.stream(0), right_input.stream(0))
-    else {
-        return Err(incompatible("a file has no stream".into()));
-    };
-    let (left_parameters, right_parameters) = (left_stream.parameters(), right_stream.parameters());
-    // SAFETY: codecpar of open streams is valid while the inputs live; extradata holds
-    // extradata_size bytes when non-null.
-    let (left_facts, right_facts) = unsafe {
-        let facts = |par: *const ffmpeg::ffi::AVCodecParameters| {
-            let par = &*par;
-            let extradata = if par.extradata.is_null() {
-                Vec::new()
-            } else {
-                std::slice::from_raw_parts(par.extradata, par.extradata_size.max(0) as usize)
-                    .to_vec()
+/// The index of segment `leaf`, read from its file (demuxing only: headers and packet
+/// timestamps, no decoding).
+pub fn describe_segment(path: &Path, leaf: u32) -> Result<NodeIndex, MediaError> {
+    util::init();
+    let mut input = util::open_input(path)?;
+    let stream = stream_facts(path, &input)?;
+    let (mut first_pts, mut last_pts, mut packets, mut bytes) = (i64::MAX, i64::MIN, 0u64, 0u64);
+    while let Some(packet) = read_packet(path, &mut input)? {
+        let pts = packet.pts().ok_or_else(|| MediaError::Unsupported {
+            path: path.to_owned(),
+            reason: "a packet has no presentation timestamp".into(),
+        })?;
+        first_pts = first_pts.min(pts);
+        last_pts = last_pts.max(pts);
+        packets += 1;
+        bytes += packet.size() as u64;
+    }
+    if packets == 0 {
+        return Err(MediaError::Unsupported {
+            path: path.to_owned(),
+            reason: "the segment file holds no frames".into(),
+        });
+    }
+    Ok(NodeIndex {
+        leaves: vec![leaf],
+        stream,
+        first_pts,
+        last_pts,
+        packets,
+        bytes,
+    })
+}
+
+/// Joins two neighbouring nodes' indexes; the error names the two nodes' files.
+pub fn join_indexes(
+    left: &NodeIndex,
+    left_name: &Path,
+    right: &NodeIndex,
+    right_name: &Path,
+) -> Result<NodeIndex, MediaError> {
+    left.join(right).map_err(|reason| MediaError::Incompatible {
+        left: left_name.to_owned(),
+        right: right_name.to_owned(),
+        reason: reason.to_string(),
+    })
+}
+
+/// The video packets of several segment files as one stream: every file's packets in order,
+/// with their pts as written (the files share one time base, checked on open).
+pub(crate) struct LeafVideo {
+    paths: Vec<PathBuf>,
+    /// The open file and its position in `paths`.
+    current: Option<(usize, ffmpeg::format::context::Input)>,
+    time_base: ffmpeg::Rational,
+    parameters: ffmpeg::codec::Parameters,
+}
+
+impl std::fmt::Debug for LeafVideo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeafVideo")
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LeafVideo {
+    /// Opens the first of `paths` (at least one, all of the same stream).
+    pub(crate) fn open(paths: &[PathBuf]) -> Result<Self, MediaError> {
+        let first = paths.first().ok_or_else(|| MediaError::Unsupported {
+            path: PathBuf::new(),
+            reason: "no segment files to mux".into(),
+        })?;
+        let input = util::open_input(first)?;
+        let stream = input.stream(0).ok_or_else(|| MediaError::Unsupported {
+            path: first.clone(),
+            reason: "the segment file has no stream".into(),
+        })?;
+        let (time_base, parameters) = (stream.time_base(), stream.parameters());
+        Ok(Self {
+            paths: paths.to_vec(),
+            current: Some((0, input)),
+            time_base,
+            parameters,
+        })
+    }
+
+    /// The stream's codec parameters (the first segment's: all are the same, as the merges
+    /// checked).
+    pub(crate) fn parameters(&self) -> &ffmpeg::codec::Parameters {
+        &self.parameters
+    }
+
+    pub(crate) fn time_base(&self) -> ffmpeg::Rational {
+        self.time_base
+    }
+
+    /// The first file's path, for errors about the video as a whole.
+    pub(crate) fn first_path(&self) -> &Path {
+        &self.paths[0]
+    }
+
+    /// Every packet's pts in decode order over all files (a separate read of each).
+    pub(crate) fn all_pts(&self) -> Result<Vec<i64>, MediaError> {
+        let mut pts = Vec::new();
+        for path in &self.paths {
+            let mut input = util::open_input(path)?;
+            let time_base = input.stream(0).map(|s| s.time_base());
+            if time_base != Some(self.time_base) {
+                return Err(MediaError::Incompatible {
+                    left: self.paths[0].clone(),
+                    right: path.clone(),
+                    reason: "time bases differ".into(),
+                });
+            }
+            pts.extend(util::read_packet_pts(path, &mut input)?);
+        }
+        Ok(pts)
+    }
+
+    /// The next packet, from this file or the next one; `None` after the last file's last.
+    pub(crate) fn next_packet(&mut self) -> Result<Option<ffmpeg::Packet>, MediaError> {
+        loop {
+            let Some((position, input)) = self.current.as_mut() else {
+                return Ok(None);
             };
-            (par.codec_id, par.width, par.height, extradata)
-        };
-        (
-            facts(left_parameters.as_ptr()),
-            facts(right_parameters.as_ptr()),
-        )
-    };
-    if left_facts.0 != right_facts.0 {
-        return Err(incompatible(format!(
-            "codecs differ ({:?} vs {:?})",
-            left_facts.0, right_facts.0
-        )));
+            if let Some(packet) = read_packet(&self.paths[*position], input)? {
+                return Ok(Some(packet));
+            }
+            let next = *position + 1;
+            self.current = match self.paths.get(next) {
+                Some(path) => Some((next, util::open_input(path)?)),
+                None => None,
+            };
+        }
     }
-    if (left_facts.1, left_facts.2) != (right_facts.1, right_facts.2) {
-        return Err(incompatible(format!(
-            "frame sizes differ ({}x{} vs {}x{})",
-            left_facts.1, left_facts.2, right_facts.1, right_facts.2
-        )));
+}
+
+fn read_packet(
+    path: &Path,
+    input: &mut ffmpeg::format::context::Input,
+) -> Result<Option<ffmpeg::Packet>, MediaError> {
+    // A fresh packet per read: `Packet::read` does not release the previous one.
+    let mut packet = ffmpeg::Packet::empty();
+    match packet.read(input) {
+        Ok(()) => Ok(Some(packet)),
+        Err(ffmpeg::Error::Eof) => Ok(None),
+        Err(source) => Err(MediaError::Read {
+            path: path.to_owned(),
+            source,
+        }),
     }
-    if left_facts.3 != right_facts.3 {
-        return Err(incompatible(
-            "codec headers (extradata) differ: the segments were encoded with different settings"
-                .into(),
-        ));
-    }
-    Ok(())
 }

@@ -307,6 +307,19 @@ impl ExtraStreams {
         Ok(extras)
     }
 
+    /// Kept streams whose packets are copied or converted one by one (subtitles, …).
+    pub(crate) fn packet_streams(&self) -> usize {
+        self.routes.iter().flatten().count()
+    }
+
+    /// Bytes of the cover pictures: an MP4 keeps them inside its index.
+    pub(crate) fn picture_bytes(&self) -> u64 {
+        self.pictures
+            .iter()
+            .map(|(_, packet)| packet.size() as u64)
+            .sum()
+    }
+
     /// Call once the header is written: the output's time bases are final then. Returns the
     /// cover pictures to write first.
     pub(crate) fn start(&mut self, muxer: &ffmpeg::format::context::Output) -> Vec<ffmpeg::Packet> {
