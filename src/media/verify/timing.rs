@@ -41,7 +41,7 @@ pub(super) fn check_timing(
             comparison.max_timing_error_seconds
         ),
     );
-    let frame_seconds = typical_frame_seconds(&source_info);
+    let frame_seconds = typical_frame_seconds(source_info);
     let (source_duration, output_duration) = (
         source_info.video.duration_seconds(),
         output_info.video.duration_seconds(),
@@ -59,12 +59,12 @@ pub(super) fn check_timing(
     let video_start =
         |info: &MediaInfo, origin: f64| info.video.time_base.seconds(info.video.first_pts) - origin;
     let by_packets = (
-        video_start(&source_info, timeline_origin(&source_info, false)),
-        video_start(&output_info, timeline_origin(&output_info, false)),
+        video_start(source_info, timeline_origin(source_info, false)),
+        video_start(output_info, timeline_origin(output_info, false)),
     );
     let by_sound = (
-        video_start(&source_info, timeline_origin(&source_info, true)),
-        video_start(&output_info, timeline_origin(&output_info, true)),
+        video_start(source_info, timeline_origin(source_info, true)),
+        video_start(output_info, timeline_origin(output_info, true)),
     );
     let agrees = |(source, output): (f64, f64)| (source - output).abs() <= frame_seconds / 2.0;
     check(
