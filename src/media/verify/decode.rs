@@ -24,6 +24,7 @@ pub(super) struct DecodedFrames {
 }
 
 impl DecodedFrames {
+    /// Opens the video stream `info` (from the probe) describes, with frame threading.
     pub(super) fn open(info: &MediaInfo) -> Result<Self, MediaError> {
         let input = util::open_input(&info.path)?;
         let failed = |source| MediaError::Decode {
@@ -58,6 +59,8 @@ impl DecodedFrames {
         })
     }
 
+    /// The next frame in presentation order, its pts in the stream's time base as the pipeline
+    /// planned it; `None` (again on every later call) after the last.
     pub(super) fn next(&mut self) -> Result<Option<ffmpeg::frame::Video>, MediaError> {
         let mut frame = ffmpeg::frame::Video::empty();
         loop {
