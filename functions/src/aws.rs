@@ -15,6 +15,7 @@
 use crate::handlers::Config;
 use crate::ports::ObjectVersion;
 use crate::ports::{ExecutionStarter, ObjectError, ObjectStore, StartError};
+use crate::upload::MultipartStore;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::{BTreeSet, HashMap};
@@ -165,6 +166,8 @@ impl S3Store {
         }
     }
 
+    /// A file in parts, over the same multipart calls the streamed output uses
+    /// ([`MultipartStore`]): parts read straight from the file, the upload aborted when it fails.
     async fn put_multipart(
         &self,
         path: &Path,
@@ -172,54 +175,15 @@ impl S3Store {
         bucket: &str,
         key: &str,
     ) -> Result<(), ObjectError> {
-        let failed = |message: String| ObjectError::Failed {
-            bucket: bucket.into(),
-            key: key.into(),
-            message,
-        };
-        let upload = self
-            .client
-            .create_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .content_type("video/mp4")
-            .send()
-            .await
-            .map_err(|e| put_failure(bucket, key, e))?;
-        let upload_id = upload
-            .upload_id()
-            .ok_or_else(|| failed("S3 returned no upload id".into()))?
-            .to_owned();
-        let parts = self.upload_parts(path, size, bucket, key, &upload_id).await;
-        let completed = match parts {
-            Ok(parts) => self
-                .client
-                .complete_multipart_upload()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(&upload_id)
-                .multipart_upload(
-                    aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| put_failure(bucket, key, e)),
+        let upload_id = self.create_upload(bucket, key).await?;
+        let completed = match self.upload_parts(path, size, bucket, key, &upload_id).await {
+            Ok(parts) => self.complete_upload(bucket, key, &upload_id, &parts).await,
             Err(error) => Err(error),
         };
         if completed.is_err() {
             // Uploaded parts are billed until aborted. Best effort: the bucket's lifecycle rule
             // for incomplete uploads is the backstop.
-            let _ = self
-                .client
-                .abort_multipart_upload()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(&upload_id)
-                .send()
-                .await;
+            let _ = self.abort_upload(bucket, key, &upload_id).await;
         }
         completed
     }
@@ -231,7 +195,7 @@ impl S3Store {
         bucket: &str,
         key: &str,
         upload_id: &str,
-    ) -> Result<Vec<aws_sdk_s3::types::CompletedPart>, ObjectError> {
+    ) -> Result<Vec<(i32, String)>, ObjectError> {
         let ranges = part_ranges(size, self.part_bytes);
         let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(PARALLEL_PARTS));
         let mut tasks = tokio::task::JoinSet::new();
@@ -269,12 +233,7 @@ impl S3Store {
                             aws_sdk_s3::error::DisplayErrorContext(e)
                         )
                     })?;
-                Ok::<_, String>(
-                    aws_sdk_s3::types::CompletedPart::builder()
-                        .part_number(part_number)
-                        .set_e_tag(response.e_tag().map(str::to_owned))
-                        .build(),
-                )
+                Ok::<_, String>((part_number, response.e_tag().unwrap_or_default().to_owned()))
             });
         }
         let mut parts = Vec::new();
@@ -289,7 +248,7 @@ impl S3Store {
                 })?;
             parts.push(part);
         }
-        parts.sort_by_key(|part| part.part_number());
+        parts.sort_by_key(|(number, _)| *number);
         Ok(parts)
     }
 }
@@ -1228,7 +1187,7 @@ pub async fn services_from_env() -> Result<AwsServices, String> {
 
 /// S3's multipart upload API. A part or an upload S3 no longer knows (`NoSuchUpload`: completed
 /// or aborted) is [`ObjectError::NotFound`].
-impl crate::upload::MultipartStore for S3Store {
+impl MultipartStore for S3Store {
     async fn create_upload(&self, bucket: &str, key: &str) -> Result<String, ObjectError> {
         let failed = |message: String| ObjectError::Failed {
             bucket: bucket.into(),
@@ -1243,7 +1202,7 @@ impl crate::upload::MultipartStore for S3Store {
             .content_type("video/mp4")
             .send()
             .await
-            .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| put_failure(bucket, key, e))?;
         upload
             .upload_id()
             .map(str::to_owned)
@@ -1345,11 +1304,12 @@ where
             key: key.into(),
         };
     }
-    ObjectError::Failed {
-        bucket: bucket.into(),
-        key: key.into(),
-        message: format!("{what}: {}", aws_sdk_s3::error::DisplayErrorContext(error)),
-    }
+    put_error(
+        bucket,
+        key,
+        code.as_deref(),
+        format!("{what}: {}", aws_sdk_s3::error::DisplayErrorContext(error)),
+    )
 }
 
 #[cfg(test)]
