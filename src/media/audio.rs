@@ -80,21 +80,11 @@ pub fn plan_audio(
         .collect()
 }
 
-/// Writes every audio track of `info.path` into `output` (NUT), copied or re-encoded as `actions`
+/// Writes every audio track of the source into `output` (NUT), copied or re-encoded as `actions`
 /// says (one per track, from [`plan_audio`]). Returns `None`, writing nothing, when the source has
 /// no audio.
-pub fn extract_audio(
-    info: &MediaInfo,
-    actions: &[AudioAction],
-    output: &Path,
-) -> Result<Option<AudioReport>, MediaError> {
-    if info.audio.is_empty() {
-        return Ok(None);
-    }
-    extract_audio_from(&Source::file(&info.path)?, info, actions, output)
-}
-
-/// [`extract_audio`] reading `source` (the bytes `info` was probed from). Other streams are
+///
+/// Reads `source` (the bytes `info` was probed from). Other streams are
 /// discarded: from MP4/MOV through ranged reads this fetches the audio's own bytes (plus read-
 /// ahead), not the video's; a container without an index is read through once.
 pub fn extract_audio_from(

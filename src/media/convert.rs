@@ -58,19 +58,9 @@ pub fn output_size(video: &VideoInfo, settings: &EncodeSettings) -> (u32, u32) {
 /// when it breaks, the encode stops, its partial file is removed and the result is
 /// [`MediaError::Interrupted`].
 /// The output appears only when complete; on error nothing is left at `output`.
-pub fn convert_segment(
-    info: &MediaInfo,
-    segment: &Segment,
-    settings: &EncodeSettings,
-    output: &Path,
-    on_frame: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
-) -> Result<SegmentReport, MediaError> {
-    let source = Source::file(&info.path)?;
-    convert_segment_from(&source, info, segment, settings, output, on_frame)
-}
-
-/// [`convert_segment`] reading `source` (the bytes `info` was probed from, e.g. ranged reads of
-/// an upload); read-ahead is bounded by the segment's bytes ([`segment_byte_range`]).
+///
+/// The source is read from `source` (the bytes `info` was probed from: the file, or ranged
+/// reads of an upload); read-ahead is bounded by the segment's bytes ([`segment_byte_range`]).
 pub fn convert_segment_from(
     source: &Source,
     info: &MediaInfo,
