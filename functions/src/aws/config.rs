@@ -1,0 +1,151 @@
+//! The handlers' configuration from the environment the template (or the local stack) sets.
+
+use crate::handlers::Config;
+use std::path::PathBuf;
+use treemux::plan::PlanOptions;
+use treemux::settings::{EncodeSettings, RateControl, VideoCodec};
+
+pub(super) fn env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+}
+
+pub(super) fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// The handlers' configuration from the environment:
+/// `TREEMUX_SCRATCH_DIR` (the EFS mount), `TREEMUX_OUTPUT_BUCKET`, `TREEMUX_OUTPUT_PREFIX`
+/// (default `transcoded/`), `TREEMUX_CODEC` (h264), `TREEMUX_CRF` or `TREEMUX_BITRATE` (e.g. `2M`),
+/// `TREEMUX_PRESET`, `TREEMUX_HEIGHT` (empty or unset: the codec's defaults, the source's height),
+/// `TREEMUX_UPSCALE` (`1`: allow a height above the source's),
+/// `TREEMUX_THREADS` (default: the vCPUs), `TREEMUX_MAX_SEGMENTS` (default 1024),
+/// `TREEMUX_MIN_SEGMENT_SECONDS` (default 4).
+pub fn config_from_env() -> Result<Config, String> {
+    let settings = encode_settings_from(|name| std::env::var(name).ok())?;
+    config_with(settings)
+}
+
+/// The encode settings from `TREEMUX_CODEC`, `TREEMUX_CRF`, `TREEMUX_BITRATE`, `TREEMUX_PRESET`
+/// and `TREEMUX_HEIGHT` as `var` reads them. An empty value counts as unset: the template passes
+/// its empty parameter defaults through, meaning "the codec's default".
+fn encode_settings_from(var: impl Fn(&str) -> Option<String>) -> Result<EncodeSettings, String> {
+    let set = |name: &str| var(name).filter(|value| !value.trim().is_empty());
+    let codec_name = set("TREEMUX_CODEC").unwrap_or_else(|| "h264".to_owned());
+    let codec = VideoCodec::parse(&codec_name)
+        .ok_or_else(|| format!("TREEMUX_CODEC={codec_name}: expected h264, h265, vp9 or av1"))?;
+    let mut settings = EncodeSettings::new(codec);
+    match (set("TREEMUX_CRF"), set("TREEMUX_BITRATE")) {
+        (Some(crf), Some(bitrate)) => {
+            return Err(format!(
+                "TREEMUX_CRF={crf} and TREEMUX_BITRATE={bitrate}: set one of them"
+            ))
+        }
+        (Some(crf), None) => {
+            settings.rate = RateControl::Crf(
+                crf.parse()
+                    .map_err(|_| format!("TREEMUX_CRF={crf}: expected a whole number"))?,
+            );
+        }
+        (None, Some(bitrate)) => {
+            settings.rate =
+                RateControl::Bitrate(treemux::settings::parse_bitrate(&bitrate).ok_or_else(
+                    || format!("TREEMUX_BITRATE={bitrate}: expected a rate such as 2M or 800k"),
+                )?);
+        }
+        (None, None) => {}
+    }
+    if let Some(preset) = set("TREEMUX_PRESET") {
+        settings.preset = preset;
+    }
+    if let Some(height) = set("TREEMUX_HEIGHT") {
+        settings.height = Some(
+            height
+                .parse()
+                .map_err(|_| format!("TREEMUX_HEIGHT={height}: expected pixels"))?,
+        );
+    }
+    settings.upscale = env_or("TREEMUX_UPSCALE", "0") == "1";
+    Ok(settings)
+}
+
+/// The rest of the configuration from the environment, around `settings`.
+fn config_with(mut settings: EncodeSettings) -> Result<Config, String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    settings.threads = env_or("TREEMUX_THREADS", &cores.to_string())
+        .parse()
+        .map_err(|_| "TREEMUX_THREADS: expected a number".to_owned())?;
+    settings.validate()?;
+    let max_segments: u32 = env_or("TREEMUX_MAX_SEGMENTS", "1024")
+        .parse()
+        .map_err(|_| "TREEMUX_MAX_SEGMENTS: expected a number".to_owned())?;
+    let min_segment_seconds: f64 = env_or("TREEMUX_MIN_SEGMENT_SECONDS", "4")
+        .parse()
+        .map_err(|_| "TREEMUX_MIN_SEGMENT_SECONDS: expected seconds".to_owned())?;
+    Ok(Config {
+        scratch_root: PathBuf::from(env("TREEMUX_SCRATCH_DIR")?),
+        output_bucket: env("TREEMUX_OUTPUT_BUCKET")?,
+        output_prefix: env_or("TREEMUX_OUTPUT_PREFIX", "transcoded/"),
+        settings,
+        plan: PlanOptions {
+            max_segments,
+            min_segment_seconds,
+            ..PlanOptions::default()
+        },
+        crashes: Default::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+
+    /// The encode settings for an environment of `(name, value)` pairs, validated.
+    fn settings_for(vars: &[(&str, &str)]) -> Result<EncodeSettings, String> {
+        let settings = encode_settings_from(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    #[test]
+    fn empty_template_parameters_mean_the_codecs_defaults() {
+        // What the template passes with its defaults: empty Crf, Bitrate, Preset and Height.
+        let empty = [
+            ("TREEMUX_CRF", ""),
+            ("TREEMUX_BITRATE", ""),
+            ("TREEMUX_PRESET", ""),
+            ("TREEMUX_HEIGHT", ""),
+        ];
+        for (codec, preset, crf) in [("h264", "medium", 23), ("vp9", "4", 31), ("av1", "8", 35)] {
+            let mut vars = empty.to_vec();
+            vars.push(("TREEMUX_CODEC", codec));
+            let settings = settings_for(&vars).expect(codec);
+            assert_eq!(settings.preset, preset, "{codec}");
+            assert_eq!(settings.rate, RateControl::Crf(crf), "{codec}");
+            assert_eq!(settings.height, None);
+        }
+    }
+
+    #[test]
+    fn bitrate_and_height_are_read_and_crf_excludes_bitrate() {
+        let settings = settings_for(&[
+            ("TREEMUX_CODEC", "h265"),
+            ("TREEMUX_BITRATE", "2.5M"),
+            ("TREEMUX_CRF", ""),
+            ("TREEMUX_HEIGHT", "720"),
+        ])
+        .expect("settings");
+        assert_eq!(settings.rate, RateControl::Bitrate(2_500_000));
+        assert_eq!(settings.height, Some(720));
+        let both = settings_for(&[("TREEMUX_CRF", "20"), ("TREEMUX_BITRATE", "2M")]);
+        assert!(both.is_err_and(|e| e.contains("set one of them")));
+        let bad = settings_for(&[("TREEMUX_BITRATE", "fast")]);
+        assert!(bad.is_err_and(|e| e.contains("TREEMUX_BITRATE=fast")));
+        let vp9_medium = settings_for(&[("TREEMUX_CODEC", "vp9"), ("TREEMUX_PRESET", "medium")]);
+        assert!(vp9_medium.is_err(), "refused at start-up too");
+    }
+}

@@ -1,0 +1,67 @@
+//! AWS implementations of the ports, and the configuration the binaries read.
+//!
+//! - [`config`]: the handlers' configuration from the environment (encode settings, plan limits).
+//! - [`s3`]: S3 as the object store and the multipart-upload store, with error classification.
+//! - [`dynamo`]: DynamoDB as the state store (pair records) and the job store (job records).
+//! - [`sfn`]: Step Functions as the execution starter.
+//!
+//! [`services_from_env`] wires them into the handlers' [`Services`](crate::handlers::Services).
+
+pub mod config;
+pub mod dynamo;
+pub mod s3;
+pub mod sfn;
+
+pub use config::config_from_env;
+pub use dynamo::{store_error, DynamoStore, REFUSED_DYNAMODB_CODES};
+pub use s3::{
+    classify_get_failure, part_ranges, put_error, GetFailure, S3Store, MULTIPART_THRESHOLD,
+    PART_BYTES, REFUSED_PUT_CODES,
+};
+pub use sfn::{start_error, SfnStarter, REFUSED_START_CODES};
+
+use config::{env, env_or};
+
+/// Loads the SDK configuration from the environment (`AWS_ENDPOINT_URL` points every client at
+/// a local stack).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// An S3 client; path-style addressing when the endpoint is overridden (local stacks).
+pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(path_style)
+            .build(),
+    )
+}
+
+/// The handlers' services on AWS.
+pub type AwsServices = crate::handlers::Services<DynamoStore, S3Store, SfnStarter>;
+
+/// Builds the services from the environment: the handler configuration ([`config_from_env`]),
+/// `TREEMUX_TABLE`, `TREEMUX_TTL_DAYS` (default 7) and, for analyze,
+/// `TREEMUX_STATE_MACHINE_ARN`.
+pub async fn services_from_env() -> Result<AwsServices, String> {
+    let sdk = sdk_config().await;
+    let ttl_days: u64 = env_or("TREEMUX_TTL_DAYS", "7")
+        .parse()
+        .map_err(|_| "TREEMUX_TTL_DAYS: expected days".to_owned())?;
+    Ok(crate::handlers::Services {
+        store: DynamoStore {
+            client: aws_sdk_dynamodb::Client::new(&sdk),
+            table: env("TREEMUX_TABLE")?,
+            ttl_seconds: ttl_days * 86_400,
+        },
+        objects: S3Store::new(s3_client(&sdk)),
+        executions: SfnStarter {
+            client: aws_sdk_sfn::Client::new(&sdk),
+            state_machine_arn: env_or("TREEMUX_STATE_MACHINE_ARN", ""),
+        },
+        config: config_from_env()?,
+    })
+}
+
