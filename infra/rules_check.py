@@ -3,7 +3,7 @@
 when a stack is created or updated, for a table of parameter sets, and fails when a set that every
 job would fail on is accepted or a good set is refused. Then checks that each job parameter
 reaches the functions: the template's Globals pass it as the environment variable that
-functions/src/aws.rs reads (a parameter validated here but never passed on would be ignored).
+functions/src/aws/*.rs read (a parameter validated here but never passed on would be ignored).
 
 Usage: python infra/rules_check.py TEMPLATE   (exit 1 and one line per wrong verdict)
 """
@@ -49,7 +49,7 @@ CASES = [
 ]
 
 
-# Each parameter a job reads -> the environment variable functions/src/aws.rs reads it from.
+# Each parameter a job reads -> the environment variable functions/src/aws/*.rs read it from.
 PARAMETER_VARIABLES = {
     "Codec": "TREEMUX_CODEC",
     "Crf": "TREEMUX_CRF",
@@ -72,7 +72,7 @@ def wiring_problems(template, reader_source):
         if variables.get(variable) != {"Ref": parameter}:
             yield f"parameter {parameter} does not reach the functions: Globals sets {variable} to {variables.get(variable)!r}, not !Ref {parameter}"
         if f'"{variable}"' not in reader_source:
-            yield f"the functions never read {variable} (functions/src/aws.rs), so parameter {parameter} is ignored"
+            yield f"the functions never read {variable} (functions/src/aws/*.rs), so parameter {parameter} is ignored"
 
 
 def parameter_problems(specs, values):
@@ -143,8 +143,12 @@ def main(path):
             wrong += 1
             verdict = f"refused ({'; '.join(found)})" if found else "accepted"
             print(f"{path}: parameters {overrides or 'defaults'} are {verdict}; expected {'refusal' if refused else 'acceptance'}")
-    with open(os.path.join(os.path.dirname(path), "..", "functions", "src", "aws.rs")) as f:
-        reader_source = f.read()
+    readers = os.path.join(os.path.dirname(path), "..", "functions", "src", "aws")
+    reader_source = ""
+    for name in sorted(os.listdir(readers)):
+        if name.endswith(".rs"):
+            with open(os.path.join(readers, name)) as f:
+                reader_source += f.read()
     for problem in wiring_problems(template, reader_source):
         wrong += 1
         print(f"{path}: {problem}")

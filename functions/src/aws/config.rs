@@ -99,7 +99,6 @@ fn config_with(mut settings: EncodeSettings) -> Result<Config, String> {
 mod tests {
     use super::*;
 
-
     /// The encode settings for an environment of `(name, value)` pairs, validated.
     fn settings_for(vars: &[(&str, &str)]) -> Result<EncodeSettings, String> {
         let settings = encode_settings_from(|name| {

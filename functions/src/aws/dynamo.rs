@@ -42,6 +42,7 @@ pub fn store_error(code: Option<&str>, message: String) -> StateError {
     }
 }
 
+/// DynamoDB as the [`StateStore`] and [`JobStore`].
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
     pub client: aws_sdk_dynamodb::Client,

@@ -64,4 +64,3 @@ pub async fn services_from_env() -> Result<AwsServices, String> {
         config: config_from_env()?,
     })
 }
-

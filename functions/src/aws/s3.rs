@@ -5,7 +5,6 @@
 use crate::ports::ObjectVersion;
 use crate::ports::{ObjectError, ObjectStore};
 use crate::upload::MultipartStore;
-use aws_sdk_dynamodb::error::SdkError;
 use std::path::Path;
 
 /// S3 as an [`ObjectStore`].
@@ -440,7 +439,6 @@ impl ObjectStore for S3Store {
     }
 }
 
-
 /// S3's multipart upload API. A part or an upload S3 no longer knows (`NoSuchUpload`: completed
 /// or aborted) is [`ObjectError::NotFound`].
 impl MultipartStore for S3Store {
@@ -599,4 +597,3 @@ mod tests {
         }
     }
 }
-

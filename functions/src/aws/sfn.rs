@@ -65,5 +65,3 @@ impl ExecutionStarter for SfnStarter {
         }
     }
 }
-
-/// DynamoDB as the [`StateStore`] and [`JobStore`].
