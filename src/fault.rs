@@ -81,8 +81,9 @@ impl CrashPlan {
     /// Dies here when `point` is one of the plan's.
     pub fn at(&self, point: CrashPoint) {
         if self.points.contains(&point) {
-            // The line is what tests read to learn which point fired; stderr is unbuffered.
-            eprintln!("treemux: injected crash at {point}: aborting");
+            // The line is what tests read to learn which point fired (its `crash_point` field);
+            // the log output writes each event to stderr at once, before the abort.
+            tracing::error!(crash_point = %point, "injected crash, aborting");
             std::process::abort();
         }
     }

@@ -188,7 +188,7 @@ struct VerifyArgs {
 }
 
 fn main() -> ExitCode {
-    treemux::process::ensure_zeroed_heap_or_warn("treemux");
+    let zeroed_heap = treemux::process::ensure_zeroed_heap();
     // SVT-AV1 prints its banner straight to stderr unless told to log errors only. Set before any
     // thread starts.
     if std::env::var_os("SVT_LOG").is_none() {
@@ -200,6 +200,7 @@ fn main() -> ExitCode {
         Command::Transcode(args) if args.verbose => tracing::Level::DEBUG,
         _ => tracing::Level::INFO,
     });
+    treemux::process::warn_unless_zeroed(&zeroed_heap);
     let result = match cli.command {
         Command::Transcode(args) => transcode(args),
         Command::Probe(args) => probe_command(args),

@@ -50,10 +50,11 @@ pub fn ensure_zeroed_heap() -> std::io::Result<()> {
         .exec())
 }
 
-/// [`ensure_zeroed_heap`], logging to stderr when the re-exec fails (the program goes on).
-pub fn ensure_zeroed_heap_or_warn(program: &str) {
-    if let Err(error) = ensure_zeroed_heap() {
-        eprintln!("{program}: warning: could not restart with zeroed allocations ({error}); retried encodes may differ in bits");
+/// Logs the outcome of [`ensure_zeroed_heap`] once the program's log output is installed: a
+/// warning when the re-exec failed (the program goes on), nothing otherwise.
+pub fn warn_unless_zeroed(restart: &std::io::Result<()>) {
+    if let Err(error) = restart {
+        tracing::warn!(%error, "could not restart with zeroed allocations; retried encodes may differ in bits");
     }
 }
 

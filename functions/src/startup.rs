@@ -13,8 +13,9 @@ use treemux::settings::{EncodeSettings, VideoCodec};
 /// Lambda console shell or container. It prints one JSON line and exits 0, or prints the error and
 /// exits 1.
 pub fn prepare(name: &str) {
-    treemux::process::ensure_zeroed_heap_or_warn(name);
+    let zeroed_heap = treemux::process::ensure_zeroed_heap();
     init_logging(name);
+    treemux::process::warn_unless_zeroed(&zeroed_heap);
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) != Some("--self-test") {
         return;

@@ -67,8 +67,9 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    treemux::process::ensure_zeroed_heap_or_warn("treemux-worker");
+    let zeroed_heap = treemux::process::ensure_zeroed_heap();
     treemux_functions::startup::init_logging("treemux-worker");
+    treemux::process::warn_unless_zeroed(&zeroed_heap);
     match Cli::parse().command {
         Command::Run {
             task_queue_url,

@@ -58,8 +58,8 @@ pub fn logged(log: &str, message: &str, fields: &[(&str, &str)]) -> bool {
 /// What the crash points in a worker's log say fired, in order (`after-segment:1`, …).
 pub fn fired_crashes(log: &str) -> Vec<String> {
     log.lines()
-        .filter_map(|line| line.strip_prefix("treemux: injected crash at "))
-        .filter_map(|rest| rest.strip_suffix(": aborting"))
+        .filter(|line| line.contains("injected crash, aborting"))
+        .filter_map(|line| field(line, "crash_point"))
         .map(str::to_owned)
         .collect()
 }
