@@ -89,21 +89,11 @@ impl ScratchLayout {
 /// Writes `value` as JSON to `target`, complete or not at all (renamed into place from a
 /// private name of this call's own, so a duplicate task writing the same file cannot truncate it).
 fn write_json_atomically<T: Serialize>(target: &Path, value: &T) -> Result<(), Error> {
-    let failed = |source| Error::Io {
+    let json = serde_json::to_vec(value).map_err(|error| Error::Io {
         path: target.to_owned(),
-        source,
-    };
-    let directory = target.parent().unwrap_or(Path::new("."));
-    let mut partial = tempfile::Builder::new()
-        .prefix(".index.")
-        .suffix(".partial")
-        .tempfile_in(directory)
-        .map_err(failed)?;
-    serde_json::to_writer(&mut partial, value).map_err(|error| failed(error.into()))?;
-    partial
-        .persist(target)
-        .map_err(|error| failed(error.error))?;
-    Ok(())
+        source: error.into(),
+    })?;
+    Ok(crate::atomic_file::write_atomically(target, &json)?)
 }
 
 /// A job ready to run: the source's probe, the settings for its container, the plan, the merge

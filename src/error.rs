@@ -60,6 +60,15 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl From<crate::atomic_file::AtomicFileError> for Error {
+    fn from(error: crate::atomic_file::AtomicFileError) -> Self {
+        Self::Io {
+            path: error.path,
+            source: error.source,
+        }
+    }
+}
+
 impl ErrorKind {
     /// The stable name used as the Lambda error type.
     pub fn name(self) -> &'static str {

@@ -14,6 +14,7 @@
 //! - [`process`]: process start-up that keeps encodes repeatable.
 //! - [`fault`]: crash points for fault-injection tests (inert unless a test names one).
 
+pub mod atomic_file;
 pub mod bench;
 pub mod engine;
 pub mod error;

@@ -317,7 +317,7 @@ pub fn transcode(
     let started = Instant::now();
     let container = check_output_path(input, output, options.existing_output)?;
     // A run of this command that was SIGKILLed while writing the output left its partial file.
-    crate::media::util::remove_stale_partials(output);
+    crate::atomic_file::AtomicFile::remove_stale(output);
     // The settings are checked before the (possibly long) probe; prepare_job checks them again
     // with everything else, as the Lambda runner's analyze does.
     if !container.allows(options.settings.codec) {

@@ -700,17 +700,14 @@ async fn read_existing_manifest(path: &Path) -> Result<Option<JobManifest>, Hand
 /// wrote it. (A hard link, unlike a rename, never replaces an existing file.)
 async fn write_once(path: &Path, bytes: Vec<u8>) -> Result<bool, HandlerError> {
     let failed = |e: std::io::Error| HandlerError::transient(format!("{}: {e}", path.display()));
-    let (_, partial) = crate::ports::partial_beside(path).map_err(failed)?;
-    let written = match tokio::fs::write(&partial, bytes).await {
-        Ok(()) => match tokio::fs::hard_link(&partial, path).await {
-            Ok(()) => Ok(true),
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(error) => Err(error),
-        },
-        Err(error) => Err(error),
-    };
-    let _ = tokio::fs::remove_file(&partial).await;
-    written.map_err(failed)
+    let partial =
+        treemux::atomic_file::AtomicFile::create(path).map_err(|error| failed(error.source))?;
+    tokio::fs::write(partial.path(), bytes)
+        .await
+        .map_err(failed)?;
+    partial
+        .commit_unless_exists()
+        .map_err(|error| failed(error.source))
 }
 
 impl HandlerError {

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use treemux::atomic_file::{AtomicFile, AtomicFileError};
 use treemux::media::source::{ByteSource, SourceError, SourceErrorKind};
 
 /// Errors from an object store.
@@ -157,6 +158,16 @@ impl LocalDirStore {
     }
 }
 
+/// A local file that could not be written, as the object store's error.
+impl From<AtomicFileError> for ObjectError {
+    fn from(error: AtomicFileError) -> Self {
+        Self::Local {
+            path: error.path,
+            source: error.source,
+        }
+    }
+}
+
 fn local(path: &Path) -> impl FnOnce(std::io::Error) -> ObjectError + '_ {
     move |source| ObjectError::Local {
         path: path.to_owned(),
@@ -165,44 +176,18 @@ fn local(path: &Path) -> impl FnOnce(std::io::Error) -> ObjectError + '_ {
 }
 
 /// Copies `from` to `to` through a temporary name beside `to`.
-/// A new, empty file beside `path` under a random name, created exclusively and readable by the
-/// owner only, to be renamed to `path` when complete. A task and a duplicate of it writing the
-/// same `path` at once each get their own, so neither can truncate what the other renames.
-pub fn partial_beside(path: &Path) -> std::io::Result<(std::fs::File, PathBuf)> {
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".partial")
-        .tempfile_in(directory)?
-        .keep()
-        .map_err(|e| e.error)
-}
-
 async fn copy_atomically(from: &Path, to: &Path) -> Result<u64, ObjectError> {
     if let Some(parent) = to.parent() {
         tokio::fs::create_dir_all(parent)
             .await
             .map_err(local(parent))?;
     }
-    let (_, partial) = partial_beside(to).map_err(local(to))?;
-    let copied = match tokio::fs::copy(from, &partial).await {
-        Ok(bytes) => tokio::fs::rename(&partial, to)
-            .await
-            .map(|()| bytes)
-            .map_err(local(to)),
-        Err(error) => Err(local(from)(error)),
-    };
-    if copied.is_err() {
-        let _ = tokio::fs::remove_file(&partial).await;
-    }
-    copied
+    let partial = AtomicFile::create(to)?;
+    let bytes = tokio::fs::copy(from, partial.path())
+        .await
+        .map_err(local(from))?;
+    partial.commit()?;
+    Ok(bytes)
 }
 
 impl ObjectStore for LocalDirStore {

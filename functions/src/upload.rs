@@ -313,13 +313,12 @@ impl MultipartStore for LocalDirStore {
                 .await
                 .map_err(local(parent))?;
         }
-        let (_, partial) = crate::ports::partial_beside(&target).map_err(local(&target))?;
+        let partial = treemux::atomic_file::AtomicFile::create(&target)?;
         let mut whole = Vec::new();
         for (number, e_tag) in parts {
             let path = dir.join(format!("part-{number:05}"));
             let bytes = tokio::fs::read(&path).await.map_err(local(&path))?;
             if format!("{:016x}", treemux::join::fnv1a(&bytes)) != *e_tag {
-                let _ = tokio::fs::remove_file(&partial).await;
                 return Err(ObjectError::Failed {
                     bucket: bucket.into(),
                     key: key.into(),
@@ -328,12 +327,10 @@ impl MultipartStore for LocalDirStore {
             }
             whole.extend_from_slice(&bytes);
         }
-        tokio::fs::write(&partial, whole)
-            .await
-            .map_err(local(&partial))?;
-        tokio::fs::rename(&partial, &target)
+        tokio::fs::write(partial.path(), whole)
             .await
             .map_err(local(&target))?;
+        partial.commit()?;
         tokio::fs::remove_dir_all(&dir).await.map_err(local(&dir))
     }
 

@@ -10,8 +10,9 @@
 use super::convert::SEGMENT_MUXER;
 use super::probe::{AudioTrack, MediaInfo};
 use super::source::Source;
-use super::util::{self, PartialFile};
+use super::util;
 use super::MediaError;
+use crate::atomic_file::AtomicFile;
 use crate::settings::Container;
 use ffmpeg_next as ffmpeg;
 use serde::{Deserialize, Serialize};
@@ -104,7 +105,7 @@ pub fn extract_audio_from(
         let tracks: Vec<usize> = info.audio.iter().map(|track| track.stream_index).collect();
         util::discard_all_but(&mut input, &tracks);
     }
-    let partial = PartialFile::create(output)?;
+    let partial = AtomicFile::create(output)?;
     let write_failed = |source| MediaError::Write {
         path: partial.target().to_owned(),
         source,

@@ -13,8 +13,9 @@ use super::clock::DtsOnlyClock;
 use super::picture::{self, HdrStatic, Orientation, OutputPicture};
 use super::probe::{MediaInfo, VideoInfo};
 use super::source::{segment_byte_range, Source};
-use super::util::{self, PartialFile};
+use super::util;
 use super::MediaError;
+use crate::atomic_file::AtomicFile;
 use crate::plan::Segment;
 use crate::settings::{EncodeSettings, RateControl, VideoCodec};
 use ffmpeg_next as ffmpeg;
@@ -179,7 +180,7 @@ fn encode_pass(
     }
     let mut repairer = info.timestamp_repair.repairer();
 
-    let partial = PartialFile::create(output)?;
+    let partial = AtomicFile::create(output).map_err(MediaError::from)?;
     let mut muxer = util::open_output(&partial, SEGMENT_MUXER)?;
     let mut encoder = SegmentEncoder::open(info, settings, &mut muxer, partial.target())?;
 
@@ -321,7 +322,7 @@ fn encode_pass(
     let bytes = std::fs::metadata(partial.path())
         .map_err(MediaError::io(partial.target()))?
         .len();
-    partial.commit()?;
+    partial.commit().map_err(MediaError::from)?;
     Ok(SegmentReport {
         index: segment.index,
         frames_encoded,

@@ -118,6 +118,15 @@ pub enum MediaError {
     Interrupted { path: PathBuf },
 }
 
+impl From<crate::atomic_file::AtomicFileError> for MediaError {
+    fn from(error: crate::atomic_file::AtomicFileError) -> Self {
+        Self::Io {
+            path: error.path,
+            source: error.source,
+        }
+    }
+}
+
 impl MediaError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();

@@ -18,8 +18,9 @@ use super::picture;
 use super::probe::MediaInfo;
 use super::source::Source;
 use super::streams::{self, ExtraStreams};
-use super::util::{self, PartialFile};
+use super::util;
 use super::MediaError;
+use crate::atomic_file::AtomicFile;
 use crate::extras::ExtrasPlan;
 use crate::output_plan::{moov_reserve, IndexContents};
 use crate::settings::{Container, EncodeSettings};
@@ -122,7 +123,7 @@ pub fn remux(
             // ever written without its index in front.
             let mut extra_room = 0;
             loop {
-                let partial = PartialFile::create(&output)?;
+                let partial = AtomicFile::create(&output)?;
                 let mut muxer = util::open_output(&partial, container.muxer_name())?;
                 match passes.write(&mut muxer, partial.target(), extra_room) {
                     Ok(mut report) => {

@@ -1,9 +1,10 @@
 //! Small helpers shared by the media steps.
 
 use super::MediaError;
+use crate::atomic_file::AtomicFile;
 use crate::plan::TimeBase;
 use ffmpeg_next as ffmpeg;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Once;
 
 /// Initialises FFmpeg once per process and silences its own logging: treemux reports errors
@@ -108,134 +109,6 @@ pub(crate) fn time_base(rational: ffmpeg::Rational) -> TimeBase {
 
 pub(crate) fn rational(time_base: TimeBase) -> ffmpeg::Rational {
     ffmpeg::Rational::new(time_base.num, time_base.den)
-}
-
-/// A file being written under a temporary name in the target's directory. Dropping it without
-/// [`PartialFile::commit`] removes it, so failures leave nothing behind that looks finished.
-///
-/// The temporary file is created before FFmpeg opens it, exclusively (`O_EXCL`), under a random
-/// name and readable by the owner only: in a shared directory such as `/tmp` nobody can plant a
-/// symbolic link at the name or read the half-written video. It gets ordinary permissions (those
-/// of a new file under the process's umask) when it is committed.
-#[derive(Debug)]
-pub(crate) struct PartialFile {
-    partial: PathBuf,
-    target: PathBuf,
-    committed: bool,
-}
-
-impl PartialFile {
-    pub(crate) fn create(target: &Path) -> Result<Self, MediaError> {
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let directory = match target.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        let (_, partial) = tempfile::Builder::new()
-            .prefix(&format!(".{name}.{}.", std::process::id()))
-            .suffix(".partial")
-            .tempfile_in(directory)
-            .and_then(|file| file.keep().map_err(|e| e.error))
-            .map_err(MediaError::io(target))?;
-        Ok(Self {
-            partial,
-            target: target.to_owned(),
-            committed: false,
-        })
-    }
-
-    /// Where the file is being written (a hidden name: open it, never show it to the user).
-    pub(crate) fn path(&self) -> &Path {
-        &self.partial
-    }
-
-    /// The name the file gets when committed: the one errors show.
-    pub(crate) fn target(&self) -> &Path {
-        &self.target
-    }
-
-    /// Gives the finished file ordinary permissions and renames it to its target name (atomic on
-    /// one file system).
-    pub(crate) fn commit(mut self) -> Result<(), MediaError> {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = 0o666 & !process_umask();
-        std::fs::set_permissions(&self.partial, std::fs::Permissions::from_mode(mode))
-            .map_err(MediaError::io(&self.target))?;
-        std::fs::rename(&self.partial, &self.target).map_err(MediaError::io(&self.target))?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-/// Removes what [`PartialFile`]s for `target` left behind when their process was killed
-/// (SIGKILL, power loss: nothing of the process ran to remove them), recognised by their name
-/// and the process id in it no longer running. For the local command line's output directory
-/// only: on storage shared between machines (EFS) another machine's live process can carry an
-/// id that is free here. Returns how many files it removed.
-pub(crate) fn remove_stale_partials(target: &Path) -> usize {
-    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-        return 0;
-    };
-    let directory = match target.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let prefix = format!(".{name}.");
-    let Ok(entries) = std::fs::read_dir(directory) else {
-        return 0;
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = file_name
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.strip_suffix(".partial"))
-            .and_then(|middle| middle.split_once('.'))
-            .and_then(|(pid, _)| pid.parse::<libc::pid_t>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() as libc::pid_t
-            && !process_is_running(pid)
-            && std::fs::remove_file(entry.path()).is_ok()
-        {
-            removed += 1;
-        }
-    }
-    removed
-}
-
-/// True unless the kernel says no process `pid` exists (a process of another user counts as
-/// running).
-fn process_is_running(pid: libc::pid_t) -> bool {
-    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
-    let alive = unsafe { libc::kill(pid, 0) } == 0;
-    alive || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
-}
-
-/// The process's file-creation mask, read without changing it (Linux reports it in
-/// `/proc/self/status`); the common `022` when it cannot be read.
-fn process_umask() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("Umask:"))
-                .and_then(|value| u32::from_str_radix(value.trim(), 8).ok())
-        })
-        .unwrap_or(0o022)
-}
-
-impl Drop for PartialFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.partial);
-        }
-    }
 }
 
 /// Seeks `input` so that the next packet read is the keyframe of `stream_index` at or before
@@ -384,7 +257,7 @@ pub(crate) fn codec_name(id: ffmpeg::codec::Id) -> String {
 /// Opens an output file of the given muxer, writing to `path`.
 /// Opens `file` for writing with `muxer`; errors name the file's target, not its hidden name.
 pub(crate) fn open_output(
-    file: &PartialFile,
+    file: &AtomicFile,
     muxer: &str,
 ) -> Result<ffmpeg::format::context::Output, MediaError> {
     ffmpeg::format::output_as(&file.path(), muxer).map_err(|source| MediaError::Write {
@@ -546,55 +419,5 @@ pub(crate) fn shift_packet(packet: &mut ffmpeg::Packet, ticks: i64) {
     if ticks != 0 {
         packet.set_pts(packet.pts().map(|pts| pts + ticks));
         packet.set_dts(packet.dts().map(|dts| dts + ticks));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt as _;
-
-    fn mode(path: &Path) -> u32 {
-        std::fs::metadata(path)
-            .expect("metadata")
-            .permissions()
-            .mode()
-            & 0o777
-    }
-
-    #[test]
-    fn partial_files_are_private_unique_and_public_once_committed() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let target = dir.path().join("out.mp4");
-        let (first, second) = (
-            PartialFile::create(&target).expect("create"),
-            PartialFile::create(&target).expect("create"),
-        );
-        assert_ne!(first.path(), second.path(), "unique names");
-        for partial in [&first, &second] {
-            assert_eq!(partial.path().parent(), Some(dir.path()));
-            assert_eq!(mode(partial.path()), 0o600, "owner only while written");
-        }
-        let abandoned = second.path().to_owned();
-        drop(second);
-        assert!(!abandoned.exists(), "an abandoned partial file is removed");
-        first.commit().expect("commit");
-        assert_eq!(mode(&target), 0o666 & !process_umask());
-        assert_eq!(
-            std::fs::read_dir(dir.path()).expect("list").count(),
-            1,
-            "only the committed file is left"
-        );
-        // Debris of killed processes is recognised; a running process's file is not touched.
-        let dead = dir.path().join(".out.mp4.2147483646.abc123.partial");
-        let running = dir
-            .path()
-            .join(format!(".out.mp4.{}.def456.partial", std::process::id()));
-        let unrelated = dir.path().join(".other.mp4.2147483646.abc123.partial");
-        for path in [&dead, &running, &unrelated] {
-            std::fs::write(path, b"x").expect("write");
-        }
-        assert_eq!(remove_stale_partials(&target), 1);
-        assert!(!dead.exists() && running.exists() && unrelated.exists());
     }
 }

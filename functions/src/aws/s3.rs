@@ -285,21 +285,19 @@ impl ObjectStore for S3Store {
             path: path.to_owned(),
             source,
         };
-        let (file, partial) = crate::ports::partial_beside(path).map_err(local)?;
-        let mut file = tokio::fs::File::from_std(file);
+        // A broken download leaves nothing that could be mistaken for the source.
+        let partial = treemux::atomic_file::AtomicFile::create(path)?;
+        let mut file = tokio::fs::File::from_std(partial.open()?);
         let mut body = response.body.into_async_read();
         let downloaded = async {
             let bytes = tokio::io::copy(&mut body, &mut file).await?;
             tokio::io::AsyncWriteExt::flush(&mut file).await?;
-            tokio::fs::rename(&partial, path).await?;
             Ok(bytes)
         }
-        .await;
-        if downloaded.is_err() {
-            // A broken download leaves nothing that could be mistaken for the source.
-            let _ = tokio::fs::remove_file(&partial).await;
-        }
-        downloaded.map_err(local)
+        .await
+        .map_err(local)?;
+        partial.commit()?;
+        Ok(downloaded)
     }
 
     async fn put_from_path(&self, path: &Path, bucket: &str, key: &str) -> Result<(), ObjectError> {
