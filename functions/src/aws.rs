@@ -21,13 +21,13 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
-use treemux::plan::PlanOptions;
-use treemux::settings::{EncodeSettings, RateControl, VideoCodec};
-use treemux::state::{
+use treemux_core::plan::PlanOptions;
+use treemux_core::settings::{EncodeSettings, RateControl, VideoCodec};
+use treemux_core::state::{
     apply_job_update, ClaimOutcome, JobRecord, JobStore, JobUpdate, LatestClaim, StateError,
     StateStore,
 };
-use treemux::tree::{MergeTree, NodeId, Side};
+use treemux_core::tree::{MergeTree, NodeId, Side};
 
 /// Loads the SDK configuration from the environment (`AWS_ENDPOINT_URL` points every client at
 /// a local stack).
@@ -89,7 +89,7 @@ fn encode_settings_from(var: impl Fn(&str) -> Option<String>) -> Result<EncodeSe
         }
         (None, Some(bitrate)) => {
             settings.rate =
-                RateControl::Bitrate(treemux::settings::parse_bitrate(&bitrate).ok_or_else(
+                RateControl::Bitrate(treemux_core::settings::parse_bitrate(&bitrate).ok_or_else(
                     || format!("TREEMUX_BITRATE={bitrate}: expected a rate such as 2M or 800k"),
                 )?);
         }
@@ -969,7 +969,7 @@ impl JobStore for DynamoStore {
         item.insert("source".into(), s(format!("s3://{bucket}/{key}")));
         item.insert("upload_order".into(), s(order));
         item.insert("expires_at".into(), self.expires());
-        // The rule of treemux::state::latest_claim, as one conditional write.
+        // The rule of treemux_core::state::latest_claim, as one conditional write.
         let put = self
             .client
             .put_item()

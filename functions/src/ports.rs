@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use treemux::media::source::{ByteSource, SourceError, SourceErrorKind};
+use treemux_core::media::source::{ByteSource, SourceError, SourceErrorKind};
 
 /// Errors from an object store.
 #[derive(Debug, thiserror::Error)]

@@ -4,8 +4,8 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
-use treemux_functions::worker::{Faults, WorkerOptions};
-use treemux_functions::{asl, aws, worker};
+use treemux_functions::{asl, aws};
+use treemux_worker::{self as worker, Faults, WorkerOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -67,7 +67,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    treemux::process::ensure_zeroed_heap_or_warn("treemux-worker");
+    treemux_core::process::ensure_zeroed_heap_or_warn("treemux-worker");
     treemux_functions::startup::init_logging("treemux-worker");
     match Cli::parse().command {
         Command::Run {
