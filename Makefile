@@ -35,7 +35,7 @@ layer:
 # DefinitionSubstitutions replace text, so "${SegmentConcurrency}" would stay a string.
 definition:
 	mkdir -p $(OUT)
-	cargo run --quiet --locked -p treemux-functions --bin treemux-worker -- render-template > $(OUT)/treemux.asl.json
+	cargo run --quiet --locked -p treemux-worker --bin treemux-worker -- render-template > $(OUT)/treemux.asl.json
 
 check:
 	layer/check

@@ -14,7 +14,7 @@ import sys
 
 from cfnlint.decode import decode
 
-# (parameters, refused?) - the encoder limits of EncodeSettings::validate (src/settings.rs).
+# (parameters, refused?) - the encoder limits of EncodeSettings::validate (core/src/settings.rs).
 CASES = [
     ({}, False),
     ({"Codec": "h265"}, False),

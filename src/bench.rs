@@ -3,16 +3,16 @@
 //!
 //! Both sides run as child processes so wall time, CPU time and peak memory are measured the same
 //! way (`wait4`'s resource usage). Timings are medians over the repeats; quality, frame counts and
-//! sizes come from the last run of each side (encodes are deterministic, see [`crate::process`]).
+//! sizes come from the last run of each side (encodes are deterministic, see [`treemux_core::process`]).
 
-use crate::local::{StageSeconds, TaskSpan};
-use crate::media::probe::probe;
-use crate::media::verify::{verify, VerifyOptions};
-use crate::settings::{EncodeSettings, RateControl, VideoCodec};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
+use treemux_core::local::{StageSeconds, TaskSpan};
+use treemux_core::media::probe::probe;
+use treemux_core::media::verify::{verify, VerifyOptions};
+use treemux_core::settings::{EncodeSettings, RateControl, VideoCodec};
 
 /// What to run.
 #[derive(Clone, Debug)]

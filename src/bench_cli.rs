@@ -1,13 +1,13 @@
 //! `treemux bench`, `treemux model` and `treemux diagram`: command-line adapters over
-//! [`treemux::bench`], [`treemux::model`] (and its chart, [`treemux::model_chart`]),
-//! [`treemux::timeline`] and [`treemux::tree_diagram`].
+//! [`crate::bench`], [`crate::model`] (and its chart, [`crate::model_chart`]),
+//! [`crate::timeline`] and [`crate::tree_diagram`].
 
+use crate::bench::{self, BenchOptions, BenchReport};
+use crate::model::{self, ModelInputs, Projection};
 use anyhow::Context as _;
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use treemux::bench::{self, BenchOptions, BenchReport};
-use treemux::model::{self, ModelInputs, Projection};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -159,7 +159,7 @@ fn write_timeline(path: &Path, report: &BenchReport) -> anyhow::Result<()> {
         detail.workers,
         detail.stages_s.total
     );
-    let svg = treemux::timeline::render_svg(&title, &detail.timeline, detail.stages_s.total);
+    let svg = crate::timeline::render_svg(&title, &detail.timeline, detail.stages_s.total);
     std::fs::write(path, svg).with_context(|| format!("{}: cannot write the chart", path.display()))
 }
 
@@ -270,7 +270,7 @@ pub fn model_command(args: ModelArgs) -> anyhow::Result<ExitCode> {
         inputs.video_seconds = seconds;
     }
     if let Some(path) = &args.input {
-        let info = treemux::media::probe::probe(path)?;
+        let info = treemux_core::media::probe::probe(path)?;
         let seconds = info.video.duration_seconds();
         if seconds <= 0.0 {
             anyhow::bail!("{}: the video has no duration", path.display());
@@ -310,7 +310,7 @@ pub fn model_command(args: ModelArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.chart {
         let lengths = model::chart_lengths(25);
         let sweep = model::sweep(&inputs, &lengths)?;
-        let svg = treemux::model_chart::render_svg(&sweep)
+        let svg = crate::model_chart::render_svg(&sweep)
             .with_context(|| format!("{}: cannot draw the chart", path.display()))?;
         std::fs::write(path, svg)
             .with_context(|| format!("{}: cannot write the chart", path.display()))?;
@@ -473,7 +473,7 @@ pub struct DiagramArgs {
 struct RunRecord {
     title: String,
     segments: u32,
-    timeline: Vec<treemux::local::TaskSpan>,
+    timeline: Vec<treemux_core::local::TaskSpan>,
     total_seconds: f64,
 }
 
@@ -515,14 +515,14 @@ fn run_record(path: &Path) -> anyhow::Result<RunRecord> {
         )
     };
     let segments = segments
-        .filter(|&n| (1..=1 << treemux::tree::MAX_LEVELS).contains(&n))
+        .filter(|&n| (1..=1 << treemux_core::tree::MAX_LEVELS).contains(&n))
         .with_context(|| {
             format!(
                 "{}: no segment count (expected `treemux transcode --json` or `treemux bench --json` output)",
                 path.display()
             )
         })? as u32;
-    let timeline: Vec<treemux::local::TaskSpan> = serde_json::from_value(timeline.clone())
+    let timeline: Vec<treemux_core::local::TaskSpan> = serde_json::from_value(timeline.clone())
         .with_context(|| format!("{}: its timeline is not a list of tasks", path.display()))?;
     let total_seconds = total.unwrap_or_else(|| {
         timeline
@@ -546,7 +546,7 @@ pub fn diagram_command(args: DiagramArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(path) = &args.timeline {
         let svg =
-            treemux::timeline::render_svg(&record.title, &record.timeline, record.total_seconds);
+            crate::timeline::render_svg(&record.title, &record.timeline, record.total_seconds);
         std::fs::write(path, svg)
             .with_context(|| format!("{}: cannot write the chart", path.display()))?;
         outln!("timeline chart: {}", path.display());
@@ -558,10 +558,10 @@ fn write_tree(
     path: &Path,
     title: &str,
     segments: u32,
-    timeline: &[treemux::local::TaskSpan],
+    timeline: &[treemux_core::local::TaskSpan],
 ) -> anyhow::Result<()> {
-    let tree = treemux::tree::MergeTree::new(segments);
-    let svg = treemux::tree_diagram::render_svg(title, &tree, timeline)
+    let tree = treemux_core::tree::MergeTree::new(segments);
+    let svg = crate::tree_diagram::render_svg(title, &tree, timeline)
         .with_context(|| format!("{}: cannot draw the merge tree", path.display()))?;
     std::fs::write(path, svg)
         .with_context(|| format!("{}: cannot write the merge tree", path.display()))

@@ -1,4 +1,6 @@
-//! The `treemux` command line: a thin adapter over the library.
+//! The `treemux` command line: a thin adapter over the core (`treemux_core`), plus what only the
+//! command line does: measuring against ffmpeg (`bench`), the Lambda model (`model`) and the
+//! pictures of a run (`timeline`, `tree_diagram`, `model_chart`).
 
 /// `println!` for a command's output. A reader that stops early (`treemux probe FILE | head`) is
 /// no error: the rest of the output is dropped quietly and the command ends as it would have.
@@ -17,7 +19,12 @@ macro_rules! errln {
     }};
 }
 
+mod bench;
 mod bench_cli;
+mod model;
+mod model_chart;
+mod timeline;
+mod tree_diagram;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
@@ -29,16 +36,16 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
-use treemux::fault::CrashPoint;
-use treemux::local::{self, ExistingOutput, Progress, TranscodeOptions, TranscodeReport};
-use treemux::media::probe::{self, MediaInfo};
-use treemux::media::verify::{self, VerifyOptions, VerifyReport};
-use treemux::plan::{plan_segments, PlanOptions, SegmentPlan};
-use treemux::progress::ProgressTally;
-use treemux::settings::{
+use treemux_core::fault::CrashPoint;
+use treemux_core::local::{self, ExistingOutput, Progress, TranscodeOptions, TranscodeReport};
+use treemux_core::media::probe::{self, MediaInfo};
+use treemux_core::media::verify::{self, VerifyOptions, VerifyReport};
+use treemux_core::plan::{plan_segments, PlanOptions, SegmentPlan};
+use treemux_core::progress::ProgressTally;
+use treemux_core::settings::{
     parse_bitrate, preset_help, Container, EncodeSettings, OutputPixels, RateControl, VideoCodec,
 };
-use treemux::tree::MergeTree;
+use treemux_core::tree::MergeTree;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -66,7 +73,7 @@ enum Command {
     /// Draw a finished run's merge tree and timeline (SVG) from its JSON (`transcode --json`).
     Diagram(bench_cli::DiagramArgs),
     /// Other subcommands run `treemux-SUBCOMMAND` (beside this binary or on PATH):
-    /// `treemux worker` takes state-machine tasks from SQS (built by the functions crate).
+    /// `treemux worker` takes state-machine tasks from SQS (built by the worker crate).
     #[command(external_subcommand)]
     External(Vec<OsString>),
 }
@@ -188,7 +195,7 @@ struct VerifyArgs {
 }
 
 fn main() -> ExitCode {
-    let zeroed_heap = treemux::process::ensure_zeroed_heap();
+    let zeroed_heap = treemux_core::process::ensure_zeroed_heap();
     // SVT-AV1 prints its banner straight to stderr unless told to log errors only. Set before any
     // thread starts.
     if std::env::var_os("SVT_LOG").is_none() {
@@ -200,7 +207,7 @@ fn main() -> ExitCode {
         Command::Transcode(args) if args.verbose => tracing::Level::DEBUG,
         _ => tracing::Level::INFO,
     });
-    treemux::process::warn_unless_zeroed(&zeroed_heap);
+    treemux_core::process::warn_unless_zeroed(&zeroed_heap);
     let result = match cli.command {
         Command::Transcode(args) => transcode(args),
         Command::Probe(args) => probe_command(args),

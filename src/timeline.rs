@@ -2,8 +2,8 @@
 //! (segment encodes, merges, audio), so the eager merge tree can be seen working: merges start
 //! while other segments are still encoding.
 
-use crate::local::TaskSpan;
 use std::fmt::Write as _;
+use treemux_core::local::TaskSpan;
 
 /// Chart geometry, in SVG user units (pixels).
 const WIDTH: f64 = 960.0;

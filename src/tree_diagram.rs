@@ -5,11 +5,11 @@
 //!
 //! Drawn with `plotters`' SVG backend into a string.
 
-use crate::local::TaskSpan;
-use crate::tree::{MergeKind, MergeTree, NodeId};
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use treemux_core::local::TaskSpan;
+use treemux_core::tree::{MergeKind, MergeTree, NodeId};
 
 /// The largest tree drawn: beyond this the boxes would be too small to read.
 pub const MAX_LEAVES: u32 = 128;

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use std::path::Path;
 use std::process::Stdio;
-use treemux::settings::VideoCodec;
+use treemux_core::settings::VideoCodec;
 
 /// A small clip with audio: 320x240, 25 fps, keyframes every 25 frames.
 fn clip(dir: &Path, seconds: u32) -> std::path::PathBuf {
@@ -366,8 +366,8 @@ fn preset_ranges_agree_in_help_readme_and_errors() {
         assert!(!result.status.success());
         let message = stderr(&result);
         let listed = match codec.preset_range() {
-            treemux::settings::PresetRange::Names(names) => names.join(", "),
-            treemux::settings::PresetRange::Numbers { .. } => range.clone(),
+            treemux_core::settings::PresetRange::Names(names) => names.join(", "),
+            treemux_core::settings::PresetRange::Numbers { .. } => range.clone(),
         };
         assert!(
             message.contains("--preset 99") && message.contains(&listed),

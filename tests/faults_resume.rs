@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use treemux::media::verify::decoded_frame_hashes;
+use treemux_core::media::verify::decoded_frame_hashes;
 
 const SEGMENTS: &str = "8";
 

@@ -18,10 +18,10 @@ use common::rng::Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use treemux::plan::{plan_segments, FrameInfo, PlanOptions, TimeBase};
-use treemux::state::{InMemoryStateStore, StateStore};
-use treemux::steps::{after_node_finished, mark_merged, NextStep};
-use treemux::tree::{MergeKind, MergeTree};
+use treemux_core::plan::{plan_segments, FrameInfo, PlanOptions, TimeBase};
+use treemux_core::state::{InMemoryStateStore, StateStore};
+use treemux_core::steps::{after_node_finished, mark_merged, NextStep};
+use treemux_core::tree::{MergeKind, MergeTree};
 
 /// How long a fuzz target runs: a fixed iteration count (the default, the same inputs on every
 /// machine) or a time budget (`TREEMUX_FUZZ_SECONDS`, for soaks).
@@ -165,8 +165,8 @@ fn merge_tree_protocol() {
             store.create_pairs("job", &tree).await.expect("create");
             // Leaves finish in a random order; some tasks are delivered twice, and some crash
             // after merging but before marking (so they run again).
-            let mut pending: Vec<treemux::tree::NodeId> =
-                (0..real).map(treemux::tree::NodeId::leaf).collect();
+            let mut pending: Vec<treemux_core::tree::NodeId> =
+                (0..real).map(treemux_core::tree::NodeId::leaf).collect();
             let mut roots = 0;
             while !pending.is_empty() {
                 let pick = rng.below(pending.len() as u64) as usize;
@@ -276,7 +276,7 @@ fn probe_on_mutated_files() {
         let file = dir.path().join(format!("mutant.{extension}"));
         std::fs::write(&file, &data).expect("write");
         // Either a description or a typed error; the plan must accept whatever probe accepted.
-        if let Ok(info) = treemux::media::probe::probe(&file) {
+        if let Ok(info) = treemux_core::media::probe::probe(&file) {
             let options = PlanOptions {
                 max_segments: 8,
                 ..PlanOptions::default()

@@ -452,7 +452,7 @@ fn encodes_do_not_depend_on_what_the_heap_held_before() {
         }
         let result = command.output().expect("treemux runs");
         assert!(result.status.success(), "{}", stderr(&result));
-        treemux::media::verify::decoded_frame_hashes(&output).expect("frame hashes")
+        treemux_core::media::verify::decoded_frame_hashes(&output).expect("frame hashes")
     };
     let clean = transcode("clean.mp4", None);
     let garbage = transcode("garbage.mp4", Some("1"));

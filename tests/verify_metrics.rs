@@ -1,4 +1,4 @@
-//! The PSNR and SSIM of `treemux::media::verify`, in process, against FFmpeg's own `psnr` and
+//! The PSNR and SSIM of `treemux_core::media::verify`, in process, against FFmpeg's own `psnr` and
 //! `ssim` filters (the ffmpeg CLI) on generated clips with known distortions.
 //!
 //! Tolerances: PSNR within 0.001 dB and SSIM within 0.0001 of FFmpeg's printed values (it prints
@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use std::path::Path;
 use std::process::Command;
-use treemux::media::verify::{verify, VerifyOptions};
+use treemux_core::media::verify::{verify, VerifyOptions};
 
 const PSNR_TOLERANCE_DB: f64 = 0.001;
 const SSIM_TOLERANCE: f64 = 0.0001;

@@ -7,7 +7,7 @@
 //! says SUPERSEDED, not FAILED) is caught into a Succeed state. [`RetryClass`] states that
 //! contract; `functions/tests/error_names.rs` checks the definition keeps it.
 
-use treemux::ErrorKind;
+use treemux_core::ErrorKind;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -103,27 +103,27 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-impl From<treemux::Error> for HandlerError {
-    fn from(error: treemux::Error) -> Self {
+impl From<treemux_core::Error> for HandlerError {
+    fn from(error: treemux_core::Error) -> Self {
         Self::new(error.kind(), chain(&error))
     }
 }
 
-impl From<treemux::state::StateError> for HandlerError {
-    fn from(error: treemux::state::StateError) -> Self {
-        treemux::Error::from(error).into()
+impl From<treemux_core::state::StateError> for HandlerError {
+    fn from(error: treemux_core::state::StateError) -> Self {
+        treemux_core::Error::from(error).into()
     }
 }
 
-impl From<treemux::media::MediaError> for HandlerError {
-    fn from(error: treemux::media::MediaError) -> Self {
-        treemux::Error::from(error).into()
+impl From<treemux_core::media::MediaError> for HandlerError {
+    fn from(error: treemux_core::media::MediaError) -> Self {
+        treemux_core::Error::from(error).into()
     }
 }
 
-impl From<treemux::media::probe::ProbeError> for HandlerError {
-    fn from(error: treemux::media::probe::ProbeError) -> Self {
-        treemux::Error::from(error).into()
+impl From<treemux_core::media::probe::ProbeError> for HandlerError {
+    fn from(error: treemux_core::media::probe::ProbeError) -> Self {
+        treemux_core::Error::from(error).into()
     }
 }
 
@@ -169,7 +169,7 @@ mod tests {
         let diagnostic: lambda_runtime::Diagnostic = HandlerError::transient("throttled").into();
         assert_eq!(diagnostic.error_type, "TreemuxTransient");
         assert_eq!(diagnostic.error_message, "throttled");
-        let probe = treemux::media::probe::ProbeError::Empty {
+        let probe = treemux_core::media::probe::ProbeError::Empty {
             path: "x.mp4".into(),
         };
         let error = HandlerError::from(probe);

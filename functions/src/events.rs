@@ -2,8 +2,8 @@
 //! returns. Plain serde types; the fixtures under functions/tests/fixtures hold real examples.
 
 use serde::{Deserialize, Serialize};
-use treemux::steps::NextStep;
-use treemux::tree::NodeId;
+use treemux_core::steps::NextStep;
+use treemux_core::tree::NodeId;
 
 /// An S3 event notification (the fields treemux reads). S3 also sends a one-off
 /// `s3:TestEvent` message with no `Records` when a notification is configured; it parses as an

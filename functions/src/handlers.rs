@@ -18,19 +18,19 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use treemux::engine::{self, JobSpec, Produced};
-use treemux::fault::CrashPlan;
-use treemux::media::probe::{self, PacketReads};
-use treemux::media::remux::MuxTarget;
-use treemux::media::source::{self, ByteSource, OverlaySource, SavedRanges, Source};
-use treemux::output_plan::plan_parts;
-use treemux::plan::PlanOptions;
-use treemux::settings::{Container, EncodeSettings};
-use treemux::state::{
+use treemux_core::engine::{self, JobSpec, Produced};
+use treemux_core::fault::CrashPlan;
+use treemux_core::media::probe::{self, PacketReads};
+use treemux_core::media::remux::MuxTarget;
+use treemux_core::media::source::{self, ByteSource, OverlaySource, SavedRanges, Source};
+use treemux_core::output_plan::plan_parts;
+use treemux_core::plan::PlanOptions;
+use treemux_core::settings::{Container, EncodeSettings};
+use treemux_core::state::{
     ClaimOutcome, JobRecord, JobStatus, JobStore, JobUpdate, LatestClaim, StateError, StateStore,
 };
-use treemux::steps::{after_node_finished, claimant_for, mark_merged};
-use treemux::tree::NodeId;
+use treemux_core::steps::{after_node_finished, claimant_for, mark_merged};
+use treemux_core::tree::NodeId;
 
 /// Settings shared by every handler, read from the environment by the binaries.
 #[derive(Clone, Debug)]
@@ -126,7 +126,7 @@ async fn ensure_active<S: JobStore>(store: &S, job_id: &str) -> Result<(), Handl
 pub async fn record_failure<S: JobStore>(store: &S, job_id: &str, error: &HandlerError) {
     if !matches!(
         error.kind,
-        treemux::ErrorKind::Transient | treemux::ErrorKind::Superseded
+        treemux_core::ErrorKind::Transient | treemux_core::ErrorKind::Superseded
     ) && job_id.bytes().all(|b| b.is_ascii_hexdigit())
         && !job_id.is_empty()
     {
@@ -474,7 +474,7 @@ where
                 .await?;
             Ok(("started", manifest.tree.real_leaves))
         }
-        Err(error) if error.kind == treemux::ErrorKind::Superseded => {
+        Err(error) if error.kind == treemux_core::ErrorKind::Superseded => {
             // The key holds other bytes now: their own event makes their job.
             let newest = services
                 .store
@@ -487,7 +487,7 @@ where
             Ok(("superseded", 0))
         }
         Err(error) => {
-            if error.kind != treemux::ErrorKind::Transient {
+            if error.kind != treemux_core::ErrorKind::Transient {
                 let failure = JobUpdate::Failed {
                     error: format!("{}: {}", error.name(), error.message),
                 };
@@ -700,8 +700,8 @@ async fn read_existing_manifest(path: &Path) -> Result<Option<JobManifest>, Hand
 /// wrote it. (A hard link, unlike a rename, never replaces an existing file.)
 async fn write_once(path: &Path, bytes: Vec<u8>) -> Result<bool, HandlerError> {
     let failed = |e: std::io::Error| HandlerError::transient(format!("{}: {e}", path.display()));
-    let partial =
-        treemux::atomic_file::AtomicFile::create(path).map_err(|error| failed(error.source))?;
+    let partial = treemux_core::atomic_file::AtomicFile::create(path)
+        .map_err(|error| failed(error.source))?;
     tokio::fs::write(partial.path(), bytes)
         .await
         .map_err(failed)?;

@@ -9,13 +9,13 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use treemux::engine::{JobSpec, ScratchLayout};
-use treemux::media::audio::AudioAction;
-use treemux::media::probe::MediaInfo;
-use treemux::plan::SegmentPlan;
-use treemux::settings::Container;
-use treemux::settings::EncodeSettings;
-use treemux::tree::MergeTree;
+use treemux_core::engine::{JobSpec, ScratchLayout};
+use treemux_core::media::audio::AudioAction;
+use treemux_core::media::probe::MediaInfo;
+use treemux_core::plan::SegmentPlan;
+use treemux_core::settings::Container;
+use treemux_core::settings::EncodeSettings;
+use treemux_core::tree::MergeTree;
 
 /// Everything that makes one job: what is read (bucket, key, exact object version), which
 /// upload event asked for it, and the settings it is made with.
@@ -77,7 +77,7 @@ impl JobIdentity<'_> {
 /// options and where the output goes. Part of the job identity, so new settings make a new job.
 pub fn settings_fingerprint(
     settings: &EncodeSettings,
-    plan: &treemux::plan::PlanOptions,
+    plan: &treemux_core::plan::PlanOptions,
     output_bucket: &str,
     output_prefix: &str,
 ) -> String {
@@ -88,7 +88,7 @@ pub fn settings_fingerprint(
     )
 }
 
-/// Ranks uploads of one key, for [`treemux::state::JobStore::claim_latest`]: a later upload
+/// Ranks uploads of one key, for [`treemux_core::state::JobStore::claim_latest`]: a later upload
 /// gives a greater string. S3's `sequencer` is hexadecimal and, as AWS documents, compared after
 /// padding the shorter one with leading zeros; events without one (moto, hand-made events) fall
 /// back to the event time (ISO 8601 UTC, which sorts as text), then to `fallback` (the time
@@ -187,7 +187,7 @@ impl JobPaths {
 
     /// The bytes FFmpeg read while opening the source (an MP4's `moov`, a Matroska header and
     /// its cues), saved by analyze so that workers do not fetch them again
-    /// (`treemux::media::source::SavedRanges`).
+    /// (`treemux_core::media::source::SavedRanges`).
     pub fn source_opening(&self) -> PathBuf {
         self.dir.join("source-opening.bin")
     }

@@ -7,7 +7,9 @@
 //!   configuration read from the environment.
 //! - [`asl`]: renders the state machine definition for deployment or for the local stack.
 //! - [`startup`]: process start-up shared by every function binary, with its self-test.
-//! - [`worker`]: runs the same handlers from SQS (the local stack, or any machine).
+//!
+//! The SQS worker that runs these handlers without Lambda is the `treemux-worker` crate, so no
+//! Lambda binary links the SQS client.
 
 pub mod asl;
 pub mod aws;
@@ -18,4 +20,3 @@ pub mod job;
 pub mod ports;
 pub mod startup;
 pub mod upload;
-pub mod worker;

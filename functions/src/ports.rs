@@ -4,8 +4,8 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use treemux::atomic_file::{AtomicFile, AtomicFileError};
-use treemux::media::source::{ByteSource, SourceError, SourceErrorKind};
+use treemux_core::atomic_file::{AtomicFile, AtomicFileError};
+use treemux_core::media::source::{ByteSource, SourceError, SourceErrorKind};
 
 /// Errors from an object store.
 #[derive(Debug, thiserror::Error)]

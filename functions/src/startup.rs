@@ -1,11 +1,11 @@
 //! What every function binary does before it serves Lambda events.
 
 use std::path::Path;
-use treemux::local::{transcode, TranscodeOptions};
-use treemux::settings::{EncodeSettings, VideoCodec};
+use treemux_core::local::{transcode, TranscodeOptions};
+use treemux_core::settings::{EncodeSettings, VideoCodec};
 
 /// Process start-up for the function `name`: restarts with zeroed allocations (see
-/// [`treemux::process`]), installs the log output ([`init_logging`]), then, when the binary was started as `bootstrap --self-test INPUT
+/// [`treemux_core::process`]), installs the log output ([`init_logging`]), then, when the binary was started as `bootstrap --self-test INPUT
 /// OUTPUT`, transcodes INPUT to OUTPUT with the media core and exits instead of serving.
 ///
 /// The self-test is how `layer/check` proves, without AWS, that a function binary and the FFmpeg
@@ -13,9 +13,9 @@ use treemux::settings::{EncodeSettings, VideoCodec};
 /// Lambda console shell or container. It prints one JSON line and exits 0, or prints the error and
 /// exits 1.
 pub fn prepare(name: &str) {
-    let zeroed_heap = treemux::process::ensure_zeroed_heap();
+    let zeroed_heap = treemux_core::process::ensure_zeroed_heap();
     init_logging(name);
-    treemux::process::warn_unless_zeroed(&zeroed_heap);
+    treemux_core::process::warn_unless_zeroed(&zeroed_heap);
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) != Some("--self-test") {
         return;
@@ -39,13 +39,13 @@ pub fn prepare(name: &str) {
     std::process::exit(code);
 }
 
-fn self_test(input: &Path, output: &Path) -> Result<serde_json::Value, treemux::Error> {
+fn self_test(input: &Path, output: &Path) -> Result<serde_json::Value, treemux_core::Error> {
     let mut settings = EncodeSettings::new(VideoCodec::H264);
     settings.preset = "veryfast".to_owned();
     let mut options = TranscodeOptions::new(settings);
     options.plan.exact_segments = Some(2);
     let report = transcode(input, output, &options, &|_| {})?;
-    let (codec_version, configuration) = treemux::media::codec_library();
+    let (codec_version, configuration) = treemux_core::media::codec_library();
     Ok(serde_json::json!({
         "self_test": "passed",
         "input": input,

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use treemux::output_plan::PartPlan;
+use treemux_core::output_plan::PartPlan;
 
 /// Multipart uploads (S3 semantics: parts 5 MiB–5 GiB but the last, at most 10,000, uploaded in
 /// any order; the object appears only when the upload completes).
@@ -287,7 +287,7 @@ impl MultipartStore for LocalDirStore {
                 key: key.into(),
             });
         }
-        let e_tag = format!("{:016x}", treemux::join::fnv1a(&bytes));
+        let e_tag = format!("{:016x}", treemux_core::join::fnv1a(&bytes));
         let path = dir.join(format!("part-{number:05}"));
         tokio::fs::write(&path, bytes).await.map_err(local(&path))?;
         Ok(e_tag)
@@ -313,12 +313,12 @@ impl MultipartStore for LocalDirStore {
                 .await
                 .map_err(local(parent))?;
         }
-        let partial = treemux::atomic_file::AtomicFile::create(&target)?;
+        let partial = treemux_core::atomic_file::AtomicFile::create(&target)?;
         let mut whole = Vec::new();
         for (number, e_tag) in parts {
             let path = dir.join(format!("part-{number:05}"));
             let bytes = tokio::fs::read(&path).await.map_err(local(&path))?;
-            if format!("{:016x}", treemux::join::fnv1a(&bytes)) != *e_tag {
+            if format!("{:016x}", treemux_core::join::fnv1a(&bytes)) != *e_tag {
                 return Err(ObjectError::Failed {
                     bucket: bucket.into(),
                     key: key.into(),

@@ -10,8 +10,8 @@ mod common;
 
 use serde_json::Value;
 use std::collections::BTreeSet;
-use treemux::state::StateError;
-use treemux::ErrorKind;
+use treemux_core::state::StateError;
+use treemux_core::ErrorKind;
 use treemux_functions::aws::{put_error, start_error, store_error};
 use treemux_functions::error::{HandlerError, RetryClass, ERROR_KINDS};
 use treemux_functions::ports::{ObjectError, StartError};
@@ -95,7 +95,7 @@ fn every_error_of_the_aws_edge_maps_to_its_name() {
         (
             StateError::MissingPair {
                 job: name.clone(),
-                pair: treemux::tree::NodeId { level: 1, index: 0 },
+                pair: treemux_core::tree::NodeId { level: 1, index: 0 },
             },
             "TreemuxInternal",
         ),
@@ -365,7 +365,7 @@ fn the_state_machine_retries_and_catches_each_class_as_the_handlers_mean_it() {
 #[tokio::test]
 async fn a_corrupt_job_record_is_fatal_not_transient() {
     use aws_sdk_dynamodb::types::AttributeValue;
-    use treemux::state::JobStore;
+    use treemux_core::state::JobStore;
     if !common::stack_available() {
         return;
     }

@@ -3,11 +3,11 @@
 //! the whole job driven the way the state machine drives it.
 
 use std::path::{Path, PathBuf};
-use treemux::media::verify::{verify, VerifyOptions};
-use treemux::plan::PlanOptions;
-use treemux::settings::{EncodeSettings, VideoCodec};
-use treemux::state::{InMemoryStateStore, JobStatus, JobStore};
-use treemux::steps::NextStep;
+use treemux_core::media::verify::{verify, VerifyOptions};
+use treemux_core::plan::PlanOptions;
+use treemux_core::settings::{EncodeSettings, VideoCodec};
+use treemux_core::state::{InMemoryStateStore, JobStatus, JobStore};
+use treemux_core::steps::NextStep;
 use treemux_functions::events::{
     ExecutionInput, JobFailedInput, JobTask, MergeTask, S3Event, SegmentTask,
 };
@@ -485,7 +485,7 @@ async fn state_machine_task_fixtures() {
     );
 }
 
-async fn job(store: &InMemoryStateStore, id: &str) -> treemux::state::JobRecord {
+async fn job(store: &InMemoryStateStore, id: &str) -> treemux_core::state::JobRecord {
     store.get_job(id).await.expect("read").expect("record")
 }
 

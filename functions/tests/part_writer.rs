@@ -9,7 +9,7 @@ use common::rng;
 
 use std::io::{Cursor, Seek, SeekFrom, Write};
 use std::sync::Arc;
-use treemux::output_plan::PartPlan;
+use treemux_core::output_plan::PartPlan;
 use treemux_functions::ports::LocalDirStore;
 use treemux_functions::upload::{self, MultipartStore, PartWriter};
 

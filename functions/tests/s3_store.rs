@@ -5,7 +5,7 @@
 mod common;
 
 use common::{endpoint, sdk, stack_available};
-use treemux::media::source::ByteSource as _;
+use treemux_core::media::source::ByteSource as _;
 use treemux_functions::aws::S3Store;
 use treemux_functions::ports::{
     LocalDirStore, ObjectError, ObjectSource, ObjectStore, ObjectVersion,

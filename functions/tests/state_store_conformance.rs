@@ -7,12 +7,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::task::JoinSet;
-use treemux::state::{
+use treemux_core::state::{
     ClaimOutcome, InMemoryStateStore, JobRecord, JobStatus, JobStore, JobUpdate, StateError,
     StateStore,
 };
-use treemux::steps::{after_node_finished, mark_merged, NextStep};
-use treemux::tree::{MergeTree, NodeId, Side};
+use treemux_core::steps::{after_node_finished, mark_merged, NextStep};
+use treemux_core::tree::{MergeTree, NodeId, Side};
 use treemux_functions::aws::DynamoStore;
 
 fn record(job_id: &str) -> JobRecord {
@@ -247,7 +247,7 @@ async fn conformance<S: StateStore + JobStore>(store: &S, job: &str) {
 /// job it replaced, an earlier one (delivered late) is told which job is newer, claiming again
 /// is harmless, and keys are independent. Also superseding: a final state is never replaced.
 async fn latest_jobs<S: StateStore + JobStore>(store: &S) {
-    use treemux::state::LatestClaim;
+    use treemux_core::state::LatestClaim;
     let (bucket, key) = ("in", "uploads/x.mp4");
     assert_eq!(store.latest_job(bucket, key).await.expect("read"), None);
     let claim = |job: &'static str, order: &'static str| async move {

@@ -2,8 +2,8 @@
 
 use crate::handlers::Config;
 use std::path::PathBuf;
-use treemux::plan::PlanOptions;
-use treemux::settings::{EncodeSettings, RateControl, VideoCodec};
+use treemux_core::plan::PlanOptions;
+use treemux_core::settings::{EncodeSettings, RateControl, VideoCodec};
 
 pub(super) fn env(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
@@ -48,7 +48,7 @@ fn encode_settings_from(var: impl Fn(&str) -> Option<String>) -> Result<EncodeSe
         }
         (None, Some(bitrate)) => {
             settings.rate =
-                RateControl::Bitrate(treemux::settings::parse_bitrate(&bitrate).ok_or_else(
+                RateControl::Bitrate(treemux_core::settings::parse_bitrate(&bitrate).ok_or_else(
                     || format!("TREEMUX_BITRATE={bitrate}: expected a rate such as 2M or 800k"),
                 )?);
         }

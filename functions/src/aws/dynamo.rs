@@ -16,11 +16,11 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
-use treemux::state::{
+use treemux_core::state::{
     apply_job_update, ClaimOutcome, JobRecord, JobStore, JobUpdate, LatestClaim, StateError,
     StateStore,
 };
-use treemux::tree::{MergeTree, NodeId, Side};
+use treemux_core::tree::{MergeTree, NodeId, Side};
 
 /// DynamoDB error codes that retrying the same request cannot change: a missing table, a
 /// malformed request, a role without the permission. (Conditional check failures are answers,
@@ -358,7 +358,7 @@ impl JobStore for DynamoStore {
         item.insert("source".into(), s(format!("s3://{bucket}/{key}")));
         item.insert("upload_order".into(), s(order));
         item.insert("expires_at".into(), self.expires());
-        // The rule of treemux::state::latest_claim, as one conditional write.
+        // The rule of treemux_core::state::latest_claim, as one conditional write.
         let put = self
             .client
             .put_item()

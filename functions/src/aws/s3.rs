@@ -286,7 +286,7 @@ impl ObjectStore for S3Store {
             source,
         };
         // A broken download leaves nothing that could be mistaken for the source.
-        let partial = treemux::atomic_file::AtomicFile::create(path)?;
+        let partial = treemux_core::atomic_file::AtomicFile::create(path)?;
         let mut file = tokio::fs::File::from_std(partial.open()?);
         let mut body = response.body.into_async_read();
         let downloaded = async {

@@ -8,7 +8,6 @@ use std::process::Command;
 
 #[path = "../../../tests/common/rng.rs"]
 pub mod rng;
-pub mod stack;
 
 /// The local stack's endpoint: `TREEMUX_LOCAL_STACK_ENDPOINT`, else the one this checkout's
 /// `scripts/local-stack up` wrote to `target/local-stack/env` (whatever port it was given), else

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use treemux::state::{JobRecord, JobStore};
+use treemux_core::state::{JobRecord, JobStore};
 use treemux_functions::asl;
 use treemux_functions::aws::DynamoStore;
 

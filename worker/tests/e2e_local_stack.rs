@@ -14,8 +14,8 @@ use common::stack::{
 use common::{sdk, stack_available};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use treemux::media::verify::{decoded_frame_hashes, verify, VerifyOptions};
-use treemux::state::JobStatus;
+use treemux_core::media::verify::{decoded_frame_hashes, verify, VerifyOptions};
+use treemux_core::state::JobStatus;
 
 fn sample(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -103,7 +103,7 @@ async fn a_segment_that_fails_once_is_retried_to_the_same_frames() {
     let clean_output = clean.download("transcoded/uploads/a.webm.mp4").await;
     let flaky_output = flaky.download("transcoded/uploads/a.webm.mp4").await;
     assert_verified(&source, &flaky_output);
-    // The worker restarts itself with zeroed allocations (treemux::process), which makes the
+    // The worker restarts itself with zeroed allocations (treemux_core::process), which makes the
     // retried segment's re-encode bit-identical, not merely close.
     let (clean_hashes, flaky_hashes) = (
         decoded_frame_hashes(&clean_output).expect("hashes"),

@@ -13,8 +13,8 @@ use common::stack_available;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use treemux::media::verify::{verify, VerifyOptions};
-use treemux::state::JobStatus;
+use treemux_core::media::verify::{verify, VerifyOptions};
+use treemux_core::state::JobStatus;
 
 /// A `seconds`-long 25 fps clip with a tone, `width`x`height`, written by the ffmpeg CLI.
 fn clip(dir: &Path, name: &str, seconds: u32, (width, height): (u32, u32)) -> PathBuf {

@@ -51,7 +51,7 @@ pub enum MergeKind {
 /// The shape of a job's merge tree.
 ///
 /// ```
-/// use treemux::tree::{MergeKind, MergeTree, NodeId, Side};
+/// use treemux_core::tree::{MergeKind, MergeTree, NodeId, Side};
 ///
 /// let tree = MergeTree::new(3); // three segments: four leaves, the last a placeholder
 /// assert_eq!((tree.levels, tree.leaf_count()), (2, 4));

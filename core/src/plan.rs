@@ -176,7 +176,7 @@ pub enum PlanError {
 /// segments' `[start_pts, end_pts)` ranges are contiguous and together cover every timestamp.
 ///
 /// ```
-/// use treemux::plan::{plan_segments, FrameInfo, PlanOptions, TimeBase};
+/// use treemux_core::plan::{plan_segments, FrameInfo, PlanOptions, TimeBase};
 ///
 /// // 100 frames at 25 fps with a keyframe every 25 frames, cut into 4 segments.
 /// let frames: Vec<FrameInfo> = (0..100).map(|i| FrameInfo { pts: i, dts: Some(i), key: i % 25 == 0 }).collect();

@@ -22,8 +22,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
-use treemux::media::verify::decoded_frame_hashes;
-use treemux::state::JobStatus;
+use treemux_core::media::verify::decoded_frame_hashes;
+use treemux_core::state::JobStatus;
 
 /// Seconds a dead worker's tasks stay hidden before another worker may take them.
 const VISIBILITY_SECONDS: u32 = 3;

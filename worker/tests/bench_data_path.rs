@@ -222,8 +222,8 @@ async fn data_path() {
     let stats = proxy.stats();
     let output = stack.download("transcoded/uploads/clip.mp4.mp4").await;
     let output_bytes = std::fs::metadata(&output).expect("output").len();
-    let report =
-        treemux::media::verify::verify(&source, &output, &Default::default()).expect("verify runs");
+    let report = treemux_core::media::verify::verify(&source, &output, &Default::default())
+        .expect("verify runs");
     assert!(
         report.passed(),
         "verify failed: {:?}",

@@ -840,6 +840,7 @@ mod tests {
 
     fn sample(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
             .join("samples")
             .join(name)
     }
@@ -989,7 +990,7 @@ mod tests {
 
     /// Every MP4/MOV in samples/ and ../shared/samples.
     fn mp4_samples() -> Vec<PathBuf> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut found: Vec<PathBuf> = [root.join("samples"), root.join("../shared/samples")]
             .iter()
             .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten().flatten())

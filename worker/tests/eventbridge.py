@@ -1,4 +1,4 @@
-"""EventBridge for functions/tests/e2e_stuck_jobs.rs on the local stack. moto runs EventBridge
+"""EventBridge for worker/tests/e2e_stuck_jobs.rs on the local stack. moto runs EventBridge
 (rules, pattern matching, input transformers, SQS targets) but its Step Functions emits no events,
 so this plays the part of AWS that sends them; everything else is the template's and moto's.
 

@@ -3,7 +3,7 @@
 //! reaches its Catch; it ends TIMED_OUT (the definition's `TimeoutSeconds`, the template's
 //! ExecutionTimeoutSeconds) or ABORTED (StopExecution). On AWS, Step Functions reports that end to EventBridge and the
 //! template's rules invoke job-failed. Here moto's EventBridge runs the template's own rules
-//! (pattern and input transformer, read from infra/template.yaml by functions/tests/eventbridge.py,
+//! (pattern and input transformer, read from infra/template.yaml by worker/tests/eventbridge.py,
 //! which also sends the event moto's Step Functions does not), and the worker runs job-failed on
 //! what the rule delivers, as Lambda would on its asynchronous invocation.
 
@@ -14,17 +14,17 @@ use common::{endpoint, sdk, stack_available};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use treemux::state::{JobRecord, JobStatus, JobStore};
+use treemux_core::state::{JobRecord, JobStatus, JobStore};
 use treemux_functions::events::FailedTask;
 
 fn workspace(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
 }
 
-/// Runs functions/tests/eventbridge.py with the tools' Python (moto's boto3, cfn-lint).
+/// Runs worker/tests/eventbridge.py with the tools' Python (moto's boto3, cfn-lint).
 fn eventbridge(args: &[&str]) -> String {
     let output = Command::new(workspace("target/tools/venv/bin/python"))
-        .arg(workspace("functions/tests/eventbridge.py"))
+        .arg(workspace("worker/tests/eventbridge.py"))
         .args(args)
         .output()
         .expect(
@@ -316,7 +316,7 @@ async fn analyze_failing_on_every_attempt_fails_its_job_with_the_cause() {
     let cause = failed.error.clone().unwrap_or_default();
     for part in [
         "TreemuxTransient",
-        treemux_functions::worker::FAILED_READ,
+        treemux_worker::FAILED_READ,
         key,
         "3 attempts",
         "RetriesExhausted",

@@ -4,8 +4,8 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
-use treemux_functions::worker::{Faults, WorkerOptions};
-use treemux_functions::{asl, aws, worker};
+use treemux_functions::{asl, aws};
+use treemux_worker::{self as worker, Faults, WorkerOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -67,9 +67,9 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let zeroed_heap = treemux::process::ensure_zeroed_heap();
+    let zeroed_heap = treemux_core::process::ensure_zeroed_heap();
     treemux_functions::startup::init_logging("treemux-worker");
-    treemux::process::warn_unless_zeroed(&zeroed_heap);
+    treemux_core::process::warn_unless_zeroed(&zeroed_heap);
     match Cli::parse().command {
         Command::Run {
             task_queue_url,

@@ -35,18 +35,18 @@
 //! visibility every third of [`WorkerOptions::visibility_seconds`], so a dead worker's tasks
 //! return after at most that long, and a long encode is never handed to a second worker.
 
-use crate::error::HandlerError;
-use crate::events::S3Event;
-use crate::handlers::{self, Services};
-use crate::ports::{ExecutionStarter, ObjectError, ObjectStore, ObjectVersion};
-use crate::upload::MultipartStore;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::Instant;
-use treemux::fault::{CrashPlan, CrashPoint};
-use treemux::state::{JobStore, StateStore};
+use treemux_core::fault::{CrashPlan, CrashPoint};
+use treemux_core::state::{JobStore, StateStore};
+use treemux_functions::error::HandlerError;
+use treemux_functions::events::S3Event;
+use treemux_functions::handlers::{self, Services};
+use treemux_functions::ports::{ExecutionStarter, ObjectError, ObjectStore, ObjectVersion};
+use treemux_functions::upload::MultipartStore;
 
 /// Runs the handler called `function` on `input`.
 pub async fn dispatch<S, O, X>(
@@ -210,7 +210,7 @@ impl Faults {
         }
     }
 
-    /// The `crash:` points, for the handlers' [`crate::handlers::Config::crashes`].
+    /// The `crash:` points, for the handlers' [`treemux_functions::handlers::Config::crashes`].
     pub fn crash_plan(&self) -> CrashPlan {
         CrashPlan::new(self.crash_points.clone())
     }
@@ -723,7 +723,7 @@ where
 }
 
 /// Lambda's record of an asynchronous invocation whose last attempt failed, as its `OnFailure`
-/// destination receives it (see [`crate::events::AsyncInvocationRecord`]).
+/// destination receives it (see [`treemux_functions::events::AsyncInvocationRecord`]).
 fn invocation_record(function: &str, input: Value, attempts: u32, error: &HandlerError) -> Value {
     let timestamp = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -937,9 +937,9 @@ mod tests {
             "s3": {"bucket": {"name": "in"}, "object": {"key": "uploads/a.mp4"}}}]});
         let error = HandlerError::transient("s3://in/uploads/a.mp4: 503");
         let record = invocation_record("analyze", event, ASYNC_ATTEMPTS, &error);
-        let input: crate::events::JobFailedInput =
+        let input: treemux_functions::events::JobFailedInput =
             serde_json::from_value(record).expect("job-failed's input");
-        let crate::events::JobFailedInput::Invocation(record) = input else {
+        let treemux_functions::events::JobFailedInput::Invocation(record) = input else {
             panic!("not an invocation record: {input:?}");
         };
         assert_eq!(record.request_payload.records.len(), 1);
