@@ -13,6 +13,7 @@ use treemux_core::local::{StageSeconds, TaskSpan};
 use treemux_core::media::probe::probe;
 use treemux_core::media::verify::{verify, VerifyOptions};
 use treemux_core::settings::{EncodeSettings, RateControl, VideoCodec};
+use treemux_core::summary::RunSummary;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -374,7 +375,7 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
 
     let (mut baseline_runs, mut treemux_runs, mut stage_runs) =
         (Vec::new(), Vec::new(), Vec::new());
-    let mut last_summary = serde_json::Value::Null;
+    let mut last_summary: Option<RunSummary> = None;
     for round in 1..=options.repeat.max(1) {
         // Alternate which side goes first so drift on a shared machine hits both alike.
         let treemux_first = round % 2 == 0;
@@ -398,12 +399,10 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
                     usage.wall_s, usage.cpu_s
                 ));
                 treemux_runs.push(usage);
-                last_summary = serde_json::from_str(&stdout)
+                let summary: RunSummary = serde_json::from_str(&stdout)
                     .map_err(|e| BenchError::Other(format!("treemux --json output: {e}")))?;
-                let stages: StageSeconds =
-                    serde_json::from_value(last_summary["stages_seconds"].clone())
-                        .unwrap_or_default();
-                stage_runs.push(stages);
+                stage_runs.push(summary.stages_seconds.clone());
+                last_summary = Some(summary);
             }
         }
     }
@@ -467,11 +466,10 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
         remux: median_of(|s| s.remux),
         total: median_of(|s| s.total),
     };
-    let workers = last_summary["workers"].as_u64().unwrap_or(1).max(1) as usize;
-    let timeline: Vec<TaskSpan> =
-        serde_json::from_value(last_summary["timeline"].clone()).unwrap_or_default();
+    let last_summary = last_summary.expect("every bench runs treemux at least once (repeat >= 1)");
+    let workers = last_summary.workers.max(1);
     let treemux_detail = TreemuxDetail {
-        segments: last_summary["segments"].as_array().map_or(0, Vec::len),
+        segments: last_summary.segments.len(),
         workers,
         non_encode_share: if stages_s.total > 0.0 {
             ((stages_s.total - stages_s.convert) / stages_s.total).max(0.0)
@@ -480,7 +478,7 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
         },
         max_rss_per_worker_mb: treemux.max_rss_mb / workers as f64,
         stages_s,
-        timeline,
+        timeline: last_summary.timeline,
         verify_passed: treemux_verified,
     };
     Ok(BenchReport {

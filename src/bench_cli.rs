@@ -8,6 +8,8 @@ use anyhow::Context as _;
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use treemux_core::local::TaskSpan;
+use treemux_core::summary::RunSummary;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -473,44 +475,51 @@ pub struct DiagramArgs {
 struct RunRecord {
     title: String,
     segments: u32,
-    timeline: Vec<treemux_core::local::TaskSpan>,
+    timeline: Vec<TaskSpan>,
     total_seconds: f64,
 }
 
-/// Reads `transcode --json` (`tree.real_segments`, `timeline`, `stages_seconds`) or
-/// `bench --json` (`treemux_detail`).
+/// Reads a [`RunSummary`] (`transcode --json`) or a [`BenchReport`] (`bench --json`, told apart
+/// by its `treemux_detail`), each by its type.
 fn run_record(path: &Path) -> anyhow::Result<RunRecord> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read the run's JSON", path.display()))?;
     let json: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    let file_name = |value: &serde_json::Value| {
-        value
-            .as_str()
-            .and_then(|p| Path::new(p).file_name())
+    let file_name = |path: &Path| {
+        path.file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
     };
-    let (segments, timeline, total, title) = if let Some(detail) = json.get("treemux_detail") {
+    let (segments, timeline, total_seconds, title) = if json.get("treemux_detail").is_some() {
+        let report: BenchReport = serde_json::from_value(json)
+            .with_context(|| format!("{}: not `treemux bench --json` output", path.display()))?;
+        let detail = report.treemux_detail;
         (
-            detail["segments"].as_u64(),
-            &detail["timeline"],
-            detail["stages_s"]["total"].as_f64(),
+            u64::try_from(detail.segments).ok(),
+            detail.timeline,
+            detail.stages_s.total,
             format!(
                 "treemux {} {} {}",
-                json["codec"].as_str().unwrap_or_default(),
-                json["preset"].as_str().unwrap_or_default(),
-                file_name(&json["input"])
+                report.codec,
+                report.preset,
+                file_name(&report.input)
             ),
         )
     } else {
+        let run: RunSummary = serde_json::from_value(json).with_context(|| {
+            format!(
+                "{}: not `treemux transcode --json` or `treemux bench --json` output",
+                path.display()
+            )
+        })?;
         (
-            json["tree"]["real_segments"].as_u64(),
-            &json["timeline"],
-            json["stages_seconds"]["total"].as_f64(),
+            Some(u64::from(run.tree.real_segments)),
+            run.timeline,
+            run.stages_seconds.total,
             format!(
                 "treemux {} → {}",
-                file_name(&json["input"]),
-                file_name(&json["output"])
+                file_name(&run.input),
+                file_name(&run.output)
             ),
         )
     };
@@ -522,14 +531,6 @@ fn run_record(path: &Path) -> anyhow::Result<RunRecord> {
                 path.display()
             )
         })? as u32;
-    let timeline: Vec<treemux_core::local::TaskSpan> = serde_json::from_value(timeline.clone())
-        .with_context(|| format!("{}: its timeline is not a list of tasks", path.display()))?;
-    let total_seconds = total.unwrap_or_else(|| {
-        timeline
-            .iter()
-            .map(|span| span.end_seconds)
-            .fold(0.0, f64::max)
-    });
     Ok(RunRecord {
         title: format!("{title}: {segments} segments, {total_seconds:.2} s"),
         segments,
@@ -558,7 +559,7 @@ fn write_tree(
     path: &Path,
     title: &str,
     segments: u32,
-    timeline: &[treemux_core::local::TaskSpan],
+    timeline: &[TaskSpan],
 ) -> anyhow::Result<()> {
     let tree = treemux_core::tree::MergeTree::new(segments);
     let svg = crate::tree_diagram::render_svg(title, &tree, timeline)

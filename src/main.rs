@@ -45,6 +45,7 @@ use treemux_core::progress::ProgressTally;
 use treemux_core::settings::{
     parse_bitrate, preset_help, Container, EncodeSettings, OutputPixels, RateControl, VideoCodec,
 };
+use treemux_core::summary::RunSummary;
 use treemux_core::tree::MergeTree;
 
 #[derive(Parser, Debug)]
@@ -447,7 +448,10 @@ fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!("{warning}");
     }
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&summary_json(&report))?);
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&RunSummary::from(&report))?
+        );
     } else if !args.quiet {
         print_transcode_summary(&report, args.verbose);
     }
@@ -600,28 +604,6 @@ fn count(n: u64, noun: &str) -> String {
     } else {
         format!("{n} {noun}s")
     }
-}
-
-fn summary_json(report: &TranscodeReport) -> serde_json::Value {
-    serde_json::json!({
-        "input": report.input,
-        "output": report.output,
-        "output_bytes": report.output_bytes,
-        "settings": report.settings,
-        "workers": report.workers,
-        "source": report.source,
-        "plan": report.plan,
-        "tree": { "levels": report.tree.levels, "leaves": report.tree.leaf_count(), "real_segments": report.tree.real_leaves },
-        "segments": report.segments,
-        "merges": report.merges.iter().map(|(node, kind, merge)| serde_json::json!({"node": node, "kind": kind, "report": merge})).collect::<Vec<_>>(),
-        "audio": report.audio,
-        "remux": report.remux,
-        "warnings": report.warnings,
-        "stages_seconds": report.stages,
-        "timeline": report.timeline,
-        "reused": report.reused,
-        "temp_dir": report.temp_dir,
-    })
 }
 
 fn print_transcode_summary(report: &TranscodeReport, verbose: bool) {

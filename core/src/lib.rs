@@ -10,6 +10,8 @@
 //! - [`media`]: probe, split-and-convert, merge, audio, remux and verify over ffmpeg-next.
 //! - [`local`]: the whole pipeline on one machine; [`progress`]: its progress as counts, rates
 //!   and one report line (pure).
+//! - [`summary`]: a finished run as plain data (`transcode --json`, read by bench and diagram;
+//!   its output part is kept by the Lambda job record too).
 //! - [`process`]: process start-up that keeps encodes repeatable.
 //! - [`fault`]: crash points for fault-injection tests (inert unless a test names one).
 
@@ -28,6 +30,7 @@ pub mod progress;
 pub mod settings;
 pub mod state;
 pub mod steps;
+pub mod summary;
 pub mod timestamps;
 pub mod tree;
 

@@ -10,6 +10,7 @@
 //! Implementations: [`InMemoryStateStore`] here (the local runner and tests) and, for AWS, a
 //! DynamoDB store with the same semantics. The methods are async because real stores are remote.
 
+use crate::summary::RunOutput;
 use crate::tree::{MergeTree, NodeId, Side};
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -287,10 +288,11 @@ pub struct JobRecord {
     /// The job of the newer upload that replaced this one ([`JobStatus::Superseded`]).
     #[serde(default)]
     pub superseded_by: Option<String>,
-    /// What of the source the output does not keep: one line per stream or tag (see
-    /// `media::streams::plan`), recorded by merge-audio.
-    #[serde(default)]
-    pub warnings: Vec<String>,
+    /// What the output is: its bytes and what of the source it does not keep, recorded by
+    /// merge-audio; the [`RunOutput`] a local run's summary holds too. Flattened, so
+    /// `output_bytes` and `warnings` are fields (DynamoDB attributes) of the record itself.
+    #[serde(flatten)]
+    pub result: RunOutput,
     /// Unix seconds.
     pub created_at: u64,
     pub updated_at: u64,
@@ -323,10 +325,9 @@ pub enum JobUpdate {
         name: &'static str,
         seconds: f64,
     },
-    /// The warnings of the final mux (replacing any recorded by an earlier attempt).
-    Warnings {
-        warnings: Vec<String>,
-    },
+    /// The output of the final mux: its size and warnings (replacing any an earlier attempt
+    /// recorded).
+    Output(RunOutput),
     Succeeded,
     /// Never replaces a success or a supersession; the first cause recorded is kept.
     Failed {
@@ -444,7 +445,7 @@ pub fn apply_job_update(record: &mut JobRecord, update: &JobUpdate, now: u64) {
                 record.status = JobStatus::Succeeded;
             }
         }
-        JobUpdate::Warnings { warnings } => record.warnings.clone_from(warnings),
+        JobUpdate::Output(output) => record.result.clone_from(output),
         JobUpdate::Failed { error } => {
             // The first cause is the specific one; a later, generic report (the Map giving up
             // after a child failed) must not replace it. A superseded job's tasks stop with an

@@ -30,6 +30,7 @@ use treemux_core::state::{
     ClaimOutcome, JobRecord, JobStatus, JobStore, JobUpdate, LatestClaim, StateError, StateStore,
 };
 use treemux_core::steps::{after_node_finished, claimant_for, mark_merged};
+use treemux_core::summary::RunOutput;
 use treemux_core::tree::NodeId;
 
 /// Settings shared by every handler, read from the environment by the binaries.
@@ -281,7 +282,7 @@ fn new_job_record(config: &Config, upload: &Upload, id: &str) -> JobRecord {
         stage_seconds: Default::default(),
         error: None,
         superseded_by: None,
-        warnings: Vec::new(),
+        result: RunOutput::default(),
         created_at: now(),
         updated_at: now(),
     }
@@ -1122,12 +1123,14 @@ where
             now(),
         )
         .await?;
-    if !warnings.is_empty() {
-        services
-            .store
-            .update_job(&task.job_id, &JobUpdate::Warnings { warnings }, now())
-            .await?;
-    }
+    let output = RunOutput {
+        output_bytes: bytes,
+        warnings,
+    };
+    services
+        .store
+        .update_job(&task.job_id, &JobUpdate::Output(output), now())
+        .await?;
     services
         .store
         .update_job(&task.job_id, &JobUpdate::Succeeded, now())

@@ -8,6 +8,7 @@ use treemux_core::plan::PlanOptions;
 use treemux_core::settings::{EncodeSettings, VideoCodec};
 use treemux_core::state::{InMemoryStateStore, JobStatus, JobStore};
 use treemux_core::steps::NextStep;
+use treemux_core::summary::RunOutput;
 use treemux_functions::events::{
     ExecutionInput, JobFailedInput, JobTask, MergeTask, S3Event, SegmentTask,
 };
@@ -181,6 +182,16 @@ async fn analyze_the_real_s3_event_then_run_the_whole_job() {
         report.passed(),
         "{:?}",
         report.failures().collect::<Vec<_>>()
+    );
+    // The record keeps the output as a local run's summary does: its size, and no warnings
+    // (this source's streams all fit the MP4).
+    let written = std::fs::metadata(&output).expect("output object").len();
+    assert_eq!(
+        record.result,
+        RunOutput {
+            output_bytes: written,
+            warnings: Vec::new()
+        }
     );
     assert!(
         !dir.path().join("efs/jobs").join(&input.job_id).exists(),

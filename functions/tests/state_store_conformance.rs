@@ -31,7 +31,7 @@ fn record(job_id: &str) -> JobRecord {
         stage_seconds: Default::default(),
         error: None,
         superseded_by: None,
-        warnings: Vec::new(),
+        result: Default::default(),
         created_at: 1,
         updated_at: 1,
     }
