@@ -29,7 +29,9 @@ use crate::media::remux::{self, MuxTarget, RemuxReport};
 use crate::media::source::Source;
 use crate::media::{streams, MediaError};
 use crate::output_plan::{self, PartPlan};
-use crate::plan::{plan_segments, PlanOptions, SegmentPlan};
+use crate::plan::{
+    estimate_frame_costs, plan_segments_by_cost, PlanError, PlanOptions, SegmentPlan,
+};
 use crate::settings::{Container, EncodeSettings, RateControl};
 use crate::state::StateStore;
 use crate::steps::{after_node_finished, NextStep};
@@ -189,13 +191,7 @@ pub fn prepare_job(
             ),
         ));
     }
-    let plan = plan_segments(
-        &info.frames,
-        info.video.time_base,
-        info.video.duration_seconds(),
-        plan_options,
-    )
-    .map_err(|source| Error::Plan {
+    let plan = plan_for(&info, plan_options).map_err(|source| Error::Plan {
         path: input.to_owned(),
         source,
     })?;
@@ -208,6 +204,38 @@ pub fn prepare_job(
         tree,
         audio_actions,
     })
+}
+
+/// The source's segment plan, balanced by estimated encode cost where the probe gave every
+/// frame's packet size ([`frame_costs`]), else by frame count. What `transcode` runs and
+/// `probe --segments` shows.
+pub fn plan_for(info: &MediaInfo, options: &PlanOptions) -> Result<SegmentPlan, PlanError> {
+    let costs = frame_costs(info);
+    plan_segments_by_cost(
+        &info.frames,
+        costs.as_deref(),
+        info.video.time_base,
+        info.video.duration_seconds(),
+        options,
+    )
+}
+
+/// Each frame's estimated encode cost ([`estimate_frame_costs`]) from its packet's size in the
+/// source, matched by pts; `None` when a frame's packet has no known position and size (a
+/// container without byte positions) or two packets share a pts.
+pub fn frame_costs(info: &MediaInfo) -> Option<Vec<u64>> {
+    let mut size_by_pts = std::collections::HashMap::with_capacity(info.video_packets_at.len());
+    for packet in &info.video_packets_at {
+        if size_by_pts.insert(packet.pts, packet.size).is_some() {
+            return None;
+        }
+    }
+    let sizes: Option<Vec<u64>> = info
+        .frames
+        .iter()
+        .map(|frame| size_by_pts.get(&frame.pts).copied())
+        .collect();
+    estimate_frame_costs(&info.frames, &sizes?)
 }
 
 /// Refuses, before any work, a job whose output cannot be one S3 multipart upload (at most

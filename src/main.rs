@@ -33,7 +33,7 @@ use treemux::fault::CrashPoint;
 use treemux::local::{self, ExistingOutput, Progress, TranscodeOptions, TranscodeReport};
 use treemux::media::probe::{self, MediaInfo};
 use treemux::media::verify::{self, VerifyOptions, VerifyReport};
-use treemux::plan::{plan_segments, PlanOptions, SegmentPlan};
+use treemux::plan::{PlanOptions, SegmentPlan};
 use treemux::progress::ProgressTally;
 use treemux::settings::{
     parse_bitrate, preset_help, Container, EncodeSettings, OutputPixels, RateControl, VideoCodec,
@@ -656,13 +656,8 @@ fn probe_command(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     let info = probe::probe(&args.input)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let options = plan_options(&args.plan, cores)?;
-    let plan = plan_segments(
-        &info.frames,
-        info.video.time_base,
-        info.video.duration_seconds(),
-        &options,
-    )
-    .with_context(|| format!("{}: cannot plan segments", args.input.display()))?;
+    let plan = treemux::engine::plan_for(&info, &options)
+        .with_context(|| format!("{}: cannot plan segments", args.input.display()))?;
     if args.json {
         let json = serde_json::json!({ "source": info, "keyframes_seconds": info.keyframe_seconds(), "plan": plan });
         outln!("{}", serde_json::to_string_pretty(&json)?);
