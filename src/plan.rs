@@ -385,7 +385,8 @@ pub fn estimate_frame_costs(frames: &[FrameInfo], packet_bytes: &[u64]) -> Optio
         group_start = end;
     }
     let mean = content.iter().sum::<f64>() / content.len() as f64;
-    if !(mean > 0.0) {
+    // No bytes at all (or not a number): nothing to weigh by.
+    if mean.is_nan() || mean <= 0.0 {
         return None;
     }
     let unit = FRAME_COST_UNIT as f64 / ((1.0 + FIXED_SHARE) * mean);
@@ -665,9 +666,19 @@ mod tests {
             lengths[1] < 100 && lengths[0] > 100 && lengths[2] > 100,
             "{lengths:?}"
         );
+        let range = |costs: &[u64]| {
+            let most = costs.iter().max().expect("segments");
+            let least = costs.iter().min().expect("segments");
+            most - least
+        };
         let spread = |plan: &SegmentPlan| {
-            let costs: Vec<u64> = plan.segments.iter().map(|s| s.encode_cost).collect();
-            costs.iter().max().unwrap() - costs.iter().min().unwrap()
+            range(
+                &plan
+                    .segments
+                    .iter()
+                    .map(|s| s.encode_cost)
+                    .collect::<Vec<_>>(),
+            )
         };
         let by_count = plan_segments(&frames, TB, 10.0, &options(3)).expect("plan");
         let by_count_costs: Vec<u64> = {
@@ -682,8 +693,7 @@ mod tests {
                 })
                 .collect()
         };
-        let by_count_spread =
-            by_count_costs.iter().max().unwrap() - by_count_costs.iter().min().unwrap();
+        let by_count_spread = range(&by_count_costs);
         assert!(
             spread(&plan) * 4 < by_count_spread,
             "cost-balanced spread {} against {by_count_spread} by count",
