@@ -75,6 +75,10 @@ pub struct TreemuxDetail {
     /// Share of wall time outside the segment-encoding window: probe, plan, the merges and
     /// audio left after the last segment, remux.
     pub non_encode_share: f64,
+    /// Share of wall time from the first worker out of segments to the last segment's end
+    /// ([`crate::timeline::encode_idle_tail`] of the last run ÷ its total).
+    #[serde(default)]
+    pub idle_tail_share: f64,
     /// Peak memory divided by the workers: an upper bound per worker.
     pub max_rss_per_worker_mb: f64,
     pub timeline: Vec<TaskSpan>,
@@ -477,6 +481,14 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
             0.0
         },
         max_rss_per_worker_mb: treemux.max_rss_mb / workers as f64,
+        // Of the last run, whose timeline this is.
+        idle_tail_share: match (
+            crate::timeline::encode_idle_tail(&timeline),
+            stage_runs.last().map(|stages| stages.total),
+        ) {
+            (Some(tail), Some(total)) if total > 0.0 => tail / total,
+            _ => 0.0,
+        },
         stages_s,
         timeline: last_summary.timeline,
         verify_passed: treemux_verified,

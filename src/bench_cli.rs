@@ -223,7 +223,7 @@ fn print_bench(report: &BenchReport) {
         t.psnr_db - b.psnr_db
     );
     outln!(
-        "treemux: {} segments, {} workers; stages probe {:.2} plan {:.3} convert {:.2} merge {:.2} audio {:.2} remux {:.2} total {:.2} s; non-encode share {:.1}%; peak memory per worker ≤ {:.0} MB; verify {}",
+        "treemux: {} segments, {} workers; stages probe {:.2} plan {:.3} convert {:.2} merge {:.2} audio {:.2} remux {:.2} total {:.2} s; non-encode share {:.1}%; idle tail {:.1}%; peak memory per worker ≤ {:.0} MB; verify {}",
         detail.segments,
         detail.workers,
         s.probe,
@@ -234,6 +234,7 @@ fn print_bench(report: &BenchReport) {
         s.remux,
         s.total,
         detail.non_encode_share * 100.0,
+        detail.idle_tail_share * 100.0,
         detail.max_rss_per_worker_mb,
         if detail.verify_passed { "passed" } else { "FAILED" }
     );

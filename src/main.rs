@@ -40,7 +40,7 @@ use treemux_core::fault::CrashPoint;
 use treemux_core::local::{self, ExistingOutput, Progress, TranscodeOptions, TranscodeReport};
 use treemux_core::media::probe::{self, MediaInfo};
 use treemux_core::media::verify::{self, VerifyOptions, VerifyReport};
-use treemux_core::plan::{plan_segments, PlanOptions, SegmentPlan};
+use treemux_core::plan::{PlanOptions, SegmentPlan};
 use treemux_core::progress::ProgressTally;
 use treemux_core::settings::{
     parse_bitrate, preset_help, Container, EncodeSettings, OutputPixels, RateControl, VideoCodec,
@@ -646,13 +646,8 @@ fn probe_command(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     let info = probe::probe(&args.input)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let options = plan_options(&args.plan, cores)?;
-    let plan = plan_segments(
-        &info.frames,
-        info.video.time_base,
-        info.video.duration_seconds(),
-        &options,
-    )
-    .with_context(|| format!("{}: cannot plan segments", args.input.display()))?;
+    let plan = treemux_core::engine::plan_for(&info, &options)
+        .with_context(|| format!("{}: cannot plan segments", args.input.display()))?;
     if args.json {
         let json = serde_json::json!({ "source": info, "keyframes_seconds": info.keyframe_seconds(), "plan": plan });
         outln!("{}", serde_json::to_string_pretty(&json)?);

@@ -48,6 +48,24 @@ fn tick_step(total: f64) -> f64 {
         .unwrap_or(10.0 * power)
 }
 
+/// The encode tail of a run: seconds from the moment the first worker runs out of segments to
+/// encode (its last segment ends) until the last segment ends, while another worker is still
+/// encoding. A run balanced perfectly has none; on Lambda the same spread is what every
+/// finished worker waits for the slowest. `None` without segments. Merges and audio are not
+/// counted as encoding: the audio is extracted beside the encodes, merges take milliseconds.
+///
+/// Precondition: `spans` are one run's tasks (seconds since its start, `end >= start`).
+pub fn encode_idle_tail(spans: &[TaskSpan]) -> Option<f64> {
+    let mut last_end_by_worker: std::collections::BTreeMap<usize, f64> = Default::default();
+    for span in spans.iter().filter(|span| span.kind == "segment") {
+        let last = last_end_by_worker.entry(span.worker).or_insert(f64::MIN);
+        *last = last.max(span.end_seconds);
+    }
+    let first_done = last_end_by_worker.values().copied().reduce(f64::min)?;
+    let last_done = last_end_by_worker.values().copied().reduce(f64::max)?;
+    Some(last_done - first_done)
+}
+
 /// Renders `spans` (times in seconds since the run started) over `total_seconds` of wall time.
 ///
 /// Every span becomes one `<rect>` with a `<title>` (kind, target, start, end), in the lane of its
@@ -209,6 +227,26 @@ mod tests {
             start_seconds: start,
             end_seconds: end,
         }
+    }
+
+    #[test]
+    fn the_idle_tail_runs_from_the_first_worker_out_of_segments_to_the_last_segment() {
+        let spans = [
+            span("segment", 0, 0.0, 4.0),
+            span("segment", 1, 0.0, 3.0),
+            span("segment", 1, 3.0, 5.5),
+            span("merge", 0, 5.5, 5.6),
+            span("audio", 0, 4.0, 9.0),
+        ];
+        // Worker 0's last segment ends at 4 s, worker 1's at 5.5 s; audio and merges are not
+        // encoding.
+        assert_eq!(encode_idle_tail(&spans), Some(1.5));
+        assert_eq!(
+            encode_idle_tail(&spans[..1]),
+            Some(0.0),
+            "one worker has no tail"
+        );
+        assert_eq!(encode_idle_tail(&spans[3..]), None);
     }
 
     #[test]

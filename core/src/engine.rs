@@ -28,8 +28,11 @@ use crate::media::probe::MediaInfo;
 use crate::media::remux::{self, MuxTarget, RemuxReport};
 use crate::media::source::Source;
 use crate::media::{streams, MediaError};
-use crate::plan::{plan_segments, PlanOptions, SegmentPlan};
-use crate::settings::{Container, EncodeSettings};
+use crate::output_plan::{self, PartPlan};
+use crate::plan::{
+    estimate_frame_costs, plan_segments_by_cost, PlanError, PlanOptions, SegmentPlan,
+};
+use crate::settings::{Container, EncodeSettings, RateControl};
 use crate::state::StateStore;
 use crate::steps::{after_node_finished, NextStep};
 use crate::tree::{MergeKind, MergeTree, NodeId};
@@ -178,13 +181,7 @@ pub fn prepare_job(
             ),
         ));
     }
-    let plan = plan_segments(
-        &info.frames,
-        info.video.time_base,
-        info.video.duration_seconds(),
-        plan_options,
-    )
-    .map_err(|source| Error::Plan {
+    let plan = plan_for(&info, plan_options).map_err(|source| Error::Plan {
         path: input.to_owned(),
         source,
     })?;
@@ -196,6 +193,87 @@ pub fn prepare_job(
         plan,
         tree,
         audio_actions,
+    })
+}
+
+/// The source's segment plan, balanced by estimated encode cost where the probe gave every
+/// frame's packet size ([`frame_costs`]), else by frame count. What `transcode` runs and
+/// `probe --segments` shows.
+pub fn plan_for(info: &MediaInfo, options: &PlanOptions) -> Result<SegmentPlan, PlanError> {
+    let costs = frame_costs(info);
+    plan_segments_by_cost(
+        &info.frames,
+        costs.as_deref(),
+        info.video.time_base,
+        info.video.duration_seconds(),
+        options,
+    )
+}
+
+/// Each frame's estimated encode cost ([`estimate_frame_costs`]) from its packet's size in the
+/// source, matched by pts; `None` when a frame's packet has no known position and size (a
+/// container without byte positions) or two packets share a pts.
+pub fn frame_costs(info: &MediaInfo) -> Option<Vec<u64>> {
+    let mut size_by_pts = std::collections::HashMap::with_capacity(info.video_packets_at.len());
+    for packet in &info.video_packets_at {
+        if size_by_pts.insert(packet.pts, packet.size).is_some() {
+            return None;
+        }
+    }
+    let sizes: Option<Vec<u64>> = info
+        .frames
+        .iter()
+        .map(|frame| size_by_pts.get(&frame.pts).copied())
+        .collect();
+    estimate_frame_costs(&info.frames, &sizes?)
+}
+
+/// Refuses, before any work, a job whose output cannot be one S3 multipart upload (at most
+/// 10,000 parts of 5 MiB–5 GiB, 5 TiB): the output estimated from the probe and the settings
+/// ([`output_plan::estimate_output`]: the source's video bytes per pixel scaled to the output's
+/// size, or the target bitrate; the audio; the index). Returns the part plan that estimate
+/// gets; errors name `input`. For runners that upload the output (the Lambda path); a local
+/// file has no such limit.
+pub fn check_output_fits_multipart(job: &JobSpec, input: &Path) -> Result<PartPlan, Error> {
+    let info = &job.info;
+    let (width, height) = convert::output_size(&info.video, &job.settings);
+    let reencoded = job
+        .audio_actions
+        .iter()
+        .filter(|action| matches!(action, AudioAction::Encode { .. }))
+        .count() as u64;
+    // A re-encoded track's packets are not known yet: twice the source's leaves room for an
+    // encoder with shorter frames (AAC's 1024 samples against Opus's 960 at 48 kHz).
+    let audio_samples =
+        info.audio
+            .iter()
+            .zip(&job.audio_actions)
+            .map(|(track, action)| match action {
+                AudioAction::Copy => track.packets,
+                AudioAction::Encode { .. } => 2 * track.packets,
+            });
+    let inputs = output_plan::OutputEstimateInputs {
+        duration_seconds: info.video.duration_seconds(),
+        source_video_bytes: info.video.packet_bytes,
+        source_pixels: u64::from(info.video.width) * u64::from(info.video.height),
+        output_pixels: u64::from(width) * u64::from(height),
+        video_bitrate: match job.settings.rate {
+            RateControl::Bitrate(bits_per_second) => Some(bits_per_second),
+            RateControl::Crf(_) => None,
+        },
+        other_source_bytes: info.size_bytes.saturating_sub(info.video.packet_bytes),
+        reencoded_audio_tracks: reencoded,
+        index: output_plan::IndexContents {
+            samples_per_track: std::iter::once(info.frames.len() as u64)
+                .chain(audio_samples)
+                .collect(),
+            other_tracks: info.other_streams.len() as u64,
+            verbatim_bytes: 0,
+        },
+    };
+    output_plan::check_fits_multipart(&inputs).map_err(|source| Error::OutputTooLarge {
+        path: input.to_owned(),
+        source,
     })
 }
 

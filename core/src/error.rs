@@ -7,6 +7,7 @@ use crate::media::probe::ProbeError;
 use crate::media::source::SourceErrorKind;
 use crate::media::verify::VerifyError;
 use crate::media::MediaError;
+use crate::output_plan::PartPlanError;
 use crate::plan::PlanError;
 use crate::state::StateError;
 use std::path::PathBuf;
@@ -35,6 +36,13 @@ pub enum Error {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    /// The job's output, as estimated before any work, cannot be one S3 multipart upload.
+    #[error("{path}: {source}")]
+    OutputTooLarge {
+        path: PathBuf,
+        #[source]
+        source: PartPlanError,
     },
     /// The run was told to stop ([`crate::local::TranscodeOptions::interrupt`]).
     #[error("{path}: interrupted before it finished")]
@@ -94,7 +102,10 @@ impl Error {
             Self::Probe(ProbeError::Io { .. })
             | Self::Io { .. }
             | Self::State(StateError::Unavailable(_)) => ErrorKind::Transient,
-            Self::Probe(_) | Self::Plan { .. } | Self::Request { .. } => ErrorKind::InvalidInput,
+            Self::Probe(_)
+            | Self::Plan { .. }
+            | Self::Request { .. }
+            | Self::OutputTooLarge { .. } => ErrorKind::InvalidInput,
             Self::Media(MediaError::Io { .. } | MediaError::Interrupted { .. })
             | Self::Interrupted { .. } => ErrorKind::Transient,
             Self::Media(MediaError::Unsupported { .. }) => ErrorKind::InvalidInput,

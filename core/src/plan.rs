@@ -5,12 +5,18 @@
 //! ([`TimeBase`]), never rescaled, so a cut point is an exact presentation timestamp.
 //!
 //! # How cuts are chosen
-//! Segments are balanced by **frame count** (encoding cost is per frame, not per second, which
-//! matters for VFR sources). For the `k`-th of `S` cuts the ideal position is frame `k·N/S`.
-//! If a keyframe lies within `keyframe_snap × N/S` frames of it, the cut snaps to that keyframe
-//! and the segment decodes independently. Otherwise the cut stays at the ideal frame and the
-//! segment *decodes from the keyframe at or before the cut, dropping the earlier frames* (the
-//! lead-in). That keeps single-keyframe and long-GOP sources parallel while staying frame exact.
+//! Segments are balanced by **estimated encode cost**: one number per frame (plain data the
+//! caller derives from the source, [`estimate_frame_costs`]: a per-frame share plus the frame's
+//! compressed bytes, which track content complexity, so a busy scene gets shorter segments than
+//! a static one). Without costs every frame costs the same and segments are balanced by frame
+//! count (encoding cost is per frame, not per second, which matters for VFR sources). For the
+//! `k`-th of `S` cuts the ideal position is the frame where the running cost reaches `k·W/S`
+//! (`W` the total). If a keyframe lies within `keyframe_snap × W/S` of it in cost, the cut snaps
+//! to that keyframe and the segment decodes independently. Otherwise the cut stays at the ideal
+//! frame and the segment *decodes from the keyframe at or before the cut, dropping the earlier
+//! frames* (the lead-in). That keeps single-keyframe and long-GOP sources parallel while staying
+//! frame exact. A count whose cost-balanced cuts break the lead-in bound is tried balanced by
+//! frame count before falling back to fewer segments, so costs never cost parallelism.
 //!
 //! # The lead-in bound
 //! Decoding is at least ten times cheaper than encoding for every encoder treemux ships (x264,
@@ -75,7 +81,16 @@ pub struct Segment {
     pub frames: u64,
     /// Frames decoded and dropped before `start_pts` (0 when the cut is on a keyframe).
     pub lead_in_frames: u64,
+    /// Estimated encode cost of the segment's own frames, in [`FRAME_COST_UNIT`]s (an average
+    /// frame costs one unit). 0 in plans recorded before costs existed: then the frame count
+    /// stands in.
+    #[serde(default)]
+    pub encode_cost: u64,
 }
+
+/// What an average frame costs to encode in [`Segment::encode_cost`] (and what every frame
+/// costs when no per-frame costs are given). Decoding a lead-in frame costs a tenth of it.
+pub const FRAME_COST_UNIT: u64 = 1000;
 
 impl Segment {
     /// True when a frame with presentation timestamp `pts` belongs to this segment.
@@ -83,10 +98,15 @@ impl Segment {
         self.start_pts.is_none_or(|start| pts >= start) && self.end_pts.is_none_or(|end| pts < end)
     }
 
-    /// Relative encoding cost used to order work: one unit per encoded frame plus a tenth per
-    /// lead-in frame (decoding only).
+    /// Relative cost used to order work, in [`FRAME_COST_UNIT`]s: the estimated encode cost of
+    /// its frames plus a tenth of a unit per lead-in frame (decoding only).
     pub fn estimated_cost(&self) -> u64 {
-        self.frames * 10 + self.lead_in_frames
+        let encode = if self.encode_cost > 0 {
+            self.encode_cost
+        } else {
+            self.frames * FRAME_COST_UNIT
+        };
+        encode + self.lead_in_frames * (FRAME_COST_UNIT / 10)
     }
 }
 
@@ -192,6 +212,24 @@ pub fn plan_segments(
     duration_seconds: f64,
     options: &PlanOptions,
 ) -> Result<SegmentPlan, PlanError> {
+    plan_segments_by_cost(frames, None, time_base, duration_seconds, options)
+}
+
+/// Plans the segments of a video balanced by estimated encode cost: [`plan_segments`] with
+/// `frame_costs[i]` the cost of `frames[i]` (any positive unit; a 0 counts as 1), e.g. from
+/// [`estimate_frame_costs`]. `None` balances by frame count.
+///
+/// Preconditions as [`plan_segments`]; `frame_costs`, when given, has one entry per frame
+/// (otherwise [`PlanError::InvalidOptions`]). The guarantees are the same (every frame in exactly
+/// one segment, the lead-in bound), and the count of segments is never below the frame-balanced
+/// plan's.
+pub fn plan_segments_by_cost(
+    frames: &[FrameInfo],
+    frame_costs: Option<&[u64]>,
+    time_base: TimeBase,
+    duration_seconds: f64,
+    options: &PlanOptions,
+) -> Result<SegmentPlan, PlanError> {
     debug_assert!(
         frames.windows(2).all(|pair| pair[0].pts <= pair[1].pts),
         "frames must be sorted by pts"
@@ -235,8 +273,30 @@ pub fn plan_segments(
         .filter(|(_, frame)| frame.key)
         .map(|(i, _)| i)
         .collect();
+    if frame_costs.is_some_and(|costs| costs.len() != frames.len()) {
+        return Err(PlanError::InvalidOptions(
+            "frame costs must have one entry per frame",
+        ));
+    }
+    // Units per frame when every frame costs the same.
+    let uniform = vec![FRAME_COST_UNIT; frames.len()];
+    let running_uniform = running_costs(&uniform);
+    let running_given = frame_costs.map(running_costs);
     for count in (1..=wanted).rev() {
-        if let Some(segments) = try_cuts(frames, &keyframes, count as usize, options) {
+        let count = count as usize;
+        let equal = vec![1.0; count];
+        let by_cost = running_given.as_deref().and_then(|running| {
+            try_cuts(
+                frames,
+                &keyframes,
+                running,
+                &cost_shares(count, options),
+                options,
+            )
+        });
+        if let Some(segments) =
+            by_cost.or_else(|| try_cuts(frames, &keyframes, &running_uniform, &equal, options))
+        {
             return Ok(SegmentPlan {
                 time_base,
                 frame_count,
@@ -247,22 +307,124 @@ pub fn plan_segments(
     unreachable!("a single segment is always feasible")
 }
 
-/// Tries to cut `frames` into `count` segments; `None` when the cuts violate the lead-in bound or
-/// cannot be placed on distinct timestamps.
+/// Each of `count` segments' share of the cost when balancing by cost. Equal, except with at
+/// least two segments per worker (`balance_over` workers, at least two): then the last
+/// `balance_over` segments get half a share. Encoded last (cheapest first is last in
+/// [`SegmentPlan::encode_order`]), one per worker, they end the run: an estimate that is off
+/// by some share of a segment leaves a worker idle for that share of a half segment.
+fn cost_shares(count: usize, options: &PlanOptions) -> Vec<f64> {
+    let workers = options.balance_over as usize;
+    let mut shares = vec![1.0; count];
+    if workers >= 2 && count >= 2 * workers {
+        for share in &mut shares[count - workers..] {
+            *share = 0.5;
+        }
+    }
+    shares
+}
+
+/// `running[i]` is the cost of the frames before frame `i` (so `running[0] == 0` and the last
+/// entry is the total); a cost of 0 counts as 1, so the sums strictly increase.
+fn running_costs(costs: &[u64]) -> Vec<u128> {
+    let mut running = Vec::with_capacity(costs.len() + 1);
+    let mut sum = 0u128;
+    running.push(0);
+    for &cost in costs {
+        sum += u128::from(cost.max(1));
+        running.push(sum);
+    }
+    running
+}
+
+/// The frame index `i` whose running cost is nearest `target` (the later on a tie, as rounding
+/// half up does for uniform costs). `running` strictly increases.
+fn nearest_cut(running: &[u128], target: f64) -> usize {
+    let after = running.partition_point(|&cost| (cost as f64) < target);
+    match after.checked_sub(1) {
+        Some(before) if after < running.len() => {
+            if target - (running[before] as f64) < running[after] as f64 - target {
+                before
+            } else {
+                after
+            }
+        }
+        Some(before) => before,
+        None => 0,
+    }
+}
+
+/// Per-frame encode costs from the source's compressed bytes (`packet_bytes[i]` the size of
+/// `frames[i]`'s packet): bytes track content complexity, and encoding also has a per-frame
+/// share, which is the average frame's bytes × `FIXED_SHARE`. A keyframe's own size says more
+/// about the source's encoder (an intra frame is several times larger) than about its content,
+/// so a keyframe costs what the other frames of its group of pictures cost on average (its own
+/// size when the group has no other frame: an all-intra source). Returns [`FRAME_COST_UNIT`]s
+/// rounded (an average frame ≈ one unit), or `None` without one size per frame or with no
+/// bytes at all (then balance by frame count).
+pub fn estimate_frame_costs(frames: &[FrameInfo], packet_bytes: &[u64]) -> Option<Vec<u64>> {
+    /// The per-frame share of the cost, as a multiple of the average frame's bytes.
+    const FIXED_SHARE: f64 = 2.0;
+    if frames.len() != packet_bytes.len() || frames.is_empty() {
+        return None;
+    }
+    let mut content: Vec<f64> = packet_bytes.iter().map(|&bytes| bytes as f64).collect();
+    // Groups of pictures in presentation order: a keyframe up to the next one.
+    let mut group_start = 0;
+    for end in (1..=frames.len()).filter(|&i| i == frames.len() || frames[i].key) {
+        let group = group_start..end;
+        let (sum, count) = group
+            .clone()
+            .filter(|&i| !frames[i].key)
+            .fold((0.0, 0u32), |(sum, count), i| (sum + content[i], count + 1));
+        if count > 0 {
+            let mean = sum / f64::from(count);
+            for i in group.filter(|&i| frames[i].key) {
+                content[i] = mean;
+            }
+        }
+        group_start = end;
+    }
+    let mean = content.iter().sum::<f64>() / content.len() as f64;
+    // No bytes at all (or not a number): nothing to weigh by.
+    if mean.is_nan() || mean <= 0.0 {
+        return None;
+    }
+    let unit = FRAME_COST_UNIT as f64 / ((1.0 + FIXED_SHARE) * mean);
+    Some(
+        content
+            .iter()
+            .map(|bytes| ((FIXED_SHARE * mean + bytes) * unit).round() as u64)
+            .collect(),
+    )
+}
+
+/// Tries to cut `frames` into one segment per share of the running cost (`shares`, relative);
+/// `None` when the cuts violate the lead-in bound or cannot be placed on distinct timestamps.
 fn try_cuts(
     frames: &[FrameInfo],
     keyframes: &[usize],
-    count: usize,
+    running: &[u128],
+    shares: &[f64],
     options: &PlanOptions,
 ) -> Option<Vec<Segment>> {
+    let count = shares.len();
     let total = frames.len();
-    let ideal_length = total as f64 / count as f64;
-    let tolerance = (ideal_length * options.keyframe_snap).floor() as usize;
+    let total_cost = *running.last()? as f64;
+    let share_cost = total_cost / shares.iter().sum::<f64>();
+    let tolerance = total_cost / count as f64 * options.keyframe_snap;
+    // Costs are in units of the running sums; a segment's cost is reported in FRAME_COST_UNITs
+    // of an average frame.
+    let unit = FRAME_COST_UNIT as f64 * total as f64 / total_cost;
     let mut starts = vec![0usize];
+    // Shares are halves and wholes, so their running sum is exact.
+    let mut shares_before = 0.0;
     for k in 1..count {
         let previous = *starts.last()?;
-        let ideal = ((k * total) as f64 / count as f64).round() as usize;
-        let snapped = nearest_keyframe(keyframes, ideal, tolerance).filter(|&key| key > previous);
+        shares_before += shares[k - 1];
+        let target = shares_before * share_cost;
+        let ideal = nearest_cut(running, target).min(total - 1);
+        let snapped =
+            nearest_keyframe(keyframes, running, target, tolerance).filter(|&key| key > previous);
         let mut cut = snapped.unwrap_or(ideal).max(previous + 1);
         // Two frames with the same timestamp cannot be separated by a pts range.
         while cut < total && frames[cut].pts == frames[cut - 1].pts {
@@ -302,24 +464,31 @@ fn try_cuts(
             decode_from,
             frames: length,
             lead_in_frames: lead_in,
+            encode_cost: ((running[end] - running[start]) as f64 * unit).round() as u64,
         });
     }
     Some(segments)
 }
 
-/// The keyframe index closest to `ideal` within `tolerance` frames, preferring the earlier one on
-/// a tie. `keyframes` is sorted.
-fn nearest_keyframe(keyframes: &[usize], ideal: usize, tolerance: usize) -> Option<usize> {
-    let after = keyframes.partition_point(|&key| key < ideal);
+/// The keyframe index whose running cost is closest to `target`, within `tolerance` of it,
+/// preferring the earlier one on a tie. `keyframes` is sorted; `running` as [`running_costs`].
+fn nearest_keyframe(
+    keyframes: &[usize],
+    running: &[u128],
+    target: f64,
+    tolerance: f64,
+) -> Option<usize> {
+    let after = keyframes.partition_point(|&key| (running[key] as f64) < target);
     let candidates = [
         after.checked_sub(1).map(|i| keyframes[i]),
         keyframes.get(after).copied(),
     ];
+    let distance = |key: usize| (running[key] as f64 - target).abs();
     candidates
         .into_iter()
         .flatten()
-        .filter(|&key| key.abs_diff(ideal) <= tolerance)
-        .min_by_key(|&key| (key.abs_diff(ideal), key))
+        .filter(|&key| distance(key) <= tolerance)
+        .min_by(|&a, &b| distance(a).total_cmp(&distance(b)).then(a.cmp(&b)))
 }
 
 /// The last keyframe index at or before `index`. `keyframes` is sorted.
@@ -481,6 +650,118 @@ mod tests {
         assert_eq!(order[0], longest.index);
     }
 
+    #[test]
+    fn a_busy_stretch_gets_shorter_segments() {
+        // 300 frames, keyframes every 30; the middle third carries 4× the bytes of the rest.
+        let frames = frames_with_keys(300, &(0..300).step_by(30).collect::<Vec<_>>());
+        let bytes: Vec<u64> = (0..300)
+            .map(|i| if (100..200).contains(&i) { 4000 } else { 1000 })
+            .collect();
+        let costs = estimate_frame_costs(&frames, &bytes).expect("costs");
+        let plan =
+            plan_segments_by_cost(&frames, Some(&costs), TB, 10.0, &options(3)).expect("plan");
+        let lengths: Vec<u64> = plan.segments.iter().map(|s| s.frames).collect();
+        assert_eq!(lengths.iter().sum::<u64>(), 300);
+        assert!(
+            lengths[1] < 100 && lengths[0] > 100 && lengths[2] > 100,
+            "{lengths:?}"
+        );
+        let range = |costs: &[u64]| {
+            let most = costs.iter().max().expect("segments");
+            let least = costs.iter().min().expect("segments");
+            most - least
+        };
+        let spread = |plan: &SegmentPlan| {
+            range(
+                &plan
+                    .segments
+                    .iter()
+                    .map(|s| s.encode_cost)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let by_count = plan_segments(&frames, TB, 10.0, &options(3)).expect("plan");
+        let by_count_costs: Vec<u64> = {
+            let mut first = 0;
+            by_count
+                .segments
+                .iter()
+                .map(|s| {
+                    let sum: u64 = costs[first..first + s.frames as usize].iter().sum();
+                    first += s.frames as usize;
+                    sum
+                })
+                .collect()
+        };
+        let by_count_spread = range(&by_count_costs);
+        assert!(
+            spread(&plan) * 4 < by_count_spread,
+            "cost-balanced spread {} against {by_count_spread} by count",
+            spread(&plan)
+        );
+        // Total cost in units of an average frame: 300 frames.
+        let total: u64 = plan.segments.iter().map(|s| s.encode_cost).sum();
+        assert!(total.abs_diff(300 * FRAME_COST_UNIT) <= 3, "{total}");
+    }
+
+    #[test]
+    fn with_two_segments_per_worker_the_last_ones_are_half_size_and_encoded_last() {
+        let frames = frames_with_keys(800, &(0..800).collect::<Vec<_>>());
+        let costs = vec![FRAME_COST_UNIT; 800];
+        let options = PlanOptions {
+            balance_over: 2,
+            ..options(8)
+        };
+        let plan = plan_segments_by_cost(&frames, Some(&costs), TB, 30.0, &options).expect("plan");
+        let lengths: Vec<u64> = plan.segments.iter().map(|s| s.frames).collect();
+        // 7 shares: six of 800/7 frames, two of half that (cuts rounded to whole frames).
+        let (whole, half) = (800.0 / 7.0, 400.0 / 7.0);
+        assert!(
+            lengths[..6].iter().all(|&n| (n as f64 - whole).abs() < 1.0)
+                && lengths[6..].iter().all(|&n| (n as f64 - half).abs() < 1.0),
+            "{lengths:?}"
+        );
+        let order = plan.encode_order();
+        assert_eq!(&order[6..], [6, 7], "the half segments end the run");
+        // Fewer than two segments per worker, or one worker: equal shares.
+        let equal = |options: PlanOptions| {
+            let plan =
+                plan_segments_by_cost(&frames, Some(&costs), TB, 30.0, &options).expect("plan");
+            plan.segments.iter().map(|s| s.frames).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            equal(PlanOptions {
+                balance_over: 5,
+                ..options
+            }),
+            [100; 8]
+        );
+        assert_eq!(
+            equal(PlanOptions {
+                balance_over: 1,
+                ..options
+            }),
+            [100; 8]
+        );
+    }
+
+    #[test]
+    fn frame_costs_discount_keyframes_and_keep_a_per_frame_share() {
+        // A group of a 9000-byte keyframe and three 1000-byte frames, then an all-intra run.
+        let frames = frames_with_keys(6, &[0, 4, 5]);
+        let bytes = [9000, 1000, 1000, 1000, 3000, 3000];
+        let costs = estimate_frame_costs(&frames, &bytes).expect("costs");
+        // The keyframe costs as its group's other frames; the intra frames as themselves.
+        assert_eq!(costs[0], costs[1]);
+        assert!(costs[4] > costs[1] && costs[4] == costs[5]);
+        // The per-frame share: three times the bytes is less than three times the cost.
+        assert!(costs[4] < 3 * costs[1]);
+        let mean = costs.iter().sum::<u64>() as f64 / costs.len() as f64;
+        assert!((mean - FRAME_COST_UNIT as f64).abs() < 1.0, "{mean}");
+        assert_eq!(estimate_frame_costs(&frames, &bytes[..5]), None);
+        assert_eq!(estimate_frame_costs(&frames, &[0; 6]), None);
+    }
+
     fn arbitrary_frames() -> impl Strategy<Value = Vec<FrameInfo>> {
         // Strictly or weakly increasing timestamps with arbitrary keyframe flags.
         prop::collection::vec((0i64..4, any::<bool>()), 1..400).prop_map(|steps| {
@@ -500,17 +781,62 @@ mod tests {
         })
     }
 
+    /// Frames as [`arbitrary_frames`] and, sometimes, one cost per frame: mostly moderate,
+    /// some zero, a few a hundred times the rest (a scene cut's burst of bytes).
+    fn arbitrary_frames_and_costs() -> impl Strategy<Value = (Vec<FrameInfo>, Option<Vec<u64>>)> {
+        arbitrary_frames().prop_flat_map(|frames| {
+            let cost = prop_oneof![8 => 1u64..2000, 1 => Just(0u64), 1 => 50_000u64..200_000];
+            let costs = prop::option::of(prop::collection::vec(cost, frames.len()));
+            (Just(frames), costs)
+        })
+    }
+
     proptest! {
+        /// Where every frame can start a segment (all keyframes, distinct timestamps, no snap),
+        /// each segment's cost is within one frame's cost of the ideal share: the cuts follow the
+        /// running cost, not the frame count. Frames here cost at most half a segment.
+        #[test]
+        fn segments_are_balanced_by_cost(
+            costs in prop::collection::vec(1u64..5000, 40..400),
+            exact in 1u32..10,
+        ) {
+            let frames: Vec<FrameInfo> = (0..costs.len())
+                .map(|i| FrameInfo { pts: i as i64, dts: Some(i as i64), key: true })
+                .collect();
+            let total: u64 = costs.iter().sum();
+            let largest = *costs.iter().max().expect("costs");
+            prop_assume!(largest * 2 * u64::from(exact) <= total);
+            let options = PlanOptions { exact_segments: Some(exact), keyframe_snap: 0.0, ..PlanOptions::default() };
+            let plan = plan_segments_by_cost(&frames, Some(&costs), TB, 100.0, &options).expect("plan");
+            prop_assert_eq!(plan.segments.len(), exact as usize);
+            let ideal = total as f64 / f64::from(exact);
+            let mut first = 0usize;
+            for segment in &plan.segments {
+                let cost: u64 = costs[first..first + segment.frames as usize].iter().sum();
+                prop_assert!((cost as f64 - ideal).abs() <= largest as f64, "segment {} costs {} of ideal {}", segment.index, cost, ideal);
+                first += segment.frames as usize;
+            }
+            // Constant costs are frame-count balance, exactly.
+            let constant = vec![FRAME_COST_UNIT; frames.len()];
+            prop_assert_eq!(
+                plan_segments_by_cost(&frames, Some(&constant), TB, 100.0, &options),
+                plan_segments(&frames, TB, 100.0, &options)
+            );
+        }
+
         #[test]
         fn every_frame_lands_in_exactly_one_segment(
-            frames in arbitrary_frames(),
+            (frames, costs) in arbitrary_frames_and_costs(),
             exact in 1u32..40,
             ratio in 0.0f64..5.0,
             snap in 0.0f64..0.5,
         ) {
             let options = PlanOptions { exact_segments: Some(exact), max_lead_in_ratio: ratio, keyframe_snap: snap, ..PlanOptions::default() };
-            let plan = plan_segments(&frames, TB, frames.len() as f64 / 30.0, &options).expect("plan");
+            let duration = frames.len() as f64 / 30.0;
+            let plan = plan_segments_by_cost(&frames, costs.as_deref(), TB, duration, &options).expect("plan");
             prop_assert!(!plan.segments.is_empty() && plan.segments.len() <= exact as usize);
+            let by_count = plan_segments(&frames, TB, duration, &options).expect("plan");
+            prop_assert!(plan.segments.len() >= by_count.segments.len(), "costs never cost segments");
             for frame in &frames {
                 let owners = plan.segments.iter().filter(|s| s.contains(frame.pts)).count();
                 prop_assert_eq!(owners, 1, "frame pts {} owned by {} segments", frame.pts, owners);

@@ -560,14 +560,7 @@ where
         // Every check the local runner makes, in the same words (the core's engine).
         let source_name = PathBuf::from(format!("s3://{bucket_owned}/{key_owned}"));
         let output_name = PathBuf::from(format!("s3://{}/{output}", config.output_bucket));
-        let JobSpec {
-            info,
-            settings,
-            plan,
-            tree,
-            audio_actions,
-            ..
-        } = engine::prepare_job(
+        let job = engine::prepare_job(
             info,
             &source_name,
             &output_name,
@@ -575,6 +568,17 @@ where
             &config.settings,
             &config.plan,
         )?;
+        // Before any work: an output one multipart upload cannot hold is refused now, not by
+        // merge-audio after every segment was encoded.
+        engine::check_output_fits_multipart(&job, &source_name)?;
+        let JobSpec {
+            info,
+            settings,
+            plan,
+            tree,
+            audio_actions,
+            ..
+        } = job;
         let segment_bytes = plan
             .segments
             .iter()

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use treemux_core::media::verify::{verify, VerifyOptions};
 use treemux_core::plan::PlanOptions;
-use treemux_core::settings::{EncodeSettings, VideoCodec};
+use treemux_core::settings::{EncodeSettings, RateControl, VideoCodec};
 use treemux_core::state::{InMemoryStateStore, JobStatus, JobStore};
 use treemux_core::steps::NextStep;
 use treemux_core::summary::RunOutput;
@@ -172,6 +172,12 @@ async fn analyze_the_real_s3_event_then_run_the_whole_job() {
     let output = dir
         .path()
         .join("buckets/treemux-output/transcoded/uploads/café clip.webm.mp4");
+    // Smaller than S3's smallest part: the whole output is the upload's single part.
+    let bytes = std::fs::metadata(&output).expect("output").len();
+    assert!(
+        bytes < treemux_core::output_plan::MIN_PART_BYTES,
+        "{bytes} bytes"
+    );
     let report = verify(
         &sample("06_bbb_vp9_opus_320x180.webm"),
         &output,
@@ -415,6 +421,56 @@ async fn a_bad_upload_fails_the_job_with_its_cause() {
         .exists("treemux-output", "transcoded/uploads/café clip.webm.mp4")
         .await
         .expect("exists"));
+}
+
+/// A job whose output one multipart upload cannot hold (a 5 s clip at 100 Tbit/s: about
+/// 94 TB, beyond S3's 5 TiB object and 10,000 parts of 5 GiB) is refused by analyze, before any
+/// work: the job FAILED with the cause naming the upload and the limit, no execution, no
+/// manifest.
+#[tokio::test]
+async fn an_output_too_large_for_a_multipart_upload_is_refused_up_front() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut services = services(dir.path(), "06_bbb_vp9_opus_320x180.webm");
+    services.config.settings.rate = RateControl::Bitrate(100_000_000_000_000);
+    let event: S3Event = serde_json::from_str(&fixture("s3-object-created.json")).expect("event");
+    let error = handlers::analyze(&services, event.clone())
+        .await
+        .expect_err("too large for S3");
+    assert_eq!(error.name(), "TreemuxInvalidInput");
+    for part in [
+        "s3://treemux-input/uploads/café clip.webm",
+        "10,000 parts",
+        "5 TiB",
+    ] {
+        assert!(error.message.contains(part), "{part}: {}", error.message);
+    }
+    let job_id = handlers::Upload::from_record(&event.records[0])
+        .expect("upload")
+        .job_id(&services.config);
+    let record = services
+        .store
+        .get_job(&job_id)
+        .await
+        .expect("read")
+        .expect("record");
+    assert_eq!(record.status, JobStatus::Failed);
+    assert!(
+        record
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("multipart upload")),
+        "{:?}",
+        record.error
+    );
+    assert!(services.executions.started.lock().expect("lock").is_empty());
+    assert!(
+        !dir.path()
+            .join("efs/jobs")
+            .join(&job_id)
+            .join("manifest.json")
+            .exists(),
+        "no manifest: nothing to work on"
+    );
 }
 
 /// The Step Functions task fixtures, with the job id of a real analyzed job substituted, run

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod browser;
 pub mod rng;
 
 /// The `treemux` binary built for this test run.

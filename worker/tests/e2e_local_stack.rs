@@ -65,6 +65,8 @@ async fn an_upload_becomes_a_verified_output() {
         .download("transcoded/uploads/three tracks.mkv.mp4")
         .await;
     assert_verified(&source, &output);
+    // The multipart upload's object, as a viewer gets it: plays from the start and seeks.
+    common::browser::assert_plays_in_browser(&output, 320, 180);
     assert_no_secrets(&stack.worker_log());
     assert!(
         stack.scratch_files().is_empty(),

@@ -6,6 +6,8 @@ use aws_sdk_dynamodb::types::{
 };
 use std::process::Command;
 
+#[path = "../../../tests/common/browser.rs"]
+pub mod browser;
 #[path = "../../../tests/common/rng.rs"]
 pub mod rng;
 
