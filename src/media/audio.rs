@@ -81,12 +81,13 @@ pub fn plan_audio(
 }
 
 /// Writes every audio track of the source into `output` (NUT), copied or re-encoded as `actions`
-/// says (one per track, from [`plan_audio`]). Returns `None`, writing nothing, when the source has
-/// no audio.
+/// says (one per track, from [`plan_audio`]), in one streaming pass over the source. Returns
+/// `None`, writing nothing, when the source has no audio.
 ///
-/// Reads `source` (the bytes `info` was probed from). Other streams are
-/// discarded: from MP4/MOV through ranged reads this fetches the audio's own bytes (plus read-
-/// ahead), not the video's; a container without an index is read through once.
+/// Reads `source` (the bytes `info` was probed from). Other streams are discarded: from
+/// MP4/MOV the demuxer then skips the video samples, but ffmpeg-written files interleave an
+/// audio frame or two per video frame, so this reads about the whole file; jobs whose segment
+/// workers copy the audio instead ([`SegmentAudio`], [`join_audio_pieces`]) never call it.
 pub fn extract_audio_from(
     source: &Source,
     info: &MediaInfo,
@@ -99,80 +100,13 @@ pub fn extract_audio_from(
     }
     let started = Instant::now();
     let (mut input, failure) = super::source::open(source)?;
+    let tracks: Vec<usize> = info.audio.iter().map(|track| track.stream_index).collect();
     if info.timestamp_repair.is_empty() {
         // (A repaired timeline is followed per stream through every packet: keep them all.)
-        let tracks: Vec<usize> = info.audio.iter().map(|track| track.stream_index).collect();
         util::discard_all_but(&mut input, &tracks);
     }
-    let partial = PartialFile::create(output)?;
-    let write_failed = |source| MediaError::Write {
-        path: partial.target().to_owned(),
-        source,
-    };
-    let mut muxer = util::open_output(&partial, SEGMENT_MUXER)?;
-    let global_header = muxer
-        .format()
-        .flags()
-        .contains(ffmpeg::format::Flags::GLOBAL_HEADER);
-
-    let mut routes: Vec<Option<Route>> = (0..input.streams().count()).map(|_| None).collect();
-    for (position, (track, action)) in info.audio.iter().zip(actions).enumerate() {
-        let stream = input
-            .stream(track.stream_index)
-            .ok_or_else(|| MediaError::Unsupported {
-                path: info.path.clone(),
-                reason: format!("audio stream #{} is gone", track.stream_index),
-            })?;
-        let route = match action {
-            AudioAction::Copy => {
-                let mut added = muxer
-                    .add_stream(ffmpeg::encoder::find(ffmpeg::codec::Id::None))
-                    .map_err(write_failed)?;
-                added.set_parameters(stream.parameters());
-                added.set_time_base(stream.time_base());
-                Route {
-                    position,
-                    input_time_base: stream.time_base(),
-                    transcoder: None,
-                }
-            }
-            AudioAction::Encode { encoder } => {
-                let transcoder =
-                    AudioTranscoder::open(info, track, &stream, encoder, global_header)?;
-                let mut added = muxer
-                    .add_stream(transcoder.encoder.codec())
-                    .map_err(write_failed)?;
-                added.set_parameters(&transcoder.encoder);
-                added.set_time_base(transcoder.encoder.time_base());
-                Route {
-                    position,
-                    input_time_base: stream.time_base(),
-                    transcoder: Some(transcoder),
-                }
-            }
-        };
-        routes[track.stream_index] = Some(route);
-        util::clear_codec_tag(&mut muxer, position, 0);
-    }
-    util::write_intermediate_header(&mut muxer).map_err(write_failed)?;
-    let output_time_bases: Vec<ffmpeg::Rational> = muxer.streams().map(|s| s.time_base()).collect();
-    let offsets: Vec<i64> = output_time_bases
-        .iter()
-        .map(|&time_base| util::offset_ticks(info.intermediate_offset_seconds, time_base))
-        .collect();
-    let mut writer = |mut packet: ffmpeg::Packet,
-                      position: usize,
-                      from: ffmpeg::Rational|
-     -> Result<(), MediaError> {
-        packet.rescale_ts(from, output_time_bases[position]);
-        util::shift_packet(&mut packet, offsets[position]);
-        packet.set_stream(position);
-        packet.set_position(-1);
-        packet.write_interleaved(&mut muxer).map_err(write_failed)
-    };
-
+    let mut writer = AudioWriter::create(info, actions, &input, &tracks, output)?;
     let mut repairer = info.timestamp_repair.repairer();
-    let mut packets = 0u64;
     loop {
         // A fresh packet per read: `Packet::read` does not release the previous one.
         let mut packet = ffmpeg::Packet::empty();
@@ -182,34 +116,13 @@ pub fn extract_audio_from(
             Err(ffmpeg::Error::InvalidData) => continue,
             Err(error) => return Err(failure.read_error(source, error)),
         }
-        let Some(Some(route)) = routes.get_mut(packet.stream()) else {
+        let Some(position) = tracks.iter().position(|&index| index == packet.stream()) else {
             continue;
         };
         repairer.apply(&mut packet);
-        let position = route.position;
-        match &mut route.transcoder {
-            None => {
-                writer(packet.clone(), position, route.input_time_base)?;
-                packets += 1;
-            }
-            Some(transcoder) => {
-                for encoded in transcoder.push(Some(&packet))? {
-                    writer(encoded, position, transcoder.encoder.time_base())?;
-                    packets += 1;
-                }
-            }
-        }
+        writer.push(position, packet)?;
     }
-    for route in routes.iter_mut().flatten() {
-        if let Some(transcoder) = &mut route.transcoder {
-            for encoded in transcoder.push(None)? {
-                writer(encoded, route.position, transcoder.encoder.time_base())?;
-                packets += 1;
-            }
-        }
-    }
-    muxer.write_trailer().map_err(write_failed)?;
-    drop(muxer);
+    let (partial, packets) = writer.finish()?;
     let bytes = std::fs::metadata(partial.path())
         .map_err(MediaError::io(partial.target()))?
         .len();
@@ -223,9 +136,413 @@ pub fn extract_audio_from(
     }))
 }
 
-/// Where a source audio stream goes.
+/// The audio one segment worker copies out of the bytes it reads anyway: every packet of every
+/// track whose presentation time lies in `[from, until)` (seconds as exact fractions of the
+/// video's time base: the segment's first and next segment's first pts), written by stream
+/// copy to `path` (NUT). The first segment has no `from` and the last no `until`, so every
+/// packet of the file belongs to exactly one segment, whatever its place in the file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SegmentAudio {
+    pub path: std::path::PathBuf,
+    /// Video pts (in the video stream's time base) from which packets belong here.
+    pub from: Option<i64>,
+    /// Video pts (same time base) from which packets belong to the next segment.
+    pub until: Option<i64>,
+}
+
+/// `ticks` of `base` compared with `video_ticks` of `video_base`, exactly.
+fn compare_times(
+    ticks: i64,
+    base: ffmpeg::Rational,
+    video_ticks: i64,
+    video_base: ffmpeg::Rational,
+) -> std::cmp::Ordering {
+    let left =
+        i128::from(ticks) * i128::from(base.numerator()) * i128::from(video_base.denominator());
+    let right = i128::from(video_ticks)
+        * i128::from(video_base.numerator())
+        * i128::from(base.denominator());
+    left.cmp(&right)
+}
+
+/// A segment worker's copy of its share of the audio ([`SegmentAudio`]), fed every packet it
+/// reads.
+pub(crate) struct SegmentAudioCopy<'a> {
+    spec: &'a SegmentAudio,
+    info: &'a MediaInfo,
+    tracks: Vec<usize>,
+    time_bases: Vec<ffmpeg::Rational>,
+    video_base: ffmpeg::Rational,
+    /// Per track: a packet at or past `until` was seen, or the track's last one.
+    done: Vec<bool>,
+    writer: AudioWriter,
+}
+
+impl<'a> SegmentAudioCopy<'a> {
+    /// Opens the piece for the audio streams of `input` (the source, as the worker opened it).
+    pub(crate) fn create(
+        spec: &'a SegmentAudio,
+        info: &'a MediaInfo,
+        input: &ffmpeg::format::context::Input,
+    ) -> Result<Self, MediaError> {
+        let tracks: Vec<usize> = info.audio.iter().map(|track| track.stream_index).collect();
+        let copy_all = vec![AudioAction::Copy; tracks.len()];
+        let writer = AudioWriter::create(info, &copy_all, input, &tracks, &spec.path)?;
+        let time_bases = tracks
+            .iter()
+            .map(|&index| {
+                input
+                    .stream(index)
+                    .map_or(ffmpeg::Rational::new(1, 1), |s| s.time_base())
+            })
+            .collect();
+        Ok(Self {
+            spec,
+            info,
+            done: vec![false; tracks.len()],
+            tracks,
+            time_bases,
+            video_base: util::rational(info.video.time_base),
+            writer,
+        })
+    }
+
+    /// The source stream indices of the audio tracks.
+    pub(crate) fn streams(&self) -> &[usize] {
+        &self.tracks
+    }
+
+    /// Every track has shown a packet past this segment's share (or its last packet).
+    pub(crate) fn complete(&self) -> bool {
+        self.done.iter().all(|&done| done)
+    }
+
+    /// Takes `packet` (already repaired, as read) if it is audio of this segment's share.
+    pub(crate) fn offer(&mut self, packet: ffmpeg::Packet) -> Result<(), MediaError> {
+        let Some(position) = self
+            .tracks
+            .iter()
+            .position(|&index| index == packet.stream())
+        else {
+            return Ok(());
+        };
+        let base = self.time_bases[position];
+        let Some(time) = packet.pts().or(packet.dts()) else {
+            // No timestamp to place it by: the segment that sees it first in file order
+            // cannot be known, so the first segment takes it (it reads from the start).
+            if self.spec.from.is_none() {
+                self.writer.push(position, packet)?;
+            }
+            return Ok(());
+        };
+        let track = &self.info.audio[position];
+        let end = time + packet.duration().max(0);
+        if track.end_pts.is_some_and(|last| end >= last) {
+            self.done[position] = true;
+        }
+        if self
+            .spec
+            .until
+            .is_some_and(|until| compare_times(time, base, until, self.video_base).is_ge())
+        {
+            self.done[position] = true;
+            return Ok(());
+        }
+        if self
+            .spec
+            .from
+            .is_some_and(|from| compare_times(time, base, from, self.video_base).is_lt())
+        {
+            return Ok(());
+        }
+        self.writer.push(position, packet)
+    }
+
+    /// Writes the piece's trailer and commits it.
+    pub(crate) fn commit(self) -> Result<(), MediaError> {
+        let (partial, _) = self.writer.finish()?;
+        partial.commit()
+    }
+}
+
+/// What joining the segments' audio pieces found.
+#[derive(Debug)]
+pub enum JoinedAudio {
+    Written(AudioReport),
+    /// The pieces do not hold every packet of the source exactly once (the reason says what is
+    /// off): nothing was written.
+    Mismatch(String),
+}
+
+/// Joins the segment workers' audio pieces (in segment order) into `output` (NUT): each track's
+/// packets in order, copied, or re-encoded once for the whole track where `actions` says. Checks
+/// that the pieces hold exactly the packets the probe counted per track, in increasing decode
+/// order across the joints; otherwise writes nothing and says why ([`JoinedAudio::Mismatch`]).
+pub fn join_audio_pieces(
+    info: &MediaInfo,
+    actions: &[AudioAction],
+    pieces: &[std::path::PathBuf],
+    output: &Path,
+) -> Result<JoinedAudio, MediaError> {
+    util::init();
+    let started = Instant::now();
+    let Some(first) = pieces.first().filter(|first| first.is_file()) else {
+        return Ok(JoinedAudio::Mismatch("no first audio piece".into()));
+    };
+    let tracks: Vec<usize> = (0..info.audio.len()).collect();
+    let template = util::open_input(first)?;
+    if template.streams().count() != tracks.len() {
+        return Ok(JoinedAudio::Mismatch(format!(
+            "{} holds {} streams for {} tracks",
+            first.display(),
+            template.streams().count(),
+            tracks.len()
+        )));
+    }
+    let time_bases: Vec<ffmpeg::Rational> = template.streams().map(|s| s.time_base()).collect();
+    let offsets: Vec<i64> = time_bases
+        .iter()
+        .map(|&base| util::offset_ticks(info.intermediate_offset_seconds, base))
+        .collect();
+    let mut writer = AudioWriter::create(info, actions, &template, &tracks, output)?;
+    drop(template);
+    let mut counts = vec![0u64; tracks.len()];
+    let mut last_dts: Vec<Option<i64>> = vec![None; tracks.len()];
+    for piece in pieces {
+        if !piece.is_file() {
+            return Ok(JoinedAudio::Mismatch(format!(
+                "{} is missing",
+                piece.display()
+            )));
+        }
+        let mut input = util::open_input(piece)?;
+        let bases: Vec<ffmpeg::Rational> = input.streams().map(|s| s.time_base()).collect();
+        if bases != time_bases {
+            return Ok(JoinedAudio::Mismatch(format!(
+                "{} has other time bases",
+                piece.display()
+            )));
+        }
+        let mut first_of_piece = vec![true; tracks.len()];
+        loop {
+            let mut packet = ffmpeg::Packet::empty();
+            match packet.read(&mut input) {
+                Ok(()) => {}
+                Err(ffmpeg::Error::Eof) => break,
+                Err(source) => {
+                    return Err(MediaError::Read {
+                        path: piece.clone(),
+                        source,
+                    })
+                }
+            }
+            let position = packet.stream();
+            if position >= tracks.len() {
+                return Ok(JoinedAudio::Mismatch(format!(
+                    "{} holds a stream beyond the tracks",
+                    piece.display()
+                )));
+            }
+            let dts = packet.dts().or(packet.pts());
+            if first_of_piece[position] {
+                first_of_piece[position] = false;
+                if let (Some(last), Some(dts)) = (last_dts[position], dts) {
+                    if dts <= last {
+                        return Ok(JoinedAudio::Mismatch(format!(
+                            "track {} of {} starts at {dts}, not after {last}",
+                            position + 1,
+                            piece.display()
+                        )));
+                    }
+                }
+            }
+            if dts.is_some() {
+                last_dts[position] = dts;
+            }
+            counts[position] += 1;
+            // Pieces carry the intermediate offset; the writer adds it again.
+            util::shift_packet(&mut packet, -offsets[position]);
+            writer.push(position, packet)?;
+        }
+    }
+    for (position, track) in info.audio.iter().enumerate() {
+        if counts[position] != track.packets {
+            return Ok(JoinedAudio::Mismatch(format!(
+                "track {} has {} packets in the pieces and {} in the source",
+                position + 1,
+                counts[position],
+                track.packets
+            )));
+        }
+    }
+    let (partial, packets) = writer.finish()?;
+    let bytes = std::fs::metadata(partial.path())
+        .map_err(MediaError::io(partial.target()))?
+        .len();
+    partial.commit()?;
+    Ok(JoinedAudio::Written(AudioReport {
+        tracks: info.audio.len(),
+        actions: actions.to_vec(),
+        packets,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    }))
+}
+
+/// One NUT file of audio tracks being written: each track copied or re-encoded, fed packets in
+/// their input stream's time base with the source's timestamps (the intermediate offset is
+/// added here).
+pub(crate) struct AudioWriter {
+    partial: PartialFile,
+    muxer: ffmpeg::format::context::Output,
+    /// Per track, in track order.
+    routes: Vec<Route>,
+    output_time_bases: Vec<ffmpeg::Rational>,
+    offsets: Vec<i64>,
+    packets: u64,
+}
+
+impl AudioWriter {
+    /// Opens `output` for the tracks of `info`, whose streams are `streams[t]` of `input` (the
+    /// source, or a piece holding the same tracks), each handled as `actions[t]` says.
+    pub(crate) fn create(
+        info: &MediaInfo,
+        actions: &[AudioAction],
+        input: &ffmpeg::format::context::Input,
+        streams: &[usize],
+        output: &Path,
+    ) -> Result<Self, MediaError> {
+        let partial = PartialFile::create(output)?;
+        let write_failed = |source| MediaError::Write {
+            path: partial.target().to_owned(),
+            source,
+        };
+        let mut muxer = util::open_output(&partial, SEGMENT_MUXER)?;
+        let global_header = muxer
+            .format()
+            .flags()
+            .contains(ffmpeg::format::Flags::GLOBAL_HEADER);
+        let mut routes = Vec::with_capacity(streams.len());
+        for (position, ((track, action), &index)) in
+            info.audio.iter().zip(actions).zip(streams).enumerate()
+        {
+            let stream = input.stream(index).ok_or_else(|| MediaError::Unsupported {
+                path: info.path.clone(),
+                reason: format!("audio stream #{} is gone", track.stream_index),
+            })?;
+            let route = match action {
+                AudioAction::Copy => {
+                    let mut added = muxer
+                        .add_stream(ffmpeg::encoder::find(ffmpeg::codec::Id::None))
+                        .map_err(write_failed)?;
+                    added.set_parameters(stream.parameters());
+                    added.set_time_base(stream.time_base());
+                    Route {
+                        input_time_base: stream.time_base(),
+                        transcoder: None,
+                    }
+                }
+                AudioAction::Encode { encoder } => {
+                    let transcoder =
+                        AudioTranscoder::open(info, track, &stream, encoder, global_header)?;
+                    let mut added = muxer
+                        .add_stream(transcoder.encoder.codec())
+                        .map_err(write_failed)?;
+                    added.set_parameters(&transcoder.encoder);
+                    added.set_time_base(transcoder.encoder.time_base());
+                    Route {
+                        input_time_base: stream.time_base(),
+                        transcoder: Some(transcoder),
+                    }
+                }
+            };
+            routes.push(route);
+            util::clear_codec_tag(&mut muxer, position, 0);
+        }
+        util::write_intermediate_header(&mut muxer).map_err(write_failed)?;
+        let output_time_bases: Vec<ffmpeg::Rational> =
+            muxer.streams().map(|s| s.time_base()).collect();
+        let offsets = output_time_bases
+            .iter()
+            .map(|&time_base| util::offset_ticks(info.intermediate_offset_seconds, time_base))
+            .collect();
+        Ok(Self {
+            partial,
+            muxer,
+            routes,
+            output_time_bases,
+            offsets,
+            packets: 0,
+        })
+    }
+
+    fn write(
+        &mut self,
+        mut packet: ffmpeg::Packet,
+        position: usize,
+        from: ffmpeg::Rational,
+    ) -> Result<(), MediaError> {
+        packet.rescale_ts(from, self.output_time_bases[position]);
+        util::shift_packet(&mut packet, self.offsets[position]);
+        packet.set_stream(position);
+        packet.set_position(-1);
+        self.packets += 1;
+        packet
+            .write_interleaved(&mut self.muxer)
+            .map_err(|source| MediaError::Write {
+                path: self.partial.target().to_owned(),
+                source,
+            })
+    }
+
+    /// Writes one packet of track `position` (copied, or fed to its encoder).
+    pub(crate) fn push(
+        &mut self,
+        position: usize,
+        packet: ffmpeg::Packet,
+    ) -> Result<(), MediaError> {
+        let from = self.routes[position].input_time_base;
+        let Some(transcoder) = self.routes[position].transcoder.as_mut() else {
+            return self.write(packet, position, from);
+        };
+        let encoder_base = transcoder.encoder.time_base();
+        for encoded in transcoder.push(Some(&packet))? {
+            self.write(encoded, position, encoder_base)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the encoders and writes the trailer: the file, still under its partial name, and
+    /// the packets written.
+    pub(crate) fn finish(mut self) -> Result<(PartialFile, u64), MediaError> {
+        for position in 0..self.routes.len() {
+            if let Some(transcoder) = &mut self.routes[position].transcoder {
+                let encoder_base = transcoder.encoder.time_base();
+                let encoded = transcoder.push(None)?;
+                for packet in encoded {
+                    self.write(packet, position, encoder_base)?;
+                }
+            }
+        }
+        self.muxer
+            .write_trailer()
+            .map_err(|source| MediaError::Write {
+                path: self.partial.target().to_owned(),
+                source,
+            })?;
+        let Self {
+            partial,
+            muxer,
+            packets,
+            ..
+        } = self;
+        drop(muxer);
+        Ok((partial, packets))
+    }
+}
+
+/// How one track is written: its input time base, and its encoder when it is re-encoded.
 struct Route {
-    position: usize,
     input_time_base: ffmpeg::Rational,
     transcoder: Option<AudioTranscoder>,
 }
