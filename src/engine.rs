@@ -22,16 +22,20 @@
 //! and the audio only (twice: pieces and joined), about the output's size.
 //!
 //! # The audio (read once)
-//! For MP4/MOV sources each segment worker copies the audio packets whose presentation time
-//! falls in its own share `[its first frame, the next segment's first frame)` (the first
-//! segment takes everything before, the last everything after) from the packets it demuxes
-//! anyway, reading on past its last video packet (video skipped) only as far as its share goes.
-//! Stream copy, never re-encoded per segment; each packet lands in exactly one piece because
-//! ownership depends on its timestamp alone. [`finish_audio`] joins the pieces once (re-encoding
-//! a track once, whole, where the output container needs it) and checks that they hold exactly
-//! the packets the probe counted, in order; if not, it falls back to one streaming pass over the
-//! source. Other containers (Matroska/WebM, MPEG-TS, AVI: no index to seek every stream by
-//! time) and sources with timestamp jumps keep that one streaming pass ([`extract_audio`]).
+//! For MP4/MOV sources each segment worker copies its share of every audio track from the
+//! packets it demuxes anyway ([`SegmentAudio`]): per track, the samples from the first at or
+//! after the decode time of the keyframe it seeks to, up to the first at or after the next
+//! segment's (the first segment from the file's first sample, the last to its end). That is
+//! exactly what its seek makes the demuxer hand on, and it knows from the index when it has its
+//! share's last sample, so it reads on past its video only for the few audio samples
+//! interleaved before the next keyframe. Stream copy, never re-encoded per segment; the shares
+//! partition every track, so each packet lands in exactly one piece. [`finish_audio`] joins the
+//! pieces once (re-encoding a track once, whole, where the output container needs it) and
+//! checks that they hold exactly the packets the probe counted, in order; if not (a file
+//! interleaved so that a worker's seek lands after a sample of its share), it falls back to one
+//! streaming pass over the source. Other containers (Matroska/WebM, MPEG-TS, AVI: no index to
+//! place the shares by) and sources with timestamp jumps keep that one streaming pass
+//! ([`extract_audio`]).
 
 use crate::error::Error;
 use crate::extras::ExtrasPlan;
@@ -162,11 +166,8 @@ impl JobSpec {
 
     /// What segment `index` copies of the audio, when [`Self::audio_from_segments`].
     pub fn segment_audio(&self, layout: &ScratchLayout, index: u32) -> Option<SegmentAudio> {
-        let segment = self.plan.segments.get(index as usize)?;
-        self.audio_from_segments().then(|| SegmentAudio {
-            path: layout.segment_audio(index),
-            from: segment.start_pts,
-            until: segment.end_pts,
+        (self.audio_from_segments() && (index as usize) < self.plan.segments.len()).then(|| {
+            SegmentAudio::of_segment(&self.info, &self.plan, index, layout.segment_audio(index))
         })
     }
 

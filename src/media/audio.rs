@@ -12,6 +12,7 @@ use super::probe::{AudioTrack, MediaInfo};
 use super::source::Source;
 use super::util::{self, PartialFile};
 use super::MediaError;
+use crate::plan::SeekPoint;
 use crate::settings::Container;
 use ffmpeg_next as ffmpeg;
 use serde::{Deserialize, Serialize};
@@ -136,75 +137,170 @@ pub fn extract_audio_from(
     }))
 }
 
-/// The audio one segment worker copies out of the bytes it reads anyway: every packet of every
-/// track whose presentation time lies in `[from, until)` (seconds as exact fractions of the
-/// video's time base: the segment's first and next segment's first pts), written by stream
-/// copy to `path` (NUT). The first segment has no `from` and the last no `until`, so every
-/// packet of the file belongs to exactly one segment, whatever its place in the file.
+/// Where a segment's share of the audio starts or ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShareBound {
+    FileStart,
+    /// Where the worker that decodes from this keyframe starts: each track's first sample at or
+    /// after the keyframe's decode time.
+    Keyframe(SeekPoint),
+    FileEnd,
+}
+
+/// The audio one segment worker copies out of the bytes it reads anyway, written by stream copy
+/// to `path` (NUT): per track, the samples from the first one at or after the decode time of
+/// the keyframe this worker seeks to (`from`; the file's first sample for the first segment)
+/// up to the first one at or after the next segment's keyframe (`until`; past the last sample
+/// for the last segment). The bounds follow the plan, so the shares of all segments cover
+/// every track once: each packet belongs to exactly one segment. A worker sees its whole share:
+/// its seek makes the MP4/MOV demuxer hand on every audio sample from that decode time on. It
+/// knows from the index which samples its share holds, so it stops reading at the last one,
+/// which in an interleaved file lies before the next keyframe: it never fetches the next
+/// segment's bytes for a packet it would drop.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SegmentAudio {
     pub path: std::path::PathBuf,
-    /// Video pts (in the video stream's time base) from which packets belong here.
-    pub from: Option<i64>,
-    /// Video pts (same time base) from which packets belong to the next segment.
-    pub until: Option<i64>,
+    pub from: ShareBound,
+    pub until: ShareBound,
 }
 
-/// `ticks` of `base` compared with `video_ticks` of `video_base`, exactly.
-fn compare_times(
-    ticks: i64,
-    base: ffmpeg::Rational,
-    video_ticks: i64,
-    video_base: ffmpeg::Rational,
-) -> std::cmp::Ordering {
-    let left =
-        i128::from(ticks) * i128::from(base.numerator()) * i128::from(video_base.denominator());
-    let right = i128::from(video_ticks)
-        * i128::from(video_base.numerator())
-        * i128::from(base.denominator());
-    left.cmp(&right)
+impl SegmentAudio {
+    /// Segment `index`'s share of `plan` (of the source `info` describes), written to `path`:
+    /// from where its worker starts reading to where the next segment's does.
+    pub fn of_segment(
+        info: &MediaInfo,
+        plan: &crate::plan::SegmentPlan,
+        index: u32,
+        path: std::path::PathBuf,
+    ) -> Self {
+        // Where a segment's worker starts reading: its keyframe, or the file's start when it
+        // decodes from there (the first segment, or a keyframe at the first frame).
+        let start = |segment: &crate::plan::Segment| {
+            segment
+                .decode_from
+                .filter(|point| point.pts > info.video.first_pts)
+                .map_or(ShareBound::FileStart, ShareBound::Keyframe)
+        };
+        let segments = &plan.segments;
+        Self {
+            path,
+            from: segments
+                .get(index as usize)
+                .map_or(ShareBound::FileEnd, start),
+            until: segments
+                .get(index as usize + 1)
+                .map_or(ShareBound::FileEnd, start),
+        }
+    }
+}
+
+/// The index entries `(position, timestamp, flags)` of stream `index` of an open MP4/MOV input,
+/// in index (decode) order.
+fn index_entries(input: &ffmpeg::format::context::Input, index: usize) -> Vec<(i64, i64, i32)> {
+    let Some(stream) = input.stream(index) else {
+        return Vec::new();
+    };
+    let mut entries = Vec::new();
+    // SAFETY: the stream belongs to the open `input`; the entries are read before the next
+    // packet is, as avformat_index_get_entry requires.
+    unsafe {
+        let stream_ptr = stream.as_ptr() as *mut ffmpeg::ffi::AVStream;
+        let count = ffmpeg::ffi::avformat_index_get_entries_count(stream_ptr);
+        for entry in 0..count {
+            let entry = ffmpeg::ffi::avformat_index_get_entry(stream_ptr, entry);
+            if !entry.is_null() {
+                entries.push(((*entry).pos, (*entry).timestamp, (*entry).flags()));
+            }
+        }
+    }
+    entries
+}
+
+/// One track's share, from its index.
+struct TrackShare {
+    /// Sample number (decode order) of every sample, by byte position.
+    sample_at: std::collections::HashMap<i64, usize>,
+    /// The share: samples `[first, end)`.
+    first: usize,
+    end: usize,
+    taken: usize,
 }
 
 /// A segment worker's copy of its share of the audio ([`SegmentAudio`]), fed every packet it
 /// reads.
-pub(crate) struct SegmentAudioCopy<'a> {
-    spec: &'a SegmentAudio,
-    info: &'a MediaInfo,
+pub(crate) struct SegmentAudioCopy {
     tracks: Vec<usize>,
-    time_bases: Vec<ffmpeg::Rational>,
-    video_base: ffmpeg::Rational,
-    /// Per track: a packet at or past `until` was seen, or the track's last one.
+    shares: Vec<TrackShare>,
+    /// Per track: every packet of the share is in, or one past it was seen.
     done: Vec<bool>,
     writer: AudioWriter,
 }
 
-impl<'a> SegmentAudioCopy<'a> {
-    /// Opens the piece for the audio streams of `input` (the source, as the worker opened it).
+impl SegmentAudioCopy {
+    /// Opens the piece for the audio streams of `input` (the source, opened by the worker,
+    /// before any packet is read). `None` when the index does not list every packet of a track
+    /// (fragments not read yet): the share cannot be placed, no piece is written (and the
+    /// job's audio is then extracted in one pass).
     pub(crate) fn create(
-        spec: &'a SegmentAudio,
-        info: &'a MediaInfo,
+        spec: &SegmentAudio,
+        info: &MediaInfo,
         input: &ffmpeg::format::context::Input,
-    ) -> Result<Self, MediaError> {
+    ) -> Result<Option<Self>, MediaError> {
+        let Some(video_base) = input
+            .stream(info.video.stream_index)
+            .map(|stream| stream.time_base())
+        else {
+            return Ok(None);
+        };
         let tracks: Vec<usize> = info.audio.iter().map(|track| track.stream_index).collect();
+        let mut shares = Vec::with_capacity(tracks.len());
+        for (&index, track) in tracks.iter().zip(&info.audio) {
+            let entries = index_entries(input, index);
+            let Some(base) = input.stream(index).map(|stream| stream.time_base()) else {
+                return Ok(None);
+            };
+            if entries.len() as u64 != track.packets {
+                return Ok(None);
+            }
+            // The first sample at or after the keyframe's decode time (exact: cross-multiplied).
+            let bound = |bound: ShareBound| match bound {
+                ShareBound::FileStart => 0,
+                ShareBound::FileEnd => entries.len(),
+                ShareBound::Keyframe(point) => {
+                    let keyframe = i128::from(point.dts.unwrap_or(point.pts))
+                        * i128::from(video_base.numerator())
+                        * i128::from(base.denominator());
+                    entries.partition_point(|&(_, timestamp, _)| {
+                        i128::from(timestamp)
+                            * i128::from(base.numerator())
+                            * i128::from(video_base.denominator())
+                            < keyframe
+                    })
+                }
+            };
+            let (first, end) = (bound(spec.from), bound(spec.until));
+            shares.push(TrackShare {
+                sample_at: entries
+                    .iter()
+                    .enumerate()
+                    .map(|(sample, &(position, _, _))| (position, sample))
+                    .collect(),
+                first,
+                end: end.max(first),
+                taken: 0,
+            });
+        }
         let copy_all = vec![AudioAction::Copy; tracks.len()];
         let writer = AudioWriter::create(info, &copy_all, input, &tracks, &spec.path)?;
-        let time_bases = tracks
-            .iter()
-            .map(|&index| {
-                input
-                    .stream(index)
-                    .map_or(ffmpeg::Rational::new(1, 1), |s| s.time_base())
-            })
-            .collect();
-        Ok(Self {
-            spec,
-            info,
-            done: vec![false; tracks.len()],
+        Ok(Some(Self {
+            done: shares
+                .iter()
+                .map(|share| share.first == share.end)
+                .collect(),
+            shares,
             tracks,
-            time_bases,
-            video_base: util::rational(info.video.time_base),
             writer,
-        })
+        }))
     }
 
     /// The source stream indices of the audio tracks.
@@ -212,55 +308,45 @@ impl<'a> SegmentAudioCopy<'a> {
         &self.tracks
     }
 
-    /// Every track has shown a packet past this segment's share (or its last packet).
+    /// Every track's share is in (or a packet past it was seen).
     pub(crate) fn complete(&self) -> bool {
         self.done.iter().all(|&done| done)
     }
 
-    /// Takes `packet` (already repaired, as read) if it is audio of this segment's share.
+    /// Takes `packet` (as read) if it is audio of this segment's share.
     pub(crate) fn offer(&mut self, packet: ffmpeg::Packet) -> Result<(), MediaError> {
-        let Some(position) = self
+        let Some(track) = self
             .tracks
             .iter()
             .position(|&index| index == packet.stream())
         else {
             return Ok(());
         };
-        let base = self.time_bases[position];
-        let Some(time) = packet.pts().or(packet.dts()) else {
-            // No timestamp to place it by: the segment that sees it first in file order
-            // cannot be known, so the first segment takes it (it reads from the start).
-            if self.spec.from.is_none() {
-                self.writer.push(position, packet)?;
-            }
+        let share = &mut self.shares[track];
+        let Some(&sample) = share.sample_at.get(&(packet.position() as i64)) else {
             return Ok(());
         };
-        let track = &self.info.audio[position];
-        let end = time + packet.duration().max(0);
-        if track.end_pts.is_some_and(|last| end >= last) {
-            self.done[position] = true;
-        }
-        if self
-            .spec
-            .until
-            .is_some_and(|until| compare_times(time, base, until, self.video_base).is_ge())
-        {
-            self.done[position] = true;
+        if sample >= share.end {
+            self.done[track] = true;
             return Ok(());
         }
-        if self
-            .spec
-            .from
-            .is_some_and(|from| compare_times(time, base, from, self.video_base).is_lt())
-        {
+        if sample < share.first {
             return Ok(());
         }
-        self.writer.push(position, packet)
+        share.taken += 1;
+        if share.taken >= share.end - share.first {
+            self.done[track] = true;
+        }
+        self.writer.push(track, packet)
     }
 
-    /// Writes the piece's trailer and commits it.
+    /// Writes the piece and commits it: a NUT file, or an empty file when the share holds no
+    /// packet (a NUT file without packets does not open again).
     pub(crate) fn commit(self) -> Result<(), MediaError> {
-        let (partial, _) = self.writer.finish()?;
+        let (partial, packets) = self.writer.finish()?;
+        if packets == 0 {
+            std::fs::write(partial.path(), b"").map_err(MediaError::io(partial.target()))?;
+        }
         partial.commit()
     }
 }
@@ -286,8 +372,17 @@ pub fn join_audio_pieces(
 ) -> Result<JoinedAudio, MediaError> {
     util::init();
     let started = Instant::now();
-    let Some(first) = pieces.first().filter(|first| first.is_file()) else {
-        return Ok(JoinedAudio::Mismatch("no first audio piece".into()));
+    if let Some(missing) = pieces.iter().find(|piece| !piece.is_file()) {
+        return Ok(JoinedAudio::Mismatch(format!(
+            "{} is missing",
+            missing.display()
+        )));
+    }
+    // An empty file is a share without packets.
+    let holds_packets =
+        |piece: &&std::path::PathBuf| std::fs::metadata(piece).is_ok_and(|meta| meta.len() > 0);
+    let Some(first) = pieces.iter().find(holds_packets) else {
+        return Ok(JoinedAudio::Mismatch("no audio piece holds packets".into()));
     };
     let tracks: Vec<usize> = (0..info.audio.len()).collect();
     let template = util::open_input(first)?;
@@ -308,13 +403,7 @@ pub fn join_audio_pieces(
     drop(template);
     let mut counts = vec![0u64; tracks.len()];
     let mut last_dts: Vec<Option<i64>> = vec![None; tracks.len()];
-    for piece in pieces {
-        if !piece.is_file() {
-            return Ok(JoinedAudio::Mismatch(format!(
-                "{} is missing",
-                piece.display()
-            )));
-        }
+    for piece in pieces.iter().filter(holds_packets) {
         let mut input = util::open_input(piece)?;
         let bases: Vec<ffmpeg::Rational> = input.streams().map(|s| s.time_base()).collect();
         if bases != time_bases {

@@ -64,9 +64,9 @@ pub fn output_size(video: &VideoInfo, settings: &EncodeSettings) -> (u32, u32) {
 /// reads of an upload); read-ahead is bounded by the segment's bytes ([`segment_byte_range`]).
 ///
 /// With `audio`, the worker also copies its share of every audio track out of the packets it
-/// reads ([`SegmentAudio`]), reading on past its last video packet (video skipped) until each
-/// track has shown a packet of the next segment's share or ended; the piece is committed before
-/// the segment, so a committed segment always has its audio beside it.
+/// reads ([`SegmentAudio`]), reading on past its last video packet (video skipped) to the last
+/// audio sample of its share; the piece is committed before the segment, so a committed
+/// segment always has its audio beside it (unless the share could not be placed).
 pub fn convert_segment_from(
     source: &Source,
     info: &MediaInfo,
@@ -189,9 +189,10 @@ fn encode_pass(
         }
     }
     let mut repairer = info.timestamp_repair.repairer();
-    let mut audio_copy = audio
-        .map(|spec| SegmentAudioCopy::create(spec, info, &input))
-        .transpose()?;
+    let mut audio_copy = match audio {
+        Some(spec) => SegmentAudioCopy::create(spec, info, &input)?,
+        None => None,
+    };
 
     let partial = PartialFile::create(output)?;
     let mut muxer = util::open_output(&partial, SEGMENT_MUXER)?;
@@ -271,7 +272,6 @@ fn encode_pass(
         }
         if packet.stream() != stream_index {
             if let Some(copy) = audio_copy.as_mut() {
-                repairer.apply(&mut packet);
                 copy.offer(packet)?;
             }
             continue;
@@ -322,7 +322,7 @@ fn encode_pass(
     if let Some(copy) = audio_copy.as_mut() {
         // The rest of this segment's audio share lies after its last video packet: read on
         // with every other stream skipped (the MP4/MOV demuxer then reads the audio samples
-        // only) until each track has passed the share or ended.
+        // only) until each track's share is in.
         util::discard_all_but(&mut input, copy.streams());
         while !copy.complete() {
             let mut packet = ffmpeg::Packet::empty();
@@ -332,7 +332,6 @@ fn encode_pass(
                 Err(ffmpeg::Error::InvalidData) => continue,
                 Err(error) => return Err(read_failed(error).into()),
             }
-            repairer.apply(&mut packet);
             copy.offer(packet)?;
         }
     }
