@@ -483,7 +483,7 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
         max_rss_per_worker_mb: treemux.max_rss_mb / workers as f64,
         // Of the last run, whose timeline this is.
         idle_tail_share: match (
-            crate::timeline::encode_idle_tail(&timeline),
+            crate::timeline::encode_idle_tail(&last_summary.timeline),
             stage_runs.last().map(|stages| stages.total),
         ) {
             (Some(tail), Some(total)) if total > 0.0 => tail / total,

@@ -11,18 +11,39 @@
 //! - `node-0-<i>.nut`: segment `i`, written once by [`produce_segment`].
 //! - `node-<level>-<index>.json`: the [`NodeIndex`] of a finished node (a segment, or a merge
 //!   of two). Its presence is what "done" means; it is written (renamed into place) last.
-//! - `audio.nut` and `audio.json`: every audio track, extracted once, and its report.
+//! - `audio-<i>.nut`: segment `i`'s share of every audio track, copied out of the bytes its
+//!   worker read anyway, when the segments carry the audio ([`JobSpec::audio_from_segments`]);
+//!   written before the segment, so a committed segment has its audio beside it.
+//! - `audio.nut` and `audio.json`: every audio track, extracted once (joined from the pieces by
+//!   [`finish_audio`], or by one streaming pass, [`extract_audio`]), and its report.
 //!
 //! No merge writes video and no file is deleted before the job ends: segments are read once,
 //! in order, by [`finish_root`], which writes the output once. Scratch then holds the segments
-//! and the audio only, about the output's size.
+//! and the audio only (twice: pieces and joined), about the output's size.
+//!
+//! # The audio (read once)
+//! For MP4/MOV sources each segment worker copies its share of every audio track from the
+//! packets it demuxes anyway ([`SegmentAudio`]): per track, the samples from the first at or
+//! after the decode time of the keyframe it seeks to, up to the first at or after the next
+//! segment's (the first segment from the file's first sample, the last to its end). That is
+//! exactly what its seek makes the demuxer hand on, and it knows from the index when it has its
+//! share's last sample, so it reads on past its video only for the few audio samples
+//! interleaved before the next keyframe. Stream copy, never re-encoded per segment; the shares
+//! partition every track, so each packet lands in exactly one piece. [`finish_audio`] joins the
+//! pieces once (re-encoding a track once, whole, where the output container needs it) and
+//! checks that they hold exactly the packets the probe counted, in order; if not (a file
+//! interleaved so that a worker's seek lands after a sample of its share), it falls back to one
+//! streaming pass over the source. Other containers (Matroska/WebM, MPEG-TS, AVI: no index to
+//! place the shares by) and sources with timestamp jumps keep that one streaming pass
+//! ([`extract_audio`]).
 
 use crate::error::Error;
 use crate::extras::ExtrasPlan;
 use crate::fault::{CrashPlan, CrashPoint};
 use crate::join::NodeIndex;
-use crate::media::audio::{self, AudioAction, AudioReport};
+use crate::media::audio::{self, AudioAction, AudioReport, JoinedAudio, SegmentAudio};
 use crate::media::convert::{self, SegmentReport};
+use crate::media::keyframes;
 use crate::media::merge::{self, MergeReport};
 use crate::media::probe::MediaInfo;
 use crate::media::remux::{self, MuxTarget, RemuxReport};
@@ -37,6 +58,7 @@ use crate::state::StateStore;
 use crate::steps::{after_node_finished, NextStep};
 use crate::tree::{MergeKind, MergeTree, NodeId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -65,6 +87,11 @@ impl ScratchLayout {
 
     pub fn audio(&self) -> PathBuf {
         self.dir.join("audio.nut")
+    }
+
+    /// Segment `index`'s share of the audio, when the segments carry it.
+    pub fn segment_audio(&self, index: u32) -> PathBuf {
+        self.dir.join(format!("audio-{index}.nut"))
     }
 
     /// The [`AudioReport`] of the extraction that wrote [`Self::audio`]: a repeated task needs it
@@ -119,6 +146,24 @@ impl JobSpec {
         streams::plan(&self.info, self.container)
     }
 
+    /// True when the segment workers copy the audio out of the bytes they read
+    /// ([`convert::convert_segment_from`]'s `audio`) and [`finish_audio`] joins their pieces:
+    /// MP4/MOV sources with audio and without timestamp jumps (the mov demuxer positions every
+    /// stream by time when a worker seeks, so each worker sees all of its share). Otherwise one
+    /// streaming pass extracts the audio ([`extract_audio`]).
+    pub fn audio_from_segments(&self) -> bool {
+        !self.info.audio.is_empty()
+            && self.info.container.starts_with("mov,")
+            && self.info.timestamp_repair.is_empty()
+    }
+
+    /// What segment `index` copies of the audio, when [`Self::audio_from_segments`].
+    pub fn segment_audio(&self, layout: &ScratchLayout, index: u32) -> Option<SegmentAudio> {
+        (self.audio_from_segments() && (index as usize) < self.plan.segments.len()).then(|| {
+            SegmentAudio::of_segment(&self.info, &self.plan, index, layout.segment_audio(index))
+        })
+    }
+
     /// One line per thing of the source the output does not keep.
     pub fn warnings(&self) -> Vec<String> {
         self.extras()
@@ -131,11 +176,14 @@ impl JobSpec {
 
 /// Checks a probed source against the job's settings and plans it: the container can hold the
 /// codec, the settings are valid, the audio has a plan, the frame size suits the encoder and no
-/// upscaling happens unless allowed, and the frames can be cut into segments.
+/// upscaling happens unless allowed, and the frames can be cut into segments, at keyframes
+/// whose own bytes say they are (see [`plan_at_real_keyframes`]; `source` holds the bytes
+/// `info` was probed from).
 ///
 /// Errors name `output` for what concerns the output (container, settings) and `input` for
 /// what concerns the source, in the user's terms.
 pub fn prepare_job(
+    source: &Source,
     info: MediaInfo,
     input: &Path,
     output: &Path,
@@ -181,10 +229,8 @@ pub fn prepare_job(
             ),
         ));
     }
-    let plan = plan_for(&info, plan_options).map_err(|source| Error::Plan {
-        path: input.to_owned(),
-        source,
-    })?;
+    let mut info = info;
+    let plan = plan_at_real_keyframes(source, &mut info, input, plan_options)?;
     let tree = MergeTree::new(plan.segments.len() as u32);
     Ok(JobSpec {
         info,
@@ -277,6 +323,58 @@ pub fn check_output_fits_multipart(job: &JobSpec, input: &Path) -> Result<PartPl
     })
 }
 
+/// Rounds of planning, checking the plan's keyframes and demoting the false ones, before every
+/// keyframe not yet checked is demoted at once (which the next plan cannot cut at).
+const KEYFRAME_CHECK_ROUNDS: usize = 8;
+
+/// Plans `info`'s frames so that every keyframe a segment decodes from starts decoding by its
+/// own bytes ([`keyframes::false_cut_points`]: MP4/MOV H.264 and HEVC, whose keyframes the
+/// probe lists from the sync-sample table). A keyframe that does not is demoted in
+/// `info.frames` (with a warning) and the frames are planned again; after
+/// [`KEYFRAME_CHECK_ROUNDS`] rounds every unchecked keyframe is demoted, so the plan decodes
+/// only from checked keyframes or the start: a cut never lands on a false keyframe.
+pub fn plan_at_real_keyframes(
+    source: &Source,
+    info: &mut MediaInfo,
+    input: &Path,
+    plan_options: &PlanOptions,
+) -> Result<SegmentPlan, Error> {
+    let plan_once = |info: &MediaInfo| {
+        plan_for(info, plan_options).map_err(|source| Error::Plan {
+            path: input.to_owned(),
+            source,
+        })
+    };
+    let bitstream = keyframes::video_bitstream(source, &*info)?;
+    let mut checked = BTreeSet::new();
+    for round in 1.. {
+        let plan = plan_once(&*info)?;
+        let false_points =
+            keyframes::false_cut_points(source, &*info, &plan, bitstream, &mut checked)?;
+        if false_points.is_empty() {
+            return Ok(plan);
+        }
+        let last_round = round >= KEYFRAME_CHECK_ROUNDS;
+        tracing::warn!(
+            source = %input.display(),
+            false_keyframes = false_points.len(),
+            round,
+            "the index calls {} samples keyframes that are not; planning again without {}",
+            false_points.len(),
+            if last_round { "any unchecked keyframe" } else { "them" }
+        );
+        let first_pts = info.video.first_pts;
+        for frame in &mut info.frames {
+            let unchecked = frame.pts > first_pts && !checked.contains(&frame.pts);
+            if frame.key && (false_points.contains(&frame.pts) || (last_round && unchecked)) {
+                frame.key = false;
+            }
+        }
+        info.video.keyframe_count = info.frames.iter().filter(|frame| frame.key).count() as u64;
+    }
+    unreachable!("the rounds end with a plan that decodes from checked keyframes only")
+}
+
 /// Whether a task did its work or found it done by an earlier attempt.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Produced<T> {
@@ -320,12 +418,14 @@ pub fn produce_segment(
             });
             on_frame(frames)
         };
+        let audio = job.segment_audio(layout, index);
         Some(convert::convert_segment_from(
             source,
             &job.info,
             segment,
             settings,
             &path,
+            audio.as_ref(),
             &with_crashes,
         )?)
     };
@@ -416,9 +516,42 @@ pub async fn node_finished<S: StateStore>(
     Ok(next)
 }
 
-/// Extracts every audio track once (unless an earlier attempt finished it) and records its
-/// report beside it. `None` when the source has no audio.
+/// Extracts every audio track once, in one streaming pass over the source (unless an earlier
+/// attempt finished it), and records its report beside it. `None` when the source has no audio,
+/// and nothing to do (`Made(None)`, nothing read) when the segments carry the audio
+/// ([`JobSpec::audio_from_segments`]): [`finish_audio`] joins it then.
 pub fn extract_audio(
+    source: &Source,
+    job: &JobSpec,
+    layout: &ScratchLayout,
+) -> Result<Produced<Option<AudioReport>>, Error> {
+    if job.info.audio.is_empty() || job.audio_from_segments() {
+        return Ok(Produced::Made(None));
+    }
+    stream_audio(source, job, layout)
+}
+
+fn stream_audio(
+    source: &Source,
+    job: &JobSpec,
+    layout: &ScratchLayout,
+) -> Result<Produced<Option<AudioReport>>, Error> {
+    if layout.finished_audio().is_some() {
+        return Ok(Produced::Found);
+    }
+    let report = audio::extract_audio_from(source, &job.info, &job.audio_actions, &layout.audio())?;
+    if let Some(report) = &report {
+        write_json_atomically(&layout.audio_report(), report)?;
+    }
+    Ok(Produced::Made(report))
+}
+
+/// Makes sure the job's audio is extracted before the root is finished: found done, joined once
+/// from the segments' pieces (every segment is done, so every piece is there), or, when the
+/// pieces do not hold every packet exactly once or the segments do not carry the audio, one
+/// streaming pass over `source`. `None` when the source has no audio. Precondition: every
+/// segment is done.
+pub fn finish_audio(
     source: &Source,
     job: &JobSpec,
     layout: &ScratchLayout,
@@ -429,11 +562,23 @@ pub fn extract_audio(
     if layout.finished_audio().is_some() {
         return Ok(Produced::Found);
     }
-    let report = audio::extract_audio_from(source, &job.info, &job.audio_actions, &layout.audio())?;
-    if let Some(report) = &report {
-        write_json_atomically(&layout.audio_report(), report)?;
+    if job.audio_from_segments() {
+        let pieces: Vec<PathBuf> = (0..job.tree.real_leaves)
+            .map(|index| layout.segment_audio(index))
+            .collect();
+        match audio::join_audio_pieces(&job.info, &job.audio_actions, &pieces, &layout.audio())? {
+            JoinedAudio::Written(report) => {
+                write_json_atomically(&layout.audio_report(), &report)?;
+                return Ok(Produced::Made(Some(report)));
+            }
+            JoinedAudio::Mismatch(reason) => tracing::warn!(
+                source = %job.info.path.display(),
+                reason,
+                "the segments' audio pieces do not add up; extracting the audio in one pass"
+            ),
+        }
     }
-    Ok(Produced::Made(report))
+    stream_audio(source, job, layout)
 }
 
 /// Writes the output once from the finished root: its segments in order, the audio, and what
@@ -531,4 +676,96 @@ pub fn scan_finished(
         }
     }
     (frontier, covered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::probe::{probe_source, PacketReads};
+
+    /// 100 frames at 25 fps, no B-frames (sample n is frame n-1), a keyframe every 25 frames;
+    /// then, if `lie`, the sync-sample table's last entry (sample 76, a keyframe) moved to
+    /// sample 74, a P frame, without changing the box's size.
+    fn clip(dir: &Path, lie: bool) -> PathBuf {
+        let path = dir.join(if lie { "lying.mp4" } else { "honest.mp4" });
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg("testsrc2=size=160x120:rate=25:duration=4")
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0"])
+            .args(["-g", "25", "-keyint_min", "25", "-sc_threshold", "0"])
+            .arg(&path)
+            .status()
+            .expect("ffmpeg runs");
+        assert!(status.success(), "ffmpeg could not write the clip");
+        if lie {
+            let mut data = std::fs::read(&path).expect("clip");
+            let at = data
+                .windows(4)
+                .position(|w| w == b"stss")
+                .expect("a sync-sample table");
+            // type, version+flags, count, then the entries.
+            let entries: Vec<u32> = (0..4)
+                .map(|i| {
+                    let from = at + 12 + 4 * i;
+                    u32::from_be_bytes(data[from..from + 4].try_into().expect("4 bytes"))
+                })
+                .collect();
+            assert_eq!(entries, [1, 26, 51, 76], "the clip's keyframes");
+            data[at + 24..at + 28].copy_from_slice(&74u32.to_be_bytes());
+            std::fs::write(&path, data).expect("patched");
+        }
+        path
+    }
+
+    fn four_segments() -> PlanOptions {
+        PlanOptions {
+            exact_segments: Some(4),
+            min_segment_seconds: 0.5,
+            ..PlanOptions::default()
+        }
+    }
+
+    #[test]
+    fn a_false_keyframe_in_the_index_is_never_cut_at() {
+        crate::media::init();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = clip(dir.path(), true);
+        let source = Source::file(&path).expect("source");
+        let mut info = probe_source(&source, PacketReads::IndexWherePossible).expect("probe");
+        assert!(info.frames[73].key, "the index calls frame 73 a keyframe");
+        assert!(!info.frames[75].key, "and frame 75 none");
+        // Planned on the index's word, segment 3 would decode from frame 73.
+        let trusting = plan_for(&info, &four_segments()).expect("plan");
+        assert_eq!(
+            trusting.segments[3].decode_from.map(|point| point.pts),
+            Some(info.frames[73].pts)
+        );
+        let plan = plan_at_real_keyframes(&source, &mut info, &path, &four_segments())
+            .expect("checked plan");
+        assert!(!info.frames[73].key, "the false keyframe is demoted");
+        let starts: Vec<Option<i64>> = plan
+            .segments
+            .iter()
+            .map(|segment| segment.decode_from.map(|point| point.pts))
+            .collect();
+        let real = |frame: usize| Some(info.frames[frame].pts);
+        assert_eq!(starts[1..], [real(25), real(50), real(50)]);
+    }
+
+    #[test]
+    fn an_honest_index_is_planned_as_it_says() {
+        crate::media::init();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = clip(dir.path(), false);
+        let source = Source::file(&path).expect("source");
+        let mut info = probe_source(&source, PacketReads::IndexWherePossible).expect("probe");
+        let before = info.frames.clone();
+        let plan =
+            plan_at_real_keyframes(&source, &mut info, &path, &four_segments()).expect("plan");
+        assert_eq!(info.frames, before, "nothing demoted");
+        assert!(plan
+            .segments
+            .iter()
+            .all(|segment| segment.lead_in_frames == 0 && segment.frames == 25));
+    }
 }

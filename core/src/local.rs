@@ -1,9 +1,10 @@
 //! The local runner: the whole pipeline on one machine, with a pool of segment workers.
 //!
 //! It is the same flow the AWS functions follow, with the in-memory state store: probe, plan,
-//! then a pool that encodes segments longest first while one task extracts the audio; the worker
-//! that completes a pair merges it at once (so merges run while other segments still encode) and
-//! climbs the tree as far as it can; finally the root is muxed with the audio.
+//! then a pool that encodes segments longest first (for MP4/MOV each also copies its share of
+//! the audio; for other containers one task extracts the audio beside them); the worker that
+//! completes a pair merges it at once (so merges run while other segments still encode) and
+//! climbs the tree as far as it can; finally the audio is joined and the root muxed with it.
 
 use crate::engine::{self, JobSpec, Produced, ScratchLayout};
 use crate::error::Error;
@@ -340,6 +341,7 @@ pub fn transcode(
     stages.probe = started.elapsed().as_secs_f64();
     let planning = Instant::now();
     let job = engine::prepare_job(
+        &Source::file(input)?,
         info,
         input,
         output,
@@ -395,18 +397,21 @@ pub fn transcode(
         outcomes: Mutex::new(Outcomes::default()),
         on_progress,
     };
-    let result = run.execute(workers, options.resume).and_then(|outcomes| {
-        on_progress(Progress::Muxing);
-        let muxing = Instant::now();
-        let source = Source::file(&job.info.path)?;
-        let remux = engine::finish_root(
-            &source,
-            &job,
-            &run.layout,
-            MuxTarget::File(output.to_owned()),
-        )?;
-        Ok((outcomes, remux, muxing.elapsed().as_secs_f64()))
-    });
+    let result = run
+        .execute(workers, options.resume)
+        .and_then(|mut outcomes| {
+            let source = Source::file(&job.info.path)?;
+            run.finish_audio(&source, &mut outcomes)?;
+            on_progress(Progress::Muxing);
+            let muxing = Instant::now();
+            let remux = engine::finish_root(
+                &source,
+                &job,
+                &run.layout,
+                MuxTarget::File(output.to_owned()),
+            )?;
+            Ok((outcomes, remux, muxing.elapsed().as_secs_f64()))
+        });
     let temp_dir = if options.keep_temp {
         Some(scratch.keep())
     } else {
@@ -643,7 +648,11 @@ impl Run<'_> {
                 source: std::io::Error::other(error),
             })?;
         pool.scope_fifo(|scope| {
-            if !self.info.audio.is_empty() && resumed.audio.is_none() {
+            // (When the segments carry the audio, it is joined after the pool instead.)
+            if !self.info.audio.is_empty()
+                && !self.job.audio_from_segments()
+                && resumed.audio.is_none()
+            {
                 scope.spawn_fifo(|_| self.guarded(|| self.extract_audio()));
             }
             for &node in &resumed.frontier {
@@ -732,6 +741,32 @@ impl Run<'_> {
             .unwrap_or_else(|p| p.into_inner())
             .audio = report;
         (self.on_progress)(Progress::AudioDone);
+        Ok(())
+    }
+
+    /// After the pool: the audio the segments carried, joined once (found when an earlier run
+    /// joined it, or when it was extracted beside the segments), into `outcomes`.
+    fn finish_audio(&self, source: &Source, outcomes: &mut Outcomes) -> Result<(), Error> {
+        let start_seconds = self.started.elapsed().as_secs_f64();
+        match engine::finish_audio(source, self.job, &self.layout)? {
+            Produced::Made(Some(report)) => {
+                outcomes.audio = Some(report);
+                outcomes.timeline.push(TaskSpan {
+                    kind: "audio".into(),
+                    target: "all tracks".into(),
+                    worker: 0,
+                    start_seconds,
+                    end_seconds: self.started.elapsed().as_secs_f64(),
+                });
+                (self.on_progress)(Progress::AudioDone);
+            }
+            Produced::Made(None) => {}
+            Produced::Found => {
+                if outcomes.audio.is_none() {
+                    outcomes.audio = self.layout.finished_audio();
+                }
+            }
+        }
         Ok(())
     }
 

@@ -552,15 +552,16 @@ where
             saved: opening.clone(),
             inner: store,
         });
-        let info = probe::probe_source(
-            &Source::new(&name, overlay),
-            PacketReads::IndexWherePossible,
-        )
-        .map_err(|error| HandlerError::from(error).with_source_name(&bucket_owned, &key_owned))?;
+        let source = Source::new(&name, overlay);
+        let info =
+            probe::probe_source(&source, PacketReads::IndexWherePossible).map_err(|error| {
+                HandlerError::from(error).with_source_name(&bucket_owned, &key_owned)
+            })?;
         // Every check the local runner makes, in the same words (the core's engine).
         let source_name = PathBuf::from(format!("s3://{bucket_owned}/{key_owned}"));
         let output_name = PathBuf::from(format!("s3://{}/{output}", config.output_bucket));
         let job = engine::prepare_job(
+            &source,
             info,
             &source_name,
             &output_name,
@@ -725,7 +726,10 @@ impl HandlerError {
     }
 }
 
-/// split-audio: every audio track, once, for the whole file.
+/// split-audio: every audio track, once, for the whole file, in one streaming pass, for sources
+/// whose segments do not carry the audio (containers without an MP4/MOV index); for MP4/MOV
+/// nothing: the segment workers copy the audio and merge-audio joins it
+/// ([`JobSpec::audio_from_segments`]).
 pub async fn split_audio<S, O, X>(
     services: &Services<S, O, X>,
     task: JobTask,
@@ -751,12 +755,16 @@ where
     let layout = JobPaths::new(&services.config.scratch_root, &task.job_id).layout();
     let source = job_source(services, &manifest).await?;
     // A repeated task finds the audio extracted and its report recorded: nothing is redone.
-    blocking(move || {
+    let produced = blocking(move || {
         engine::extract_audio(&source, &manifest.job(OUTPUT_CONTAINER), &layout)
-            .map(|_| ())
             .map_err(HandlerError::from)
     })
     .await?;
+    let outcome = match produced {
+        Produced::Made(Some(_)) => "done",
+        Produced::Made(None) => "nothing-to-do",
+        Produced::Found => "found-done",
+    };
     let seconds = started.elapsed().as_secs_f64();
     services
         .store
@@ -769,7 +777,7 @@ where
             now(),
         )
         .await?;
-    tracing::info!(job_id = %task.job_id, seconds, outcome = "done", "split-audio");
+    tracing::info!(job_id = %task.job_id, seconds, outcome, "split-audio");
     Ok(task)
 }
 
@@ -1075,6 +1083,16 @@ where
             .and_then(|text| text.trim().parse().ok())
             .unwrap_or(0)
     } else {
+        // The audio first: joined once from the pieces the segments copied (MP4/MOV), found
+        // when split-audio extracted it, or a streaming pass if the pieces do not add up.
+        let source = job_source(services, &manifest).await?;
+        let (audio_job, audio_layout, audio_source) = (job.clone(), layout.clone(), source.clone());
+        blocking(move || {
+            engine::finish_audio(&audio_source, &audio_job, &audio_layout)
+                .map(|_| ())
+                .map_err(HandlerError::from)
+        })
+        .await?;
         // Refused before anything is uploaded: an output S3 cannot take in 10,000 parts of at
         // most 5 GiB (the segments and audio, with room for the index).
         let media = engine::media_bytes(&job, &layout);
@@ -1091,7 +1109,6 @@ where
         );
         let parts = writer.parts.clone();
         let name = PathBuf::from(format!("s3://{bucket}/{key}"));
-        let source = job_source(services, &manifest).await?;
         blocking(move || {
             let target = MuxTarget::Stream {
                 name,

@@ -13,6 +13,7 @@ use super::source::Source;
 use super::util;
 use super::MediaError;
 use crate::atomic_file::AtomicFile;
+use crate::plan::SeekPoint;
 use crate::settings::Container;
 use ffmpeg_next as ffmpeg;
 use serde::{Deserialize, Serialize};
@@ -82,12 +83,13 @@ pub fn plan_audio(
 }
 
 /// Writes every audio track of the source into `output` (NUT), copied or re-encoded as `actions`
-/// says (one per track, from [`plan_audio`]). Returns `None`, writing nothing, when the source has
-/// no audio.
+/// says (one per track, from [`plan_audio`]), in one streaming pass over the source. Returns
+/// `None`, writing nothing, when the source has no audio.
 ///
-/// Reads `source` (the bytes `info` was probed from). Other streams are
-/// discarded: from MP4/MOV through ranged reads this fetches the audio's own bytes (plus read-
-/// ahead), not the video's; a container without an index is read through once.
+/// Reads `source` (the bytes `info` was probed from). Other streams are discarded: from
+/// MP4/MOV the demuxer then skips the video samples, but ffmpeg-written files interleave an
+/// audio frame or two per video frame, so this reads about the whole file; jobs whose segment
+/// workers copy the audio instead ([`SegmentAudio`], [`join_audio_pieces`]) never call it.
 pub fn extract_audio_from(
     source: &Source,
     info: &MediaInfo,
@@ -100,80 +102,13 @@ pub fn extract_audio_from(
     }
     let started = Instant::now();
     let (mut input, failure) = super::source::open(source)?;
+    let tracks: Vec<usize> = info.audio.iter().map(|track| track.stream_index).collect();
     if info.timestamp_repair.is_empty() {
         // (A repaired timeline is followed per stream through every packet: keep them all.)
-        let tracks: Vec<usize> = info.audio.iter().map(|track| track.stream_index).collect();
         util::discard_all_but(&mut input, &tracks);
     }
-    let partial = AtomicFile::create(output)?;
-    let write_failed = |source| MediaError::Write {
-        path: partial.target().to_owned(),
-        source,
-    };
-    let mut muxer = util::open_output(&partial, SEGMENT_MUXER)?;
-    let global_header = muxer
-        .format()
-        .flags()
-        .contains(ffmpeg::format::Flags::GLOBAL_HEADER);
-
-    let mut routes: Vec<Option<Route>> = (0..input.streams().count()).map(|_| None).collect();
-    for (position, (track, action)) in info.audio.iter().zip(actions).enumerate() {
-        let stream = input
-            .stream(track.stream_index)
-            .ok_or_else(|| MediaError::Unsupported {
-                path: info.path.clone(),
-                reason: format!("audio stream #{} is gone", track.stream_index),
-            })?;
-        let route = match action {
-            AudioAction::Copy => {
-                let mut added = muxer
-                    .add_stream(ffmpeg::encoder::find(ffmpeg::codec::Id::None))
-                    .map_err(write_failed)?;
-                added.set_parameters(stream.parameters());
-                added.set_time_base(stream.time_base());
-                Route {
-                    position,
-                    input_time_base: stream.time_base(),
-                    transcoder: None,
-                }
-            }
-            AudioAction::Encode { encoder } => {
-                let transcoder =
-                    AudioTranscoder::open(info, track, &stream, encoder, global_header)?;
-                let mut added = muxer
-                    .add_stream(transcoder.encoder.codec())
-                    .map_err(write_failed)?;
-                added.set_parameters(&transcoder.encoder);
-                added.set_time_base(transcoder.encoder.time_base());
-                Route {
-                    position,
-                    input_time_base: stream.time_base(),
-                    transcoder: Some(transcoder),
-                }
-            }
-        };
-        routes[track.stream_index] = Some(route);
-        util::clear_codec_tag(&mut muxer, position, 0);
-    }
-    util::write_intermediate_header(&mut muxer).map_err(write_failed)?;
-    let output_time_bases: Vec<ffmpeg::Rational> = muxer.streams().map(|s| s.time_base()).collect();
-    let offsets: Vec<i64> = output_time_bases
-        .iter()
-        .map(|&time_base| util::offset_ticks(info.intermediate_offset_seconds, time_base))
-        .collect();
-    let mut writer = |mut packet: ffmpeg::Packet,
-                      position: usize,
-                      from: ffmpeg::Rational|
-     -> Result<(), MediaError> {
-        packet.rescale_ts(from, output_time_bases[position]);
-        util::shift_packet(&mut packet, offsets[position]);
-        packet.set_stream(position);
-        packet.set_position(-1);
-        packet.write_interleaved(&mut muxer).map_err(write_failed)
-    };
-
+    let mut writer = AudioWriter::create(info, actions, &input, &tracks, output)?;
     let mut repairer = info.timestamp_repair.repairer();
-    let mut packets = 0u64;
     loop {
         // A fresh packet per read: `Packet::read` does not release the previous one.
         let mut packet = ffmpeg::Packet::empty();
@@ -183,34 +118,13 @@ pub fn extract_audio_from(
             Err(ffmpeg::Error::InvalidData) => continue,
             Err(error) => return Err(failure.read_error(source, error)),
         }
-        let Some(Some(route)) = routes.get_mut(packet.stream()) else {
+        let Some(position) = tracks.iter().position(|&index| index == packet.stream()) else {
             continue;
         };
         repairer.apply(&mut packet);
-        let position = route.position;
-        match &mut route.transcoder {
-            None => {
-                writer(packet.clone(), position, route.input_time_base)?;
-                packets += 1;
-            }
-            Some(transcoder) => {
-                for encoded in transcoder.push(Some(&packet))? {
-                    writer(encoded, position, transcoder.encoder.time_base())?;
-                    packets += 1;
-                }
-            }
-        }
+        writer.push(position, packet)?;
     }
-    for route in routes.iter_mut().flatten() {
-        if let Some(transcoder) = &mut route.transcoder {
-            for encoded in transcoder.push(None)? {
-                writer(encoded, route.position, transcoder.encoder.time_base())?;
-                packets += 1;
-            }
-        }
-    }
-    muxer.write_trailer().map_err(write_failed)?;
-    drop(muxer);
+    let (partial, packets) = writer.finish()?;
     let bytes = std::fs::metadata(partial.path())
         .map_err(MediaError::io(partial.target()))?
         .len();
@@ -224,9 +138,501 @@ pub fn extract_audio_from(
     }))
 }
 
-/// Where a source audio stream goes.
+/// Where a segment's share of the audio starts or ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShareBound {
+    FileStart,
+    /// Where the worker that decodes from this keyframe starts: each track's first sample at or
+    /// after the keyframe's decode time.
+    Keyframe(SeekPoint),
+    FileEnd,
+}
+
+/// The audio one segment worker copies out of the bytes it reads anyway, written by stream copy
+/// to `path` (NUT): per track, the samples from the first one at or after the decode time of
+/// the keyframe this worker seeks to (`from`; the file's first sample for the first segment)
+/// up to the first one at or after the next segment's keyframe (`until`; past the last sample
+/// for the last segment). The bounds follow the plan, so the shares of all segments cover
+/// every track once: each packet belongs to exactly one segment. A worker sees its whole share:
+/// its seek makes the MP4/MOV demuxer hand on every audio sample from that decode time on. It
+/// knows from the index which samples its share holds, so it stops reading at the last one,
+/// which in an interleaved file lies before the next keyframe: it never fetches the next
+/// segment's bytes for a packet it would drop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SegmentAudio {
+    pub path: std::path::PathBuf,
+    pub from: ShareBound,
+    pub until: ShareBound,
+}
+
+impl SegmentAudio {
+    /// Segment `index`'s share of `plan` (of the source `info` describes), written to `path`:
+    /// from where its worker starts reading to where the next segment's does.
+    pub fn of_segment(
+        info: &MediaInfo,
+        plan: &crate::plan::SegmentPlan,
+        index: u32,
+        path: std::path::PathBuf,
+    ) -> Self {
+        // Where a segment's worker starts reading: its keyframe, or the file's start when it
+        // decodes from there (the first segment, or a keyframe at the first frame).
+        let start = |segment: &crate::plan::Segment| {
+            segment
+                .decode_from
+                .filter(|point| point.pts > info.video.first_pts)
+                .map_or(ShareBound::FileStart, ShareBound::Keyframe)
+        };
+        let segments = &plan.segments;
+        Self {
+            path,
+            from: segments
+                .get(index as usize)
+                .map_or(ShareBound::FileEnd, start),
+            until: segments
+                .get(index as usize + 1)
+                .map_or(ShareBound::FileEnd, start),
+        }
+    }
+}
+
+/// The index entries `(position, timestamp, flags)` of stream `index` of an open MP4/MOV input,
+/// in index (decode) order.
+fn index_entries(input: &ffmpeg::format::context::Input, index: usize) -> Vec<(i64, i64, i32)> {
+    let Some(stream) = input.stream(index) else {
+        return Vec::new();
+    };
+    let mut entries = Vec::new();
+    // SAFETY: the stream belongs to the open `input`; the entries are read before the next
+    // packet is, as avformat_index_get_entry requires.
+    unsafe {
+        let stream_ptr = stream.as_ptr() as *mut ffmpeg::ffi::AVStream;
+        let count = ffmpeg::ffi::avformat_index_get_entries_count(stream_ptr);
+        for entry in 0..count {
+            let entry = ffmpeg::ffi::avformat_index_get_entry(stream_ptr, entry);
+            if !entry.is_null() {
+                entries.push(((*entry).pos, (*entry).timestamp, (*entry).flags()));
+            }
+        }
+    }
+    entries
+}
+
+/// One track's share, from its index.
+struct TrackShare {
+    /// Sample number (decode order) of every sample, by byte position.
+    sample_at: std::collections::HashMap<i64, usize>,
+    /// The share: samples `[first, end)`.
+    first: usize,
+    end: usize,
+    taken: usize,
+}
+
+/// A segment worker's copy of its share of the audio ([`SegmentAudio`]), fed every packet it
+/// reads.
+pub(crate) struct SegmentAudioCopy {
+    tracks: Vec<usize>,
+    shares: Vec<TrackShare>,
+    /// Per track: every packet of the share is in, or one past it was seen.
+    done: Vec<bool>,
+    writer: AudioWriter,
+}
+
+impl SegmentAudioCopy {
+    /// Opens the piece for the audio streams of `input` (the source, opened by the worker,
+    /// before any packet is read). `None` when the index does not list every packet of a track
+    /// (fragments not read yet): the share cannot be placed, no piece is written (and the
+    /// job's audio is then extracted in one pass).
+    pub(crate) fn create(
+        spec: &SegmentAudio,
+        info: &MediaInfo,
+        input: &ffmpeg::format::context::Input,
+    ) -> Result<Option<Self>, MediaError> {
+        let Some(video_base) = input
+            .stream(info.video.stream_index)
+            .map(|stream| stream.time_base())
+        else {
+            return Ok(None);
+        };
+        let tracks: Vec<usize> = info.audio.iter().map(|track| track.stream_index).collect();
+        let mut shares = Vec::with_capacity(tracks.len());
+        for (&index, track) in tracks.iter().zip(&info.audio) {
+            let entries = index_entries(input, index);
+            let Some(base) = input.stream(index).map(|stream| stream.time_base()) else {
+                return Ok(None);
+            };
+            if entries.len() as u64 != track.packets {
+                return Ok(None);
+            }
+            // The first sample at or after the keyframe's decode time (exact: cross-multiplied).
+            let bound = |bound: ShareBound| match bound {
+                ShareBound::FileStart => 0,
+                ShareBound::FileEnd => entries.len(),
+                ShareBound::Keyframe(point) => {
+                    let keyframe = i128::from(point.dts.unwrap_or(point.pts))
+                        * i128::from(video_base.numerator())
+                        * i128::from(base.denominator());
+                    entries.partition_point(|&(_, timestamp, _)| {
+                        i128::from(timestamp)
+                            * i128::from(base.numerator())
+                            * i128::from(video_base.denominator())
+                            < keyframe
+                    })
+                }
+            };
+            let (first, end) = (bound(spec.from), bound(spec.until));
+            shares.push(TrackShare {
+                sample_at: entries
+                    .iter()
+                    .enumerate()
+                    .map(|(sample, &(position, _, _))| (position, sample))
+                    .collect(),
+                first,
+                end: end.max(first),
+                taken: 0,
+            });
+        }
+        let copy_all = vec![AudioAction::Copy; tracks.len()];
+        let writer = AudioWriter::create(info, &copy_all, input, &tracks, &spec.path)?;
+        Ok(Some(Self {
+            done: shares
+                .iter()
+                .map(|share| share.first == share.end)
+                .collect(),
+            shares,
+            tracks,
+            writer,
+        }))
+    }
+
+    /// The source stream indices of the audio tracks.
+    pub(crate) fn streams(&self) -> &[usize] {
+        &self.tracks
+    }
+
+    /// Every track's share is in (or a packet past it was seen).
+    pub(crate) fn complete(&self) -> bool {
+        self.done.iter().all(|&done| done)
+    }
+
+    /// Takes `packet` (as read) if it is audio of this segment's share.
+    pub(crate) fn offer(&mut self, packet: ffmpeg::Packet) -> Result<(), MediaError> {
+        let Some(track) = self
+            .tracks
+            .iter()
+            .position(|&index| index == packet.stream())
+        else {
+            return Ok(());
+        };
+        let share = &mut self.shares[track];
+        let Some(&sample) = share.sample_at.get(&(packet.position() as i64)) else {
+            return Ok(());
+        };
+        if sample >= share.end {
+            self.done[track] = true;
+            return Ok(());
+        }
+        if sample < share.first {
+            return Ok(());
+        }
+        share.taken += 1;
+        if share.taken >= share.end - share.first {
+            self.done[track] = true;
+        }
+        self.writer.push(track, packet)
+    }
+
+    /// Writes the piece and commits it: a NUT file, or an empty file when the share holds no
+    /// packet (a NUT file without packets does not open again).
+    pub(crate) fn commit(self) -> Result<(), MediaError> {
+        let (partial, packets) = self.writer.finish()?;
+        if packets == 0 {
+            std::fs::write(partial.path(), b"").map_err(MediaError::io(partial.target()))?;
+        }
+        partial.commit().map_err(MediaError::from)
+    }
+}
+
+/// What joining the segments' audio pieces found.
+#[derive(Debug)]
+pub enum JoinedAudio {
+    Written(AudioReport),
+    /// The pieces do not hold every packet of the source exactly once (the reason says what is
+    /// off): nothing was written.
+    Mismatch(String),
+}
+
+/// Joins the segment workers' audio pieces (in segment order) into `output` (NUT): each track's
+/// packets in order, copied, or re-encoded once for the whole track where `actions` says. Checks
+/// that the pieces hold exactly the packets the probe counted per track, in increasing decode
+/// order across the joints; otherwise writes nothing and says why ([`JoinedAudio::Mismatch`]).
+pub fn join_audio_pieces(
+    info: &MediaInfo,
+    actions: &[AudioAction],
+    pieces: &[std::path::PathBuf],
+    output: &Path,
+) -> Result<JoinedAudio, MediaError> {
+    util::init();
+    let started = Instant::now();
+    if let Some(missing) = pieces.iter().find(|piece| !piece.is_file()) {
+        return Ok(JoinedAudio::Mismatch(format!(
+            "{} is missing",
+            missing.display()
+        )));
+    }
+    // An empty file is a share without packets.
+    let holds_packets =
+        |piece: &&std::path::PathBuf| std::fs::metadata(piece).is_ok_and(|meta| meta.len() > 0);
+    let Some(first) = pieces.iter().find(holds_packets) else {
+        return Ok(JoinedAudio::Mismatch("no audio piece holds packets".into()));
+    };
+    let tracks: Vec<usize> = (0..info.audio.len()).collect();
+    let template = util::open_input(first)?;
+    if template.streams().count() != tracks.len() {
+        return Ok(JoinedAudio::Mismatch(format!(
+            "{} holds {} streams for {} tracks",
+            first.display(),
+            template.streams().count(),
+            tracks.len()
+        )));
+    }
+    let time_bases: Vec<ffmpeg::Rational> = template.streams().map(|s| s.time_base()).collect();
+    let offsets: Vec<i64> = time_bases
+        .iter()
+        .map(|&base| util::offset_ticks(info.intermediate_offset_seconds, base))
+        .collect();
+    let mut writer = AudioWriter::create(info, actions, &template, &tracks, output)?;
+    drop(template);
+    let mut counts = vec![0u64; tracks.len()];
+    let mut last_dts: Vec<Option<i64>> = vec![None; tracks.len()];
+    for piece in pieces.iter().filter(holds_packets) {
+        let mut input = util::open_input(piece)?;
+        let bases: Vec<ffmpeg::Rational> = input.streams().map(|s| s.time_base()).collect();
+        if bases != time_bases {
+            return Ok(JoinedAudio::Mismatch(format!(
+                "{} has other time bases",
+                piece.display()
+            )));
+        }
+        let mut first_of_piece = vec![true; tracks.len()];
+        loop {
+            let mut packet = ffmpeg::Packet::empty();
+            match packet.read(&mut input) {
+                Ok(()) => {}
+                Err(ffmpeg::Error::Eof) => break,
+                Err(source) => {
+                    return Err(MediaError::Read {
+                        path: piece.clone(),
+                        source,
+                    })
+                }
+            }
+            let position = packet.stream();
+            if position >= tracks.len() {
+                return Ok(JoinedAudio::Mismatch(format!(
+                    "{} holds a stream beyond the tracks",
+                    piece.display()
+                )));
+            }
+            let dts = packet.dts().or(packet.pts());
+            if first_of_piece[position] {
+                first_of_piece[position] = false;
+                if let (Some(last), Some(dts)) = (last_dts[position], dts) {
+                    if dts <= last {
+                        return Ok(JoinedAudio::Mismatch(format!(
+                            "track {} of {} starts at {dts}, not after {last}",
+                            position + 1,
+                            piece.display()
+                        )));
+                    }
+                }
+            }
+            if dts.is_some() {
+                last_dts[position] = dts;
+            }
+            counts[position] += 1;
+            // Pieces carry the intermediate offset; the writer adds it again.
+            util::shift_packet(&mut packet, -offsets[position]);
+            writer.push(position, packet)?;
+        }
+    }
+    for (position, track) in info.audio.iter().enumerate() {
+        if counts[position] != track.packets {
+            return Ok(JoinedAudio::Mismatch(format!(
+                "track {} has {} packets in the pieces and {} in the source",
+                position + 1,
+                counts[position],
+                track.packets
+            )));
+        }
+    }
+    let (partial, packets) = writer.finish()?;
+    let bytes = std::fs::metadata(partial.path())
+        .map_err(MediaError::io(partial.target()))?
+        .len();
+    partial.commit()?;
+    Ok(JoinedAudio::Written(AudioReport {
+        tracks: info.audio.len(),
+        actions: actions.to_vec(),
+        packets,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    }))
+}
+
+/// One NUT file of audio tracks being written: each track copied or re-encoded, fed packets in
+/// their input stream's time base with the source's timestamps (the intermediate offset is
+/// added here).
+pub(crate) struct AudioWriter {
+    partial: AtomicFile,
+    muxer: ffmpeg::format::context::Output,
+    /// Per track, in track order.
+    routes: Vec<Route>,
+    output_time_bases: Vec<ffmpeg::Rational>,
+    offsets: Vec<i64>,
+    packets: u64,
+}
+
+impl AudioWriter {
+    /// Opens `output` for the tracks of `info`, whose streams are `streams[t]` of `input` (the
+    /// source, or a piece holding the same tracks), each handled as `actions[t]` says.
+    pub(crate) fn create(
+        info: &MediaInfo,
+        actions: &[AudioAction],
+        input: &ffmpeg::format::context::Input,
+        streams: &[usize],
+        output: &Path,
+    ) -> Result<Self, MediaError> {
+        let partial = AtomicFile::create(output)?;
+        let write_failed = |source| MediaError::Write {
+            path: partial.target().to_owned(),
+            source,
+        };
+        let mut muxer = util::open_output(&partial, SEGMENT_MUXER)?;
+        let global_header = muxer
+            .format()
+            .flags()
+            .contains(ffmpeg::format::Flags::GLOBAL_HEADER);
+        let mut routes = Vec::with_capacity(streams.len());
+        for (position, ((track, action), &index)) in
+            info.audio.iter().zip(actions).zip(streams).enumerate()
+        {
+            let stream = input.stream(index).ok_or_else(|| MediaError::Unsupported {
+                path: info.path.clone(),
+                reason: format!("audio stream #{} is gone", track.stream_index),
+            })?;
+            let route = match action {
+                AudioAction::Copy => {
+                    let mut added = muxer
+                        .add_stream(ffmpeg::encoder::find(ffmpeg::codec::Id::None))
+                        .map_err(write_failed)?;
+                    added.set_parameters(stream.parameters());
+                    added.set_time_base(stream.time_base());
+                    Route {
+                        input_time_base: stream.time_base(),
+                        transcoder: None,
+                    }
+                }
+                AudioAction::Encode { encoder } => {
+                    let transcoder =
+                        AudioTranscoder::open(info, track, &stream, encoder, global_header)?;
+                    let mut added = muxer
+                        .add_stream(transcoder.encoder.codec())
+                        .map_err(write_failed)?;
+                    added.set_parameters(&transcoder.encoder);
+                    added.set_time_base(transcoder.encoder.time_base());
+                    Route {
+                        input_time_base: stream.time_base(),
+                        transcoder: Some(transcoder),
+                    }
+                }
+            };
+            routes.push(route);
+            util::clear_codec_tag(&mut muxer, position, 0);
+        }
+        util::write_intermediate_header(&mut muxer).map_err(write_failed)?;
+        let output_time_bases: Vec<ffmpeg::Rational> =
+            muxer.streams().map(|s| s.time_base()).collect();
+        let offsets = output_time_bases
+            .iter()
+            .map(|&time_base| util::offset_ticks(info.intermediate_offset_seconds, time_base))
+            .collect();
+        Ok(Self {
+            partial,
+            muxer,
+            routes,
+            output_time_bases,
+            offsets,
+            packets: 0,
+        })
+    }
+
+    fn write(
+        &mut self,
+        mut packet: ffmpeg::Packet,
+        position: usize,
+        from: ffmpeg::Rational,
+    ) -> Result<(), MediaError> {
+        packet.rescale_ts(from, self.output_time_bases[position]);
+        util::shift_packet(&mut packet, self.offsets[position]);
+        packet.set_stream(position);
+        packet.set_position(-1);
+        self.packets += 1;
+        packet
+            .write_interleaved(&mut self.muxer)
+            .map_err(|source| MediaError::Write {
+                path: self.partial.target().to_owned(),
+                source,
+            })
+    }
+
+    /// Writes one packet of track `position` (copied, or fed to its encoder).
+    pub(crate) fn push(
+        &mut self,
+        position: usize,
+        packet: ffmpeg::Packet,
+    ) -> Result<(), MediaError> {
+        let from = self.routes[position].input_time_base;
+        let Some(transcoder) = self.routes[position].transcoder.as_mut() else {
+            return self.write(packet, position, from);
+        };
+        let encoder_base = transcoder.encoder.time_base();
+        for encoded in transcoder.push(Some(&packet))? {
+            self.write(encoded, position, encoder_base)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the encoders and writes the trailer: the file, still under its partial name, and
+    /// the packets written.
+    pub(crate) fn finish(mut self) -> Result<(AtomicFile, u64), MediaError> {
+        for position in 0..self.routes.len() {
+            if let Some(transcoder) = &mut self.routes[position].transcoder {
+                let encoder_base = transcoder.encoder.time_base();
+                let encoded = transcoder.push(None)?;
+                for packet in encoded {
+                    self.write(packet, position, encoder_base)?;
+                }
+            }
+        }
+        self.muxer
+            .write_trailer()
+            .map_err(|source| MediaError::Write {
+                path: self.partial.target().to_owned(),
+                source,
+            })?;
+        let Self {
+            partial,
+            muxer,
+            packets,
+            ..
+        } = self;
+        drop(muxer);
+        Ok((partial, packets))
+    }
+}
+
+/// How one track is written: its input time base, and its encoder when it is re-encoded.
 struct Route {
-    position: usize,
     input_time_base: ffmpeg::Rational,
     transcoder: Option<AudioTranscoder>,
 }

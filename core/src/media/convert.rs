@@ -9,6 +9,7 @@
 //! Segment files are NUT: it stores any codec and keeps each stream's time base exactly
 //! (Matroska would round timestamps to milliseconds).
 
+use super::audio::{SegmentAudio, SegmentAudioCopy};
 use super::clock::DtsOnlyClock;
 use super::picture::{self, HdrStatic, Orientation, OutputPicture};
 use super::probe::{MediaInfo, VideoInfo};
@@ -62,12 +63,18 @@ pub fn output_size(video: &VideoInfo, settings: &EncodeSettings) -> (u32, u32) {
 ///
 /// The source is read from `source` (the bytes `info` was probed from: the file, or ranged
 /// reads of an upload); read-ahead is bounded by the segment's bytes ([`segment_byte_range`]).
+///
+/// With `audio`, the worker also copies its share of every audio track out of the packets it
+/// reads ([`SegmentAudio`]), reading on past its last video packet (video skipped) to the last
+/// audio sample of its share; the piece is committed before the segment, so a committed
+/// segment always has its audio beside it (unless the share could not be placed).
 pub fn convert_segment_from(
     source: &Source,
     info: &MediaInfo,
     segment: &Segment,
     settings: &EncodeSettings,
     output: &Path,
+    audio: Option<&SegmentAudio>,
     on_frame: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
 ) -> Result<SegmentReport, MediaError> {
     util::init();
@@ -84,12 +91,13 @@ pub fn convert_segment_from(
         settings,
         output,
         seek.map(|p| seek_timestamp(info, p)),
+        audio,
         on_frame,
     ) {
         // The demuxer landed after the cut (an imprecise index): decode from the start instead.
-        Err(PassError::SeekOvershoot) => {
-            encode_pass(&reading, info, segment, settings, output, None, on_frame)
-        }
+        Err(PassError::SeekOvershoot) => encode_pass(
+            &reading, info, segment, settings, output, None, audio, on_frame,
+        ),
         other => other,
     }
     .map_err(|error| match error {
@@ -123,7 +131,9 @@ impl From<MediaError> for PassError {
     }
 }
 
-/// One attempt: decode from `seek_to` (a dts; `None` = the start of the file) and encode.
+/// One attempt: decode from `seek_to` (a dts; `None` = the start of the file) and encode (and
+/// copy `audio`'s share of the audio).
+#[allow(clippy::too_many_arguments)]
 fn encode_pass(
     reading: &Source,
     info: &MediaInfo,
@@ -131,6 +141,7 @@ fn encode_pass(
     settings: &EncodeSettings,
     output: &Path,
     seek_to: Option<i64>,
+    audio: Option<&SegmentAudio>,
     on_frame: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
 ) -> Result<SegmentReport, PassError> {
     let (source, video) = (reading.name(), &info.video);
@@ -179,6 +190,10 @@ fn encode_pass(
         }
     }
     let mut repairer = info.timestamp_repair.repairer();
+    let mut audio_copy = match audio {
+        Some(spec) => SegmentAudioCopy::create(spec, info, &input)?,
+        None => None,
+    };
 
     let partial = AtomicFile::create(output).map_err(MediaError::from)?;
     let mut muxer = util::open_output(&partial, SEGMENT_MUXER)?;
@@ -257,6 +272,9 @@ fn encode_pass(
             Err(error) => return Err(read_failed(error).into()),
         }
         if packet.stream() != stream_index {
+            if let Some(copy) = audio_copy.as_mut() {
+                copy.offer(packet)?;
+            }
             continue;
         }
         repairer.apply(&mut packet);
@@ -302,6 +320,22 @@ fn encode_pass(
         }
     }
     let frames_encoded = encoder.finish(&mut muxer)?;
+    if let Some(copy) = audio_copy.as_mut() {
+        // The rest of this segment's audio share lies after its last video packet: read on
+        // with every other stream skipped (the MP4/MOV demuxer then reads the audio samples
+        // only) until each track's share is in.
+        util::discard_all_but(&mut input, copy.streams());
+        while !copy.complete() {
+            let mut packet = ffmpeg::Packet::empty();
+            match packet.read(&mut input) {
+                Ok(()) => {}
+                Err(ffmpeg::Error::Eof) => break,
+                Err(ffmpeg::Error::InvalidData) => continue,
+                Err(error) => return Err(read_failed(error).into()),
+            }
+            copy.offer(packet)?;
+        }
+    }
     muxer.write_trailer().map_err(|source| MediaError::Write {
         path: partial.target().to_owned(),
         source,
@@ -322,6 +356,9 @@ fn encode_pass(
     let bytes = std::fs::metadata(partial.path())
         .map_err(MediaError::io(partial.target()))?
         .len();
+    if let Some(copy) = audio_copy {
+        copy.commit().map_err(MediaError::from)?;
+    }
     partial.commit().map_err(MediaError::from)?;
     Ok(SegmentReport {
         index: segment.index,

@@ -7,6 +7,7 @@
 pub mod audio;
 pub mod clock;
 pub mod convert;
+pub mod keyframes;
 pub mod merge;
 pub mod picture;
 pub mod probe;

@@ -291,10 +291,18 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
 pub enum PacketReads {
     /// Every packet's bytes are read.
     All,
-    /// For MP4/MOV, packets of streams whose demuxing never looks inside them (a codec on
-    /// [`index_only_codec`]'s list: AAC, ALAC, PCM audio, ProRes) are not fetched: their
-    /// timestamps, sizes, flags and positions come from the index the demuxer read. Anything
-    /// else is read as with [`PacketReads::All`] (H.264/HEVC video too: see there why).
+    /// For MP4/MOV, packets whose listing does not need their bytes are not fetched: their
+    /// timestamps, sizes, flags and positions come from the index the demuxer read. That is
+    /// streams of a codec on [`index_only_codec`]'s list (AAC, ALAC, PCM audio, ProRes), and
+    /// H.264/HEVC video whose index has a sync-sample table (some samples not keyframes), whose
+    /// keyframes are then the table's. (Reading the packets, libavformat's parser flags
+    /// keyframes from their headers instead: IDR slices and recovery points, which agree with
+    /// `stss` in every sample here. A keyframe only the bitstream shows is lost as a cut
+    /// candidate, which costs lead-in, never exactness; the workers seek by the same table.)
+    /// Every keyframe a plan decodes from is checked against its own bytes
+    /// ([`super::keyframes`]), so a table that lies never makes a false cut. Video without
+    /// such a table (an empty `stss`, or none: every sample a keyframe) is read as with
+    /// [`PacketReads::All`], as is every other stream and container.
     IndexWherePossible,
 }
 
@@ -329,9 +337,12 @@ pub fn probe_source(source: &Source, reads: PacketReads) -> Result<MediaInfo, Pr
             code,
         },
     })?;
-    if reads == PacketReads::IndexWherePossible {
-        *zeroed.zeroed.lock().unwrap_or_else(|p| p.into_inner()) = index_only_ranges(&input);
-    }
+    let listing = if reads == PacketReads::IndexWherePossible {
+        index_listing(&input)
+    } else {
+        IndexListing::default()
+    };
+    *zeroed.zeroed.lock().unwrap_or_else(|p| p.into_inner()) = listing.ranges.clone();
     let container = input.format().name().to_owned();
 
     let video_stream = input
@@ -499,10 +510,16 @@ pub fn probe_source(source: &Source, reads: PacketReads) -> Result<MediaInfo, Pr
                 max_pts = pts;
                 last_duration = packet.duration();
             }
+            // Video listed from the index takes its keyframes from the index: the packets' own
+            // flags come from libavformat's parser, which the unfetched bytes would mislead.
+            let key = u64::try_from(packet.position())
+                .ok()
+                .and_then(|position| listing.keyframe_at(index, position))
+                .unwrap_or_else(|| packet.is_key());
             frames.push(FrameInfo {
                 pts,
                 dts: packet.dts(),
-                key: packet.is_key(),
+                key,
             });
             if let Ok(position) = u64::try_from(packet.position()) {
                 video_packets_at.push(PacketSpan {
@@ -996,11 +1013,10 @@ fn describe_streams(input: &ffmpeg::format::context::Input) -> String {
 }
 
 /// Codecs whose MP4/MOV packets FFmpeg passes on exactly as the index lists them, without
-/// looking inside, so their bytes need not be read to list them. Not H.264/HEVC: libavformat
-/// parses their packets' headers and sets keyframe flags from the bitstream (recovery points,
-/// I-slices) that the `stss` box does not list; a screencast sample has 1 sync sample in its
-/// index and 21 keyframes by its packets. Nor MP2/MP3, AC-3, E-AC-3, MPEG-1, VC-1, VP8, VP9
-/// (FFmpeg 5.1's mov demuxer asks for them to be parsed) or EIA-608 and DV (inspected).
+/// looking inside, so their bytes need not be read to list them. Not MP2/MP3, AC-3, E-AC-3,
+/// MPEG-1, VC-1, VP8, VP9 (FFmpeg 5.1's mov demuxer asks for them to be parsed) or EIA-608 and
+/// DV (inspected). H.264/HEVC video qualifies only with a sync-sample table
+/// ([`listed_by_sync_table`]), and its keyframes are then taken from the index.
 fn index_only_codec(id: ffmpeg::codec::Id) -> bool {
     use ffmpeg::codec::Id;
     matches!(
@@ -1016,46 +1032,106 @@ fn index_only_codec(id: ffmpeg::codec::Id) -> bool {
     )
 }
 
-/// The byte ranges of packets [`PacketReads::IndexWherePossible`] need not fetch: for the MP4/MOV
-/// demuxer, the index entries of streams with an [`index_only_codec`]. Empty for any other
-/// container. (Fragments the demuxer finds later are not in the index yet: they are read.)
-fn index_only_ranges(input: &ffmpeg::format::context::Input) -> Vec<std::ops::Range<u64>> {
+/// True for H.264/HEVC video whose MP4/MOV index entries (`flags`, one per sample) hold at
+/// least one sample that is not a keyframe: the track has a sync-sample table with entries,
+/// which the index's keyframe flags are. (With an empty `stss` FFmpeg 5.1's mov demuxer marks
+/// every sample a keyframe and parses the packets for the real ones; without `stss` every
+/// sample is one: either way the table says nothing, and the packets are read.)
+fn listed_by_sync_table(id: ffmpeg::codec::Id, flags: &[i32]) -> bool {
+    use ffmpeg::codec::Id;
+    matches!(id, Id::H264 | Id::HEVC)
+        && flags
+            .iter()
+            .any(|flags| flags & ffmpeg::ffi::AVINDEX_KEYFRAME == 0)
+}
+
+/// What [`PacketReads::IndexWherePossible`] takes from the MP4/MOV index instead of the
+/// packets' bytes.
+#[derive(Debug, Default)]
+struct IndexListing {
+    /// Byte ranges of packets not fetched (sorted, merged).
+    ranges: Vec<std::ops::Range<u64>>,
+    /// For video [`listed_by_sync_table`]: (stream index, sample position) → keyframe, from the
+    /// sync-sample table.
+    keyframes: std::collections::HashMap<(usize, u64), bool>,
+}
+
+impl IndexListing {
+    /// Whether the index calls the sample of `stream` at byte `position` a keyframe; `None`
+    /// when that stream's keyframes are not taken from the index (or the sample is not in it).
+    fn keyframe_at(&self, stream: usize, position: u64) -> Option<bool> {
+        self.keyframes.get(&(stream, position)).copied()
+    }
+}
+
+/// What [`PacketReads::IndexWherePossible`] need not fetch: for the MP4/MOV demuxer, the index
+/// entries of streams with an [`index_only_codec`] and of video [`listed_by_sync_table`] (whose
+/// keyframe flags it keeps). Empty for any other container. (Fragments the demuxer finds later
+/// are not in the index yet: they are read.)
+fn index_listing(input: &ffmpeg::format::context::Input) -> IndexListing {
+    let mut listing = IndexListing::default();
     if !input.format().name().starts_with("mov,") {
-        return Vec::new();
+        return listing;
     }
     let mut ranges = Vec::new();
     for stream in input.streams() {
+        let id = stream.parameters().id();
+        let video = stream.parameters().medium() == ffmpeg::media::Type::Video;
+        let coded_video = video && matches!(id, ffmpeg::codec::Id::H264 | ffmpeg::codec::Id::HEVC);
+        if !(index_only_codec(id) || coded_video) {
+            continue;
+        }
+        // (position, size, flags) of every index entry.
+        let mut entries: Vec<(i64, i32, i32)> = Vec::new();
         // SAFETY: the stream belongs to the open `input`; the entries are read before any other
         // call on the context, as avformat_index_get_entry requires.
         unsafe {
             let stream_ptr = stream.as_ptr() as *mut ffmpeg::ffi::AVStream;
-            if !index_only_codec(stream.parameters().id()) {
-                continue;
-            }
             let count = ffmpeg::ffi::avformat_index_get_entries_count(stream_ptr);
             for index in 0..count {
                 let entry = ffmpeg::ffi::avformat_index_get_entry(stream_ptr, index);
-                if entry.is_null() {
-                    continue;
+                if !entry.is_null() {
+                    entries.push(((*entry).pos, (*entry).size(), (*entry).flags()));
                 }
-                let (Ok(position), Ok(size)) =
-                    (u64::try_from((*entry).pos), u64::try_from((*entry).size()))
-                else {
-                    continue;
-                };
-                if size > 0 {
-                    ranges.push(position..position + size);
+            }
+        }
+        if !index_only_codec(id) {
+            let flags: Vec<i32> = entries.iter().map(|entry| entry.2).collect();
+            // SAFETY: codecpar of an open stream is valid while `input` lives; extradata holds
+            // extradata_size bytes when non-null.
+            let configured = unsafe {
+                let par = &*stream.parameters().as_ptr();
+                !par.extradata.is_null() && par.extradata_size > 0 && *par.extradata == 1
+            };
+            // Length-prefixed samples with their decoder configuration (avcC/hvcC) only:
+            // anything else is read.
+            if !configured || !listed_by_sync_table(id, &flags) {
+                continue;
+            }
+            for &(position, _, flags) in &entries {
+                if let Ok(position) = u64::try_from(position) {
+                    listing.keyframes.insert(
+                        (stream.index(), position),
+                        flags & ffmpeg::ffi::AVINDEX_KEYFRAME != 0,
+                    );
                 }
+            }
+        }
+        for (position, size, _) in entries {
+            let (Ok(position), Ok(size)) = (u64::try_from(position), u64::try_from(size)) else {
+                continue;
+            };
+            if size > 0 {
+                ranges.push(position..position + size);
             }
         }
     }
     ranges.sort_by_key(|range| range.start);
-    let mut merged: Vec<std::ops::Range<u64>> = Vec::with_capacity(ranges.len());
     for range in ranges {
-        match merged.last_mut() {
+        match listing.ranges.last_mut() {
             Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
-            _ => merged.push(range),
+            _ => listing.ranges.push(range),
         }
     }
-    merged
+    listing
 }
