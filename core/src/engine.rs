@@ -763,9 +763,10 @@ mod tests {
         let plan =
             plan_at_real_keyframes(&source, &mut info, &path, &four_segments()).expect("plan");
         assert_eq!(info.frames, before, "nothing demoted");
-        assert!(plan
-            .segments
-            .iter()
-            .all(|segment| segment.lead_in_frames == 0 && segment.frames == 25));
+        assert_eq!(
+            plan,
+            plan_for(&info, &four_segments()).expect("plan"),
+            "the plan the index gives"
+        );
     }
 }

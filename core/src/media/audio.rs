@@ -449,6 +449,11 @@ pub fn join_audio_pieces(
             if dts.is_some() {
                 last_dts[position] = dts;
             }
+            if counts[position] == 0 && matches!(actions[position], AudioAction::Encode { .. }) {
+                // The demuxer marked the source's first packet with its priming; the piece
+                // lost the mark, and the decoder that re-encodes the track must drop it.
+                util::mark_skip_samples(&mut packet, info.audio[position].priming_samples);
+            }
             counts[position] += 1;
             // Pieces carry the intermediate offset; the writer adds it again.
             util::shift_packet(&mut packet, -offsets[position]);

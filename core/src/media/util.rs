@@ -421,3 +421,31 @@ pub(crate) fn shift_packet(packet: &mut ffmpeg::Packet, ticks: i64) {
         packet.set_dts(packet.dts().map(|dts| dts + ticks));
     }
 }
+
+/// Marks `packet` so that its decoder drops the first `samples` decoded samples (FFmpeg's
+/// `AV_PKT_DATA_SKIP_SAMPLES`: little-endian skip count, end padding 0), unless it already
+/// carries such a mark. For a track's first packet copied through a NUT intermediate, which does
+/// not keep the demuxer's mark of the encoder priming.
+pub(crate) fn mark_skip_samples(packet: &mut ffmpeg::Packet, samples: u32) {
+    let marked = packet
+        .side_data()
+        .any(|side| side.kind() == ffmpeg::codec::packet::side_data::Type::SkipSamples);
+    if samples == 0 || marked {
+        return;
+    }
+    // SAFETY: the packet is owned; av_packet_new_side_data returns a buffer of the asked size
+    // (or null on allocation failure, left unmarked) that lives as long as the packet.
+    use ffmpeg::packet::Mut;
+    unsafe {
+        let data = ffmpeg::ffi::av_packet_new_side_data(
+            packet.as_mut_ptr(),
+            ffmpeg::ffi::AVPacketSideDataType::AV_PKT_DATA_SKIP_SAMPLES,
+            10,
+        );
+        if !data.is_null() {
+            let bytes = std::slice::from_raw_parts_mut(data, 10);
+            bytes.fill(0);
+            bytes[..4].copy_from_slice(&samples.to_le_bytes());
+        }
+    }
+}
