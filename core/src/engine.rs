@@ -609,9 +609,12 @@ pub fn finish_root(
         })?;
         Some(layout.audio())
     };
+    // An index that counts its packets but lists no pts was written before the pts were kept.
+    let video_pts = (index.pts.len() as u64 == index.packets).then_some(index.pts.as_slice());
     Ok(remux::remux(
         source,
         &leaves,
+        video_pts,
         audio.as_deref(),
         &job.info,
         &job.settings,

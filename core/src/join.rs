@@ -39,6 +39,11 @@ pub struct NodeIndex {
     /// Video packets (frames) and their bytes, summed over the leaves.
     pub packets: u64,
     pub bytes: u64,
+    /// Every packet's pts in file (decode) order, the leaves' one after another: what the root
+    /// needs to lay out the output's timestamps without reading the segments twice. Empty in
+    /// an index written before it was kept (the root then reads the pts from the files).
+    #[serde(default)]
+    pub pts: Vec<i64>,
 }
 
 /// Why two nodes cannot be joined. Each one is a defect of the encode (settings differing
@@ -114,6 +119,7 @@ impl NodeIndex {
             last_pts: right.last_pts,
             packets: self.packets + right.packets,
             bytes: self.bytes + right.bytes,
+            pts: self.pts.iter().chain(&right.pts).copied().collect(),
         })
     }
 }
@@ -147,6 +153,7 @@ mod tests {
             last_pts,
             packets: (last_pts - first_pts + 1) as u64,
             bytes: 1000,
+            pts: (first_pts..=last_pts).collect(),
         }
     }
 

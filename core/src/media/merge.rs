@@ -65,6 +65,7 @@ pub fn describe_segment(path: &Path, leaf: u32) -> Result<NodeIndex, MediaError>
     let mut input = util::open_input(path)?;
     let stream = stream_facts(path, &input)?;
     let (mut first_pts, mut last_pts, mut packets, mut bytes) = (i64::MAX, i64::MIN, 0u64, 0u64);
+    let mut all_pts = Vec::new();
     while let Some(packet) = read_packet(path, &mut input)? {
         let pts = packet.pts().ok_or_else(|| MediaError::Unsupported {
             path: path.to_owned(),
@@ -72,6 +73,7 @@ pub fn describe_segment(path: &Path, leaf: u32) -> Result<NodeIndex, MediaError>
         })?;
         first_pts = first_pts.min(pts);
         last_pts = last_pts.max(pts);
+        all_pts.push(pts);
         packets += 1;
         bytes += packet.size() as u64;
     }
@@ -88,6 +90,7 @@ pub fn describe_segment(path: &Path, leaf: u32) -> Result<NodeIndex, MediaError>
         last_pts,
         packets,
         bytes,
+        pts: all_pts,
     })
 }
 

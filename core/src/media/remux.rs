@@ -80,6 +80,7 @@ impl<T: std::io::Write + std::io::Seek + Send> SeekWrite for T {}
 pub fn remux(
     source: &Source,
     video: &[PathBuf],
+    video_pts: Option<&[i64]>,
     audio: Option<&Path>,
     info: &MediaInfo,
     settings: &EncodeSettings,
@@ -89,9 +90,12 @@ pub fn remux(
 ) -> Result<RemuxReport, MediaError> {
     util::init();
     let started = Instant::now();
-    // Pass 1 over the video: the pts in decode order (dts and durations follow once the output
-    // time base is known).
-    let merged_pts = LeafVideo::open(video)?.all_pts()?;
+    // The video's pts in decode order (dts and durations follow once the output time base is
+    // known): from the merged index when it has them, else a first pass over the files.
+    let merged_pts = match video_pts {
+        Some(pts) => pts.to_vec(),
+        None => LeafVideo::open(video)?.all_pts()?,
+    };
     // Pass 1 over the audio: NUT keeps no durations for some codecs (Opus), and a last packet
     // without one is dropped by the MP4 muxer. Each track's pts give the missing durations.
     let audio_pts: Vec<Vec<i64>> = match audio {
