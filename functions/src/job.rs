@@ -166,7 +166,7 @@ pub struct JobPaths {
 }
 
 impl JobPaths {
-    /// Precondition: `job_id` is one made by [`job_id`] (hex digits only).
+    /// Precondition: `job_id` is one made by [`JobIdentity::job_id`] (hex digits only).
     pub fn new(scratch_root: &Path, job_id: &str) -> Self {
         debug_assert!(
             job_id.bytes().all(|b| b.is_ascii_hexdigit()),
