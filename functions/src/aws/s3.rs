@@ -3,7 +3,7 @@
 //! retryable or refused.
 
 use crate::ports::ObjectVersion;
-use crate::ports::{ObjectError, ObjectStore};
+use crate::ports::{ObjectError, ObjectHead, ObjectStore};
 use crate::upload::MultipartStore;
 use std::path::Path;
 
@@ -330,12 +330,12 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
-    async fn size(
+    async fn head(
         &self,
         bucket: &str,
         key: &str,
         version: &ObjectVersion,
-    ) -> Result<u64, ObjectError> {
+    ) -> Result<ObjectHead, ObjectError> {
         let request = match (&version.version_id, &version.e_tag) {
             (Some(version_id), _) => self.client.head_object().version_id(version_id),
             (None, Some(e_tag)) => self
@@ -345,7 +345,16 @@ impl ObjectStore for S3Store {
             (None, None) => self.client.head_object(),
         };
         match request.bucket(bucket).key(key).send().await {
-            Ok(head) => Ok(head.content_length().unwrap_or(0).max(0) as u64),
+            Ok(head) => Ok(ObjectHead {
+                size: head.content_length().unwrap_or(0).max(0) as u64,
+                // The SDK gives the names without `x-amz-meta-`; S3 stores them lowercased.
+                metadata: head
+                    .metadata()
+                    .into_iter()
+                    .flatten()
+                    .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+                    .collect(),
+            }),
             Err(error) => {
                 let status = error.raw_response().map(|r| r.status().as_u16());
                 Err(object_error(

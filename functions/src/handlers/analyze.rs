@@ -4,18 +4,21 @@
 use super::event_jobs::{new_job_record, EventJob};
 use super::{
     blocking, event_jobs, now, object_source, read_existing_manifest, supersede, write_once,
-    Services, Upload, OUTPUT_CONTAINER, OUTPUT_EXTENSION,
+    Services, Upload,
 };
 use crate::error::HandlerError;
 use crate::events::{AnalyzeOutcome, AnalyzedJob, ExecutionInput, S3Event};
 use crate::job::{output_key, JobManifest, JobPaths};
-use crate::ports::{ExecutionStarter, ObjectStore};
+use crate::job_settings::{self, ResolvedSettings, SettingsError, SettingsLayer};
+use crate::ports::{ExecutionStarter, ObjectError, ObjectStore, ObjectVersion};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use treemux_core::engine::{self, JobSpec};
 use treemux_core::media::probe::{self, PacketReads};
 use treemux_core::media::source::{self, OverlaySource, Source};
+use treemux_core::settings::JobSettings;
 use treemux_core::state::{JobStatus, JobStore, JobUpdate, LatestClaim, StateStore};
 
 /// analyze: S3 ObjectCreated → job record, source copy, probe, plan, pair records, execution.
@@ -54,6 +57,24 @@ where
                     bucket: upload.bucket,
                     key: upload.key,
                     outcome: "refused-output".to_owned(),
+                });
+                continue;
+            }
+            EventJob::Spec(upload) => {
+                // Read by the job of the video beside it when that one is uploaded.
+                tracing::info!(
+                    bucket = %upload.bucket,
+                    key = %upload.key,
+                    outcome = "job-spec",
+                    "analyze: s3://{}/{} is a job spec: no job of its own",
+                    upload.bucket,
+                    upload.key
+                );
+                jobs.push(AnalyzedJob {
+                    job_id: String::new(),
+                    bucket: upload.bucket,
+                    key: upload.key,
+                    outcome: "job-spec".to_owned(),
                 });
                 continue;
             }
@@ -105,7 +126,6 @@ where
     let started = Instant::now();
     let config = &services.config;
     let (bucket, key) = (upload.bucket.as_str(), upload.key.as_str());
-    let output = output_key(&config.output_prefix, key, OUTPUT_EXTENSION);
     let record = new_job_record(config, upload, id);
     if !services.store.create_job(&record).await? {
         // The same upload again. Carry on only if an earlier attempt stopped before starting.
@@ -138,7 +158,7 @@ where
         }
         LatestClaim::Newest { previous: None } => {}
     }
-    match prepare(services, id, upload, output).await {
+    match prepare(services, id, upload).await {
         Ok(manifest) => {
             // A newer upload may have superseded this job while it was prepared: start nothing.
             if services
@@ -208,8 +228,9 @@ where
     }
 }
 
-/// Probes the upload by ranged reads (no copy), plans it, saves the bytes opening it reads,
-/// writes the manifest and the pair records.
+/// Resolves the job's own settings (HEAD: the upload's metadata; its job spec, if any) and
+/// records them, then probes the upload by ranged reads (no copy), plans it, saves the bytes
+/// opening it reads, writes the manifest and the pair records.
 ///
 /// The manifest is written once: a repeated analyze (a retry, a duplicate event) that finds it
 /// uses it as it is and reads nothing again, so an execution that may already run on it never
@@ -218,7 +239,6 @@ async fn prepare<S, O, X>(
     services: &Services<S, O, X>,
     id: &str,
     upload: &Upload,
-    output: String,
 ) -> Result<JobManifest, HandlerError>
 where
     S: StateStore + JobStore,
@@ -241,8 +261,22 @@ where
         .map_err(|e| HandlerError::transient(format!("{}: {e}", paths.dir.display())))?;
     // The upload is not copied: probing reads it by ranges (HEAD first, so a replaced or
     // deleted upload is refused as before).
-    let size = services.objects.size(bucket, key, &upload.version).await?;
-    let store = object_source(&services.objects, bucket, key, &upload.version, size);
+    let head = services.objects.head(bucket, key, &upload.version).await?;
+    // The job's own settings, before any work; a bad one fails the job naming it.
+    let resolved = job_settings(services, upload, &head.metadata).await?;
+    let JobSettings {
+        container,
+        encode: settings,
+    } = resolved.settings.clone();
+    let output = output_key(&config.output_prefix, key, container.extension());
+    let recorded = JobUpdate::Settings {
+        settings: resolved.settings.clone(),
+        from: resolved.from.clone(),
+        output: format!("s3://{}/{output}", config.output_bucket),
+    };
+    services.store.update_job(id, &recorded, now()).await?;
+    let origins = resolved.origins();
+    let store = object_source(&services.objects, bucket, key, &upload.version, head.size);
 
     let (id_owned, bucket_owned, key_owned) = (id.to_owned(), bucket.to_owned(), key.to_owned());
     let source_version = upload.version.label().to_owned();
@@ -267,18 +301,28 @@ where
         // Every check the local runner makes, in the same words (the core's engine).
         let source_name = PathBuf::from(format!("s3://{bucket_owned}/{key_owned}"));
         let output_name = PathBuf::from(format!("s3://{}/{output}", config.output_bucket));
+        // What the job's settings make of this source (a height above its own without
+        // upscale, a frame too small for the encoder) is refused naming where they came from.
+        let with_origins = |error: treemux_core::Error| {
+            let mut error = HandlerError::from(error);
+            if error.kind == treemux_core::ErrorKind::InvalidInput {
+                error.message = format!("{} (job settings: {origins})", error.message);
+            }
+            error
+        };
         let job = engine::prepare_job(
             &source,
             info,
             &source_name,
             &output_name,
-            OUTPUT_CONTAINER,
-            &config.settings,
+            container,
+            &settings,
             &config.plan,
-        )?;
+        )
+        .map_err(with_origins)?;
         // Before any work: an output one multipart upload cannot hold is refused now, not by
         // merge-audio after every segment was encoded.
-        engine::check_output_fits_multipart(&job, &source_name)?;
+        engine::check_output_fits_multipart(&job, &source_name).map_err(with_origins)?;
         let JobSpec {
             info,
             settings,
@@ -303,7 +347,8 @@ where
                 segment_bytes,
                 output_bucket: config.output_bucket.clone(),
                 output_key: output,
-                output_extension: OUTPUT_EXTENSION.to_owned(),
+                output_extension: container.extension().to_owned(),
+                container,
                 settings,
                 info,
                 plan,
@@ -330,6 +375,54 @@ where
     };
     services.store.create_pairs(id, &manifest.tree).await?;
     Ok(manifest)
+}
+
+/// The settings of `upload`'s job: the stack's, a template, its job spec (`<key>.treemux.json`
+/// beside it, read at any version: it is not part of the upload) and its object `metadata`
+/// ([`crate::job_settings`]). A setting that cannot be read or does not fit is
+/// `TreemuxInvalidInput` naming the upload and the setting.
+async fn job_settings<S, O, X>(
+    services: &Services<S, O, X>,
+    upload: &Upload,
+    metadata: &BTreeMap<String, String>,
+) -> Result<ResolvedSettings, HandlerError>
+where
+    O: ObjectStore,
+{
+    let config = &services.config;
+    let (bucket, key) = (upload.bucket.as_str(), upload.key.as_str());
+    let invalid =
+        |error: SettingsError| HandlerError::invalid(format!("s3://{bucket}/{key}: {error}"));
+    let metadata = SettingsLayer::from_metadata(metadata).map_err(invalid)?;
+    let spec_key = job_settings::spec_key(key);
+    let any = ObjectVersion::default();
+    let spec = match services.objects.head(bucket, &spec_key, &any).await {
+        Ok(head) if head.size > job_settings::SPEC_MAX_BYTES => {
+            return Err(HandlerError::invalid(format!(
+                "s3://{bucket}/{spec_key}: a job spec of {} bytes; treemux reads at most {}",
+                head.size,
+                job_settings::SPEC_MAX_BYTES
+            )))
+        }
+        Ok(head) => {
+            let bytes = services
+                .objects
+                .read_range(bucket, &spec_key, &any, 0, head.size)
+                .await?;
+            let origin = format!("s3://{bucket}/{spec_key}");
+            Some(SettingsLayer::from_spec(&bytes, &origin).map_err(invalid)?)
+        }
+        Err(ObjectError::NotFound { .. }) => None,
+        Err(error) => return Err(error.into()),
+    };
+    job_settings::resolve(
+        &config.settings,
+        config.container,
+        &config.templates,
+        spec.as_ref(),
+        &metadata,
+    )
+    .map_err(invalid)
 }
 
 /// Most bytes analyze saves of what opening the source reads (an hour's MP4 `moov` is a few MiB).

@@ -1,13 +1,14 @@
 //! An S3 event's uploads and the job each one names: the one derivation of job ids from events,
 //! shared by analyze and by job-failed.
 
-use super::{now, now_iso, Config, OUTPUT_EXTENSION};
+use super::{now, now_iso, Config};
 use crate::error::HandlerError;
 use crate::events::{S3Event, S3EventRecord};
 use crate::job::{
     decode_event_key, is_treemux_output, output_key, settings_fingerprint, upload_order,
     JobIdentity,
 };
+use crate::job_settings::is_job_spec;
 use crate::ports::ObjectVersion;
 use treemux_core::state::{JobRecord, JobStatus};
 use treemux_core::summary::RunOutput;
@@ -58,6 +59,8 @@ impl Upload {
     pub fn job_id(&self, config: &Config) -> String {
         let settings = settings_fingerprint(
             &config.settings,
+            config.container,
+            &config.templates,
             &config.plan,
             &config.output_bucket,
             &config.output_prefix,
@@ -87,13 +90,15 @@ fn created_records(event: &S3Event) -> impl Iterator<Item = &S3EventRecord> {
 pub enum EventJob {
     /// A key where treemux writes its outputs: no job.
     Refused(Upload),
+    /// A job spec (`<key>.treemux.json`), read by the job of the video beside it: no job.
+    Spec(Upload),
     /// An upload and the id of its job under the configuration.
     Job { upload: Upload, id: String },
 }
 
 /// The jobs an S3 event names, one per `ObjectCreated` record, in order: the one derivation of
 /// job ids from events, used by analyze and by job-failed for the events analyze gave up on.
-/// A record whose key cannot be decoded is an error (`TreemuxInvalidInput`).
+/// A job spec's upload is not a job. A record whose key cannot be decoded is an error (`TreemuxInvalidInput`).
 pub fn event_jobs<'a>(
     config: &'a Config,
     event: &'a S3Event,
@@ -108,6 +113,8 @@ pub fn event_jobs<'a>(
                 &upload.key,
             ) {
                 EventJob::Refused(upload)
+            } else if is_job_spec(&upload.key) {
+                EventJob::Spec(upload)
             } else {
                 let id = upload.job_id(config);
                 EventJob::Job { upload, id }
@@ -118,7 +125,11 @@ pub fn event_jobs<'a>(
 
 /// The record analyze creates for `upload`'s job `id`: CREATED, nothing done yet.
 pub(super) fn new_job_record(config: &Config, upload: &Upload, id: &str) -> JobRecord {
-    let output = output_key(&config.output_prefix, &upload.key, OUTPUT_EXTENSION);
+    let output = output_key(
+        &config.output_prefix,
+        &upload.key,
+        config.container.extension(),
+    );
     JobRecord {
         job_id: id.to_owned(),
         status: JobStatus::Created,
@@ -135,6 +146,8 @@ pub(super) fn new_job_record(config: &Config, upload: &Upload, id: &str) -> JobR
         error: None,
         superseded_by: None,
         result: RunOutput::default(),
+        settings: None,
+        settings_from: Default::default(),
         created_at: now(),
         updated_at: now(),
     }

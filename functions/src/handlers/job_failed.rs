@@ -88,7 +88,7 @@ where
     for job in event_jobs(config, &record.request_payload) {
         let (upload, id) = match job {
             Ok(EventJob::Job { upload, id }) => (upload, id),
-            Ok(EventJob::Refused(_)) => continue,
+            Ok(EventJob::Refused(_) | EventJob::Spec(_)) => continue,
             Err(error) => {
                 tracing::error!(
                     outcome = "no-job",

@@ -1,9 +1,7 @@
 //! merge-audio: the root of the merge tree: the audio joined, the output muxed straight into
 //! the job's multipart upload, completed only while the job is its key's newest.
 
-use super::{
-    blocking, job_source, now, read_manifest, supersede, write_once, Services, OUTPUT_CONTAINER,
-};
+use super::{blocking, job_source, now, read_manifest, supersede, write_once, Services};
 use crate::error::HandlerError;
 use crate::events::{JobDone, JobTask};
 use crate::job::{JobManifest, JobPaths};
@@ -123,7 +121,7 @@ where
     ensure_newest(services, &manifest).await?;
     let (bucket, key) = (manifest.output_bucket.clone(), manifest.output_key.clone());
     let completed_marker = paths.dir.join("upload-completed");
-    let job = manifest.job(OUTPUT_CONTAINER);
+    let job = manifest.job();
     // The same decision the local runner makes: what the output keeps, and a warning for the rest.
     let warnings = job.warnings();
     let layout = paths.layout();

@@ -28,6 +28,7 @@ pub use segments::{split_and_convert, split_audio};
 
 use crate::error::HandlerError;
 use crate::job::{JobManifest, JobPaths};
+use crate::job_settings::Templates;
 use crate::ports::{ObjectSource, ObjectStore, ObjectVersion};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,8 +47,12 @@ pub struct Config {
     pub output_bucket: String,
     /// Prepended to output keys, e.g. `transcoded/`.
     pub output_prefix: String,
-    /// Encoder settings for every job (threads: the function's vCPUs).
+    /// The stack's encoder settings, every job's defaults (threads: the function's vCPUs).
     pub settings: EncodeSettings,
+    /// The stack's output container, every job's default.
+    pub container: Container,
+    /// Named settings an upload may choose ([`crate::job_settings`]).
+    pub templates: Templates,
     pub plan: PlanOptions,
     /// Points where a handler dies on purpose: empty except in the worker's fault-injection
     /// runs (`TREEMUX_WORKER_FAULTS=crash:…`).
@@ -62,9 +67,6 @@ pub struct Services<S, O, X> {
     pub executions: X,
     pub config: Config,
 }
-
-const OUTPUT_CONTAINER: Container = Container::Mp4;
-const OUTPUT_EXTENSION: &str = "mp4";
 
 fn now() -> u64 {
     SystemTime::now()

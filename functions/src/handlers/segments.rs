@@ -1,7 +1,7 @@
 //! The segment tasks: split-audio (the whole audio once, where segments do not carry it) and
 //! split-and-convert (one segment encoded, then the merge decision).
 
-use super::{blocking, job_source, now, read_manifest, Services, OUTPUT_CONTAINER};
+use super::{blocking, job_source, now, read_manifest, Services};
 use crate::error::HandlerError;
 use crate::events::{JobTask, SegmentTask, StepOutput};
 use crate::job::JobPaths;
@@ -42,8 +42,7 @@ where
     let source = job_source(services, &manifest).await?;
     // A repeated task finds the audio extracted and its report recorded: nothing is redone.
     let produced = blocking(move || {
-        engine::extract_audio(&source, &manifest.job(OUTPUT_CONTAINER), &layout)
-            .map_err(HandlerError::from)
+        engine::extract_audio(&source, &manifest.job(), &layout).map_err(HandlerError::from)
     })
     .await?;
     let outcome = match produced {
@@ -118,7 +117,7 @@ where
     // not encode again (the core's engine decides, as for the local runner's --resume).
     let crashes_for_encode = crashes.clone();
     let produced = blocking(move || {
-        let job = manifest.job(OUTPUT_CONTAINER);
+        let job = manifest.job();
         engine::produce_segment(
             &source,
             &job,
