@@ -140,6 +140,15 @@ async fn metadata_and_a_job_spec_make_the_output_and_a_bad_setting_fails_the_job
         record.output,
         format!("s3://{}/{output_key}", stack.output_bucket)
     );
+    let head = stack
+        .s3
+        .head_object()
+        .bucket(&stack.output_bucket)
+        .key(output_key)
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(head.content_type(), Some("video/x-matroska"));
     let output = stack.download(output_key).await;
     let probed = ffprobe(&output);
     for line in [

@@ -236,6 +236,17 @@ fn object_error(
     }
 }
 
+/// The `Content-Type` of an output, by its key's extension (the container it holds), so a
+/// browser served the object plays it: MP4, QuickTime, Matroska, WebM.
+pub fn content_type(key: &str) -> &'static str {
+    match crate::job::safe_extension(key).as_str() {
+        "mov" => "video/quicktime",
+        "mkv" => "video/x-matroska",
+        "webm" => "video/webm",
+        _ => "video/mp4",
+    }
+}
+
 impl ObjectStore for S3Store {
     async fn get_to_path(
         &self,
@@ -323,7 +334,7 @@ impl ObjectStore for S3Store {
             .bucket(bucket)
             .key(key)
             .body(body)
-            .content_type("video/mp4")
+            .content_type(content_type(key))
             .send()
             .await
             .map_err(|e| put_failure(bucket, key, e))?;
@@ -460,7 +471,7 @@ impl MultipartStore for S3Store {
             .create_multipart_upload()
             .bucket(bucket)
             .key(key)
-            .content_type("video/mp4")
+            .content_type(content_type(key))
             .send()
             .await
             .map_err(|e| put_failure(bucket, key, e))?;
@@ -576,6 +587,14 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outputs_are_typed_by_their_container() {
+        assert_eq!(content_type("transcoded/a.mov.mp4"), "video/mp4");
+        assert_eq!(content_type("transcoded/a.mp4.mov"), "video/quicktime");
+        assert_eq!(content_type("transcoded/a.mp4.mkv"), "video/x-matroska");
+        assert_eq!(content_type("transcoded/a.mp4.webm"), "video/webm");
+    }
 
     #[test]
     fn part_ranges_cover_the_file_within_s3_limits() {
