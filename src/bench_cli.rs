@@ -58,11 +58,13 @@ pub struct ModelArgs {
     /// Length of the video to project, in seconds.
     #[arg(long, conflicts_with = "input")]
     video_seconds: Option<f64>,
-    /// A real video: its duration and source bitrate replace the defaults (probed, not decoded).
+    /// A real video: probed (its index, not decoded) for its duration, size and bitrates, and
+    /// its segments planned as the deployed analyze plans them; the projection runs on those.
     #[arg(long)]
     input: Option<PathBuf>,
-    /// Segments (default: what the deployed plan makes of the video's length: at least
-    /// `min_segment_seconds` (4 s) each, at most `max_segments` (1024)).
+    /// Segments (default: what the deployed plan makes of the video: with `--input`, the file's
+    /// own plan; else of its length, at least `min_segment_seconds` (4 s) each, at most
+    /// `max_segments` (1024)).
     #[arg(long)]
     segments: Option<u32>,
     /// Lambda functions at once.
@@ -272,18 +274,17 @@ pub fn model_command(args: ModelArgs) -> anyhow::Result<ExitCode> {
     if let Some(seconds) = args.video_seconds {
         inputs.video_seconds = seconds;
     }
-    if let Some(path) = &args.input {
-        let info = treemux_core::media::probe::probe(path)?;
-        let seconds = info.video.duration_seconds();
-        if seconds <= 0.0 {
-            anyhow::bail!("{}: the video has no duration", path.display());
+    let planned = match &args.input {
+        Some(path) => {
+            let planned = crate::model_input::plan_input(path, &inputs)?;
+            planned.apply(&mut inputs, segments_given);
+            Some(planned)
         }
-        inputs.video_seconds = seconds;
-        inputs.source_bytes_per_video_second = info.size_bytes as f64 / seconds;
-    }
+        None => None,
+    };
     if let Some(segments) = args.segments {
         inputs.segments = segments;
-    } else if !segments_given {
+    } else if !segments_given && planned.is_none() {
         inputs.segments = model::planned_segments(
             inputs.video_seconds,
             inputs.min_segment_seconds,
@@ -319,8 +320,15 @@ pub fn model_command(args: ModelArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("{}: cannot write the chart", path.display()))?;
     }
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&projection)?);
+        let mut json = serde_json::to_value(&projection)?;
+        if let (Some(planned), serde_json::Value::Object(fields)) = (&planned, &mut json) {
+            fields.insert("input".to_owned(), serde_json::to_value(planned)?);
+        }
+        outln!("{}", serde_json::to_string_pretty(&json)?);
     } else {
+        for line in planned.iter().flat_map(|planned| planned.describe()) {
+            outln!("{line}");
+        }
         print_projection(&projection);
     }
     Ok(ExitCode::SUCCESS)

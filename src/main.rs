@@ -23,6 +23,7 @@ mod bench;
 mod bench_cli;
 mod model;
 mod model_chart;
+mod model_input;
 mod timeline;
 mod tree_diagram;
 

@@ -264,3 +264,94 @@ fn model_scales_a_measured_data_path_and_draws_its_chart() {
         "{message}"
     );
 }
+
+/// `model --input`: a real file probed (duration, size, bitrates) and planned as analyze plans
+/// it, the projection run on that plan, Lambda beside EC2.
+#[test]
+fn model_plans_a_real_file_and_projects_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clip = dir.path().join("clip.mp4");
+    // 20 s with a keyframe every 2 s: the deployed limits (segments of at least 4 s) make 5.
+    pattern_clip(&clip, 20, 50);
+    let result = run(&["model", "--input", path(&clip), "--json"]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let projection = json(&result);
+    let input = &projection["input"];
+    let number = |value: &serde_json::Value| value.as_f64().expect("a number");
+    let seconds = number(&input["seconds"]);
+    assert!((seconds - 20.0).abs() < 0.1, "{seconds}");
+    let size = std::fs::metadata(&clip).expect("clip").len();
+    assert_eq!(input["size_bytes"], size);
+    assert!((number(&input["bits_per_second"]) * seconds / 8.0 - size as f64).abs() < 1.0);
+    let video = number(&input["video_bits_per_second"]);
+    let other = number(&input["other_bits_per_second"]);
+    assert!(video > 0.0 && other > 0.0, "{input}");
+    assert!((video + other - number(&input["bits_per_second"])).abs() < 1.0);
+    let segments = input["segment_seconds"].as_array().expect("segments");
+    assert_eq!(segments.len(), 5, "{input}");
+    let planned: f64 = segments.iter().map(number).sum();
+    assert!((planned - seconds).abs() < 0.05, "{planned} of {seconds}");
+    assert_eq!(input["lead_in_segments"], 0, "cuts on the 2 s keyframes");
+    // The projection runs on that file and that plan.
+    let inputs = &projection["inputs"];
+    assert_eq!(inputs["segments"], 5);
+    assert!((number(&inputs["video_seconds"]) - seconds).abs() < 1e-9);
+    assert!((number(&inputs["source_bytes_per_video_second"]) * seconds - size as f64).abs() < 1.0);
+    assert!((number(&inputs["audio_bytes_per_video_second"]) - other / 8.0).abs() < 1e-6);
+    assert!(number(&projection["lambda"]["wall_seconds"]) > 0.0);
+    assert!(number(&projection["lambda"]["dollars"]) > 0.0);
+    let ec2 = projection["ec2"].as_array().expect("EC2 beside it");
+    assert!(!ec2.is_empty() && ec2.iter().all(|i| number(&i["dollars"]) > 0.0));
+
+    // As text: the file, its bitrates and its plan before the projection.
+    let result = run(&["model", "--input", path(&clip)]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let text = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        text.contains("planned as analyze plans it: 5 segments of"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kb/s = video") && text.contains("EC2 c7i."),
+        "{text}"
+    );
+
+    // The plan follows the model's limits; --segments overrides the count, not the plan shown.
+    let limits = dir.path().join("limits.json");
+    std::fs::write(&limits, r#"{"min_segment_seconds": 8}"#).expect("write");
+    let result = run(&[
+        "model",
+        "--input",
+        path(&clip),
+        "--inputs",
+        path(&limits),
+        "--json",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let projection = json(&result);
+    let planned = projection["input"]["segment_seconds"]
+        .as_array()
+        .expect("plan")
+        .len();
+    assert!(
+        (1..5).contains(&planned),
+        "{planned} segments of at least 8 s"
+    );
+    assert_eq!(projection["inputs"]["segments"], planned);
+    let result = run(&["model", "--input", path(&clip), "--segments", "3", "--json"]);
+    let projection = json(&result);
+    assert_eq!(projection["inputs"]["segments"], 3);
+    assert_eq!(
+        projection["input"]["segment_seconds"]
+            .as_array()
+            .map(Vec::len),
+        Some(5)
+    );
+
+    // Not a video: refused, naming the file.
+    let text_file = dir.path().join("notes.mp4");
+    std::fs::write(&text_file, "not a video").expect("write");
+    let result = run(&["model", "--input", path(&text_file)]);
+    assert!(!result.status.success());
+    assert!(stderr(&result).contains("notes.mp4"), "{}", stderr(&result));
+}

@@ -340,6 +340,24 @@ impl Container {
         }
     }
 
+    /// The container named `name` (`mp4`, `m4v`, `mov`, `mkv` or `matroska`, `webm`; any case).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "matroska" => Some(Self::Matroska),
+            other => Self::from_path(Path::new(&format!("output.{other}"))),
+        }
+    }
+
+    /// The file extension treemux gives outputs in this container.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Mp4 => "mp4",
+            Self::Mov => "mov",
+            Self::Matroska => "mkv",
+            Self::WebM => "webm",
+        }
+    }
+
     /// FFmpeg muxer name.
     pub fn muxer_name(self) -> &'static str {
         match self {
@@ -393,6 +411,14 @@ impl Container {
             Self::Mp4 | Self::Mov | Self::Matroska => "aac",
         }
     }
+}
+
+/// What one job is made with: its output container and encoder settings (recorded on the job
+/// record of a job on AWS).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSettings {
+    pub container: Container,
+    pub encode: EncodeSettings,
 }
 
 /// Parses a bitrate such as `2500000`, `800k` or `2.5M` into bits per second.
@@ -485,6 +511,16 @@ mod tests {
         );
         assert_eq!(Container::from_path(Path::new("b.avi")), None);
         assert!(!Container::WebM.allows(VideoCodec::H264));
+        for container in [
+            Container::Mp4,
+            Container::Mov,
+            Container::Matroska,
+            Container::WebM,
+        ] {
+            assert_eq!(Container::parse(container.extension()), Some(container));
+        }
+        assert_eq!(Container::parse("Matroska"), Some(Container::Matroska));
+        assert_eq!(Container::parse("avi"), None);
         assert!(Container::Matroska.allows(VideoCodec::Av1));
     }
 }

@@ -10,6 +10,7 @@
 //! Implementations: [`InMemoryStateStore`] here (the local runner and tests) and, for AWS, a
 //! DynamoDB store with the same semantics. The methods are async because real stores are remote.
 
+use crate::settings::JobSettings;
 use crate::summary::RunOutput;
 use crate::tree::{MergeTree, NodeId, Side};
 use std::collections::{BTreeSet, HashMap};
@@ -293,6 +294,14 @@ pub struct JobRecord {
     /// `output_bytes` and `warnings` are fields (DynamoDB attributes) of the record itself.
     #[serde(flatten)]
     pub result: RunOutput,
+    /// The settings the job runs with (its own, resolved by analyze before any work); `None`
+    /// until then.
+    #[serde(default)]
+    pub settings: Option<JobSettings>,
+    /// Where each setting that is not the stack's default came from, by setting name (`crf` →
+    /// `x-amz-meta-treemux-crf`).
+    #[serde(default)]
+    pub settings_from: std::collections::BTreeMap<String, String>,
     /// Unix seconds.
     pub created_at: u64,
     pub updated_at: u64,
@@ -329,6 +338,13 @@ pub enum JobUpdate {
     /// recorded).
     Output(RunOutput),
     Succeeded,
+    /// The job's own settings, where each came from, and the output they make (its extension
+    /// follows the container); recorded by analyze before any work.
+    Settings {
+        settings: JobSettings,
+        from: std::collections::BTreeMap<String, String>,
+        output: String,
+    },
     /// Never replaces a success or a supersession; the first cause recorded is kept.
     Failed {
         error: String,
@@ -446,6 +462,15 @@ pub fn apply_job_update(record: &mut JobRecord, update: &JobUpdate, now: u64) {
             }
         }
         JobUpdate::Output(output) => record.result.clone_from(output),
+        JobUpdate::Settings {
+            settings,
+            from,
+            output,
+        } => {
+            record.settings = Some(settings.clone());
+            record.settings_from.clone_from(from);
+            record.output.clone_from(output);
+        }
         JobUpdate::Failed { error } => {
             // The first cause is the specific one; a later, generic report (the Map giving up
             // after a child failed) must not replace it. A superseded job's tasks stop with an

@@ -6,6 +6,7 @@
 //! paths are built from the job id only, never from the S3 key: a key with `../`, spaces or
 //! unicode cannot reach outside the job's directory.
 
+use crate::job_settings::Templates;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -73,17 +74,26 @@ impl JobIdentity<'_> {
     }
 }
 
-/// A stable text of everything that changes a job's output: the encoder settings, the plan
-/// options and where the output goes. Part of the job identity, so new settings make a new job.
+/// A stable text of everything in the stack's configuration that changes a job's output: the
+/// default encoder settings and container, the templates an upload may choose, the plan options
+/// and where the output goes. Part of the job identity, so a stack with new settings makes a
+/// new job of a repeated event. An upload's own settings (its object metadata, its job spec)
+/// are not: they belong to that upload, whose event (`upload`) and version already separate
+/// it from any other, and they are read only once the job's record exists, so that a bad one
+/// fails that record (job-failed derives the same ids without reading the object).
 pub fn settings_fingerprint(
     settings: &EncodeSettings,
+    container: Container,
+    templates: &Templates,
     plan: &treemux_core::plan::PlanOptions,
     output_bucket: &str,
     output_prefix: &str,
 ) -> String {
     format!(
-        "{}|{}|{output_bucket}|{output_prefix}",
+        "{}|{}|{}|{}|{output_bucket}|{output_prefix}",
         serde_json::to_string(settings).unwrap_or_default(),
+        container.extension(),
+        serde_json::to_string(templates).unwrap_or_default(),
         serde_json::to_string(plan).unwrap_or_default(),
     )
 }
@@ -166,7 +176,7 @@ pub struct JobPaths {
 }
 
 impl JobPaths {
-    /// Precondition: `job_id` is one made by [`job_id`] (hex digits only).
+    /// Precondition: `job_id` is one made by [`JobIdentity::job_id`] (hex digits only).
     pub fn new(scratch_root: &Path, job_id: &str) -> Self {
         debug_assert!(
             job_id.bytes().all(|b| b.is_ascii_hexdigit()),
@@ -224,6 +234,10 @@ pub struct JobManifest {
     pub output_bucket: String,
     pub output_key: String,
     pub output_extension: String,
+    /// The job's output container (its own setting; MP4 in manifests from before there were
+    /// per-job settings).
+    #[serde(default = "mp4")]
+    pub container: Container,
     pub settings: EncodeSettings,
     /// The probe of the source, named `s3://bucket/key` (without the frame list).
     pub info: MediaInfo,
@@ -232,12 +246,16 @@ pub struct JobManifest {
     pub audio_actions: Vec<AudioAction>,
 }
 
+fn mp4() -> Container {
+    Container::Mp4
+}
+
 impl JobManifest {
-    /// The job as the core's engine runs it, writing `container`.
-    pub fn job(&self, container: Container) -> JobSpec {
+    /// The job as the core's engine runs it.
+    pub fn job(&self) -> JobSpec {
         JobSpec {
             info: self.info.clone(),
-            container,
+            container: self.container,
             settings: self.settings.clone(),
             plan: self.plan.clone(),
             tree: self.tree,

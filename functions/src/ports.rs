@@ -1,6 +1,7 @@
 //! Narrow ports to the outside world beside the core's state store: an object store (S3, or a
 //! local directory) and an execution starter (Step Functions, or a recorder in tests).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -63,6 +64,15 @@ impl ObjectVersion {
     }
 }
 
+/// What a HEAD of one object version says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectHead {
+    /// The object's length in bytes.
+    pub size: u64,
+    /// Its user metadata: S3's `x-amz-meta-<name>` headers by `<name>`, lowercased.
+    pub metadata: BTreeMap<String, String>,
+}
+
 /// Objects addressed by bucket and key. Cheap to clone (a client handle, a path): a reader on
 /// a blocking thread takes its own ([`ObjectSource`]).
 pub trait ObjectStore: Send + Sync + Clone + std::fmt::Debug + 'static {
@@ -77,13 +87,14 @@ pub trait ObjectStore: Send + Sync + Clone + std::fmt::Debug + 'static {
         path: &Path,
     ) -> impl Future<Output = Result<u64, ObjectError>> + Send;
 
-    /// The length in bytes of `version` of an object; errors as [`ObjectStore::get_to_path`].
-    fn size(
+    /// The length and user metadata of `version` of an object (S3: a HEAD); errors as
+    /// [`ObjectStore::get_to_path`].
+    fn head(
         &self,
         bucket: &str,
         key: &str,
         version: &ObjectVersion,
-    ) -> impl Future<Output = Result<u64, ObjectError>> + Send;
+    ) -> impl Future<Output = Result<ObjectHead, ObjectError>> + Send;
 
     /// Bytes `offset .. offset + len` of `version` of an object (fewer at its end, none past
     /// it); errors as [`ObjectStore::get_to_path`] (S3: a ranged GET of that version id, or
@@ -135,7 +146,9 @@ pub trait ExecutionStarter: Send + Sync {
 }
 
 /// Buckets as directories under a root: `root/bucket/key`. Used for tests and local runs. Keeps
-/// one version of each object and no ETags, so it reads whatever the file holds.
+/// one version of each object and no ETags, so it reads whatever the file holds. User metadata
+/// is kept beside, as JSON under `root/.metadata/bucket/key` (no bucket is named `.metadata`),
+/// and dropped when the object is written again, as a PUT without metadata does on S3.
 #[derive(Clone, Debug)]
 pub struct LocalDirStore {
     pub root: PathBuf,
@@ -155,6 +168,43 @@ impl LocalDirStore {
             });
         }
         Ok(self.root.join(bucket).join(key))
+    }
+
+    fn metadata_path(&self, bucket: &str, key: &str) -> Result<PathBuf, ObjectError> {
+        self.path(bucket, key)?;
+        Ok(self.root.join(".metadata").join(bucket).join(key))
+    }
+
+    /// Sets an object's user metadata (names without `x-amz-meta-`), as an upload with
+    /// `x-amz-meta-<name>` headers does.
+    pub fn put_metadata(
+        &self,
+        bucket: &str,
+        key: &str,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<(), ObjectError> {
+        let path = self.metadata_path(bucket, key)?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(local(parent))?;
+        }
+        let lowercased: BTreeMap<String, String> = metadata
+            .iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+            .collect();
+        let json = serde_json::to_vec(&lowercased).expect("a map of strings serializes");
+        std::fs::write(&path, json).map_err(local(&path))
+    }
+
+    fn metadata(&self, bucket: &str, key: &str) -> Result<BTreeMap<String, String>, ObjectError> {
+        let path = self.metadata_path(bucket, key)?;
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| ObjectError::Local {
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, error),
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(error) => Err(local(&path)(error)),
+        }
     }
 }
 
@@ -208,15 +258,18 @@ impl ObjectStore for LocalDirStore {
         copy_atomically(&source, path).await
     }
 
-    async fn size(
+    async fn head(
         &self,
         bucket: &str,
         key: &str,
         _version: &ObjectVersion,
-    ) -> Result<u64, ObjectError> {
+    ) -> Result<ObjectHead, ObjectError> {
         let path = self.path(bucket, key)?;
         match std::fs::metadata(&path) {
-            Ok(metadata) if metadata.is_file() => Ok(metadata.len()),
+            Ok(metadata) if metadata.is_file() => Ok(ObjectHead {
+                size: metadata.len(),
+                metadata: self.metadata(bucket, key)?,
+            }),
             Ok(_) => Err(ObjectError::NotFound {
                 bucket: bucket.into(),
                 key: key.into(),
@@ -256,9 +309,14 @@ impl ObjectStore for LocalDirStore {
     }
 
     async fn put_from_path(&self, path: &Path, bucket: &str, key: &str) -> Result<(), ObjectError> {
-        copy_atomically(path, &self.path(bucket, key)?)
-            .await
-            .map(|_| ())
+        copy_atomically(path, &self.path(bucket, key)?).await?;
+        let metadata = self.metadata_path(bucket, key)?;
+        match std::fs::remove_file(&metadata) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                Err(local(&metadata)(error))
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, ObjectError> {
@@ -295,7 +353,7 @@ pub struct ObjectSource<O> {
     pub bucket: String,
     pub key: String,
     pub version: ObjectVersion,
-    /// The object's length in bytes ([`ObjectStore::size`]).
+    /// The object's length in bytes ([`ObjectHead::size`]).
     pub size: u64,
     pub runtime: tokio::runtime::Handle,
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use treemux_core::plan::PlanOptions;
-use treemux_core::settings::{EncodeSettings, VideoCodec};
+use treemux_core::settings::{Container, EncodeSettings, VideoCodec};
 use treemux_core::state::{JobStatus, JobStore};
 use treemux_functions::aws::{DynamoStore, S3Store};
 use treemux_functions::events::{ExecutionInput, S3Event};
@@ -86,6 +86,8 @@ async fn setup(test: &str) -> Setup {
                 output_bucket: format!("{name}-out"),
                 output_prefix: "transcoded/".into(),
                 settings,
+                container: Container::Mp4,
+                templates: Default::default(),
                 plan: PlanOptions {
                     max_segments: 4,
                     min_segment_seconds: 0.5,

@@ -2,120 +2,18 @@
 //! in-memory state store, a local-directory object store and a recording execution starter; and
 //! the whole job driven the way the state machine drives it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use treemux_core::media::verify::{verify, VerifyOptions};
-use treemux_core::plan::PlanOptions;
-use treemux_core::settings::{EncodeSettings, RateControl, VideoCodec};
+use treemux_core::settings::RateControl;
 use treemux_core::state::{InMemoryStateStore, JobStatus, JobStore};
 use treemux_core::steps::NextStep;
 use treemux_core::summary::RunOutput;
-use treemux_functions::events::{
-    ExecutionInput, JobFailedInput, JobTask, MergeTask, S3Event, SegmentTask,
-};
-use treemux_functions::handlers::{self, Config, Services};
-use treemux_functions::ports::{LocalDirStore, ObjectError, ObjectStore, RecordingStarter};
+use treemux_functions::events::{JobFailedInput, MergeTask, S3Event, SegmentTask};
+use treemux_functions::handlers::{self, Services};
+use treemux_functions::ports::{ObjectError, ObjectStore, RecordingStarter};
 
-type TestServices = Services<InMemoryStateStore, LocalDirStore, RecordingStarter>;
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name),
-    )
-    .expect("fixture")
-}
-
-fn sample(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../samples")
-        .join(name)
-}
-
-/// Services over a temporary directory holding the "buckets" and the scratch root, with the
-/// fixture's upload in place.
-fn services(dir: &Path, upload: &str) -> TestServices {
-    services_for(dir, &sample(upload))
-}
-
-/// [`services`] with any file as the fixture's upload (its content decides what it is).
-fn services_for(dir: &Path, upload: &Path) -> TestServices {
-    let objects = LocalDirStore {
-        root: dir.join("buckets"),
-    };
-    let target = objects.root.join("treemux-input/uploads/café clip.webm");
-    std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
-    std::fs::copy(upload, &target).expect("upload");
-    let mut settings = EncodeSettings::new(VideoCodec::H264);
-    settings.preset = "veryfast".into();
-    Services {
-        store: InMemoryStateStore::new(),
-        objects,
-        executions: RecordingStarter::default(),
-        config: Config {
-            scratch_root: dir.join("efs"),
-            output_bucket: "treemux-output".into(),
-            output_prefix: "transcoded/".into(),
-            settings,
-            plan: PlanOptions {
-                max_segments: 4,
-                min_segment_seconds: 1.0,
-                ..PlanOptions::default()
-            },
-            crashes: Default::default(),
-        },
-    }
-}
-
-fn started_input(services: &TestServices) -> ExecutionInput {
-    let started = services.executions.started.lock().expect("lock");
-    assert_eq!(started.len(), 1, "one execution started");
-    serde_json::from_str(&started[0].1).expect("execution input")
-}
-
-/// Runs the job the way the state machine does: audio beside the segments, each segment task
-/// climbing while it wins merges, then merge-audio. Returns the tasks that merged.
-async fn drive(services: &TestServices, input: &ExecutionInput) -> Vec<MergeTask> {
-    // split-audio and merge-audio take the job as Step Functions passes it (fixture).
-    let job: JobTask =
-        serde_json::from_str(&fixture("task-job.json").replace("JOB_ID", &input.job_id))
-            .expect("task");
-    handlers::split_audio(services, job.clone())
-        .await
-        .expect("split-audio");
-    let mut merges = Vec::new();
-    let mut audio_ready = 0;
-    for &segment in input.segments.iter().rev() {
-        let mut step = handlers::split_and_convert(
-            services,
-            SegmentTask {
-                job_id: input.job_id.clone(),
-                segment,
-            },
-        )
-        .await
-        .expect("split-and-convert");
-        while let NextStep::Merge { node, child } = step.next {
-            let task = MergeTask {
-                job_id: input.job_id.clone(),
-                node,
-                child,
-            };
-            merges.push(task.clone());
-            step = handlers::merge_video(services, task)
-                .await
-                .expect("merge-video");
-        }
-        if step.next == NextStep::MergeAudio {
-            audio_ready += 1;
-        }
-    }
-    assert_eq!(audio_ready, 1, "exactly one task reaches the root");
-    handlers::merge_audio(services, job)
-        .await
-        .expect("merge-audio");
-    merges
-}
+mod handler_fakes;
+use handler_fakes::{drive, fixture, job, sample, services, services_for, started_input};
 
 #[tokio::test]
 async fn analyze_the_real_s3_event_then_run_the_whole_job() {
@@ -552,10 +450,6 @@ async fn state_machine_task_fixtures() {
     );
 }
 
-async fn job(store: &InMemoryStateStore, id: &str) -> treemux_core::state::JobRecord {
-    store.get_job(id).await.expect("read").expect("record")
-}
-
 /// An object store that answers every request as S3 answering 503 would: a transient error.
 #[derive(Clone, Debug)]
 struct UnavailableObjects;
@@ -605,12 +499,12 @@ impl treemux_functions::upload::MultipartStore for UnavailableObjects {
 }
 
 impl ObjectStore for UnavailableObjects {
-    async fn size(
+    async fn head(
         &self,
         bucket: &str,
         key: &str,
         _version: &treemux_functions::ports::ObjectVersion,
-    ) -> Result<u64, ObjectError> {
+    ) -> Result<treemux_functions::ports::ObjectHead, ObjectError> {
         Err(unavailable(bucket, key))
     }
 

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{endpoint, sdk, stack_available};
+use std::collections::BTreeMap;
 use treemux_core::media::source::ByteSource as _;
 use treemux_functions::aws::S3Store;
 use treemux_functions::ports::{
@@ -135,6 +136,8 @@ async fn ranged_reads_get_exactly_the_announced_version() {
         .bucket(&bucket)
         .key("clip.mp4")
         .body(bytes.clone().into())
+        .metadata("treemux-crf", "30")
+        .metadata("Treemux-Height", "720")
         .send()
         .await
         .expect("put");
@@ -148,21 +151,36 @@ async fn ranged_reads_get_exactly_the_announced_version() {
     };
     std::fs::create_dir_all(dir.path().join(&bucket)).expect("dir");
     std::fs::write(dir.path().join(&bucket).join("clip.mp4"), &bytes).expect("write");
+    let metadata: BTreeMap<String, String> = [("treemux-crf", "30"), ("Treemux-Height", "720")]
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .into();
+    local
+        .put_metadata(&bucket, "clip.mp4", &metadata)
+        .expect("metadata");
 
     let s3 = S3Store::new(client.clone());
-    for (name, size, ranges) in [
+    for (name, head, ranges) in [
         (
             "s3",
-            s3.size(&bucket, "clip.mp4", &version).await,
+            s3.head(&bucket, "clip.mp4", &version).await,
             read_ranges(&s3, &bucket, &version).await,
         ),
         (
             "local",
-            local.size(&bucket, "clip.mp4", &version).await,
+            local.head(&bucket, "clip.mp4", &version).await,
             read_ranges(&local, &bucket, &version).await,
         ),
     ] {
-        assert_eq!(size.expect("size"), bytes.len() as u64, "{name}: size");
+        let head = head.expect("head");
+        assert_eq!(head.size, bytes.len() as u64, "{name}: size");
+        let lowercased: BTreeMap<String, String> =
+            [("treemux-crf", "30"), ("treemux-height", "720")]
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .into();
+        assert_eq!(
+            head.metadata, lowercased,
+            "{name}: metadata, names lowercased"
+        );
         let [start, middle, end, past] = ranges;
         assert_eq!(start, bytes[..1000], "{name}: the first bytes");
         assert_eq!(
@@ -215,7 +233,7 @@ async fn ranged_reads_get_exactly_the_announced_version() {
         "a replaced object is Changed: {changed}"
     );
     assert!(matches!(
-        s3.size(&bucket, "clip.mp4", &version).await,
+        s3.head(&bucket, "clip.mp4", &version).await,
         Err(ObjectError::Changed { .. })
     ));
     let gone = s3

@@ -4,9 +4,11 @@
 mod common;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::task::JoinSet;
+use treemux_core::settings::{Container, EncodeSettings, JobSettings, RateControl, VideoCodec};
 use treemux_core::state::{
     ClaimOutcome, InMemoryStateStore, JobRecord, JobStatus, JobStore, JobUpdate, StateError,
     StateStore,
@@ -32,6 +34,8 @@ fn record(job_id: &str) -> JobRecord {
         error: None,
         superseded_by: None,
         result: Default::default(),
+        settings: None,
+        settings_from: Default::default(),
         created_at: 1,
         updated_at: 1,
     }
@@ -56,6 +60,29 @@ async fn conformance<S: StateStore + JobStore>(store: &S, job: &str) {
         )
         .await
         .expect("running");
+    // The job's own settings, read back as written (DynamoDB: a map attribute).
+    let mut encode = EncodeSettings::new(VideoCodec::Vp9);
+    (encode.rate, encode.height, encode.upscale) =
+        (RateControl::Bitrate(1_500_000), Some(720), true);
+    let settings = JobSettings {
+        container: Container::WebM,
+        encode,
+    };
+    let from = BTreeMap::from([(
+        "bitrate".to_owned(),
+        "x-amz-meta-treemux-bitrate".to_owned(),
+    )]);
+    let update = JobUpdate::Settings {
+        settings: settings.clone(),
+        from: from.clone(),
+        output: "s3://out/a.mp4.webm".into(),
+    };
+    store.update_job(job, &update, 2).await.expect("settings");
+    let read = store.get_job(job).await.expect("read").expect("record");
+    assert_eq!(
+        (read.settings, read.settings_from, read.output.as_str()),
+        (Some(settings), from, "s3://out/a.mp4.webm")
+    );
     for _ in 0..2 {
         store
             .update_job(

@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use treemux_core::fault::{CrashPlan, CrashPoint};
 use treemux_functions::error::HandlerError;
-use treemux_functions::ports::{ObjectError, ObjectStore, ObjectVersion};
+use treemux_functions::ports::{ObjectError, ObjectHead, ObjectStore, ObjectVersion};
 use treemux_functions::upload::MultipartStore;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -244,14 +244,14 @@ impl<O: ObjectStore> ObjectStore for FaultyObjects<O> {
         self.inner.get_to_path(bucket, key, version, path).await
     }
 
-    async fn size(
+    async fn head(
         &self,
         bucket: &str,
         key: &str,
         version: &ObjectVersion,
-    ) -> Result<u64, ObjectError> {
+    ) -> Result<ObjectHead, ObjectError> {
         self.refuse_read(bucket, key)?;
-        self.inner.size(bucket, key, version).await
+        self.inner.head(bucket, key, version).await
     }
 
     async fn read_range(

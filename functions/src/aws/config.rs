@@ -1,9 +1,10 @@
 //! The handlers' configuration from the environment the template (or the local stack) sets.
 
 use crate::handlers::Config;
+use crate::job_settings::{self, SettingsLayer, Templates};
 use std::path::PathBuf;
 use treemux_core::plan::PlanOptions;
-use treemux_core::settings::{EncodeSettings, RateControl, VideoCodec};
+use treemux_core::settings::{Container, EncodeSettings, RateControl, VideoCodec};
 
 pub(super) fn env(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
@@ -18,8 +19,11 @@ pub(super) fn env_or(name: &str, default: &str) -> String {
 /// (default `transcoded/`), `TREEMUX_CODEC` (h264), `TREEMUX_CRF` or `TREEMUX_BITRATE` (e.g. `2M`),
 /// `TREEMUX_PRESET`, `TREEMUX_HEIGHT` (empty or unset: the codec's defaults, the source's height),
 /// `TREEMUX_UPSCALE` (`1`: allow a height above the source's),
-/// `TREEMUX_THREADS` (default: the vCPUs), `TREEMUX_MAX_SEGMENTS` (default 1024),
-/// `TREEMUX_MIN_SEGMENT_SECONDS` (default 4).
+/// `TREEMUX_CONTAINER` (mp4, mov, mkv or webm; default mp4), `TREEMUX_TEMPLATES` (named
+/// settings an upload may choose, a JSON object such as `{"web-720p": {"height": 720, "crf":
+/// 23}}`; see [`crate::job_settings`]), `TREEMUX_THREADS` (default: the vCPUs),
+/// `TREEMUX_MAX_SEGMENTS` (default 1024), `TREEMUX_MIN_SEGMENT_SECONDS` (default 4).
+/// Each template is checked at start-up as a job choosing it would be.
 pub fn config_from_env() -> Result<Config, String> {
     let settings = encode_settings_from(|name| std::env::var(name).ok())?;
     config_with(settings)
@@ -75,6 +79,7 @@ fn config_with(mut settings: EncodeSettings) -> Result<Config, String> {
         .parse()
         .map_err(|_| "TREEMUX_THREADS: expected a number".to_owned())?;
     settings.validate()?;
+    let (container, templates) = job_defaults_from(|name| std::env::var(name).ok(), &settings)?;
     let max_segments: u32 = env_or("TREEMUX_MAX_SEGMENTS", "1024")
         .parse()
         .map_err(|_| "TREEMUX_MAX_SEGMENTS: expected a number".to_owned())?;
@@ -86,6 +91,8 @@ fn config_with(mut settings: EncodeSettings) -> Result<Config, String> {
         output_bucket: env("TREEMUX_OUTPUT_BUCKET")?,
         output_prefix: env_or("TREEMUX_OUTPUT_PREFIX", "transcoded/"),
         settings,
+        container,
+        templates,
         plan: PlanOptions {
             max_segments,
             min_segment_seconds,
@@ -93,6 +100,43 @@ fn config_with(mut settings: EncodeSettings) -> Result<Config, String> {
         },
         crashes: Default::default(),
     })
+}
+
+/// The default container (`TREEMUX_CONTAINER`) and the templates (`TREEMUX_TEMPLATES`) as
+/// `var` reads them, each template checked on `settings` as a job choosing it would be.
+fn job_defaults_from(
+    var: impl Fn(&str) -> Option<String>,
+    settings: &EncodeSettings,
+) -> Result<(Container, Templates), String> {
+    let set = |name: &str| var(name).filter(|value| !value.trim().is_empty());
+    let container = match set("TREEMUX_CONTAINER") {
+        Some(name) => Container::parse(name.trim()).ok_or_else(|| {
+            format!("TREEMUX_CONTAINER={name}: expected one of mp4, mov, mkv, webm")
+        })?,
+        None => Container::Mp4,
+    };
+    if !container.allows(settings.codec) {
+        return Err(format!(
+            "TREEMUX_CONTAINER={}: a .{} file cannot hold {} video (TREEMUX_CODEC)",
+            container.extension(),
+            container.extension(),
+            settings.codec
+        ));
+    }
+    let templates = match set("TREEMUX_TEMPLATES") {
+        Some(text) => job_settings::parse_templates(&text).map_err(|e| e.to_string())?,
+        None => Templates::new(),
+    };
+    for name in templates.keys() {
+        let choose = SettingsLayer {
+            template: Some(name.clone()),
+            from: [("template".to_owned(), "TREEMUX_TEMPLATES".to_owned())].into(),
+            ..SettingsLayer::default()
+        };
+        job_settings::resolve(settings, container, &templates, None, &choose)
+            .map_err(|e| format!("TREEMUX_TEMPLATES template {name}: {e}"))?;
+    }
+    Ok((container, templates))
 }
 
 #[cfg(test)]
@@ -146,5 +190,39 @@ mod tests {
         assert!(bad.is_err_and(|e| e.contains("TREEMUX_BITRATE=fast")));
         let vp9_medium = settings_for(&[("TREEMUX_CODEC", "vp9"), ("TREEMUX_PRESET", "medium")]);
         assert!(vp9_medium.is_err(), "refused at start-up too");
+    }
+
+    fn job_defaults_for(vars: &[(&str, &str)]) -> Result<(Container, Templates), String> {
+        let settings = settings_for(vars)?;
+        job_defaults_from(
+            |name| {
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            },
+            &settings,
+        )
+    }
+
+    #[test]
+    fn the_container_and_templates_are_checked_at_start_up() {
+        let (container, templates) = job_defaults_for(&[
+            ("TREEMUX_CONTAINER", "mkv"),
+            (
+                "TREEMUX_TEMPLATES",
+                r#"{"web-720p": {"height": 720, "crf": 23}}"#,
+            ),
+        ])
+        .expect("defaults");
+        assert_eq!(container, Container::Matroska);
+        assert_eq!(templates["web-720p"].height, Some(Some(720)));
+        let empty = job_defaults_for(&[("TREEMUX_CONTAINER", ""), ("TREEMUX_TEMPLATES", "")]);
+        assert!(empty.is_ok_and(|(c, t)| c == Container::Mp4 && t.is_empty()));
+        let webm = job_defaults_for(&[("TREEMUX_CONTAINER", "webm")]);
+        assert!(webm.is_err_and(|e| e.contains("cannot hold h264")));
+        let bad = job_defaults_for(&[("TREEMUX_TEMPLATES", r#"{"x": {"preset": "sluggish"}}"#)]);
+        assert!(bad.is_err_and(|e| e.contains("template x") && e.contains("--preset sluggish")));
+        let typo = job_defaults_for(&[("TREEMUX_TEMPLATES", r#"{"x": {"heigth": 720}}"#)]);
+        assert!(typo.is_err_and(|e| e.contains("unknown setting \"heigth\"")));
     }
 }

@@ -3,7 +3,7 @@
 //! retryable or refused.
 
 use crate::ports::ObjectVersion;
-use crate::ports::{ObjectError, ObjectStore};
+use crate::ports::{ObjectError, ObjectHead, ObjectStore};
 use crate::upload::MultipartStore;
 use std::path::Path;
 
@@ -236,6 +236,17 @@ fn object_error(
     }
 }
 
+/// The `Content-Type` of an output, by its key's extension (the container it holds), so a
+/// browser served the object plays it: MP4, QuickTime, Matroska, WebM.
+pub fn content_type(key: &str) -> &'static str {
+    match crate::job::safe_extension(key).as_str() {
+        "mov" => "video/quicktime",
+        "mkv" => "video/x-matroska",
+        "webm" => "video/webm",
+        _ => "video/mp4",
+    }
+}
+
 impl ObjectStore for S3Store {
     async fn get_to_path(
         &self,
@@ -323,19 +334,19 @@ impl ObjectStore for S3Store {
             .bucket(bucket)
             .key(key)
             .body(body)
-            .content_type("video/mp4")
+            .content_type(content_type(key))
             .send()
             .await
             .map_err(|e| put_failure(bucket, key, e))?;
         Ok(())
     }
 
-    async fn size(
+    async fn head(
         &self,
         bucket: &str,
         key: &str,
         version: &ObjectVersion,
-    ) -> Result<u64, ObjectError> {
+    ) -> Result<ObjectHead, ObjectError> {
         let request = match (&version.version_id, &version.e_tag) {
             (Some(version_id), _) => self.client.head_object().version_id(version_id),
             (None, Some(e_tag)) => self
@@ -345,7 +356,16 @@ impl ObjectStore for S3Store {
             (None, None) => self.client.head_object(),
         };
         match request.bucket(bucket).key(key).send().await {
-            Ok(head) => Ok(head.content_length().unwrap_or(0).max(0) as u64),
+            Ok(head) => Ok(ObjectHead {
+                size: head.content_length().unwrap_or(0).max(0) as u64,
+                // The SDK gives the names without `x-amz-meta-`; S3 stores them lowercased.
+                metadata: head
+                    .metadata()
+                    .into_iter()
+                    .flatten()
+                    .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+                    .collect(),
+            }),
             Err(error) => {
                 let status = error.raw_response().map(|r| r.status().as_u16());
                 Err(object_error(
@@ -451,7 +471,7 @@ impl MultipartStore for S3Store {
             .create_multipart_upload()
             .bucket(bucket)
             .key(key)
-            .content_type("video/mp4")
+            .content_type(content_type(key))
             .send()
             .await
             .map_err(|e| put_failure(bucket, key, e))?;
@@ -567,6 +587,14 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outputs_are_typed_by_their_container() {
+        assert_eq!(content_type("transcoded/a.mov.mp4"), "video/mp4");
+        assert_eq!(content_type("transcoded/a.mp4.mov"), "video/quicktime");
+        assert_eq!(content_type("transcoded/a.mp4.mkv"), "video/x-matroska");
+        assert_eq!(content_type("transcoded/a.mp4.webm"), "video/webm");
+    }
 
     #[test]
     fn part_ranges_cover_the_file_within_s3_limits() {

@@ -447,17 +447,24 @@ impl Stack {
     }
 
     pub async fn upload(&self, key: &str, file: &Path) {
+        self.upload_with_metadata(key, file, &[]).await;
+    }
+
+    /// [`Stack::upload`] with user metadata: `(name, value)` sent as `x-amz-meta-<name>`.
+    pub async fn upload_with_metadata(&self, key: &str, file: &Path, metadata: &[(&str, &str)]) {
         let body = aws_sdk_s3::primitives::ByteStream::from_path(file)
             .await
             .expect("read sample");
-        self.s3
+        let mut put = self
+            .s3
             .put_object()
             .bucket(&self.input_bucket)
             .key(key)
-            .body(body)
-            .send()
-            .await
-            .expect("upload");
+            .body(body);
+        for (name, value) in metadata {
+            put = put.metadata(*name, *value);
+        }
+        put.send().await.expect("upload");
     }
 
     /// Waits for the first execution to end, keeping the worker alive; returns its status and

@@ -1,0 +1,224 @@
+//! merge-audio: the root of the merge tree: the audio joined, the output muxed straight into
+//! the job's multipart upload, completed only while the job is its key's newest.
+
+use super::{blocking, job_source, now, read_manifest, supersede, write_once, Services};
+use crate::error::HandlerError;
+use crate::events::{JobDone, JobTask};
+use crate::job::{JobManifest, JobPaths};
+use crate::ports::ObjectStore;
+use crate::upload::{self, MultipartStore, PartWriter};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use treemux_core::engine;
+use treemux_core::media::remux::MuxTarget;
+use treemux_core::output_plan::plan_parts;
+use treemux_core::state::{JobStore, JobUpdate, StateStore};
+use treemux_core::summary::RunOutput;
+
+/// Stops a job whose input key has a newer upload's job recorded: marks it SUPERSEDED (the
+/// reason on its record) and returns `TreemuxSuperseded`.
+async fn ensure_newest<S: JobStore, O: MultipartStore, X>(
+    services: &Services<S, O, X>,
+    manifest: &JobManifest,
+) -> Result<(), HandlerError> {
+    let (bucket, key) = (&manifest.source_bucket, &manifest.source_key);
+    match services.store.latest_job(bucket, key).await? {
+        Some(newest) if newest != manifest.job_id => {
+            let reason = format!(
+                "superseded by job {newest}: s3://{bucket}/{key} was uploaded again while this job ran; its output is not written"
+            );
+            supersede(&services.store, &manifest.job_id, &newest, reason.clone()).await?;
+            let paths = JobPaths::new(&services.config.scratch_root, &manifest.job_id);
+            abort_output_upload(&services.objects, &paths).await;
+            let _ = tokio::fs::remove_dir_all(paths.dir).await;
+            Err(HandlerError::superseded(format!(
+                "job {}: {reason}",
+                manifest.job_id
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The job's multipart upload of its output: created once, its id recorded in the job's
+/// scratch (written once, so concurrent or repeated roots share one upload), and reused by a
+/// retried root.
+async fn output_upload<O: MultipartStore>(
+    objects: &O,
+    paths: &JobPaths,
+    bucket: &str,
+    key: &str,
+) -> Result<String, HandlerError> {
+    let record = paths.dir.join("upload.json");
+    let read = |bytes: Vec<u8>| {
+        serde_json::from_slice::<String>(&bytes)
+            .map_err(|e| HandlerError::media(format!("{}: {e}", record.display())))
+    };
+    if let Ok(bytes) = tokio::fs::read(&record).await {
+        return read(bytes);
+    }
+    let created = objects.create_upload(bucket, key).await?;
+    let json = serde_json::to_vec(&created).map_err(|e| HandlerError::media(e.to_string()))?;
+    if write_once(&record, json).await? {
+        Ok(created)
+    } else {
+        // Another attempt recorded its upload first: that one is the job's.
+        let _ = objects.abort_upload(bucket, key, &created).await;
+        let bytes = tokio::fs::read(&record)
+            .await
+            .map_err(|e| HandlerError::transient(format!("{}: {e}", record.display())))?;
+        read(bytes)
+    }
+}
+
+/// Aborts the job's output upload, if it started one (its parts are billed until then).
+pub(super) async fn abort_output_upload<O: MultipartStore>(objects: &O, paths: &JobPaths) {
+    let record = paths.dir.join("upload.json");
+    let manifest = tokio::fs::read(paths.manifest())
+        .await
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<JobManifest>(&bytes).ok());
+    let upload = tokio::fs::read(&record)
+        .await
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<String>(&bytes).ok());
+    if let (Some(manifest), Some(upload)) = (manifest, upload) {
+        let aborted = objects
+            .abort_upload(&manifest.output_bucket, &manifest.output_key, &upload)
+            .await;
+        tracing::info!(job_id = %manifest.job_id, aborted = aborted.is_ok(), "output upload aborted");
+    }
+}
+
+/// merge-audio: finish the root: mux its segments and the audio once, streamed straight into
+/// the output's multipart upload (no copy of the output on scratch), complete the upload, mark
+/// the job SUCCEEDED and remove its scratch files. A job superseded by a newer upload of its
+/// key writes nothing (its upload is aborted).
+pub async fn merge_audio<S, O, X>(
+    services: &Services<S, O, X>,
+    task: JobTask,
+) -> Result<JobDone, HandlerError>
+where
+    S: StateStore + JobStore,
+    O: ObjectStore + MultipartStore + Clone + 'static,
+{
+    let job_id = task.job_id.clone();
+    super::task(&services.store, &job_id, merge_audio_body(services, task)).await
+}
+
+async fn merge_audio_body<S, O, X>(
+    services: &Services<S, O, X>,
+    task: JobTask,
+) -> Result<JobDone, HandlerError>
+where
+    S: StateStore + JobStore,
+    O: ObjectStore + MultipartStore + Clone + 'static,
+{
+    let started = Instant::now();
+    let manifest = read_manifest(&services.config, &task.job_id).await?;
+    let paths = JobPaths::new(&services.config.scratch_root, &task.job_id);
+    ensure_newest(services, &manifest).await?;
+    let (bucket, key) = (manifest.output_bucket.clone(), manifest.output_key.clone());
+    let completed_marker = paths.dir.join("upload-completed");
+    let job = manifest.job();
+    // The same decision the local runner makes: what the output keeps, and a warning for the rest.
+    let warnings = job.warnings();
+    let layout = paths.layout();
+    let bytes = if completed_marker.is_file() {
+        // An earlier attempt completed the upload and died before recording the job's success.
+        tokio::fs::read_to_string(&completed_marker)
+            .await
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0)
+    } else {
+        // The audio first: joined once from the pieces the segments copied (MP4/MOV), found
+        // when split-audio extracted it, or a streaming pass if the pieces do not add up.
+        let source = job_source(services, &manifest).await?;
+        let (audio_job, audio_layout, audio_source) = (job.clone(), layout.clone(), source.clone());
+        blocking(move || {
+            engine::finish_audio(&audio_source, &audio_job, &audio_layout)
+                .map(|_| ())
+                .map_err(HandlerError::from)
+        })
+        .await?;
+        // Refused before anything is uploaded: an output S3 cannot take in 10,000 parts of at
+        // most 5 GiB (the segments and audio, with room for the index).
+        let media = engine::media_bytes(&job, &layout);
+        let plan = plan_parts(media + media / 10, 0)
+            .map_err(|error| HandlerError::invalid(format!("s3://{bucket}/{key}: {error}")))?;
+        let upload_id = output_upload(&services.objects, &paths, &bucket, &key).await?;
+        let writer = PartWriter::new(
+            Arc::new(services.objects.clone()),
+            tokio::runtime::Handle::current(),
+            &bucket,
+            &key,
+            &upload_id,
+            plan,
+        );
+        let parts = writer.parts.clone();
+        let name = PathBuf::from(format!("s3://{bucket}/{key}"));
+        blocking(move || {
+            let target = MuxTarget::Stream {
+                name,
+                writer: Box::new(writer),
+            };
+            engine::finish_root(&source, &job, &layout, target).map_err(HandlerError::from)
+        })
+        .await?;
+        let parts = std::mem::take(&mut *parts.lock().unwrap_or_else(|p| p.into_inner()));
+        // The final write: checked again right before it, so an older upload's job that
+        // reaches this point after a newer upload of the key was analyzed cannot replace the
+        // newer result.
+        if let Err(error) = ensure_newest(services, &manifest).await {
+            let _ = services
+                .objects
+                .abort_upload(&bucket, &key, &upload_id)
+                .await;
+            return Err(error);
+        }
+        let bytes = upload::complete(&services.objects, &bucket, &key, &upload_id, parts).await?;
+        let _ = write_once(&completed_marker, bytes.to_string().into_bytes()).await;
+        bytes
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    services
+        .store
+        .update_job(
+            &task.job_id,
+            &JobUpdate::Stage {
+                name: "merge_audio",
+                seconds,
+            },
+            now(),
+        )
+        .await?;
+    let output = RunOutput {
+        output_bytes: bytes,
+        warnings,
+    };
+    services
+        .store
+        .update_job(&task.job_id, &JobUpdate::Output(output), now())
+        .await?;
+    services
+        .store
+        .update_job(&task.job_id, &JobUpdate::Succeeded, now())
+        .await?;
+    let _ = tokio::fs::remove_dir_all(&paths.dir).await;
+    tracing::info!(
+        job_id = %task.job_id,
+        key = %manifest.source_key,
+        output = %manifest.output_key,
+        segments = manifest.tree.real_leaves,
+        bytes,
+        outcome = "succeeded",
+        "merge-audio"
+    );
+    Ok(JobDone {
+        job_id: task.job_id,
+        output: format!("s3://{}/{}", manifest.output_bucket, manifest.output_key),
+        bytes,
+    })
+}

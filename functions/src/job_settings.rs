@@ -1,0 +1,555 @@
+//! Per-job settings: the stack's defaults, overridden per upload.
+//!
+//! A job's settings are resolved by analyze, before any work, from four layers, each replacing
+//! what the one before set:
+//!
+//! 1. the stack's defaults (`TREEMUX_CODEC`, `TREEMUX_CRF`, … and `TREEMUX_CONTAINER`);
+//! 2. a named template from the stack's `TREEMUX_TEMPLATES` (as MediaConvert's job templates),
+//!    chosen by the upload's `template` setting (the object metadata's, else the job spec's);
+//! 3. the job spec: a JSON object uploaded beside the video as `<key>.treemux.json` (its own
+//!    upload starts no job);
+//! 4. the upload's object metadata, `x-amz-meta-treemux-<setting>`: bound to the exact bytes
+//!    uploaded, so it is the most specific and wins.
+//!
+//! The settings are named as the CLI's options are: `codec`, `crf`, `bitrate`, `preset`,
+//! `height`, `upscale`, `container` (and `template`). A name treemux does not know, or a value
+//! it cannot read, is an error naming the setting and where it came from. What the values mean
+//! together (a preset the codec's encoder takes, a CRF in its range, a container that can hold
+//! the codec, a height no taller than the source unless `upscale`) is checked by the core's own
+//! checks, the CLI's ([`EncodeSettings::validate`], [`Container::allows`],
+//! `treemux_core::engine::prepare_job`).
+//!
+//! A layer that changes the codec resets what the stack set for its own codec: the preset and
+//! the rate control are the new codec's defaults unless a template, the spec or the metadata
+//! sets them. A container that cannot hold the stack's codec, with no codec asked for, gets its
+//! own default codec (VP9 for WebM), as the CLI's output extension does.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use treemux_core::settings::{
+    parse_bitrate, Container, EncodeSettings, JobSettings, RateControl, VideoCodec,
+};
+
+/// Object metadata names treemux reads, after S3's `x-amz-meta-` (S3 gives them lowercased).
+pub const METADATA_PREFIX: &str = "treemux-";
+
+/// The job spec of `uploads/a.mp4` is `uploads/a.mp4.treemux.json`.
+pub const SPEC_SUFFIX: &str = ".treemux.json";
+
+/// Largest job spec treemux reads, in bytes.
+pub const SPEC_MAX_BYTES: u64 = 64 * 1024;
+
+/// Every setting name a layer may set (a template cannot name another template).
+pub const SETTING_NAMES: [&str; 8] = [
+    "codec",
+    "crf",
+    "bitrate",
+    "preset",
+    "height",
+    "upscale",
+    "container",
+    "template",
+];
+
+/// True when `key` is a job spec (its upload starts no job).
+pub fn is_job_spec(key: &str) -> bool {
+    key.ends_with(SPEC_SUFFIX)
+}
+
+/// The key of the job spec beside `key`.
+pub fn spec_key(key: &str) -> String {
+    format!("{key}{SPEC_SUFFIX}")
+}
+
+/// A setting that could not be read or does not fit.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{origin}: unknown setting {name:?} (treemux knows {})", SETTING_NAMES.join(", "))]
+    UnknownSetting { origin: String, name: String },
+    #[error("{origin}: {name}={value:?}: expected {expected}")]
+    BadValue {
+        origin: String,
+        name: String,
+        value: String,
+        expected: String,
+    },
+    #[error("{origin}: crf and bitrate are both set: set one of them")]
+    CrfAndBitrate { origin: String },
+    #[error("{origin}: template {name:?} is not one of the stack's templates ({known})")]
+    UnknownTemplate {
+        origin: String,
+        name: String,
+        known: String,
+    },
+    #[error("{origin}: not a JSON object of settings: {message}")]
+    NotSettings { origin: String, message: String },
+    /// The settings together, as the core checks them (the message is the core's, in the
+    /// CLI's terms), with where the settings involved came from.
+    #[error("job settings: {problem} ({origins})")]
+    Invalid { problem: String, origins: String },
+}
+
+/// What one layer sets; `None` leaves the setting as the layers before it made it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsLayer {
+    pub codec: Option<VideoCodec>,
+    pub rate: Option<RateControl>,
+    pub preset: Option<String>,
+    /// `Some(None)`: the source's height (the value `source`).
+    pub height: Option<Option<u32>>,
+    pub upscale: Option<bool>,
+    pub container: Option<Container>,
+    pub template: Option<String>,
+    /// Where each setting this layer sets came from, by setting name.
+    pub from: BTreeMap<String, String>,
+}
+
+impl SettingsLayer {
+    /// The `treemux-*` entries of an object's metadata (S3's names, without `x-amz-meta-`;
+    /// other metadata is not treemux's and is ignored).
+    pub fn from_metadata(metadata: &BTreeMap<String, String>) -> Result<Self, SettingsError> {
+        let mut layer = Self::default();
+        for (name, value) in metadata {
+            let name = name.to_ascii_lowercase();
+            let Some(setting) = name.strip_prefix(METADATA_PREFIX) else {
+                continue;
+            };
+            let origin = format!("x-amz-meta-{METADATA_PREFIX}{setting}");
+            layer.set(setting, value.trim(), &origin, true)?;
+        }
+        layer.check_rate(&format!("x-amz-meta-{METADATA_PREFIX}*"))?;
+        Ok(layer)
+    }
+
+    /// A JSON object of settings (`{"codec": "h265", "crf": 26}`): a job spec or one of the
+    /// stack's templates. `origin` names it in errors; `template` allows a `template` setting.
+    pub fn from_json(
+        value: &serde_json::Value,
+        origin: &str,
+        template: bool,
+    ) -> Result<Self, SettingsError> {
+        let object = value
+            .as_object()
+            .ok_or_else(|| SettingsError::NotSettings {
+                origin: origin.to_owned(),
+                message: format!("found {value}"),
+            })?;
+        let mut layer = Self::default();
+        for (name, value) in object {
+            let text = match value {
+                serde_json::Value::String(text) => text.trim().to_owned(),
+                serde_json::Value::Number(number) => number.to_string(),
+                serde_json::Value::Bool(flag) => flag.to_string(),
+                other => {
+                    return Err(SettingsError::BadValue {
+                        origin: origin.to_owned(),
+                        name: name.clone(),
+                        value: other.to_string(),
+                        expected: "a string, a number or true/false".to_owned(),
+                    })
+                }
+            };
+            layer.set(name, &text, &format!("{origin}: {name}"), template)?;
+        }
+        layer.check_rate(origin)?;
+        Ok(layer)
+    }
+
+    /// [`SettingsLayer::from_json`] of a job spec's bytes.
+    pub fn from_spec(bytes: &[u8], origin: &str) -> Result<Self, SettingsError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|error| SettingsError::NotSettings {
+                origin: origin.to_owned(),
+                message: error.to_string(),
+            })?;
+        Self::from_json(&value, origin, true)
+    }
+
+    fn check_rate(&self, origin: &str) -> Result<(), SettingsError> {
+        let set = |name: &str| self.from.contains_key(name);
+        if set("crf") && set("bitrate") {
+            return Err(SettingsError::CrfAndBitrate {
+                origin: origin.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Sets `name` from its text `value`; `origin` says where it came from.
+    fn set(
+        &mut self,
+        name: &str,
+        value: &str,
+        origin: &str,
+        template: bool,
+    ) -> Result<(), SettingsError> {
+        let bad = |expected: String| SettingsError::BadValue {
+            origin: origin.to_owned(),
+            name: name.to_owned(),
+            value: value.to_owned(),
+            expected,
+        };
+        match name {
+            "codec" => {
+                self.codec = Some(VideoCodec::parse(value).ok_or_else(|| {
+                    bad(format!(
+                        "one of {}",
+                        VideoCodec::ALL.map(|c| c.to_string()).join(", ")
+                    ))
+                })?)
+            }
+            "crf" => {
+                self.rate = Some(RateControl::Crf(value.parse().map_err(|_| {
+                    bad("a whole number (0 to 51 for h264/h265, 0 to 63 for vp9/av1)".to_owned())
+                })?))
+            }
+            "bitrate" => {
+                self.rate = Some(RateControl::Bitrate(parse_bitrate(value).ok_or_else(
+                    || bad("bits per second such as 2M, 800k or 2500000".to_owned()),
+                )?))
+            }
+            "preset" if !value.is_empty() => self.preset = Some(value.to_owned()),
+            "preset" => return Err(bad("the encoder's preset".to_owned())),
+            "height" if value.eq_ignore_ascii_case("source") => self.height = Some(None),
+            "height" => {
+                let height: u32 = value
+                    .parse()
+                    .map_err(|_| bad("pixels (a whole number above 0), or source".to_owned()))?;
+                if height == 0 {
+                    return Err(bad("pixels (a whole number above 0), or source".to_owned()));
+                }
+                self.height = Some(Some(height));
+            }
+            "upscale" => {
+                self.upscale = Some(match value.to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" => true,
+                    "0" | "false" | "no" => false,
+                    _ => return Err(bad("true or false (1 or 0)".to_owned())),
+                })
+            }
+            "container" => {
+                self.container = Some(
+                    Container::parse(value)
+                        .ok_or_else(|| bad("one of mp4, mov, mkv, webm".to_owned()))?,
+                )
+            }
+            "template" if template && !value.is_empty() => self.template = Some(value.to_owned()),
+            "template" if template => return Err(bad("a template's name".to_owned())),
+            _ => {
+                return Err(SettingsError::UnknownSetting {
+                    origin: origin.to_owned(),
+                    name: name.to_owned(),
+                })
+            }
+        }
+        self.from.insert(name.to_owned(), origin.to_owned());
+        Ok(())
+    }
+}
+
+/// The stack's named templates: name → settings.
+pub type Templates = BTreeMap<String, SettingsLayer>;
+
+/// Reads `TREEMUX_TEMPLATES`: a JSON object of template name → settings object.
+pub fn parse_templates(text: &str) -> Result<Templates, SettingsError> {
+    let origin = "TREEMUX_TEMPLATES";
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|error| SettingsError::NotSettings {
+            origin: origin.to_owned(),
+            message: error.to_string(),
+        })?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| SettingsError::NotSettings {
+            origin: origin.to_owned(),
+            message: "expected an object of template name → settings".to_owned(),
+        })?;
+    object
+        .iter()
+        .map(|(name, settings)| {
+            let layer =
+                SettingsLayer::from_json(settings, &format!("{origin} template {name}"), false)?;
+            Ok((name.clone(), layer))
+        })
+        .collect()
+}
+
+/// A job's settings and where each one that is not the stack's came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedSettings {
+    pub settings: JobSettings,
+    pub from: BTreeMap<String, String>,
+}
+
+impl ResolvedSettings {
+    /// "height from x-amz-meta-treemux-height, codec from …", or "the stack's defaults".
+    pub fn origins(&self) -> String {
+        if self.from.is_empty() {
+            return "all the stack's defaults".to_owned();
+        }
+        self.from
+            .iter()
+            .map(|(name, origin)| format!("{name} from {origin}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The settings of one job: `defaults` and `container` (the stack's), then the chosen template,
+/// then `spec`, then `metadata` (see the module's documentation), checked as the CLI checks
+/// its options (what needs the source, its height, is checked by the engine after the probe).
+pub fn resolve(
+    defaults: &EncodeSettings,
+    container: Container,
+    templates: &Templates,
+    spec: Option<&SettingsLayer>,
+    metadata: &SettingsLayer,
+) -> Result<ResolvedSettings, SettingsError> {
+    let chosen = match (&metadata.template, spec.and_then(|s| s.template.as_ref())) {
+        (Some(name), _) => Some((name, metadata.from["template"].clone())),
+        (None, Some(name)) => spec.map(|s| (name, s.from["template"].clone())),
+        (None, None) => None,
+    };
+    let template = match chosen {
+        Some((name, origin)) => {
+            Some(
+                templates
+                    .get(name)
+                    .ok_or_else(|| SettingsError::UnknownTemplate {
+                        origin,
+                        name: name.clone(),
+                        known: if templates.is_empty() {
+                            "the stack has none".to_owned()
+                        } else {
+                            templates.keys().cloned().collect::<Vec<_>>().join(", ")
+                        },
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let layers: Vec<&SettingsLayer> = template.into_iter().chain(spec).chain([metadata]).collect();
+    let last = |pick: &dyn Fn(&SettingsLayer) -> bool| layers.iter().rev().find(|l| pick(l));
+    let mut from = BTreeMap::new();
+    for layer in &layers {
+        from.extend(layer.from.clone());
+    }
+    // The template was chosen by a layer, not set by one: say which.
+    if let Some(origin) = [Some(metadata), spec]
+        .into_iter()
+        .flatten()
+        .find_map(|layer| layer.from.get("template"))
+    {
+        from.insert("template".to_owned(), origin.clone());
+    }
+    // crf and bitrate are one setting (rate control): the last layer's wins.
+    if let Some(layer) = last(&|l| l.rate.is_some()) {
+        let (name, drop) = match layer.rate {
+            Some(RateControl::Crf(_)) => ("crf", "bitrate"),
+            _ => ("bitrate", "crf"),
+        };
+        from.remove(drop);
+        from.insert(name.to_owned(), layer.from[name].clone());
+    }
+    let container = last(&|l| l.container.is_some())
+        .and_then(|l| l.container)
+        .unwrap_or(container);
+    let codec = match last(&|l| l.codec.is_some()).and_then(|l| l.codec) {
+        Some(codec) => codec,
+        None if container.allows(defaults.codec) => defaults.codec,
+        None => {
+            from.insert(
+                "codec".to_owned(),
+                format!("the {} container's default", container.extension()),
+            );
+            container.default_codec()
+        }
+    };
+    let mut encode = if codec == defaults.codec {
+        defaults.clone()
+    } else {
+        EncodeSettings {
+            rate: RateControl::Crf(codec.default_crf()),
+            preset: codec.default_preset().to_owned(),
+            codec,
+            ..defaults.clone()
+        }
+    };
+    if let Some(rate) = last(&|l| l.rate.is_some()).and_then(|l| l.rate) {
+        encode.rate = rate;
+    }
+    if let Some(preset) = last(&|l| l.preset.is_some()).and_then(|l| l.preset.clone()) {
+        encode.preset = preset;
+    }
+    if let Some(height) = last(&|l| l.height.is_some()).and_then(|l| l.height) {
+        encode.height = height;
+    }
+    if let Some(upscale) = last(&|l| l.upscale.is_some()).and_then(|l| l.upscale) {
+        encode.upscale = upscale;
+    }
+    let resolved = ResolvedSettings {
+        settings: JobSettings { container, encode },
+        from,
+    };
+    resolved.check()?;
+    Ok(resolved)
+}
+
+impl ResolvedSettings {
+    /// The core's checks that need no source: the preset and rate for the codec, and a
+    /// container that can hold it.
+    fn check(&self) -> Result<(), SettingsError> {
+        let JobSettings { container, encode } = &self.settings;
+        let invalid = |problem: String| SettingsError::Invalid {
+            problem,
+            origins: self.origins(),
+        };
+        if !container.allows(encode.codec) {
+            return Err(invalid(format!(
+                "a .{} file cannot hold {} video",
+                container.extension(),
+                encode.codec
+            )));
+        }
+        encode.validate().map_err(invalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata(pairs: &[(&str, &str)]) -> Result<SettingsLayer, SettingsError> {
+        SettingsLayer::from_metadata(
+            &pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn metadata_names_and_values_are_read_or_refused_by_name() {
+        let layer = metadata(&[
+            ("treemux-codec", "h265"),
+            ("treemux-crf", "26"),
+            ("treemux-height", "720"),
+            ("Treemux-Upscale", "yes"),
+            ("camera", "not treemux's"),
+        ])
+        .expect("layer");
+        assert_eq!(layer.codec, Some(VideoCodec::H265));
+        assert_eq!(layer.rate, Some(RateControl::Crf(26)));
+        assert_eq!(layer.height, Some(Some(720)));
+        assert_eq!(layer.upscale, Some(true));
+        assert_eq!(layer.from["crf"], "x-amz-meta-treemux-crf");
+        let unknown = metadata(&[("treemux-qualty", "20")]).expect_err("unknown");
+        assert!(unknown.to_string().contains("unknown setting \"qualty\""));
+        assert!(unknown.to_string().contains("x-amz-meta-treemux-qualty"));
+        let bad = metadata(&[("treemux-crf", "high")]).expect_err("bad");
+        assert!(bad
+            .to_string()
+            .contains("crf=\"high\": expected a whole number"));
+        let both = metadata(&[("treemux-crf", "20"), ("treemux-bitrate", "2M")]);
+        assert!(matches!(both, Err(SettingsError::CrfAndBitrate { .. })));
+    }
+
+    #[test]
+    fn json_values_may_be_numbers_strings_or_booleans() {
+        let spec = SettingsLayer::from_spec(
+            br#"{"crf": 30, "height": "480", "upscale": false, "container": "webm"}"#,
+            "s3://in/a.mp4.treemux.json",
+        )
+        .expect("spec");
+        assert_eq!(spec.rate, Some(RateControl::Crf(30)));
+        assert_eq!(spec.container, Some(Container::WebM));
+        assert_eq!(spec.from["height"], "s3://in/a.mp4.treemux.json: height");
+        assert!(SettingsLayer::from_spec(b"[1]", "spec").is_err());
+        assert!(SettingsLayer::from_spec(br#"{"crf": [1]}"#, "spec").is_err());
+        let nested = parse_templates(r#"{"a": {"template": "b"}}"#).expect_err("nested");
+        assert!(nested.to_string().contains("unknown setting \"template\""));
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_a_new_codec_starts_from_its_defaults() {
+        let mut defaults = EncodeSettings::new(VideoCodec::H264);
+        defaults.preset = "veryfast".into();
+        defaults.threads = 2;
+        let templates = parse_templates(r#"{"small": {"height": 360, "crf": 28}}"#)
+            .expect("the test's settings are readable");
+        let spec = SettingsLayer::from_spec(br#"{"template": "small", "crf": 30}"#, "spec")
+            .expect("the test's settings are readable");
+        let meta = metadata(&[("treemux-crf", "31")]).expect("the test's settings are readable");
+        let resolved = resolve(&defaults, Container::Mp4, &templates, Some(&spec), &meta)
+            .expect("the test's settings are readable");
+        let encode = &resolved.settings.encode;
+        assert_eq!(
+            encode.rate,
+            RateControl::Crf(31),
+            "metadata over spec over template"
+        );
+        assert_eq!(encode.height, Some(360), "the template's");
+        assert_eq!(encode.preset, "veryfast", "the stack's, same codec");
+        assert_eq!(encode.threads, 2);
+        assert_eq!(resolved.from["crf"], "x-amz-meta-treemux-crf");
+        assert_eq!(
+            resolved.from["height"],
+            "TREEMUX_TEMPLATES template small: height"
+        );
+        assert_eq!(resolved.from["template"], "spec: template");
+
+        let vp9 = metadata(&[("treemux-codec", "vp9")]).expect("the test's settings are readable");
+        let resolved = resolve(&defaults, Container::Mp4, &templates, None, &vp9)
+            .expect("the test's settings are readable");
+        assert_eq!(
+            resolved.settings.encode.preset, "4",
+            "vp9's default, not veryfast"
+        );
+        assert_eq!(resolved.settings.encode.rate, RateControl::Crf(31));
+
+        let webm =
+            metadata(&[("treemux-container", "webm")]).expect("the test's settings are readable");
+        let resolved = resolve(&defaults, Container::Mp4, &templates, None, &webm)
+            .expect("the test's settings are readable");
+        assert_eq!(resolved.settings.encode.codec, VideoCodec::Vp9);
+
+        let bitrate =
+            metadata(&[("treemux-bitrate", "1M")]).expect("the test's settings are readable");
+        let resolved = resolve(&defaults, Container::Mp4, &templates, Some(&spec), &bitrate)
+            .expect("the test's settings are readable");
+        assert_eq!(
+            resolved.settings.encode.rate,
+            RateControl::Bitrate(1_000_000)
+        );
+        assert!(!resolved.from.contains_key("crf"));
+    }
+
+    #[test]
+    fn combinations_are_checked_by_the_cores_rules() {
+        let defaults = EncodeSettings::new(VideoCodec::H264);
+        let none = Templates::new();
+        let check = |pairs: &[(&str, &str)]| {
+            resolve(
+                &defaults,
+                Container::Mp4,
+                &none,
+                None,
+                &metadata(pairs).expect("the test's settings are readable"),
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        let webm_h264 = check(&[("treemux-container", "webm"), ("treemux-codec", "h264")]);
+        assert!(
+            webm_h264.is_err_and(|e| e.contains("a .webm file cannot hold h264 video")
+                && e.contains("container from x-amz-meta-treemux-container"))
+        );
+        let preset = check(&[("treemux-preset", "sluggish")]);
+        assert!(preset.is_err_and(|e| e.contains("--preset sluggish")
+            && e.contains("preset from x-amz-meta-treemux-preset")));
+        assert!(check(&[("treemux-crf", "60")]).is_err_and(|e| e.contains("0 to 51")));
+        let template = check(&[("treemux-template", "web")]);
+        assert!(template.is_err_and(|e| e.contains("template \"web\"") && e.contains("has none")));
+        assert_eq!(check(&[]), Ok(()));
+    }
+}

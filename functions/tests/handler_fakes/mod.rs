@@ -1,0 +1,121 @@
+//! The handlers' test harness: in-memory state, a local-directory object store and a
+//! recording execution starter over a temporary directory, real event fixtures, and a job driven
+//! the way the state machine drives it. Shared by `handlers.rs` and `job_settings.rs`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use treemux_core::plan::PlanOptions;
+use treemux_core::settings::{Container, EncodeSettings, VideoCodec};
+use treemux_core::state::{InMemoryStateStore, JobStore};
+use treemux_core::steps::NextStep;
+use treemux_functions::events::{ExecutionInput, JobTask, MergeTask, SegmentTask};
+use treemux_functions::handlers::{self, Config, Services};
+use treemux_functions::ports::{LocalDirStore, RecordingStarter};
+
+pub type TestServices = Services<InMemoryStateStore, LocalDirStore, RecordingStarter>;
+
+pub fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
+    .expect("fixture")
+}
+
+pub fn sample(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../samples")
+        .join(name)
+}
+
+/// Services over a temporary directory holding the "buckets" and the scratch root, with the
+/// fixture's upload in place.
+pub fn services(dir: &Path, upload: &str) -> TestServices {
+    services_for(dir, &sample(upload))
+}
+
+/// [`services`] with any file as the fixture's upload (its content decides what it is).
+pub fn services_for(dir: &Path, upload: &Path) -> TestServices {
+    let objects = LocalDirStore {
+        root: dir.join("buckets"),
+    };
+    let target = objects.root.join("treemux-input/uploads/café clip.webm");
+    std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+    std::fs::copy(upload, &target).expect("upload");
+    let mut settings = EncodeSettings::new(VideoCodec::H264);
+    settings.preset = "veryfast".into();
+    Services {
+        store: InMemoryStateStore::new(),
+        objects,
+        executions: RecordingStarter::default(),
+        config: Config {
+            scratch_root: dir.join("efs"),
+            output_bucket: "treemux-output".into(),
+            output_prefix: "transcoded/".into(),
+            settings,
+            container: Container::Mp4,
+            templates: Default::default(),
+            plan: PlanOptions {
+                max_segments: 4,
+                min_segment_seconds: 1.0,
+                ..PlanOptions::default()
+            },
+            crashes: Default::default(),
+        },
+    }
+}
+
+pub fn started_input(services: &TestServices) -> ExecutionInput {
+    let started = services.executions.started.lock().expect("lock");
+    assert_eq!(started.len(), 1, "one execution started");
+    serde_json::from_str(&started[0].1).expect("execution input")
+}
+
+/// Runs the job the way the state machine does: audio beside the segments, each segment task
+/// climbing while it wins merges, then merge-audio. Returns the tasks that merged.
+pub async fn drive(services: &TestServices, input: &ExecutionInput) -> Vec<MergeTask> {
+    // split-audio and merge-audio take the job as Step Functions passes it (fixture).
+    let job: JobTask =
+        serde_json::from_str(&fixture("task-job.json").replace("JOB_ID", &input.job_id))
+            .expect("task");
+    handlers::split_audio(services, job.clone())
+        .await
+        .expect("split-audio");
+    let mut merges = Vec::new();
+    let mut audio_ready = 0;
+    for &segment in input.segments.iter().rev() {
+        let mut step = handlers::split_and_convert(
+            services,
+            SegmentTask {
+                job_id: input.job_id.clone(),
+                segment,
+            },
+        )
+        .await
+        .expect("split-and-convert");
+        while let NextStep::Merge { node, child } = step.next {
+            let task = MergeTask {
+                job_id: input.job_id.clone(),
+                node,
+                child,
+            };
+            merges.push(task.clone());
+            step = handlers::merge_video(services, task)
+                .await
+                .expect("merge-video");
+        }
+        if step.next == NextStep::MergeAudio {
+            audio_ready += 1;
+        }
+    }
+    assert_eq!(audio_ready, 1, "exactly one task reaches the root");
+    handlers::merge_audio(services, job)
+        .await
+        .expect("merge-audio");
+    merges
+}
+
+pub async fn job(store: &InMemoryStateStore, id: &str) -> treemux_core::state::JobRecord {
+    store.get_job(id).await.expect("read").expect("record")
+}
