@@ -23,6 +23,7 @@ use treemux_core::fault::CrashPlan;
 use treemux_core::media::probe::{self, PacketReads};
 use treemux_core::media::remux::MuxTarget;
 use treemux_core::media::source::{self, ByteSource, OverlaySource, SavedRanges, Source};
+use treemux_core::names::Stage;
 use treemux_core::output_plan::plan_parts;
 use treemux_core::plan::PlanOptions;
 use treemux_core::settings::{Container, EncodeSettings};
@@ -280,6 +281,7 @@ fn new_job_record(config: &Config, upload: &Upload, id: &str) -> JobRecord {
         merges_done: Default::default(),
         merge_runs: 0,
         stage_seconds: Default::default(),
+        progress: Default::default(),
         error: None,
         superseded_by: None,
         result: RunOutput::default(),
@@ -458,6 +460,7 @@ where
                     &JobUpdate::Running {
                         segments: manifest.tree.real_leaves,
                         merges: manifest.tree.merges_needed(),
+                        frames: manifest.plan.frame_count,
                     },
                     now(),
                 )
@@ -467,7 +470,7 @@ where
                 .update_job(
                     id,
                     &JobUpdate::Stage {
-                        name: "analyze",
+                        stage: Stage::Analyze,
                         seconds: started.elapsed().as_secs_f64(),
                     },
                     now(),
@@ -771,7 +774,7 @@ where
         .update_job(
             &task.job_id,
             &JobUpdate::Stage {
-                name: "split_audio",
+                stage: Stage::Audio,
                 seconds,
             },
             now(),
@@ -831,6 +834,11 @@ where
     // task (a retry after a lost answer or a crash, or a duplicate delivery) finds it and does
     // not encode again (the core's engine decides, as for the local runner's --resume).
     let crashes_for_encode = crashes.clone();
+    let frames = manifest
+        .plan
+        .segments
+        .get(index as usize)
+        .map_or(0, |segment| segment.frames);
     let produced = blocking(move || {
         let job = manifest.job(OUTPUT_CONTAINER);
         engine::produce_segment(
@@ -850,7 +858,11 @@ where
         Produced::Found => 0.0,
     };
     // Recorded on the repeated path too: the attempt that encoded may have died before this.
-    let update = JobUpdate::SegmentDone { index, seconds };
+    let update = JobUpdate::SegmentDone {
+        index,
+        seconds,
+        frames,
+    };
     services
         .store
         .update_job(&task.job_id, &update, now())
@@ -1138,7 +1150,7 @@ where
         .update_job(
             &task.job_id,
             &JobUpdate::Stage {
-                name: "merge_audio",
+                stage: Stage::Remux,
                 seconds,
             },
             now(),
