@@ -11,18 +11,19 @@
 //! ([`render_for_template`]) has them unquoted; the other renderings put the numbers in.
 
 use serde_json::{json, Map, Value};
+use treemux_core::names::Function;
 
 /// The definition as committed.
 pub const DEFINITION: &str = include_str!("../../statemachine/treemux.asl.json");
 
-/// The functions the state machine calls: placeholder name → function name (the worker's
-/// dispatch key and the Lambda binary's name).
-pub const FUNCTIONS: [(&str, &str); 5] = [
-    ("SplitAudio", "split-audio"),
-    ("SplitAndConvert", "split-and-convert"),
-    ("MergeVideo", "merge-video"),
-    ("MergeAudio", "merge-audio"),
-    ("JobFailed", "job-failed"),
+/// The functions the state machine calls: placeholder name → function (its name is the
+/// worker's dispatch key and the Lambda binary's name). Analyze is started by S3, not by it.
+pub const FUNCTIONS: [(&str, Function); 5] = [
+    ("SplitAudio", Function::SplitAudio),
+    ("SplitAndConvert", Function::SplitAndConvert),
+    ("MergeVideo", Function::MergeVideo),
+    ("MergeAudio", Function::MergeAudio),
+    ("JobFailed", Function::JobFailed),
 ];
 
 /// The number placeholders (see the module doc), each a template parameter of the same name.
@@ -101,7 +102,7 @@ fn placeholder_function(resource: &str) -> Option<&'static str> {
     FUNCTIONS
         .iter()
         .find(|(placeholder, _)| *placeholder == name)
-        .map(|(_, function)| *function)
+        .map(|(_, function)| function.name())
 }
 
 /// Walks every state, including those inside Parallel branches and Map item processors.
@@ -258,7 +259,9 @@ mod tests {
         };
         let mut values: Vec<(String, String)> = FUNCTIONS
             .iter()
-            .map(|(placeholder, function)| (format!("{placeholder}FunctionArn"), arn(function)))
+            .map(|(placeholder, function)| {
+                (format!("{placeholder}FunctionArn"), arn(function.name()))
+            })
             .collect();
         values.push(("SegmentConcurrency".into(), "37".into()));
         values.push(("ExecutionTimeoutSeconds".into(), "5400".into()));
