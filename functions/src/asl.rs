@@ -394,4 +394,35 @@ mod tests {
             "DISTRIBUTED"
         );
     }
+
+    /// Every function has a Lambda binary of its name (functions/Cargo.toml), the state machine
+    /// calls every one but analyze (which S3 starts), and each binary starts as its function.
+    #[test]
+    fn every_function_is_a_binary_and_the_state_machine_calls_the_rest() {
+        let manifest = include_str!("../Cargo.toml");
+        let binaries: Vec<&str> = manifest
+            .split("[[bin]]")
+            .skip(1)
+            .filter_map(|bin| bin.lines().find_map(|line| line.strip_prefix("name = ")))
+            .map(|name| name.trim_matches('"'))
+            .collect();
+        let names: Vec<&str> = Function::ALL.iter().map(|f| f.name()).collect();
+        assert_eq!(binaries, names);
+        let called: Vec<Function> = FUNCTIONS.iter().map(|(_, function)| *function).collect();
+        let expected: Vec<Function> = Function::ALL
+            .into_iter()
+            .filter(|function| *function != Function::Analyze)
+            .collect();
+        assert_eq!(called, expected);
+        for function in Function::ALL {
+            let file = function.name().replace('-', "_");
+            let path = format!("{}/src/bin/{file}.rs", env!("CARGO_MANIFEST_DIR"));
+            let main = std::fs::read_to_string(&path).expect("the binary's source");
+            let variant = format!("{function:?}");
+            assert!(
+                main.contains(&format!("startup::prepare(Function::{variant})")),
+                "{path} starts as {variant}"
+            );
+        }
+    }
 }
