@@ -210,7 +210,8 @@ mod tests {
     /// Job records written before the names were shared still read, as the shared names.
     #[test]
     fn the_old_lambda_stage_names_read_as_the_shared_ones() {
-        let old = r#"{"analyze": 1.0, "split_audio": 2.0, "convert": 3.0, "merge": 4.0, "merge_audio": 5.0}"#;
+        let old = r#"{"analyze": 1.0, "split_audio": 2.0, "convert": 3.0, "merge": 4.0,
+            "merge_audio": 5.0}"#;
         let seconds: std::collections::BTreeMap<Stage, f64> =
             serde_json::from_str(old).expect("old record");
         assert_eq!(seconds.get(&Stage::Audio), Some(&2.0));

@@ -217,8 +217,12 @@ async fn handle_task<S, O, X>(
     let function = match crate::function_named(name) {
         Ok(function) => function,
         Err(error) => {
-            tracing::error!(function = name, message = %error.message, "worker: a task of no known function");
-            // Answered as the task's failure, as a task that cannot run; nobody waits without a token.
+            tracing::error!(
+                function = name,
+                message = %error.message,
+                "worker: a task of no known function"
+            );
+            // Answered as the task's failure (it cannot run); without a token nobody waits.
             if let Some(token) = message["token"].as_str() {
                 let answer = sfn
                     .send_task_failure()

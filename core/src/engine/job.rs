@@ -43,10 +43,11 @@ impl JobSpec {
     }
 
     /// True when the segment workers copy the audio out of the bytes they read
-    /// ([`convert::convert_segment_from`]'s `audio`) and [`finish_audio`] joins their pieces:
-    /// MP4/MOV sources with audio and without timestamp jumps (the mov demuxer positions every
-    /// stream by time when a worker seeks, so each worker sees all of its share). Otherwise one
-    /// streaming pass extracts the audio ([`extract_audio`]).
+    /// ([`convert::convert_segment_from`]'s `audio`) and
+    /// [`finish_audio`](super::finish_audio) joins their pieces: MP4/MOV sources with audio and
+    /// without timestamp jumps (the mov demuxer positions every stream by time when a worker
+    /// seeks, so each worker sees all of its share). Otherwise one streaming pass extracts the
+    /// audio ([`extract_audio`](super::extract_audio)).
     pub fn audio_from_segments(&self) -> bool {
         !self.info.audio.is_empty()
             && self.info.container.starts_with("mov,")

@@ -9,8 +9,9 @@
 //!
 //! # Scratch layout (one directory per job)
 //! - `node-0-<i>.nut`: segment `i`, written once by [`produce_segment`].
-//! - `node-<level>-<index>.json`: the [`NodeIndex`](crate::join::NodeIndex) of a finished node (a segment, or a merge
-//!   of two). Its presence is what "done" means; it is written (renamed into place) last.
+//! - `node-<level>-<index>.json`: the [`NodeIndex`](crate::join::NodeIndex) of a finished node
+//!   (a segment, or a merge of two). Its presence is what "done" means; it is written (renamed
+//!   into place) last.
 //! - `audio-<i>.nut`: segment `i`'s share of every audio track, copied out of the bytes its
 //!   worker read anyway, when the segments carry the audio ([`JobSpec::audio_from_segments`]);
 //!   written before the segment, so a committed segment has its audio beside it.
@@ -23,8 +24,8 @@
 //!
 //! # The audio (read once)
 //! For MP4/MOV sources each segment worker copies its share of every audio track from the
-//! packets it demuxes anyway ([`SegmentAudio`](crate::media::audio::SegmentAudio)): per track, the samples from the first at or
-//! after the decode time of the keyframe it seeks to, up to the first at or after the next
+//! packets it demuxes anyway ([`SegmentAudio`](crate::media::audio::SegmentAudio)): per track,
+//! the samples from the first at or after the decode time of the keyframe it seeks to, up to the first at or after the next
 //! segment's (the first segment from the file's first sample, the last to its end). That is
 //! exactly what its seek makes the demuxer hand on, and it knows from the index when it has its
 //! share's last sample, so it reads on past its video only for the few audio samples

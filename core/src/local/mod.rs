@@ -153,7 +153,8 @@ pub struct TranscodeReport {
     pub audio: Option<AudioReport>,
     pub remux: RemuxReport,
     /// One line per stream, tag or attachment of the source the output does not keep (from
-    /// [`streams::plan`]); everything else of the source is in the output.
+    /// [`streams::plan`](crate::media::streams::plan)); everything else of the source is in the
+    /// output.
     #[serde(default)]
     pub warnings: Vec<String>,
     pub stages: StageSeconds,
