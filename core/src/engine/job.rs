@@ -358,9 +358,11 @@ mod tests {
         let plan =
             plan_at_real_keyframes(&source, &mut info, &path, &four_segments()).expect("plan");
         assert_eq!(info.frames, before, "nothing demoted");
-        assert!(plan
+        let shape: Vec<(u64, u64)> = plan
             .segments
             .iter()
-            .all(|segment| segment.lead_in_frames == 0 && segment.frames == 25));
+            .map(|segment| (segment.frames, segment.lead_in_frames))
+            .collect();
+        assert_eq!(shape, [(25, 0); 4], "(frames, lead-in) per segment");
     }
 }
