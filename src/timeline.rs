@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 use treemux_core::local::TaskSpan;
+use treemux_core::names::{Stage, TaskKind};
 
 /// Chart geometry, in SVG user units (pixels).
 const WIDTH: f64 = 960.0;
@@ -20,13 +21,12 @@ const MIN_BAR: f64 = 3.0;
 const MARKER: f64 = 7.0;
 
 /// Fill colour of a task kind.
-fn colour(kind: &str) -> &'static str {
+fn colour(kind: TaskKind) -> &'static str {
     match kind {
-        "segment" => "#4e79a7",
-        "merge" => "#f28e2b",
-        "rename" => "#bab0ac",
-        "audio" => "#59a14f",
-        _ => "#9c755f",
+        TaskKind::Segment => "#4e79a7",
+        TaskKind::Merge => "#f28e2b",
+        TaskKind::Rename => "#bab0ac",
+        TaskKind::Audio => "#59a14f",
     }
 }
 
@@ -57,7 +57,7 @@ fn tick_step(total: f64) -> f64 {
 /// Precondition: `spans` are one run's tasks (seconds since its start, `end >= start`).
 pub fn encode_idle_tail(spans: &[TaskSpan]) -> Option<f64> {
     let mut last_end_by_worker: std::collections::BTreeMap<usize, f64> = Default::default();
-    for span in spans.iter().filter(|span| span.kind == "segment") {
+    for span in spans.iter().filter(|span| span.kind == TaskKind::Segment) {
         let last = last_end_by_worker.entry(span.worker).or_insert(f64::MIN);
         *last = last.max(span.end_seconds);
     }
@@ -114,22 +114,22 @@ pub fn render_svg(title: &str, spans: &[TaskSpan], total_seconds: f64) -> String
             x(span.end_seconds.max(span.start_seconds)),
         );
         let y = TOP + span.worker as f64 * LANE + (LANE - BAR) / 2.0;
-        let label = match span.kind.as_str() {
-            "segment" => format!("seg {}", span.target),
+        let label = match span.kind {
+            TaskKind::Segment => format!("seg {}", span.target),
             _ => span.target.clone(),
         };
         let _ = writeln!(
             svg,
             r##"<rect class="{}" x="{start:.2}" y="{y:.1}" width="{:.2}" height="{BAR}" fill="{}" stroke="white" stroke-width="0.5"><title>{} {}: {:.3}–{:.3} s</title></rect>"##,
-            escape(&span.kind),
+            span.kind,
             (end - start).max(MIN_BAR),
-            colour(&span.kind),
-            escape(&span.kind),
+            colour(span.kind),
+            span.kind,
             escape(&span.target),
             span.start_seconds,
             span.end_seconds
         );
-        if matches!(span.kind.as_str(), "merge" | "rename") {
+        if span.kind.stage() == Stage::Merge {
             // A downward triangle over the merge and its node id, readable at any duration.
             let _ = writeln!(
                 svg,
@@ -138,8 +138,8 @@ pub fn render_svg(title: &str, spans: &[TaskSpan], total_seconds: f64) -> String
                 y - MARKER,
                 MARKER / 2.0,
                 MARKER / 2.0,
-                colour(&span.kind),
-                escape(&span.kind),
+                colour(span.kind),
+                span.kind,
                 escape(&span.target),
                 span.start_seconds,
                 span.end_seconds,
@@ -180,7 +180,7 @@ pub fn render_svg(title: &str, spans: &[TaskSpan], total_seconds: f64) -> String
         tick += step;
     }
     let legend_y = axis_y + 36.0;
-    for (index, kind) in ["segment", "merge", "rename", "audio"].iter().enumerate() {
+    for (index, kind) in TaskKind::ALL.into_iter().enumerate() {
         let lx = LEFT + index as f64 * 110.0;
         let _ = writeln!(
             svg,
@@ -219,9 +219,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn span(kind: &str, worker: usize, start: f64, end: f64) -> TaskSpan {
+    fn span(kind: TaskKind, worker: usize, start: f64, end: f64) -> TaskSpan {
         TaskSpan {
-            kind: kind.to_owned(),
+            kind,
             target: format!("{kind}-{worker}"),
             worker,
             start_seconds: start,
@@ -232,11 +232,11 @@ mod tests {
     #[test]
     fn the_idle_tail_runs_from_the_first_worker_out_of_segments_to_the_last_segment() {
         let spans = [
-            span("segment", 0, 0.0, 4.0),
-            span("segment", 1, 0.0, 3.0),
-            span("segment", 1, 3.0, 5.5),
-            span("merge", 0, 5.5, 5.6),
-            span("audio", 0, 4.0, 9.0),
+            span(TaskKind::Segment, 0, 0.0, 4.0),
+            span(TaskKind::Segment, 1, 0.0, 3.0),
+            span(TaskKind::Segment, 1, 3.0, 5.5),
+            span(TaskKind::Merge, 0, 5.5, 5.6),
+            span(TaskKind::Audio, 0, 4.0, 9.0),
         ];
         // Worker 0's last segment ends at 4 s, worker 1's at 5.5 s; audio and merges are not
         // encoding.
@@ -252,10 +252,10 @@ mod tests {
     #[test]
     fn one_bar_per_task_in_its_worker_lane() {
         let spans = [
-            span("segment", 0, 0.0, 4.0),
-            span("segment", 1, 0.0, 5.0),
-            span("merge", 0, 4.0, 4.5),
-            span("audio", 1, 5.0, 5.2),
+            span(TaskKind::Segment, 0, 0.0, 4.0),
+            span(TaskKind::Segment, 1, 0.0, 5.0),
+            span(TaskKind::Merge, 0, 4.0, 4.5),
+            span(TaskKind::Audio, 1, 5.0, 5.2),
         ];
         let svg = render_svg("run <1>", &spans, 6.0);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
@@ -269,7 +269,7 @@ mod tests {
         assert!(svg.contains(&format!(r##"class="merge" x="{merge_x:.2}""##)));
         // Every merge gets a marker; a 1 ms merge is still drawn MIN_BAR wide.
         assert_eq!(svg.matches(r##"class="marker""##).count(), 1);
-        let quick = render_svg("t", &[span("merge", 0, 1.0, 1.001)], 600.0);
+        let quick = render_svg("t", &[span(TaskKind::Merge, 0, 1.0, 1.001)], 600.0);
         assert!(quick.contains(&format!(r##"width="{MIN_BAR:.2}""##)));
         assert!(
             svg.contains(">seg segment-0<"),
@@ -285,7 +285,7 @@ mod tests {
         ) {
             let spans: Vec<TaskSpan> = raw
                 .iter()
-                .map(|&(worker, a, b)| span("segment", worker, a.min(b), a.max(b)))
+                .map(|&(worker, a, b)| span(TaskKind::Segment, worker, a.min(b), a.max(b)))
                 .collect();
             let svg = render_svg("t", &spans, total);
             prop_assert_eq!(svg.matches("<rect class=").count(), spans.len());

@@ -9,6 +9,7 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use treemux_core::local::TaskSpan;
+use treemux_core::names::TaskKind;
 use treemux_core::tree::{MergeKind, MergeTree, NodeId};
 
 /// The largest tree drawn: beyond this the boxes would be too small to read.
@@ -64,16 +65,16 @@ pub enum NodeKind {
 
 /// The node a span made: segments are named by their index, merges by `L<level>-<index>`.
 fn span_node(span: &TaskSpan) -> Option<NodeId> {
-    match span.kind.as_str() {
-        "segment" => span.target.parse().ok().map(NodeId::leaf),
-        "merge" | "rename" => {
+    match span.kind {
+        TaskKind::Segment => span.target.parse().ok().map(NodeId::leaf),
+        TaskKind::Merge | TaskKind::Rename => {
             let (level, index) = span.target.strip_prefix('L')?.split_once('-')?;
             Some(NodeId {
                 level: level.parse().ok()?,
                 index: index.parse().ok()?,
             })
         }
-        _ => None,
+        TaskKind::Audio => None,
     }
 }
 
@@ -330,9 +331,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn span(kind: &str, target: &str, worker: usize, start: f64, end: f64) -> TaskSpan {
+    fn span(kind: TaskKind, target: &str, worker: usize, start: f64, end: f64) -> TaskSpan {
         TaskSpan {
-            kind: kind.to_owned(),
+            kind,
             target: target.to_owned(),
             worker,
             start_seconds: start,
@@ -343,13 +344,13 @@ mod tests {
     /// Three segments: leaf 3 is a placeholder, L1-1 a rename, the root a merge.
     fn three_segment_run() -> (MergeTree, Vec<TaskSpan>) {
         let spans = vec![
-            span("segment", "0", 0, 0.0, 2.0),
-            span("segment", "1", 1, 0.0, 2.5),
-            span("segment", "2", 0, 2.0, 3.0),
-            span("rename", "L1-1", 0, 3.0, 3.01),
-            span("merge", "L1-0", 1, 2.5, 2.6),
-            span("merge", "L2-0", 0, 3.01, 3.1),
-            span("audio", "audio", 1, 2.6, 2.9),
+            span(TaskKind::Segment, "0", 0, 0.0, 2.0),
+            span(TaskKind::Segment, "1", 1, 0.0, 2.5),
+            span(TaskKind::Segment, "2", 0, 2.0, 3.0),
+            span(TaskKind::Rename, "L1-1", 0, 3.0, 3.01),
+            span(TaskKind::Merge, "L1-0", 1, 2.5, 2.6),
+            span(TaskKind::Merge, "L2-0", 0, 3.01, 3.1),
+            span(TaskKind::Audio, "audio", 1, 2.6, 2.9),
         ];
         (MergeTree::new(3), spans)
     }
@@ -415,8 +416,12 @@ mod tests {
     #[test]
     fn a_resumed_node_without_a_task_says_so() {
         let tree = MergeTree::new(2);
-        let svg =
-            render_svg("resumed", &tree, &[span("segment", "0", 0, 0.0, 1.0)]).expect("drawn");
+        let svg = render_svg(
+            "resumed",
+            &tree,
+            &[span(TaskKind::Segment, "0", 0, 0.0, 1.0)],
+        )
+        .expect("drawn");
         assert!(svg.contains("reused or not recorded"));
     }
 
@@ -431,7 +436,7 @@ mod tests {
                 .internal_nodes()
                 .filter(|&node| tree.merge_kind(node) != MergeKind::Placeholder)
                 .zip(&ends)
-                .map(|(node, &end)| span("merge", &node.to_string(), 0, end, end))
+                .map(|(node, &end)| span(TaskKind::Merge, &node.to_string(), 0, end, end))
                 .collect();
             let events = node_events(&tree, &spans);
             let mut ranks: Vec<usize> = events.iter().filter_map(|e| e.order).collect();

@@ -274,6 +274,7 @@ fn merges_write_indexes_only_and_the_output_is_written_once_with_its_index_first
     let names = entries(&kept);
     let video_files: Vec<&String> = names
         .iter()
+        // Segments' video is `node-0-<i>.nut`; `audio-<i>.nut` are their audio pieces.
         .filter(|n| n.starts_with("node-") && n.ends_with(".nut"))
         .collect();
     assert_eq!(

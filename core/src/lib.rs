@@ -8,8 +8,9 @@
 //! - [`extras`]: what the output keeps of subtitles, cover art, attachments, chapters and tags,
 //!   and the warnings for the rest (pure).
 //! - [`media`]: probe, split-and-convert, merge, audio, remux and verify over ffmpeg-next.
-//! - [`local`]: the whole pipeline on one machine; [`progress`]: its progress as counts, rates
-//!   and one report line (pure).
+//! - [`local`]: the whole pipeline on one machine; [`progress`]: a run's progress events and
+//!   counts (the CLI's bar and the Lambda job record alike), rates and one report line (pure).
+//! - [`names`]: the stages, timeline task kinds and Lambda functions both runners name alike.
 //! - [`summary`]: a finished run as plain data (`transcode --json`, read by bench and diagram;
 //!   its output part is kept by the Lambda job record too).
 //! - [`process`]: process start-up that keeps encodes repeatable.
@@ -23,6 +24,7 @@ pub mod fault;
 pub mod join;
 pub mod local;
 pub mod media;
+pub mod names;
 pub mod output_plan;
 pub mod plan;
 pub mod process;

@@ -10,6 +10,8 @@
 //! Implementations: [`InMemoryStateStore`] here (the local runner and tests) and, for AWS, a
 //! DynamoDB store with the same semantics. The methods are async because real stores are remote.
 
+use crate::names::Stage;
+use crate::progress::{Progress, ProgressCounts};
 use crate::settings::JobSettings;
 use crate::summary::RunOutput;
 use crate::tree::{MergeTree, NodeId, Side};
@@ -281,9 +283,15 @@ pub struct JobRecord {
     /// Merge files written, including any written again by a duplicate task: equals `merges`
     /// when every pair was merged exactly once.
     pub merge_runs: u32,
-    /// Seconds spent per stage (`analyze`, `split_audio`, `convert`, `merge`, `merge_audio`),
-    /// summed over tasks.
-    pub stage_seconds: std::collections::BTreeMap<String, f64>,
+    /// Seconds spent per stage (on Lambda: `analyze`, `audio`, `convert`, `merge`, `remux`;
+    /// before the names were shared, `audio` and `remux` were `split_audio` and `merge_audio`,
+    /// which still read), summed over tasks.
+    pub stage_seconds: std::collections::BTreeMap<Stage, f64>,
+    /// The job's progress as the command line's bar counts it: segments and merges done out of
+    /// their totals, frames encoded (counted per finished segment) and the percentage, kept by
+    /// [`apply_job_update`] with [`ProgressCounts::record`], each segment and merge counted once.
+    #[serde(default)]
+    pub progress: ProgressCounts,
     /// Why the job failed (the error name and its cause), or why it was superseded.
     pub error: Option<String>,
     /// The job of the newer upload that replaced this one ([`JobStatus::Superseded`]).
@@ -310,15 +318,18 @@ pub struct JobRecord {
 /// A change to a job record.
 #[derive(Clone, Debug, PartialEq)]
 pub enum JobUpdate {
-    /// The execution started, for a plan of `segments` segments whose tree needs `merges` pair
-    /// merges (placeholder pairs excluded).
+    /// The execution started, for a plan of `frames` frames in `segments` segments whose tree
+    /// needs `merges` pair merges (placeholder pairs excluded).
     Running {
         segments: u32,
         merges: u32,
+        frames: u64,
     },
+    /// Segment `index`, of `frames` frames, is done.
     SegmentDone {
         index: u32,
         seconds: f64,
+        frames: u64,
     },
     /// A pair's file is in place (a concatenation, or a rename when the right child is a
     /// placeholder). `ran` says this task wrote it; false when a retried task found the file an
@@ -331,7 +342,7 @@ pub enum JobUpdate {
     },
     /// Time spent in a stage other than convert and merge.
     Stage {
-        name: &'static str,
+        stage: Stage,
         seconds: f64,
     },
     /// The output of the final mux: its size and warnings (replacing any an earlier attempt
@@ -434,28 +445,50 @@ pub fn latest_claim(recorded: Option<(&str, &str)>, job_id: &str, order: &str) -
 /// update expressions.
 pub fn apply_job_update(record: &mut JobRecord, update: &JobUpdate, now: u64) {
     record.updated_at = now;
-    let mut add_seconds = |name: &str, seconds: f64| {
-        *record.stage_seconds.entry(name.to_owned()).or_default() += seconds
-    };
+    let mut add_seconds =
+        |stage: Stage, seconds: f64| *record.stage_seconds.entry(stage).or_default() += seconds;
     match update {
-        JobUpdate::Running { segments, merges } => {
+        JobUpdate::Running {
+            segments,
+            merges,
+            frames,
+        } => {
             (record.segments, record.merges) = (*segments, *merges);
+            record.progress.record(&Progress::Planned {
+                frames: *frames,
+                segments: *segments,
+                merges: *merges,
+                duration_seconds: 0.0,
+            });
             if record.status == JobStatus::Created {
                 record.status = JobStatus::Running;
             }
         }
-        JobUpdate::SegmentDone { index, seconds } => {
-            add_seconds("convert", *seconds);
-            record.segments_done.insert(*index);
+        JobUpdate::SegmentDone {
+            index,
+            seconds,
+            frames,
+        } => {
+            add_seconds(Stage::Convert, *seconds);
+            // A retried task reports its segment again: counted once.
+            if record.segments_done.insert(*index) {
+                record.progress.record(&Progress::SegmentDone {
+                    index: *index,
+                    unreported_frames: *frames,
+                });
+            }
         }
         JobUpdate::Merged { node, seconds, ran } => {
-            add_seconds("merge", *seconds);
+            add_seconds(Stage::Merge, *seconds);
             let first_record = record.merges_done.insert(node.to_string());
+            if first_record {
+                record.progress.record(&Progress::MergeDone { node: *node });
+            }
             if *ran || first_record {
                 record.merge_runs += 1;
             }
         }
-        JobUpdate::Stage { name, seconds } => add_seconds(name, *seconds),
+        JobUpdate::Stage { stage, seconds } => add_seconds(*stage, *seconds),
         JobUpdate::Succeeded => {
             if record.status != JobStatus::Superseded {
                 record.status = JobStatus::Succeeded;

@@ -11,18 +11,19 @@
 //! ([`render_for_template`]) has them unquoted; the other renderings put the numbers in.
 
 use serde_json::{json, Map, Value};
+use treemux_core::names::Function;
 
 /// The definition as committed.
 pub const DEFINITION: &str = include_str!("../../statemachine/treemux.asl.json");
 
-/// The functions the state machine calls: placeholder name → function name (the worker's
-/// dispatch key and the Lambda binary's name).
-pub const FUNCTIONS: [(&str, &str); 5] = [
-    ("SplitAudio", "split-audio"),
-    ("SplitAndConvert", "split-and-convert"),
-    ("MergeVideo", "merge-video"),
-    ("MergeAudio", "merge-audio"),
-    ("JobFailed", "job-failed"),
+/// The functions the state machine calls: placeholder name → function (its name is the
+/// worker's dispatch key and the Lambda binary's name). Analyze is started by S3, not by it.
+pub const FUNCTIONS: [(&str, Function); 5] = [
+    ("SplitAudio", Function::SplitAudio),
+    ("SplitAndConvert", Function::SplitAndConvert),
+    ("MergeVideo", Function::MergeVideo),
+    ("MergeAudio", Function::MergeAudio),
+    ("JobFailed", Function::JobFailed),
 ];
 
 /// The number placeholders (see the module doc), each a template parameter of the same name.
@@ -101,7 +102,7 @@ fn placeholder_function(resource: &str) -> Option<&'static str> {
     FUNCTIONS
         .iter()
         .find(|(placeholder, _)| *placeholder == name)
-        .map(|(_, function)| *function)
+        .map(|(_, function)| function.name())
 }
 
 /// Walks every state, including those inside Parallel branches and Map item processors.
@@ -258,7 +259,9 @@ mod tests {
         };
         let mut values: Vec<(String, String)> = FUNCTIONS
             .iter()
-            .map(|(placeholder, function)| (format!("{placeholder}FunctionArn"), arn(function)))
+            .map(|(placeholder, function)| {
+                (format!("{placeholder}FunctionArn"), arn(function.name()))
+            })
             .collect();
         values.push(("SegmentConcurrency".into(), "37".into()));
         values.push(("ExecutionTimeoutSeconds".into(), "5400".into()));
@@ -390,5 +393,36 @@ mod tests {
             map["ItemProcessor"]["ProcessorConfig"]["Mode"],
             "DISTRIBUTED"
         );
+    }
+
+    /// Every function has a Lambda binary of its name (functions/Cargo.toml), the state machine
+    /// calls every one but analyze (which S3 starts), and each binary starts as its function.
+    #[test]
+    fn every_function_is_a_binary_and_the_state_machine_calls_the_rest() {
+        let manifest = include_str!("../Cargo.toml");
+        let binaries: Vec<&str> = manifest
+            .split("[[bin]]")
+            .skip(1)
+            .filter_map(|bin| bin.lines().find_map(|line| line.strip_prefix("name = ")))
+            .map(|name| name.trim_matches('"'))
+            .collect();
+        let names: Vec<&str> = Function::ALL.iter().map(|f| f.name()).collect();
+        assert_eq!(binaries, names);
+        let called: Vec<Function> = FUNCTIONS.iter().map(|(_, function)| *function).collect();
+        let expected: Vec<Function> = Function::ALL
+            .into_iter()
+            .filter(|function| *function != Function::Analyze)
+            .collect();
+        assert_eq!(called, expected);
+        for function in Function::ALL {
+            let file = function.name().replace('-', "_");
+            let path = format!("{}/src/bin/{file}.rs", env!("CARGO_MANIFEST_DIR"));
+            let main = std::fs::read_to_string(&path).expect("the binary's source");
+            let variant = format!("{function:?}");
+            assert!(
+                main.contains(&format!("startup::prepare(Function::{variant})")),
+                "{path} starts as {variant}"
+            );
+        }
     }
 }

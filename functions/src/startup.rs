@@ -2,9 +2,10 @@
 
 use std::path::Path;
 use treemux_core::local::{transcode, TranscodeOptions};
+use treemux_core::names::Function;
 use treemux_core::settings::{EncodeSettings, VideoCodec};
 
-/// Process start-up for the function `name`: restarts with zeroed allocations (see
+/// Process start-up for `function`'s binary: restarts with zeroed allocations (see
 /// [`treemux_core::process`]), installs the log output ([`init_logging`]), then, when the binary was started as `bootstrap --self-test INPUT
 /// OUTPUT`, transcodes INPUT to OUTPUT with the media core and exits instead of serving.
 ///
@@ -12,8 +13,9 @@ use treemux_core::settings::{EncodeSettings, VideoCodec};
 /// layer work with only the libraries Lambda provides; after a deploy it runs the same way in a
 /// Lambda console shell or container. It prints one JSON line and exits 0, or prints the error and
 /// exits 1.
-pub fn prepare(name: &str) {
+pub fn prepare(function: Function) {
     let zeroed_heap = treemux_core::process::ensure_zeroed_heap();
+    let name = function.name();
     init_logging(name);
     treemux_core::process::warn_unless_zeroed(&zeroed_heap);
     let args: Vec<String> = std::env::args().skip(1).collect();

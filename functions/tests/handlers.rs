@@ -56,9 +56,19 @@ async fn analyze_the_real_s3_event_then_run_the_whole_job() {
         ),
         (4, 3, 3)
     );
-    for stage in ["analyze", "split_audio", "convert", "merge", "merge_audio"] {
+    // The progress as the command line's bar counts it: all done.
+    let progress = record.progress;
+    assert_eq!((progress.segments_done, progress.segments_total), (4, 4));
+    assert_eq!((progress.merges_done, progress.merges_total), (3, 3));
+    assert_eq!(progress.frames_done, progress.frames_total);
+    assert_eq!(progress.percent(), Some(100));
+    // Every function of the pipeline timed its stage.
+    for stage in treemux_core::names::Function::ALL
+        .iter()
+        .filter_map(|function| function.stage())
+    {
         assert!(
-            record.stage_seconds.get(stage).is_some_and(|s| *s > 0.0),
+            record.stage_seconds.get(&stage).is_some_and(|s| *s > 0.0),
             "stage {stage} timed: {:?}",
             record.stage_seconds
         );

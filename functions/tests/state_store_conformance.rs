@@ -31,6 +31,7 @@ fn record(job_id: &str) -> JobRecord {
         merges_done: BTreeSet::new(),
         merge_runs: 0,
         stage_seconds: Default::default(),
+        progress: Default::default(),
         error: None,
         superseded_by: None,
         result: Default::default(),
@@ -55,6 +56,7 @@ async fn conformance<S: StateStore + JobStore>(store: &S, job: &str) {
             &JobUpdate::Running {
                 segments: 5,
                 merges: 4,
+                frames: 500,
             },
             2,
         )
@@ -90,6 +92,7 @@ async fn conformance<S: StateStore + JobStore>(store: &S, job: &str) {
                 &JobUpdate::SegmentDone {
                     index: 3,
                     seconds: 1.5,
+                    frames: 100,
                 },
                 3,
             )
@@ -157,7 +160,23 @@ async fn conformance<S: StateStore + JobStore>(store: &S, job: &str) {
         read.merge_runs, 4,
         "runs found on retry are not counted twice"
     );
-    assert_eq!(read.stage_seconds.get("convert"), Some(&3.0));
+    assert_eq!(
+        read.stage_seconds.get(&treemux_core::names::Stage::Convert),
+        Some(&3.0)
+    );
+    // The progress the command line's bar would show: each segment and merge counted once.
+    assert_eq!(
+        read.progress,
+        treemux_core::progress::ProgressCounts {
+            frames_done: 100,
+            frames_total: 500,
+            segments_done: 1,
+            segments_total: 5,
+            merges_done: 3,
+            merges_total: 4,
+        }
+    );
+    assert_eq!(read.progress.percent(), Some(20));
     assert!(store
         .get_job(&format!("{job}-missing"))
         .await
@@ -170,6 +189,7 @@ async fn conformance<S: StateStore + JobStore>(store: &S, job: &str) {
                 &JobUpdate::Running {
                     segments: 1,
                     merges: 0,
+                    frames: 10,
                 },
                 1,
             )
@@ -382,6 +402,7 @@ where
             let update = JobUpdate::SegmentDone {
                 index,
                 seconds: 1.0,
+                frames: 10,
             };
             store.update_job(&job, &update, 2).await.expect("update");
         });

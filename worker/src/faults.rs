@@ -23,6 +23,7 @@ use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Mutex;
 use treemux_core::fault::{CrashPlan, CrashPoint};
+use treemux_core::names::Function;
 use treemux_functions::error::HandlerError;
 use treemux_functions::ports::{ObjectError, ObjectHead, ObjectStore, ObjectVersion};
 use treemux_functions::upload::MultipartStore;
@@ -30,25 +31,25 @@ use treemux_functions::upload::MultipartStore;
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum FaultRule {
     FailOnce {
-        function: String,
+        function: Function,
         segment: Option<u32>,
     },
     FailAlways {
-        function: String,
+        function: Function,
         segment: Option<u32>,
     },
     Duplicate {
-        function: String,
+        function: Function,
     },
     /// The task is never answered, as an invocation lost on the way: the execution waits until
     /// its `TimeoutSeconds` (or a StopExecution).
     Lose {
-        function: String,
+        function: Function,
     },
     /// The first `times` attempts of each task are refused as Lambda refuses an invocation over
     /// the account's concurrency.
     Throttle {
-        function: String,
+        function: Function,
         times: u32,
     },
 }
@@ -64,9 +65,9 @@ pub const THROTTLED_ERROR: &str = "Lambda.TooManyRequestsException";
 #[derive(Debug, Default)]
 pub struct Faults {
     rules: Vec<FaultRule>,
-    fired: Mutex<HashSet<(String, Option<u32>)>>,
+    fired: Mutex<HashSet<(Function, Option<u32>)>>,
     /// Times each task (function, segment) was throttled so far.
-    throttled: Mutex<std::collections::HashMap<(String, Option<u32>), u32>>,
+    throttled: Mutex<std::collections::HashMap<(Function, Option<u32>), u32>>,
     crash_points: Vec<CrashPoint>,
     /// `fail-reads`: every object read fails with a transient error ([`FaultyObjects`]).
     fail_reads: bool,
@@ -104,9 +105,18 @@ impl Faults {
                 continue;
             }
             let parts: Vec<&str> = rule.split(':').collect();
+            let function_named = |name: &str| {
+                Function::parse(name).ok_or_else(|| {
+                    let known: Vec<&str> = Function::ALL.iter().map(|f| f.name()).collect();
+                    format!(
+                        "fault {rule:?}: no function named {name:?} ({})",
+                        known.join(", ")
+                    )
+                })
+            };
             if let ["throttle", function, times] = parts.as_slice() {
                 rules.push(FaultRule::Throttle {
-                    function: (*function).to_owned(),
+                    function: function_named(function)?,
                     times: times
                         .parse()
                         .map_err(|_| format!("fault {rule:?}: TIMES must be a number"))?,
@@ -120,10 +130,11 @@ impl Faults {
                 ),
                 None => None,
             };
-            let function = parts
-                .get(1)
-                .map(|f| (*f).to_owned())
-                .ok_or_else(|| format!("fault {rule:?}: expected KIND:FUNCTION[:SEGMENT]"))?;
+            let function = function_named(
+                parts
+                    .get(1)
+                    .ok_or_else(|| format!("fault {rule:?}: expected KIND:FUNCTION[:SEGMENT]"))?,
+            )?;
             rules.push(match parts[0] {
                 "fail-once" => FaultRule::FailOnce { function, segment },
                 "fail-always" => FaultRule::FailAlways { function, segment },
@@ -159,13 +170,13 @@ impl Faults {
     }
 
     /// Decides what happens to a task of `function` with `input`.
-    pub fn decide(&self, function: &str, input: &Value) -> FaultAction {
+    pub fn decide(&self, function: Function, input: &Value) -> FaultAction {
         let segment = input
             .get("segment")
             .and_then(Value::as_u64)
             .map(|s| s as u32);
-        let matches = |name: &str, wanted: &Option<u32>| {
-            name == function && (wanted.is_none() || *wanted == segment)
+        let matches = |name: &Function, wanted: &Option<u32>| {
+            *name == function && (wanted.is_none() || *wanted == segment)
         };
         for rule in &self.rules {
             match rule {
@@ -174,7 +185,7 @@ impl Faults {
                     segment: wanted,
                 } if matches(name, wanted) => {
                     let mut fired = self.fired.lock().unwrap_or_else(|p| p.into_inner());
-                    if fired.insert((function.to_owned(), segment)) {
+                    if fired.insert((function, segment)) {
                         return FaultAction::Fail(HandlerError::transient(format!(
                             "injected fault: {function} fails once"
                         )));
@@ -188,16 +199,18 @@ impl Faults {
                         "injected fault: {function} always fails"
                     )));
                 }
-                FaultRule::Duplicate { function: name } if name == function => {
+                FaultRule::Duplicate { function: name } if *name == function => {
                     return FaultAction::RunTwice
                 }
-                FaultRule::Lose { function: name } if name == function => return FaultAction::Lose,
+                FaultRule::Lose { function: name } if *name == function => {
+                    return FaultAction::Lose
+                }
                 FaultRule::Throttle {
                     function: name,
                     times,
-                } if name == function => {
+                } if *name == function => {
                     let mut throttled = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
-                    let count = throttled.entry((function.to_owned(), segment)).or_insert(0);
+                    let count = throttled.entry((function, segment)).or_insert(0);
                     if *count < *times {
                         *count += 1;
                         return FaultAction::Throttle;
@@ -333,29 +346,33 @@ mod tests {
             Faults::parse("fail-once:split-and-convert:1, duplicate:merge-video").expect("parse");
         let segment = |n: u32| serde_json::json!({"job_id": "a", "segment": n});
         assert!(
-            matches!(faults.decide("split-and-convert", &segment(1)), FaultAction::Fail(e) if e.name() == "TreemuxTransient")
+            matches!(faults.decide(Function::SplitAndConvert, &segment(1)), FaultAction::Fail(e) if e.name() == "TreemuxTransient")
         );
         assert_eq!(
-            faults.decide("split-and-convert", &segment(1)),
+            faults.decide(Function::SplitAndConvert, &segment(1)),
             FaultAction::Run,
             "only once"
         );
         assert_eq!(
-            faults.decide("split-and-convert", &segment(2)),
+            faults.decide(Function::SplitAndConvert, &segment(2)),
             FaultAction::Run
         );
         assert_eq!(
-            faults.decide("merge-video", &serde_json::json!({})),
+            faults.decide(Function::MergeVideo, &serde_json::json!({})),
             FaultAction::RunTwice
         );
         assert!(Faults::parse("explode:x").is_err());
+        assert!(
+            Faults::parse("fail-once:split_audio").is_err(),
+            "no such function"
+        );
         let losing = Faults::parse("lose:split-audio").expect("parse");
         assert_eq!(
-            losing.decide("split-audio", &serde_json::json!({})),
+            losing.decide(Function::SplitAudio, &serde_json::json!({})),
             FaultAction::Lose
         );
         assert_eq!(
-            losing.decide("merge-audio", &serde_json::json!({})),
+            losing.decide(Function::MergeAudio, &serde_json::json!({})),
             FaultAction::Run
         );
         let crashing =
@@ -363,7 +380,7 @@ mod tests {
                 .expect("parse");
         assert!(!crashing.crash_plan().is_empty());
         assert_eq!(
-            crashing.decide("split-and-convert", &segment(1)),
+            crashing.decide(Function::SplitAndConvert, &segment(1)),
             FaultAction::Run,
             "a crash fires inside the handler, not before it"
         );
@@ -371,11 +388,11 @@ mod tests {
         assert!(Faults::parse("").expect("parse").crash_plan().is_empty());
         let always = Faults::parse("fail-always:merge-audio").expect("parse");
         assert!(
-            matches!(always.decide("merge-audio", &serde_json::json!({})), FaultAction::Fail(e) if e.name() == "TreemuxMediaFailure")
+            matches!(always.decide(Function::MergeAudio, &serde_json::json!({})), FaultAction::Fail(e) if e.name() == "TreemuxMediaFailure")
         );
         let throttling = Faults::parse("throttle:split-and-convert:2").expect("parse");
         let decisions: Vec<FaultAction> = (0..3)
-            .map(|_| throttling.decide("split-and-convert", &segment(0)))
+            .map(|_| throttling.decide(Function::SplitAndConvert, &segment(0)))
             .collect();
         assert_eq!(
             decisions,

@@ -5,6 +5,7 @@ use crate::faults::{FaultAction, Faults};
 use crate::poll::run_action;
 use serde_json::Value;
 use std::time::Duration;
+use treemux_core::names::Function;
 use treemux_core::state::{JobStore, StateStore};
 use treemux_functions::error::HandlerError;
 use treemux_functions::events::S3Event;
@@ -19,16 +20,21 @@ pub const ASYNC_ATTEMPTS: u32 = 3;
 /// Where a function's asynchronous invocation goes after its last failed attempt, as the
 /// template's `EventInvokeConfig` `OnFailure` destinations of type Lambda say: analyze's to
 /// job-failed. (job-failed's own failures go to an SQS queue on AWS; the worker logs them.)
-pub fn on_failure_destination(function: &str) -> Option<&'static str> {
+pub fn on_failure_destination(function: Function) -> Option<Function> {
     match function {
-        "analyze" => Some("job-failed"),
+        Function::Analyze => Some(Function::JobFailed),
         _ => None,
     }
 }
 
 /// Lambda's record of an asynchronous invocation whose last attempt failed, as its `OnFailure`
 /// destination receives it (see [`treemux_functions::events::AsyncInvocationRecord`]).
-fn invocation_record(function: &str, input: Value, attempts: u32, error: &HandlerError) -> Value {
+fn invocation_record(
+    function: Function,
+    input: Value,
+    attempts: u32,
+    error: &HandlerError,
+) -> Value {
     let timestamp = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
@@ -61,7 +67,7 @@ fn invocation_record(function: &str, input: Value, attempts: u32, error: &Handle
 pub(crate) async fn invoke_async<S, O, X>(
     services: &Services<S, O, X>,
     faults: &Faults,
-    function: &str,
+    function: Function,
     input: Value,
     retry_seconds: f64,
 ) where
@@ -79,7 +85,7 @@ pub(crate) async fn invoke_async<S, O, X>(
         let action = faults.decide(function, &input);
         if action == FaultAction::Lose {
             return tracing::warn!(
-                function,
+                function = function.name(),
                 "worker: injected fault: asynchronous invocation lost"
             );
         }
@@ -87,7 +93,7 @@ pub(crate) async fn invoke_async<S, O, X>(
             Ok(_) => {
                 // The handler logged its own outcome (job ids, keys).
                 return tracing::info!(
-                    function,
+                    function = function.name(),
                     attempt,
                     outcome = "ok",
                     "worker: asynchronous invocation"
@@ -95,7 +101,7 @@ pub(crate) async fn invoke_async<S, O, X>(
             }
             Err(error) => {
                 tracing::warn!(
-                    function,
+                    function = function.name(),
                     attempt,
                     attempts = ASYNC_ATTEMPTS,
                     outcome = "failed",
@@ -122,7 +128,7 @@ pub(crate) async fn invoke_async<S, O, X>(
             .await;
         }
         None => tracing::error!(
-            function,
+            function = function.name(),
             attempts = ASYNC_ATTEMPTS,
             outcome = "dropped",
             error = error.name(),
@@ -159,7 +165,7 @@ pub(crate) async fn handle_upload<S, O, X>(
     let Ok(input) = serde_json::to_value(&event) else {
         return;
     };
-    invoke_async(services, faults, "analyze", input, retry_seconds).await;
+    invoke_async(services, faults, Function::Analyze, input, retry_seconds).await;
 }
 
 #[cfg(test)]
@@ -172,7 +178,7 @@ mod tests {
         let event = serde_json::json!({"Records": [{"eventName": "ObjectCreated:Put",
             "s3": {"bucket": {"name": "in"}, "object": {"key": "uploads/a.mp4"}}}]});
         let error = HandlerError::transient("s3://in/uploads/a.mp4: 503");
-        let record = invocation_record("analyze", event, ASYNC_ATTEMPTS, &error);
+        let record = invocation_record(Function::Analyze, event, ASYNC_ATTEMPTS, &error);
         let input: treemux_functions::events::JobFailedInput =
             serde_json::from_value(record).expect("job-failed's input");
         let treemux_functions::events::JobFailedInput::Invocation(record) = input else {
@@ -183,7 +189,10 @@ mod tests {
             record.describe(),
             "TreemuxTransient: s3://in/uploads/a.mp4: 503 (analyze gave up after 3 attempts: RetriesExhausted)"
         );
-        assert_eq!(on_failure_destination("analyze"), Some("job-failed"));
-        assert_eq!(on_failure_destination("job-failed"), None);
+        assert_eq!(
+            on_failure_destination(Function::Analyze),
+            Some(Function::JobFailed)
+        );
+        assert_eq!(on_failure_destination(Function::JobFailed), None);
     }
 }

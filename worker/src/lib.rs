@@ -31,16 +31,17 @@ pub use invocations::{on_failure_destination, ASYNC_ATTEMPTS};
 pub use poll::{run, WorkerOptions, DEFAULT_VISIBILITY_SECONDS};
 
 use serde_json::Value;
+use treemux_core::names::Function;
 use treemux_core::state::{JobStore, StateStore};
 use treemux_functions::error::HandlerError;
 use treemux_functions::handlers::{self, Services};
 use treemux_functions::ports::{ExecutionStarter, ObjectStore};
 use treemux_functions::upload::MultipartStore;
 
-/// Runs the handler called `function` on `input`.
+/// Runs `function`'s handler on `input`.
 pub async fn dispatch<S, O, X>(
     services: &Services<S, O, X>,
-    function: &str,
+    function: Function,
     input: Value,
 ) -> Result<Value, HandlerError>
 where
@@ -49,7 +50,7 @@ where
     X: ExecutionStarter,
 {
     fn parse<T: serde::de::DeserializeOwned>(
-        function: &str,
+        function: Function,
         input: Value,
     ) -> Result<T, HandlerError> {
         serde_json::from_value(input)
@@ -59,16 +60,28 @@ where
         serde_json::to_value(value).map_err(|e| HandlerError::internal(e.to_string()))
     }
     match function {
-        "analyze" => output(handlers::analyze(services, parse(function, input)?).await?),
-        "split-audio" => output(handlers::split_audio(services, parse(function, input)?).await?),
-        "split-and-convert" => {
+        Function::Analyze => output(handlers::analyze(services, parse(function, input)?).await?),
+        Function::SplitAudio => {
+            output(handlers::split_audio(services, parse(function, input)?).await?)
+        }
+        Function::SplitAndConvert => {
             output(handlers::split_and_convert(services, parse(function, input)?).await?)
         }
-        "merge-video" => output(handlers::merge_video(services, parse(function, input)?).await?),
-        "merge-audio" => output(handlers::merge_audio(services, parse(function, input)?).await?),
-        "job-failed" => output(handlers::job_failed(services, parse(function, input)?).await?),
-        other => Err(HandlerError::invalid(format!(
-            "no function named {other:?}"
-        ))),
+        Function::MergeVideo => {
+            output(handlers::merge_video(services, parse(function, input)?).await?)
+        }
+        Function::MergeAudio => {
+            output(handlers::merge_audio(services, parse(function, input)?).await?)
+        }
+        Function::JobFailed => {
+            output(handlers::job_failed(services, parse(function, input)?).await?)
+        }
     }
+}
+
+/// The function a task message names, or the error its task fails with (as Lambda would
+/// answer a request for a function that does not exist).
+pub fn function_named(name: &str) -> Result<Function, HandlerError> {
+    Function::parse(name)
+        .ok_or_else(|| HandlerError::invalid(format!("no function named {name:?}")))
 }

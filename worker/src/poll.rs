@@ -8,6 +8,7 @@ use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::Instant;
+use treemux_core::names::Function;
 use treemux_core::state::{JobStore, StateStore};
 use treemux_functions::error::HandlerError;
 use treemux_functions::handlers::{self, Services};
@@ -210,8 +211,36 @@ async fn handle_task<S, O, X>(
             return tracing::error!(error = %error, "worker: dropping a message that is not JSON")
         }
     };
-    let Some(function) = message["function"].as_str() else {
+    let Some(name) = message["function"].as_str() else {
         return tracing::error!("worker: dropping a message without a function");
+    };
+    let function = match crate::function_named(name) {
+        Ok(function) => function,
+        Err(error) => {
+            tracing::error!(
+                function = name,
+                message = %error.message,
+                "worker: a task of no known function"
+            );
+            // Answered as the task's failure (it cannot run); without a token nobody waits.
+            if let Some(token) = message["token"].as_str() {
+                let answer = sfn
+                    .send_task_failure()
+                    .task_token(token)
+                    .error(error.name())
+                    .cause(error.message.clone())
+                    .send()
+                    .await;
+                if let Err(failed) = answer {
+                    tracing::warn!(
+                        function = name,
+                        error = %aws_sdk_sfn::error::DisplayErrorContext(failed),
+                        "worker: answering Step Functions failed"
+                    );
+                }
+            }
+            return;
+        }
     };
     let input = message["input"].clone();
     // No token: an asynchronous invocation (what EventBridge makes of job-failed), nobody to answer.
@@ -223,14 +252,14 @@ async fn handle_task<S, O, X>(
     let result = match faults.decide(function, &input) {
         FaultAction::Lose => {
             return tracing::warn!(
-                function,
+                function = function.name(),
                 job_id = job,
                 "worker: injected fault: lost, never answered"
             )
         }
         FaultAction::Throttle => {
             tracing::warn!(
-                function,
+                function = function.name(),
                 job_id = job,
                 "worker: injected fault: throttled ({THROTTLED_ERROR})"
             );
@@ -243,7 +272,7 @@ async fn handle_task<S, O, X>(
                 .await;
             if let Err(error) = answer {
                 tracing::warn!(
-                    function,
+                    function = function.name(),
                     job_id = job,
                     error = %aws_sdk_sfn::error::DisplayErrorContext(error),
                     "worker: answering Step Functions failed"
@@ -256,7 +285,7 @@ async fn handle_task<S, O, X>(
     let answer = match &result {
         Ok(output) => {
             tracing::info!(
-                function,
+                function = function.name(),
                 job_id = job,
                 seconds = started.elapsed().as_secs_f64(),
                 outcome = "ok",
@@ -272,7 +301,7 @@ async fn handle_task<S, O, X>(
         }
         Err(error) => {
             tracing::warn!(
-                function,
+                function = function.name(),
                 job_id = job,
                 seconds = started.elapsed().as_secs_f64(),
                 outcome = "failed",
@@ -293,7 +322,7 @@ async fn handle_task<S, O, X>(
     };
     if let Err(error) = answer {
         tracing::warn!(
-            function,
+            function = function.name(),
             job_id = job,
             error = %error,
             "worker: answering Step Functions failed"
@@ -305,7 +334,7 @@ async fn handle_task<S, O, X>(
 /// [`FaultAction::Fail`]).
 pub(crate) async fn run_action<S, O, X>(
     services: &Services<S, O, X>,
-    function: &str,
+    function: Function,
     input: Value,
     action: FaultAction,
 ) -> Result<Value, HandlerError>
@@ -329,7 +358,7 @@ where
             let second = dispatch(services, function, input).await;
             let outcome = if first.is_ok() { "succeeded" } else { "failed" };
             tracing::info!(
-                function,
+                function = function.name(),
                 first_run = outcome,
                 "worker: injected fault: delivered twice"
             );

@@ -54,9 +54,19 @@ async fn an_upload_becomes_a_verified_output() {
         (3, 3),
         "each pair merged once"
     );
-    for stage in ["analyze", "split_audio", "convert", "merge", "merge_audio"] {
+    // The progress the command line's bar would show, read back from DynamoDB.
+    let progress = job.progress;
+    assert_eq!((progress.segments_done, progress.segments_total), (4, 4));
+    assert_eq!((progress.merges_done, progress.merges_total), (3, 3));
+    assert!(progress.frames_total > 0 && progress.frames_done == progress.frames_total);
+    assert_eq!(progress.percent(), Some(100));
+    // Every function of the pipeline timed its stage.
+    for stage in treemux_core::names::Function::ALL
+        .iter()
+        .filter_map(|function| function.stage())
+    {
         assert!(
-            job.stage_seconds.get(stage).is_some_and(|s| *s > 0.0),
+            job.stage_seconds.get(&stage).is_some_and(|s| *s > 0.0),
             "stage {stage}: {:?}",
             job.stage_seconds
         );

@@ -125,7 +125,9 @@ async fn a_file_replaced_while_its_job_runs_leaves_the_newest_as_the_output() {
         "the reason is on the record: {reason}"
     );
     assert!(
-        !long_job.stage_seconds.contains_key("merge_audio"),
+        !long_job
+            .stage_seconds
+            .contains_key(&treemux_core::names::Stage::Remux),
         "the superseded job stopped before its final step: {:?}",
         long_job.stage_seconds
     );

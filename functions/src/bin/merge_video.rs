@@ -2,11 +2,12 @@
 //! [`treemux_functions::handlers::merge_video`].
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use treemux_core::names::Function;
 use treemux_functions::{aws, events::MergeTask, handlers};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    treemux_functions::startup::prepare("merge-video");
+    treemux_functions::startup::prepare(Function::MergeVideo);
     let services = aws::services_from_env().await?;
     run(service_fn(|event: LambdaEvent<MergeTask>| {
         handlers::merge_video(&services, event.payload)

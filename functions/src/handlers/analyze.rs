@@ -18,6 +18,7 @@ use std::time::Instant;
 use treemux_core::engine::{self, JobSpec};
 use treemux_core::media::probe::{self, PacketReads};
 use treemux_core::media::source::{self, OverlaySource, Source};
+use treemux_core::names::Stage;
 use treemux_core::settings::JobSettings;
 use treemux_core::state::{JobStatus, JobStore, JobUpdate, LatestClaim, StateStore};
 
@@ -185,6 +186,7 @@ where
                     &JobUpdate::Running {
                         segments: manifest.tree.real_leaves,
                         merges: manifest.tree.merges_needed(),
+                        frames: manifest.plan.frame_count,
                     },
                     now(),
                 )
@@ -194,7 +196,7 @@ where
                 .update_job(
                     id,
                     &JobUpdate::Stage {
-                        name: "analyze",
+                        stage: Stage::Analyze,
                         seconds: started.elapsed().as_secs_f64(),
                     },
                     now(),

@@ -141,6 +141,7 @@ pub(super) fn new_job_record(config: &Config, upload: &Upload, id: &str) -> JobR
         merges: 0,
         segments_done: Default::default(),
         merges_done: Default::default(),
+        progress: Default::default(),
         merge_runs: 0,
         stage_seconds: Default::default(),
         error: None,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use treemux_core::engine;
 use treemux_core::media::remux::MuxTarget;
+use treemux_core::names::Stage;
 use treemux_core::output_plan::plan_parts;
 use treemux_core::state::{JobStore, JobUpdate, StateStore};
 use treemux_core::summary::RunOutput;
@@ -188,7 +189,7 @@ where
         .update_job(
             &task.job_id,
             &JobUpdate::Stage {
-                name: "merge_audio",
+                stage: Stage::Remux,
                 seconds,
             },
             now(),

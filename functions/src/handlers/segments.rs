@@ -9,6 +9,7 @@ use crate::ports::ObjectStore;
 use std::ops::ControlFlow;
 use std::time::Instant;
 use treemux_core::engine::{self, Produced};
+use treemux_core::names::Stage;
 use treemux_core::state::{JobStore, JobUpdate, StateStore};
 use treemux_core::tree::NodeId;
 
@@ -56,7 +57,7 @@ where
         .update_job(
             &task.job_id,
             &JobUpdate::Stage {
-                name: "split_audio",
+                stage: Stage::Audio,
                 seconds,
             },
             now(),
@@ -116,6 +117,11 @@ where
     // task (a retry after a lost answer or a crash, or a duplicate delivery) finds it and does
     // not encode again (the core's engine decides, as for the local runner's --resume).
     let crashes_for_encode = crashes.clone();
+    let frames = manifest
+        .plan
+        .segments
+        .get(index as usize)
+        .map_or(0, |segment| segment.frames);
     let produced = blocking(move || {
         let job = manifest.job();
         engine::produce_segment(
@@ -135,7 +141,11 @@ where
         Produced::Found => 0.0,
     };
     // Recorded on the repeated path too: the attempt that encoded may have died before this.
-    let update = JobUpdate::SegmentDone { index, seconds };
+    let update = JobUpdate::SegmentDone {
+        index,
+        seconds,
+        frames,
+    };
     services
         .store
         .update_job(&task.job_id, &update, now())

@@ -1,0 +1,272 @@
+//! The tasks both runners run: produce a segment, produce a pair, confirm a finished node,
+//! extract or join the audio, and write the output from the finished root; each finds its work
+//! done when an earlier attempt did it, and carries its crash points.
+
+use crate::error::Error;
+use crate::fault::{CrashPlan, CrashPoint};
+use crate::join::NodeIndex;
+use crate::media::audio::{self, AudioReport, JoinedAudio};
+use crate::media::convert::{self, SegmentReport};
+use crate::media::merge::{self, MergeReport};
+use crate::media::remux::{self, MuxTarget, RemuxReport};
+use crate::media::source::Source;
+use crate::media::MediaError;
+use crate::settings::EncodeSettings;
+use crate::state::StateStore;
+use crate::steps::{after_node_finished, NextStep};
+use crate::tree::{MergeKind, MergeTree, NodeId};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::layout::write_json_atomically;
+use super::{JobSpec, ScratchLayout};
+
+/// Whether a task did its work or found it done by an earlier attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Produced<T> {
+    Made(T),
+    Found,
+}
+
+/// Produces segment `index`: encodes it to its file (unless an earlier attempt committed the
+/// file), then records its index, which makes it done. A segment already done is left as it is.
+///
+/// Crash points: `before-encode`, `mid-encode` (through `on_frame`), `after-segment` (when the
+/// segment is done). `on_frame` is called after every encoded frame; breaking stops the encode
+/// with [`MediaError::Interrupted`].
+pub fn produce_segment(
+    source: &Source,
+    job: &JobSpec,
+    settings: &EncodeSettings,
+    layout: &ScratchLayout,
+    index: u32,
+    crashes: &CrashPlan,
+    on_frame: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
+) -> Result<Produced<SegmentReport>, Error> {
+    let leaf = NodeId::leaf(index);
+    if layout.finished(leaf).is_some() {
+        return Ok(Produced::Found);
+    }
+    let segment = job.plan.segments.get(index as usize).ok_or_else(|| {
+        Error::request(&job.info.path, format!("the plan has no segment {index}"))
+    })?;
+    let path = layout.segment(index);
+    // A segment file is committed atomically, so one that exists is whole: an earlier attempt
+    // died after writing it and before recording its index.
+    let report = if path.is_file() {
+        None
+    } else {
+        crashes.at(CrashPoint::BeforeEncode(index));
+        let with_crashes = |frames: u64| {
+            crashes.at(CrashPoint::MidEncode {
+                segment: index,
+                frames,
+            });
+            on_frame(frames)
+        };
+        let audio = job.segment_audio(layout, index);
+        Some(convert::convert_segment_from(
+            source,
+            &job.info,
+            segment,
+            settings,
+            &path,
+            audio.as_ref(),
+            &with_crashes,
+        )?)
+    };
+    let described = merge::describe_segment(&path, index)?;
+    write_json_atomically(&layout.index(leaf), &described)?;
+    crashes.at(CrashPoint::AfterSegment(index));
+    Ok(report.map_or(Produced::Found, Produced::Made))
+}
+
+/// The segments a node covers, as the user would name them (`segments 4-7`).
+fn describe_leaves(index: &NodeIndex) -> PathBuf {
+    match (index.leaves.first(), index.leaves.last()) {
+        (Some(first), Some(last)) if first != last => format!("segments {first}-{last}").into(),
+        (Some(first), _) => format!("segment {first}").into(),
+        _ => "no segments".into(),
+    }
+}
+
+/// Produces the merged `node` from its two finished children: checks that they join and
+/// records the joined index (a concatenation), or takes the left child's index as it is (a
+/// rename, when the right child is a placeholder). No video is copied. A node already done is
+/// left as it is. Precondition: both children are done (their pair record says so).
+///
+/// Crash point: `after-merge` (counting merges this process produced).
+pub fn produce_pair(
+    tree: &MergeTree,
+    layout: &ScratchLayout,
+    node: NodeId,
+    crashes: &CrashPlan,
+) -> Result<Produced<(MergeKind, Option<MergeReport>)>, Error> {
+    if layout.finished(node).is_some() {
+        return Ok(Produced::Found);
+    }
+    let started = Instant::now();
+    let (left, right) = tree
+        .children(node)
+        .ok_or_else(|| Error::request(&layout.dir, format!("{node} is not a pair of this job")))?;
+    let missing = |child: NodeId| {
+        Error::Media(MediaError::Unsupported {
+            path: layout.index(child),
+            reason: format!("{child} is not finished, so {node} cannot be merged"),
+        })
+    };
+    let kind = tree.merge_kind(node);
+    let left_index = layout.finished(left).ok_or_else(|| missing(left))?;
+    let (joined, report) = match kind {
+        MergeKind::Concat => {
+            let right_index = layout.finished(right).ok_or_else(|| missing(right))?;
+            let joined = merge::join_indexes(
+                &left_index,
+                &describe_leaves(&left_index),
+                &right_index,
+                &describe_leaves(&right_index),
+            )?;
+            let report = MergeReport {
+                packets: joined.packets,
+                bytes: joined.bytes,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            (joined, Some(report))
+        }
+        MergeKind::Rename => (left_index, None),
+        MergeKind::Placeholder => {
+            return Err(Error::request(
+                &layout.dir,
+                format!("{node} is a placeholder and is never merged"),
+            ))
+        }
+    };
+    write_json_atomically(&layout.index(node), &joined)?;
+    crashes.merge_written();
+    Ok(Produced::Made((kind, report)))
+}
+
+/// A node is done: confirms it to its pair and says what comes next (see
+/// [`after_node_finished`]). Crash point: `after-confirm` for segments.
+pub async fn node_finished<S: StateStore>(
+    store: &S,
+    job_id: &str,
+    tree: &MergeTree,
+    node: NodeId,
+    crashes: &CrashPlan,
+) -> Result<NextStep, Error> {
+    let next = after_node_finished(store, job_id, tree, node).await?;
+    if node.level == 0 {
+        crashes.at(CrashPoint::AfterConfirm(node.index));
+    }
+    Ok(next)
+}
+
+/// Extracts every audio track once, in one streaming pass over the source (unless an earlier
+/// attempt finished it), and records its report beside it. `None` when the source has no audio,
+/// and nothing to do (`Made(None)`, nothing read) when the segments carry the audio
+/// ([`JobSpec::audio_from_segments`]): [`finish_audio`] joins it then.
+pub fn extract_audio(
+    source: &Source,
+    job: &JobSpec,
+    layout: &ScratchLayout,
+) -> Result<Produced<Option<AudioReport>>, Error> {
+    if job.info.audio.is_empty() || job.audio_from_segments() {
+        return Ok(Produced::Made(None));
+    }
+    stream_audio(source, job, layout)
+}
+
+fn stream_audio(
+    source: &Source,
+    job: &JobSpec,
+    layout: &ScratchLayout,
+) -> Result<Produced<Option<AudioReport>>, Error> {
+    if layout.finished_audio().is_some() {
+        return Ok(Produced::Found);
+    }
+    let report = audio::extract_audio_from(source, &job.info, &job.audio_actions, &layout.audio())?;
+    if let Some(report) = &report {
+        write_json_atomically(&layout.audio_report(), report)?;
+    }
+    Ok(Produced::Made(report))
+}
+
+/// Makes sure the job's audio is extracted before the root is finished: found done, joined once
+/// from the segments' pieces (every segment is done, so every piece is there), or, when the
+/// pieces do not hold every packet exactly once or the segments do not carry the audio, one
+/// streaming pass over `source`. `None` when the source has no audio. Precondition: every
+/// segment is done.
+pub fn finish_audio(
+    source: &Source,
+    job: &JobSpec,
+    layout: &ScratchLayout,
+) -> Result<Produced<Option<AudioReport>>, Error> {
+    if job.info.audio.is_empty() {
+        return Ok(Produced::Made(None));
+    }
+    if layout.finished_audio().is_some() {
+        return Ok(Produced::Found);
+    }
+    if job.audio_from_segments() {
+        let pieces: Vec<PathBuf> = (0..job.tree.real_leaves)
+            .map(|index| layout.segment_audio(index))
+            .collect();
+        match audio::join_audio_pieces(&job.info, &job.audio_actions, &pieces, &layout.audio())? {
+            JoinedAudio::Written(report) => {
+                write_json_atomically(&layout.audio_report(), &report)?;
+                return Ok(Produced::Made(Some(report)));
+            }
+            JoinedAudio::Mismatch(reason) => tracing::warn!(
+                source = %job.info.path.display(),
+                reason,
+                "the segments' audio pieces do not add up; extracting the audio in one pass"
+            ),
+        }
+    }
+    stream_audio(source, job, layout)
+}
+
+/// Writes the output once from the finished root: its segments in order, the audio, and what
+/// [`JobSpec::extras`] keeps, into `target`. Precondition: the root is done and, when the
+/// source has audio, so is the audio.
+pub fn finish_root(
+    source: &Source,
+    job: &JobSpec,
+    layout: &ScratchLayout,
+    target: MuxTarget,
+) -> Result<RemuxReport, Error> {
+    let root = job.tree.root();
+    let index = layout.finished(root).ok_or_else(|| {
+        Error::Media(MediaError::Unsupported {
+            path: job.info.path.clone(),
+            reason: "the merged video is missing; the merge tree did not finish".into(),
+        })
+    })?;
+    let leaves: Vec<PathBuf> = index.leaves.iter().map(|&i| layout.segment(i)).collect();
+    let audio = if job.info.audio.is_empty() {
+        None
+    } else {
+        layout.finished_audio().ok_or_else(|| {
+            Error::Media(MediaError::Unsupported {
+                path: job.info.path.clone(),
+                reason: "the extracted audio is missing".into(),
+            })
+        })?;
+        Some(layout.audio())
+    };
+    // An index that counts its packets but lists no pts was written before the pts were kept.
+    let video_pts = (index.pts.len() as u64 == index.packets).then_some(index.pts.as_slice());
+    Ok(remux::remux(
+        source,
+        &leaves,
+        video_pts,
+        audio.as_deref(),
+        &job.info,
+        &job.settings,
+        &job.extras(),
+        job.container,
+        target,
+    )?)
+}

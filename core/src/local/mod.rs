@@ -1,0 +1,390 @@
+//! The local runner: the whole pipeline on one machine, with a pool of segment workers.
+//!
+//! It is the same flow the AWS functions follow, with the in-memory state store: probe, plan,
+//! then a pool that encodes segments longest first (for MP4/MOV each also copies its share of
+//! the audio; for other containers one task extracts the audio beside them); the worker that
+//! completes a pair merges it at once (so merges run while other segments still encode) and
+//! climbs the tree as far as it can; finally the audio is joined and the root muxed with it.
+
+mod output_path;
+mod run;
+mod scratch;
+
+pub use crate::progress::Progress;
+pub use output_path::check_output_path;
+
+use crate::engine::{self, JobSpec, ScratchLayout};
+use crate::error::Error;
+use crate::fault::{CrashPlan, CrashPoint};
+use crate::media::audio::AudioReport;
+use crate::media::convert::SegmentReport;
+use crate::media::merge::MergeReport;
+use crate::media::probe::{self, MediaInfo};
+use crate::media::remux::{MuxTarget, RemuxReport};
+use crate::media::source::Source;
+use crate::names::{Stage, TaskKind};
+use crate::plan::{PlanOptions, SegmentPlan};
+use crate::settings::EncodeSettings;
+use crate::state::InMemoryStateStore;
+use crate::tree::{MergeKind, MergeTree, NodeId};
+use run::{Outcomes, Run};
+use scratch::{resume_dir, resume_key, Scratch};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// What the user asked for, beyond the input and output paths.
+#[derive(Clone, Debug)]
+pub struct TranscodeOptions {
+    /// Encoder settings; `threads` is replaced by the per-worker share of `cores`.
+    pub settings: EncodeSettings,
+    pub plan: PlanOptions,
+    /// Segment workers; `None` = one per core.
+    pub workers: Option<usize>,
+    /// CPU cores to share between workers (workers × encoder threads ≈ cores).
+    pub cores: usize,
+    /// Keep the scratch directory (segments, merges, audio) instead of deleting it.
+    pub keep_temp: bool,
+    /// Where the scratch directory is created; `None` = the system temporary directory.
+    pub temp_root: Option<PathBuf>,
+    /// Keep the scratch directory of a failed or killed run under a name derived from the input,
+    /// the settings and the plan, and reuse its finished segments, merges and audio when run
+    /// again with the same input and options.
+    pub resume: bool,
+    /// What to do when the output file already exists (checked before any work).
+    pub existing_output: ExistingOutput,
+    /// Crash on purpose at this point (fault injection for robustness tests; never in normal use).
+    pub fault: Option<CrashPoint>,
+    /// Set (from a signal handler) to stop the run: encodes stop at their next frame, merges and
+    /// the audio at their end, no new work starts, and the run returns [`Error::Interrupted`]
+    /// after removing its scratch directory (kept with `resume`) and writing no output.
+    pub interrupt: Option<Arc<AtomicBool>>,
+}
+
+impl TranscodeOptions {
+    /// Defaults for `settings` on this machine.
+    pub fn new(settings: EncodeSettings) -> Self {
+        Self {
+            settings,
+            plan: PlanOptions::default(),
+            workers: None,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            keep_temp: false,
+            temp_root: None,
+            resume: false,
+            existing_output: ExistingOutput::Refuse,
+            fault: None,
+            interrupt: None,
+        }
+    }
+}
+
+/// What a run does when its output file already exists. Either way it never overwrites its input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExistingOutput {
+    /// Refuse, saying how to replace it (`-y`): the command line's default, as in ffmpeg when
+    /// nobody can be asked.
+    #[default]
+    Refuse,
+    /// Refuse because the user said never to overwrite (`-n`).
+    Keep,
+    /// Replace it once the new output is complete (`-y`).
+    Replace,
+}
+
+/// One task of the run, for the timeline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpan {
+    pub kind: TaskKind,
+    /// Segment index, or the merged node as `L<level>-<index>`.
+    pub target: String,
+    /// Pool thread that ran it.
+    pub worker: usize,
+    /// Seconds since the run started.
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+}
+
+/// Wall-clock seconds per stage of a local run, one field per [`Stage`] it has (named as the
+/// stage; the Lambda runner's [`Stage::Analyze`] is probe and plan here), and the total.
+/// Encoding, merging and audio overlap in time.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageSeconds {
+    pub probe: f64,
+    pub plan: f64,
+    /// From the first segment start to the last segment end.
+    pub convert: f64,
+    /// Sum of merge durations.
+    pub merge: f64,
+    pub audio: f64,
+    pub remux: f64,
+    pub total: f64,
+}
+
+impl StageSeconds {
+    /// The seconds of `stage`; `None` for a stage the local runner does not have.
+    pub fn get(&self, stage: Stage) -> Option<f64> {
+        match stage {
+            Stage::Probe => Some(self.probe),
+            Stage::Plan => Some(self.plan),
+            Stage::Analyze => None,
+            Stage::Convert => Some(self.convert),
+            Stage::Merge => Some(self.merge),
+            Stage::Audio => Some(self.audio),
+            Stage::Remux => Some(self.remux),
+        }
+    }
+}
+
+/// Everything a finished run did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TranscodeReport {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub source: MediaInfo,
+    pub plan: SegmentPlan,
+    pub tree: MergeTree,
+    pub workers: usize,
+    pub settings: EncodeSettings,
+    pub segments: Vec<SegmentReport>,
+    pub merges: Vec<(NodeId, MergeKind, Option<MergeReport>)>,
+    pub audio: Option<AudioReport>,
+    pub remux: RemuxReport,
+    /// One line per stream, tag or attachment of the source the output does not keep (from
+    /// [`streams::plan`](crate::media::streams::plan)); everything else of the source is in the
+    /// output.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    pub stages: StageSeconds,
+    pub timeline: Vec<TaskSpan>,
+    pub output_bytes: u64,
+    /// Nodes (segments or merges) a `--resume` run found finished and reused.
+    #[serde(default)]
+    pub reused: Vec<NodeId>,
+    /// The scratch directory, when kept.
+    pub temp_dir: Option<PathBuf>,
+}
+
+/// Chooses workers and encoder threads per worker so that workers × threads ≈ cores.
+pub fn choose_parallelism(
+    requested_workers: Option<usize>,
+    cores: usize,
+    segments: usize,
+) -> (usize, u32) {
+    let cores = cores.max(1);
+    let workers = requested_workers.unwrap_or(cores).clamp(1, segments.max(1));
+    let threads = (cores / workers).max(1);
+    (workers, threads as u32)
+}
+
+/// Transcodes `input` to `output` on this machine.
+///
+/// On success `output` holds the finished file; on failure nothing is written there and the
+/// scratch directory is removed (unless `keep_temp`). The input is only ever read.
+pub fn transcode(
+    input: &Path,
+    output: &Path,
+    options: &TranscodeOptions,
+    on_progress: &(dyn Fn(Progress) + Sync),
+) -> Result<TranscodeReport, Error> {
+    let started = Instant::now();
+    let container = check_output_path(input, output, options.existing_output)?;
+    // A run of this command that was SIGKILLed while writing the output left its partial file.
+    crate::atomic_file::AtomicFile::remove_stale(output);
+    // The settings are checked before the (possibly long) probe; prepare_job checks them again
+    // with everything else, as the Lambda runner's analyze does.
+    if !container.allows(options.settings.codec) {
+        return Err(Error::request(
+            output,
+            format!(
+                "a .{} file cannot hold {} video",
+                container.muxer_name(),
+                options.settings.codec
+            ),
+        ));
+    }
+    options
+        .settings
+        .validate()
+        .map_err(|problem| Error::request(output, problem))?;
+    let mut stages = StageSeconds::default();
+
+    let info = probe::probe(input)?;
+    stages.probe = started.elapsed().as_secs_f64();
+    let planning = Instant::now();
+    let job = engine::prepare_job(
+        &Source::file(input)?,
+        info,
+        input,
+        output,
+        container,
+        &options.settings,
+        &options.plan,
+    )?;
+    let (plan, tree, info) = (&job.plan, job.tree, &job.info);
+    let (workers, threads) =
+        choose_parallelism(options.workers, options.cores, plan.segments.len());
+    let settings = EncodeSettings {
+        threads,
+        ..job.settings.clone()
+    };
+    stages.plan = planning.elapsed().as_secs_f64();
+    on_progress(Progress::Planned {
+        frames: plan.frame_count,
+        segments: plan.segments.len() as u32,
+        merges: tree.merges_needed(),
+        duration_seconds: info.video.duration_seconds(),
+    });
+
+    let scratch = if options.resume {
+        Scratch::Named(resume_dir(
+            &options.temp_root.clone().unwrap_or_else(std::env::temp_dir),
+            resume_key(input, container, &settings, plan, &job.audio_actions),
+        )?)
+    } else {
+        Scratch::Temp(
+            match &options.temp_root {
+                Some(root) => tempfile::Builder::new().prefix("treemux-").tempdir_in(root),
+                None => tempfile::Builder::new().prefix("treemux-").tempdir(),
+            }
+            .map_err(|source| Error::Io {
+                path: options.temp_root.clone().unwrap_or_else(std::env::temp_dir),
+                source,
+            })?,
+        )
+    };
+    let run = Run {
+        job: &job,
+        info,
+        plan,
+        tree,
+        settings: &settings,
+        layout: ScratchLayout::new(scratch.path()),
+        crashes: CrashPlan::new(options.fault.into_iter().collect()),
+        interrupt: options.interrupt.clone(),
+        store: InMemoryStateStore::new(),
+        started,
+        failure: Mutex::new(None),
+        cancelled: AtomicBool::new(false),
+        outcomes: Mutex::new(Outcomes::default()),
+        on_progress,
+    };
+    let result = run
+        .execute(workers, options.resume)
+        .and_then(|mut outcomes| {
+            let source = Source::file(&job.info.path)?;
+            run.finish_audio(&source, &mut outcomes)?;
+            on_progress(Progress::Muxing);
+            let muxing = Instant::now();
+            let remux = engine::finish_root(
+                &source,
+                &job,
+                &run.layout,
+                MuxTarget::File(output.to_owned()),
+            )?;
+            Ok((outcomes, remux, muxing.elapsed().as_secs_f64()))
+        });
+    let temp_dir = if options.keep_temp {
+        Some(scratch.keep())
+    } else {
+        // A resumable scratch directory outlives a failure (run again with --resume to reuse
+        // it) and goes with success.
+        scratch.finish(result.is_ok());
+        None
+    };
+    let (outcomes, remux, remux_seconds) = result?;
+
+    stages.remux = remux_seconds;
+    stages.convert = span_of(&outcomes.timeline, TaskKind::Segment);
+    stages.merge = outcomes
+        .timeline
+        .iter()
+        .filter(|t| t.kind.stage() == Stage::Merge)
+        // A fold from +0.0: an empty f64 `sum` is -0.0, which prints as "-0.00".
+        .fold(0.0, |total, t| total + (t.end_seconds - t.start_seconds));
+    stages.audio = outcomes.audio.as_ref().map_or(0.0, |a| a.seconds);
+    stages.total = started.elapsed().as_secs_f64();
+    let mut segments = outcomes.segments;
+    segments.sort_by_key(|s| s.index);
+    // What the output cannot keep, as the Lambda runner records it.
+    let warnings = job.warnings();
+    let JobSpec { info, plan, .. } = job;
+    Ok(TranscodeReport {
+        input: input.to_owned(),
+        output: output.to_owned(),
+        output_bytes: remux.bytes,
+        source: info,
+        plan,
+        tree,
+        workers,
+        settings,
+        segments,
+        merges: outcomes.merges,
+        audio: outcomes.audio,
+        remux,
+        warnings,
+        stages,
+        timeline: outcomes.timeline,
+        reused: outcomes.reused,
+        temp_dir,
+    })
+}
+
+/// Seconds from the first task of `kind` starting to the last one ending.
+fn span_of(timeline: &[TaskSpan], kind: TaskKind) -> f64 {
+    let spans = timeline.iter().filter(|t| t.kind == kind);
+    let start = spans
+        .clone()
+        .map(|t| t.start_seconds)
+        .fold(f64::INFINITY, f64::min);
+    let end = spans
+        .map(|t| t.end_seconds)
+        .fold(f64::NEG_INFINITY, f64::max);
+    if end >= start {
+        end - start
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallelism_shares_cores_between_workers() {
+        assert_eq!(choose_parallelism(None, 2, 8), (2, 1));
+        assert_eq!(choose_parallelism(Some(1), 2, 8), (1, 2));
+        assert_eq!(choose_parallelism(None, 8, 2), (2, 4));
+        assert_eq!(choose_parallelism(Some(0), 4, 3), (1, 4));
+    }
+
+    /// Each field of the stage seconds is named as its [`Stage`], so the local summary and
+    /// the Lambda job record name a stage alike.
+    #[test]
+    fn stage_fields_are_named_as_the_stages() {
+        let stages = StageSeconds {
+            probe: 1.0,
+            plan: 2.0,
+            convert: 3.0,
+            merge: 4.0,
+            audio: 5.0,
+            remux: 6.0,
+            total: 7.0,
+        };
+        let json = serde_json::to_value(&stages).expect("JSON");
+        let mut named = 0;
+        for stage in Stage::ALL {
+            assert_eq!(
+                json.get(stage.name()).and_then(serde_json::Value::as_f64),
+                stages.get(stage),
+                "{stage}"
+            );
+            named += usize::from(stages.get(stage).is_some());
+        }
+        // Every field but the total is a stage.
+        assert_eq!(json.as_object().map(|fields| fields.len()), Some(named + 1));
+    }
+}
