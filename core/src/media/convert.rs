@@ -357,7 +357,7 @@ fn encode_pass(
         .map_err(MediaError::io(partial.target()))?
         .len();
     if let Some(copy) = audio_copy {
-        copy.commit().map_err(MediaError::from)?;
+        copy.commit()?;
     }
     partial.commit().map_err(MediaError::from)?;
     Ok(SegmentReport {
