@@ -1,145 +1,16 @@
-//! The streams beside the video and the audio: finding them in a source (for the probe), asking
-//! the FFmpeg build what it can convert (for [`crate::extras::plan_extras`]), and writing the
-//! kept ones, the chapters, the tags and the timecode into the final output (for the remux).
-//!
-//! Kept streams are read from the source itself at the final mux rather than from an
-//! intermediate file: NUT, the intermediate format, has no codec tags for most subtitle formats
-//! (SubRip, ASS, WebVTT, mov_text, PGS) nor a place for attachments, and the source stays in
-//! the job's scratch directory (or the user's file) until the end in both runners. The source
-//! is read a second time only when a subtitle stream is kept: cover art, attachments, chapters,
-//! tags and the timecode come from its header.
+//! [`ExtraStreams`]: the kept streams of a source added to the output (copied, converted, cover
+//! art, attachments) and their packets read from the source in file order, one at a time for
+//! the remux to interleave.
 
-use super::probe::MediaInfo;
-use super::source::{ReadFailure, Source};
-use super::util;
-use super::MediaError;
-use crate::extras::{
-    plan_extras, Chapter, ExtraAction, ExtrasPlan, OtherStream, StreamKind, PICTURE_MIME_TYPES,
-};
-use crate::settings::Container;
+use super::subtitles::SubtitleConverter;
+use crate::extras::{ExtraAction, ExtrasPlan, StreamKind, PICTURE_MIME_TYPES};
+use crate::media::probe::MediaInfo;
+use crate::media::source::{ReadFailure, Source};
+use crate::media::util;
+use crate::media::MediaError;
 use ffmpeg_next as ffmpeg;
-use ffmpeg_next::Rescale as _;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
-/// What the output keeps of `info`'s other streams, chapters and tags in `container`, and the
-/// warnings for the rest, with this FFmpeg build's conversions. The one function both runners
-/// call.
-pub fn plan(info: &MediaInfo, container: Container) -> ExtrasPlan {
-    util::init();
-    plan_extras(info, container, &can_convert)
-}
-
-/// True when this build decodes `codec` and has the encoder `encoder`.
-fn can_convert(codec: &str, encoder: &str) -> bool {
-    let decodable = codec_id(codec).is_some_and(|id| ffmpeg::decoder::find(id).is_some());
-    decodable && ffmpeg::encoder::find_by_name(encoder).is_some()
-}
-
-fn codec_id(name: &str) -> Option<ffmpeg::codec::Id> {
-    let name = std::ffi::CString::new(name).ok()?;
-    // SAFETY: avcodec_descriptor_get_by_name reads the NUL-terminated name; the result is static.
-    let descriptor = unsafe { ffmpeg::ffi::avcodec_descriptor_get_by_name(name.as_ptr()) };
-    // SAFETY: a non-null descriptor is a valid static struct.
-    (!descriptor.is_null()).then(|| ffmpeg::codec::Id::from(unsafe { (*descriptor).id }))
-}
-
-/// The streams of `input` that are neither `video_index` nor one of `audio_indices`, its
-/// chapters and its global tags. Streams the demuxer itself marks as discarded (the text track
-/// holding MP4 chapters, already read as chapters) are left out.
-pub(crate) fn collect(
-    input: &ffmpeg::format::context::Input,
-    video_index: usize,
-    audio_indices: &[usize],
-) -> (Vec<OtherStream>, Vec<Chapter>, BTreeMap<String, String>) {
-    let streams = input
-        .streams()
-        .filter(|stream| stream.index() != video_index && !audio_indices.contains(&stream.index()))
-        .filter(|stream| stream.discard() != ffmpeg::Discard::All)
-        .map(|stream| {
-            let parameters = stream.parameters();
-            let disposition = stream.disposition();
-            // SAFETY: codecpar of an open stream is valid while `input` lives.
-            let tag = unsafe { (*parameters.as_ptr()).codec_tag };
-            let codec_tag = tag_text(tag);
-            let kind = match parameters.medium() {
-                ffmpeg::media::Type::Video
-                    if disposition.contains(ffmpeg::format::stream::Disposition::ATTACHED_PIC) =>
-                {
-                    StreamKind::AttachedPicture
-                }
-                ffmpeg::media::Type::Video => StreamKind::Video,
-                ffmpeg::media::Type::Audio => StreamKind::Audio,
-                ffmpeg::media::Type::Subtitle => StreamKind::Subtitle,
-                ffmpeg::media::Type::Attachment => StreamKind::Attachment,
-                _ if codec_tag == "tmcd" => StreamKind::Timecode,
-                _ => StreamKind::Data,
-            };
-            OtherStream {
-                stream_index: stream.index(),
-                kind,
-                codec: util::codec_name(parameters.id()),
-                codec_tag,
-                disposition: disposition.bits(),
-                metadata: dictionary(&stream.metadata()),
-            }
-        })
-        .collect();
-    let chapters = input
-        .chapters()
-        .map(|chapter| Chapter {
-            id: chapter.id(),
-            time_base: util::time_base(chapter.time_base()),
-            start: chapter.start(),
-            end: chapter.end(),
-            metadata: dictionary(&chapter.metadata()),
-        })
-        .collect();
-    (streams, chapters, dictionary(&input.metadata()))
-}
-
-fn dictionary(dictionary: &ffmpeg::DictionaryRef<'_>) -> BTreeMap<String, String> {
-    dictionary
-        .iter()
-        .map(|(key, value)| (key.to_owned(), value.to_owned()))
-        .collect()
-}
-
-/// A codec tag as its four characters when they are printable, else empty.
-fn tag_text(tag: u32) -> String {
-    let bytes = tag.to_le_bytes();
-    if tag != 0 && bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
-        String::from_utf8_lossy(&bytes).trim().to_owned()
-    } else {
-        String::new()
-    }
-}
-
-/// Sets the output's chapters and global tags from the plan, before its header is written.
-pub(crate) fn write_chapters_and_tags(
-    muxer: &mut ffmpeg::format::context::Output,
-    plan: &ExtrasPlan,
-) -> Result<(), ffmpeg::Error> {
-    for chapter in &plan.chapters {
-        let mut added = muxer.add_chapter(
-            chapter.id,
-            util::rational(chapter.time_base),
-            chapter.start,
-            chapter.end.max(chapter.start),
-            chapter.title().unwrap_or_default(),
-        )?;
-        for (key, value) in &chapter.metadata {
-            added.set_metadata(key, value);
-        }
-    }
-    let mut tags = ffmpeg::Dictionary::new();
-    for (key, value) in &plan.tags {
-        tags.set(key, value);
-    }
-    muxer.set_metadata(tags);
-    Ok(())
-}
-
+use std::path::PathBuf;
 /// One kept stream with packets, as the final mux writes it.
 struct Route {
     /// Output stream index.
@@ -166,7 +37,7 @@ pub(crate) struct ExtraStreams {
     /// `MediaInfo::output_shift_micros`).
     shift_micros: i64,
     /// Removes the source's timestamp discontinuities, as for the video and audio.
-    repairer: super::clock::Repairer,
+    repairer: crate::media::clock::Repairer,
     /// The next packet, already for the output: (output index, packet).
     peeked: Option<(usize, ffmpeg::Packet)>,
 }
@@ -193,7 +64,7 @@ impl ExtraStreams {
         if plan.streams.is_empty() {
             return Ok(extras);
         }
-        let (mut input, failure) = super::source::open(source)?;
+        let (mut input, failure) = crate::media::source::open(source)?;
         extras.failure = failure;
         extras.routes = (0..input.streams().count()).map(|_| None).collect();
         let output_path = PathBuf::from(muxer_path(muxer));
@@ -454,168 +325,4 @@ unsafe fn set_extradata(
         (*par).extradata_size = bytes.len() as i32;
     }
     Ok(())
-}
-
-/// Text subtitles from one format to another: decode to FFmpeg's ASS events, encode with the
-/// target encoder, timed as `ffmpeg -c:s ENCODER` times them.
-struct SubtitleConverter {
-    path: PathBuf,
-    decoder: ffmpeg::decoder::Subtitle,
-    encoder: ffmpeg::encoder::subtitle::Encoder,
-    /// The source stream's time base (its packets' timestamps).
-    packet_time_base: ffmpeg::Rational,
-    buffer: Vec<u8>,
-}
-
-/// Largest encoded subtitle event, in bytes (ffmpeg's own buffer is 1 MiB).
-const SUBTITLE_BUFFER_BYTES: usize = 1 << 20;
-
-impl SubtitleConverter {
-    fn open(
-        path: &Path,
-        stream: &ffmpeg::format::stream::Stream,
-        encoder_name: &str,
-    ) -> Result<Self, MediaError> {
-        let codec = util::codec_name(stream.parameters().id());
-        let decode_failed = |source| MediaError::Decode {
-            path: path.to_owned(),
-            codec: codec.clone(),
-            source,
-        };
-        let mut context =
-            ffmpeg::codec::Context::from_parameters(stream.parameters()).map_err(decode_failed)?;
-        // SAFETY: the context is not opened yet; pkt_timebase tells the decoder how to turn
-        // packet timestamps into the subtitle's microseconds.
-        unsafe {
-            (*context.as_mut_ptr()).pkt_timebase = stream.time_base().into();
-        }
-        let decoder = context.decoder().subtitle().map_err(decode_failed)?;
-        let encode_failed = |source| MediaError::Encode {
-            encoder: encoder_name.to_owned(),
-            source,
-        };
-        let target = ffmpeg::encoder::find_by_name(encoder_name).ok_or_else(|| {
-            MediaError::EncoderMissing {
-                encoder: encoder_name.to_owned(),
-            }
-        })?;
-        let mut encoder = ffmpeg::codec::Context::new_with_codec(target)
-            .encoder()
-            .subtitle()
-            .map_err(encode_failed)?;
-        // SAFETY: both contexts are valid; the encoder (not yet opened) gets its own copy of
-        // the decoder's ASS header, which describes the styles every event refers to and is
-        // freed with the encoder.
-        unsafe {
-            let (from, to) = (decoder.as_ptr(), encoder.as_mut_ptr());
-            (*to).time_base = ffmpeg::ffi::AVRational { num: 1, den: 1000 };
-            let size = (*from).subtitle_header_size.max(0) as usize;
-            if !(*from).subtitle_header.is_null() && size > 0 {
-                let header = ffmpeg::ffi::av_mallocz(size + 1).cast::<u8>();
-                if !header.is_null() {
-                    std::ptr::copy_nonoverlapping((*from).subtitle_header, header, size);
-                    (*to).subtitle_header = header;
-                    (*to).subtitle_header_size = size as i32;
-                }
-            }
-        }
-        let encoder = encoder
-            .open_as(target)
-            .map_err(|source| MediaError::EncoderOpen {
-                encoder: encoder_name.to_owned(),
-                settings: format!("subtitles from {codec}"),
-                source,
-            })?;
-        Ok(Self {
-            path: path.to_owned(),
-            decoder,
-            encoder,
-            packet_time_base: stream.time_base(),
-            buffer: vec![0; SUBTITLE_BUFFER_BYTES],
-        })
-    }
-
-    /// Converts one source packet; `None` when it holds no event (an empty one, or one the
-    /// decoder could not read).
-    fn convert(
-        &mut self,
-        packet: &ffmpeg::Packet,
-        output_time_base: ffmpeg::Rational,
-    ) -> Result<Option<ffmpeg::Packet>, MediaError> {
-        let mut subtitle = ffmpeg::Subtitle::new();
-        let decoded = match self.decoder.decode(packet, &mut subtitle) {
-            Ok(got) => got,
-            // A damaged event costs that event, as in the audio.
-            Err(ffmpeg::Error::InvalidData) => false,
-            Err(source) => {
-                return Err(MediaError::Decode {
-                    path: self.path.clone(),
-                    codec: "subtitle".into(),
-                    source,
-                })
-            }
-        };
-        if !decoded {
-            return Ok(None);
-        }
-        // SAFETY: `subtitle` was filled by the decoder; it is encoded from and freed here once.
-        let result = unsafe {
-            let raw = subtitle.as_mut_ptr();
-            let empty = (*raw).num_rects == 0;
-            let microseconds = ffmpeg::Rational::new(1, 1_000_000);
-            let start = if (*raw).pts == ffmpeg::ffi::AV_NOPTS_VALUE {
-                packet
-                    .pts()
-                    .unwrap_or(0)
-                    .rescale(self.packet_time_base, microseconds)
-            } else {
-                (*raw).pts
-            } + i64::from((*raw).start_display_time) * 1000;
-            let duration_ms =
-                i64::from((*raw).end_display_time) - i64::from((*raw).start_display_time);
-            (*raw).pts = start;
-            (*raw).end_display_time = duration_ms.max(0) as u32;
-            (*raw).start_display_time = 0;
-            let written = if empty {
-                0
-            } else {
-                ffmpeg::ffi::avcodec_encode_subtitle(
-                    self.encoder.as_mut_ptr(),
-                    self.buffer.as_mut_ptr(),
-                    self.buffer.len() as i32,
-                    raw,
-                )
-            };
-            ffmpeg::ffi::avsubtitle_free(raw);
-            (written, start, duration_ms)
-        };
-        let (written, start, duration_ms) = result;
-        if written < 0 {
-            return Err(MediaError::Encode {
-                encoder: self.encoder_name(),
-                source: ffmpeg::Error::from(written),
-            });
-        }
-        if written == 0 {
-            return Ok(None);
-        }
-        let mut converted = ffmpeg::Packet::copy(&self.buffer[..written as usize]);
-        let pts = start.rescale(ffmpeg::Rational::new(1, 1_000_000), output_time_base);
-        converted.set_pts(Some(pts));
-        converted.set_dts(Some(pts));
-        converted.set_duration(
-            duration_ms
-                .max(0)
-                .rescale(ffmpeg::Rational::new(1, 1000), output_time_base),
-        );
-        converted.set_flags(ffmpeg::packet::Flags::KEY);
-        Ok(Some(converted))
-    }
-
-    fn encoder_name(&self) -> String {
-        self.encoder
-            .codec()
-            .map(|c| c.name().to_owned())
-            .unwrap_or_default()
-    }
 }

@@ -1,0 +1,147 @@
+//! The output's audio streams (1…): one per extracted track, with its descriptive tags and
+//! disposition; then fed the audio file's packets, the intermediate offset taken off and missing
+//! durations restored from the next packet's pts.
+
+use super::{read_packet, ticks_to_seconds};
+use crate::media::probe::MediaInfo;
+use crate::media::util;
+use crate::media::MediaError;
+use ffmpeg_next as ffmpeg;
+use ffmpeg_next::Rescale as _;
+use std::path::Path;
+
+/// Adds a stream per track of the extracted audio `input` to `muxer` (after the video, so
+/// track `n` is stream `n + 1`). Returns each stream's input time base and the bytes of their
+/// headers the index holds verbatim (tags, extradata).
+pub(super) fn add_streams(
+    muxer: &mut ffmpeg::format::context::Output,
+    input: &ffmpeg::format::context::Input,
+    info: &MediaInfo,
+    write_failed: &dyn Fn(ffmpeg::Error) -> MediaError,
+) -> Result<(Vec<ffmpeg::Rational>, u64), MediaError> {
+    let mut time_bases = Vec::new();
+    let mut verbatim_bytes = 0u64;
+    for (position, (stream, track)) in input.streams().zip(&info.audio).enumerate() {
+        let mut added = muxer
+            .add_stream(ffmpeg::encoder::find(ffmpeg::codec::Id::None))
+            .map_err(write_failed)?;
+        added.set_parameters(stream.parameters());
+        added.set_time_base(stream.time_base());
+        let mut metadata = ffmpeg::Dictionary::new();
+        for (key, value) in &track.metadata {
+            // Muxer-specific bookkeeping tags would be stale; keep the descriptive ones.
+            if matches!(
+                key.as_str(),
+                "language" | "title" | "handler_name" | "comment"
+            ) {
+                metadata.set(key, value);
+                verbatim_bytes += (key.len() + value.len()) as u64;
+            }
+        }
+        added.set_metadata(metadata);
+        // SAFETY: the stream's codecpar was just set and is owned by the muxer.
+        verbatim_bytes += unsafe { (*(*added.as_mut_ptr()).codecpar).extradata_size.max(0) as u64 };
+        util::clear_codec_tag(muxer, position + 1, 0);
+        util::set_disposition(muxer, position + 1, track.disposition);
+        time_bases.push(stream.time_base());
+    }
+    Ok((time_bases, verbatim_bytes))
+}
+
+/// The audio packets on their way into streams 1…, in the audio file's order.
+pub(super) struct AudioOutput<'a> {
+    /// The extracted audio file and its open input; `None` without audio.
+    input: Option<(&'a Path, ffmpeg::format::context::Input)>,
+    next: Option<ffmpeg::Packet>,
+    /// Per track: its input time base, its output stream's, the ticks taken off its packets.
+    time_bases: Vec<ffmpeg::Rational>,
+    output_time_bases: Vec<ffmpeg::Rational>,
+    offsets: Vec<i64>,
+    /// Per track: packets written so far, and every packet's pts (pass 1).
+    written: Vec<usize>,
+    pts: &'a [Vec<i64>],
+    info: &'a MediaInfo,
+}
+
+impl<'a> AudioOutput<'a> {
+    /// `time_bases` from [`add_streams`]; `output_time_bases`: stream 1 onwards, as the header
+    /// set them; `pts`: each track's packet pts (pass 1).
+    pub(super) fn start(
+        input: Option<(&'a Path, ffmpeg::format::context::Input)>,
+        time_bases: Vec<ffmpeg::Rational>,
+        output_time_bases: Vec<ffmpeg::Rational>,
+        pts: &'a [Vec<i64>],
+        info: &'a MediaInfo,
+    ) -> Result<Self, MediaError> {
+        let offsets = time_bases
+            .iter()
+            .map(|&time_base| {
+                util::offset_ticks(info.intermediate_offset_seconds, time_base)
+                    - util::micros_to_ticks_up(info.output_shift_micros, time_base)
+            })
+            .collect();
+        let mut output = Self {
+            input,
+            next: None,
+            written: vec![0; time_bases.len()],
+            time_bases,
+            output_time_bases,
+            offsets,
+            pts,
+            info,
+        };
+        output.next = output.read()?;
+        Ok(output)
+    }
+
+    /// The next packet of the audio file, its timestamps without the intermediate offset.
+    fn read(&mut self) -> Result<Option<ffmpeg::Packet>, MediaError> {
+        let Some((path, input)) = self.input.as_mut() else {
+            return Ok(None);
+        };
+        let mut packet = read_packet(path, input)?;
+        if let Some(packet) = packet.as_mut() {
+            util::shift_packet(packet, -self.offsets[packet.stream()]);
+        }
+        Ok(packet)
+    }
+
+    /// The next packet's decode time in seconds; `None` when all are written.
+    pub(super) fn due(&self) -> Option<f64> {
+        self.next.as_ref().map(|a| {
+            ticks_to_seconds(
+                a.dts().or(a.pts()).unwrap_or(0),
+                self.time_bases[a.stream()],
+            )
+        })
+    }
+
+    /// Writes the next packet (see [`AudioOutput::due`]) and reads the one after.
+    pub(super) fn write_next(
+        &mut self,
+        muxer: &mut ffmpeg::format::context::Output,
+        write_failed: &dyn Fn(ffmpeg::Error) -> MediaError,
+    ) -> Result<(), MediaError> {
+        let mut packet = self.next.take().expect("written only when due");
+        let position = packet.stream();
+        let index = self.written[position];
+        self.written[position] += 1;
+        if packet.duration() <= 0 {
+            let pts_list = &self.pts[position];
+            let track = &self.info.audio[position];
+            let duration = match (pts_list.get(index), pts_list.get(index + 1)) {
+                (Some(pts), Some(next)) => next - pts,
+                _ => track
+                    .last_packet_duration
+                    .rescale(util::rational(track.time_base), self.time_bases[position]),
+            };
+            packet.set_duration(duration.max(0));
+        }
+        packet.rescale_ts(self.time_bases[position], self.output_time_bases[position]);
+        packet.set_stream(position + 1);
+        packet.set_position(-1);
+        packet.write_interleaved(muxer).map_err(write_failed)?;
+        self.next = self.read()?;
+        Ok(())
+    }
+}
