@@ -66,7 +66,7 @@ pub fn describe_segment(path: &Path, leaf: u32) -> Result<NodeIndex, MediaError>
     let stream = stream_facts(path, &input)?;
     let (mut first_pts, mut last_pts, mut packets, mut bytes) = (i64::MAX, i64::MIN, 0u64, 0u64);
     let mut all_pts = Vec::new();
-    while let Some(packet) = read_packet(path, &mut input)? {
+    while let Some(packet) = util::read_packet(path, &mut input)? {
         let pts = packet.pts().ok_or_else(|| MediaError::Unsupported {
             path: path.to_owned(),
             reason: "a packet has no presentation timestamp".into(),
@@ -186,7 +186,7 @@ impl LeafVideo {
             let Some((position, input)) = self.current.as_mut() else {
                 return Ok(None);
             };
-            if let Some(packet) = read_packet(&self.paths[*position], input)? {
+            if let Some(packet) = util::read_packet(&self.paths[*position], input)? {
                 return Ok(Some(packet));
             }
             let next = *position + 1;
@@ -195,21 +195,5 @@ impl LeafVideo {
                 None => None,
             };
         }
-    }
-}
-
-fn read_packet(
-    path: &Path,
-    input: &mut ffmpeg::format::context::Input,
-) -> Result<Option<ffmpeg::Packet>, MediaError> {
-    // A fresh packet per read: `Packet::read` does not release the previous one.
-    let mut packet = ffmpeg::Packet::empty();
-    match packet.read(input) {
-        Ok(()) => Ok(Some(packet)),
-        Err(ffmpeg::Error::Eof) => Ok(None),
-        Err(source) => Err(MediaError::Read {
-            path: path.to_owned(),
-            source,
-        }),
     }
 }

@@ -309,6 +309,23 @@ pub(crate) fn is_discarded(packet: &ffmpeg::Packet) -> bool {
 
 /// The pts of every packet of stream 0, in decode (file) order. Packets without a pts are an
 /// error: treemux writes pts on every packet it produces.
+/// The next packet of `input`, `None` at the end; a read error names `path`.
+pub(crate) fn read_packet(
+    path: &Path,
+    input: &mut ffmpeg::format::context::Input,
+) -> Result<Option<ffmpeg::Packet>, MediaError> {
+    // A fresh packet per read: `Packet::read` does not release the previous one.
+    let mut packet = ffmpeg::Packet::empty();
+    match packet.read(input) {
+        Ok(()) => Ok(Some(packet)),
+        Err(ffmpeg::Error::Eof) => Ok(None),
+        Err(source) => Err(MediaError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
 pub(crate) fn read_packet_pts(
     path: &Path,
     input: &mut ffmpeg::format::context::Input,

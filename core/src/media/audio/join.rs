@@ -70,18 +70,7 @@ pub fn join_audio_pieces(
             )));
         }
         let mut first_of_piece = vec![true; tracks.len()];
-        loop {
-            let mut packet = ffmpeg::Packet::empty();
-            match packet.read(&mut input) {
-                Ok(()) => {}
-                Err(ffmpeg::Error::Eof) => break,
-                Err(source) => {
-                    return Err(MediaError::Read {
-                        path: piece.clone(),
-                        source,
-                    })
-                }
-            }
+        while let Some(mut packet) = util::read_packet(piece, &mut input)? {
             let position = packet.stream();
             if position >= tracks.len() {
                 return Ok(JoinedAudio::Mismatch(format!(

@@ -2,7 +2,7 @@
 //! disposition; then fed the audio file's packets, the intermediate offset taken off and missing
 //! durations restored from the next packet's pts.
 
-use super::{read_packet, ticks_to_seconds};
+use super::ticks_to_seconds;
 use crate::media::probe::MediaInfo;
 use crate::media::util;
 use crate::media::MediaError;
@@ -99,7 +99,7 @@ impl<'a> AudioOutput<'a> {
         let Some((path, input)) = self.input.as_mut() else {
             return Ok(None);
         };
-        let mut packet = read_packet(path, input)?;
+        let mut packet = util::read_packet(path, input)?;
         if let Some(packet) = packet.as_mut() {
             util::shift_packet(packet, -self.offsets[packet.stream()]);
         }

@@ -131,7 +131,7 @@ pub fn remux(
 fn audio_pts(path: &Path) -> Result<Vec<Vec<i64>>, MediaError> {
     let mut input = util::open_input(path)?;
     let mut per_stream = vec![Vec::new(); input.streams().count()];
-    while let Some(packet) = read_packet(path, &mut input)? {
+    while let Some(packet) = util::read_packet(path, &mut input)? {
         per_stream[packet.stream()].push(packet.pts().unwrap_or(0));
     }
     Ok(per_stream)
@@ -324,21 +324,6 @@ impl Passes<'_> {
             ffmpeg::ffi::avio_seek((*muxer.as_ptr()).pb, 0, libc::SEEK_CUR).max(0) as u64
         };
         Ok(report)
-    }
-}
-
-fn read_packet(
-    path: &Path,
-    input: &mut ffmpeg::format::context::Input,
-) -> Result<Option<ffmpeg::Packet>, MediaError> {
-    let mut packet = ffmpeg::Packet::empty();
-    match packet.read(input) {
-        Ok(()) => Ok(Some(packet)),
-        Err(ffmpeg::Error::Eof) => Ok(None),
-        Err(source) => Err(MediaError::Read {
-            path: path.to_owned(),
-            source,
-        }),
     }
 }
 
