@@ -78,7 +78,7 @@ fn fuzz(name: &str, default_iterations: u64, mut iteration: impl FnMut(u64)) {
         seed += 1;
         count += 1;
     }
-    eprintln!(
+    println!(
         "fuzz {name}: {count} iterations in {:.1} s, no failure",
         started.elapsed().as_secs_f64()
     );
@@ -149,7 +149,7 @@ fn planner() {
         planned > 0,
         "no input was ever planned: the generator is broken"
     );
-    eprintln!("fuzz planner: {planned} plans checked");
+    println!("fuzz planner: {planned} plans checked");
 }
 
 #[test]

@@ -271,7 +271,7 @@ async fn seeded_random_crashes_heal() {
             Err(failure) => failures.push(failure),
         }
     }
-    eprintln!(
+    println!(
         "{runs} seeded runs from seed {first_seed}: crashes fired {fired_kinds:?}, {kills} SIGKILLs, {restarts} worker restarts, {} failed",
         failures.len()
     );

@@ -1,7 +1,8 @@
 //! AWS implementations of the ports, and the configuration the binaries read.
 //!
 //! - [`config`]: the handlers' configuration from the environment (encode settings, plan limits).
-//! - [`s3`]: S3 as the object store and the multipart-upload store, with error classification.
+//! - [`s3`]: S3 as the object store, with error classification; [`s3_multipart`]: S3 as the
+//!   multipart-upload store the output streams into.
 //! - [`dynamo`]: DynamoDB as the state store (pair records) and the job store (job records).
 //! - [`sfn`]: Step Functions as the execution starter.
 //!
@@ -10,6 +11,7 @@
 pub mod config;
 pub mod dynamo;
 pub mod s3;
+pub mod s3_multipart;
 pub mod sfn;
 
 pub use config::config_from_env;
