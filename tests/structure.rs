@@ -1,7 +1,8 @@
 //! docs/STRUCTURE.md stays true: its picture of the crates (the Mermaid `graph` block) shows
 //! exactly the workspace's crates and, as solid arrows, exactly the dependencies between them
 //! that `cargo metadata --format-version 1 --no-deps` reports (every kind: normal, dev, build).
-//! Dotted arrows (`-.->`) are not dependencies and are not compared.
+//! Dotted arrows (`-.->`) are not dependencies and are not compared. And every Rust source stays
+//! one unit of a readable size that logs through `tracing`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -120,4 +121,72 @@ fn the_picture_parser_reads_nodes_and_solid_edges_only() {
     assert_eq!(edges, Edges::from([("a-b".to_owned(), "c".to_owned())]));
     let (_, none) = picture("```mermaid\ngraph TD\n    a\n    c\n```");
     assert_ne!(none, edges);
+}
+
+/// Longest a Rust source file may grow (lines): past this it holds several jobs (issue 14).
+const MAX_SOURCE_LINES: usize = 650;
+
+/// Every `.rs` file of the workspace's crates (sources and tests), relative to the root.
+fn rust_sources(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending: Vec<std::path::PathBuf> = ["src", "tests", "core", "functions", "worker"]
+        .iter()
+        .map(|dir| root.join(dir))
+        .collect();
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if path.is_dir() {
+                // Build output and npm packages hold no source of ours.
+                if name != "target" && name != "node_modules" {
+                    pending.push(path);
+                }
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                found.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn sources_stay_small_and_log_through_tracing() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sources = rust_sources(root);
+    assert!(
+        sources.iter().any(|path| path.ends_with("core/src/lib.rs")),
+        "the walk finds the core: {sources:?}"
+    );
+    let mut too_long = Vec::new();
+    let mut printing = Vec::new();
+    for path in &sources {
+        let text = std::fs::read_to_string(root.join(path)).expect("a readable source");
+        let lines = text.lines().count();
+        if lines > MAX_SOURCE_LINES {
+            too_long.push(format!("{} ({lines} lines)", path.display()));
+        }
+        // The CLI's last-resort error print is the one `eprintln!` allowed (src/main.rs).
+        let prints = text
+            .lines()
+            .filter(|line| {
+                !line.trim_start().starts_with("//") && line.contains(concat!("eprint", "ln!("))
+            })
+            .count();
+        if prints > 0 && path != Path::new("src/main.rs") {
+            printing.push(format!("{} ({prints})", path.display()));
+        }
+    }
+    assert!(
+        too_long.is_empty(),
+        "split these by responsibility (over {MAX_SOURCE_LINES} lines): {too_long:?}"
+    );
+    assert!(
+        printing.is_empty(),
+        "log with tracing (or println! in a test's summary), not eprintln!: {printing:?}"
+    );
 }
