@@ -206,7 +206,7 @@ fn a_busy_stretch_gets_shorter_segments() {
 }
 
 #[test]
-fn with_two_segments_per_worker_the_last_ones_are_half_size_and_encoded_last() {
+fn with_two_segments_per_worker_the_last_ones_shrink_and_are_encoded_last() {
     let frames = frames_with_keys(800, &(0..800).collect::<Vec<_>>());
     let costs = vec![FRAME_COST_UNIT; 800];
     let options = PlanOptions {
@@ -215,15 +215,33 @@ fn with_two_segments_per_worker_the_last_ones_are_half_size_and_encoded_last() {
     };
     let plan = plan_segments_by_cost(&frames, Some(&costs), TB, 30.0, &options).expect("plan");
     let lengths: Vec<u64> = plan.segments.iter().map(|s| s.frames).collect();
-    // 7 shares: six of 800/7 frames, two of half that (cuts rounded to whole frames).
-    let (whole, half) = (800.0 / 7.0, 400.0 / 7.0);
+    // Shares 1, 1, 1, 1, 1/2, 1/4, 1/8, 1/16: 79/16 in all (cuts rounded to whole frames).
+    let unit = 800.0 * 16.0 / 79.0;
+    let expected = [1.0, 1.0, 1.0, 1.0, 0.5, 0.25, 0.125, 0.0625].map(|share| share * unit);
     assert!(
-        lengths[..6].iter().all(|&n| (n as f64 - whole).abs() < 1.0)
-            && lengths[6..].iter().all(|&n| (n as f64 - half).abs() < 1.0),
-        "{lengths:?}"
+        lengths
+            .iter()
+            .zip(expected)
+            .all(|(&n, want)| (n as f64 - want).abs() < 1.5),
+        "{lengths:?} against {expected:?}"
     );
     let order = plan.encode_order();
-    assert_eq!(&order[6..], [6, 7], "the half segments end the run");
+    assert_eq!(&order[4..], [4, 5, 6, 7], "the shrinking segments end the run");
+    // Three workers over nine segments: the last six shrink by two thirds each time.
+    let three = plan_segments_by_cost(
+        &frames,
+        Some(&costs),
+        TB,
+        30.0,
+        &PlanOptions {
+            balance_over: 3,
+            ..self::options(9)
+        },
+    )
+    .expect("plan");
+    let three: Vec<u64> = three.segments.iter().map(|s| s.frames).collect();
+    assert!(three[..3].iter().all(|&n| n.abs_diff(three[0]) <= 1), "{three:?}");
+    assert!(three[2..].windows(2).all(|w| w[1] < w[0]), "{three:?}");
     // Fewer than two segments per worker, or one worker: equal shares.
     let equal = |options: PlanOptions| {
         let plan = plan_segments_by_cost(&frames, Some(&costs), TB, 30.0, &options).expect("plan");
