@@ -5,7 +5,7 @@
 //! The JSON is the contract (fields named as below; `docs/merge-tree-run.json` is one): read it
 //! with `serde_json::from_str::<RunSummary>`, never field by field.
 
-use crate::local::{StageSeconds, TaskSpan, TranscodeReport};
+use crate::local::{RenditionReport, StageSeconds, TaskSpan, TranscodeReport};
 use crate::media::audio::AudioReport;
 use crate::media::convert::SegmentReport;
 use crate::media::merge::MergeReport;
@@ -95,6 +95,9 @@ pub struct RunSummary {
     pub reused: Vec<NodeId>,
     /// The scratch directory, when kept.
     pub temp_dir: Option<PathBuf>,
+    /// A ladder run's renditions, tallest first (settings, output, bytes); absent without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renditions: Vec<RenditionReport>,
 }
 
 impl From<&TranscodeReport> for RunSummary {
@@ -127,6 +130,7 @@ impl From<&TranscodeReport> for RunSummary {
             timeline: report.timeline.clone(),
             reused: report.reused.clone(),
             temp_dir: report.temp_dir.clone(),
+            renditions: report.renditions.clone(),
         }
     }
 }

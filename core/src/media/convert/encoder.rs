@@ -157,11 +157,13 @@ impl SegmentEncoder {
         })
     }
 
-    /// Encodes one decoded frame at presentation timestamp `pts` (source time base).
+    /// Encodes one decoded frame at presentation timestamp `pts` (source time base), as a
+    /// keyframe when `key` (otherwise the encoder chooses).
     pub(super) fn send(
         &mut self,
         frame: &mut ffmpeg::frame::Video,
         pts: i64,
+        key: bool,
         muxer: &mut ffmpeg::format::context::Output,
     ) -> Result<(), MediaError> {
         let failed = |source| MediaError::Encode {
@@ -225,7 +227,11 @@ impl SegmentEncoder {
             None => scaled,
         };
         to_encode.set_pts(Some(pts));
-        to_encode.set_kind(ffmpeg::picture::Type::None);
+        to_encode.set_kind(if key {
+            ffmpeg::picture::Type::I
+        } else {
+            ffmpeg::picture::Type::None
+        });
         self.encoder.send_frame(to_encode).map_err(failed)?;
         self.frames += 1;
         self.drain(muxer)
