@@ -9,6 +9,7 @@ use crate::local::{RenditionReport, StageSeconds, TaskSpan, TranscodeReport};
 use crate::media::audio::AudioReport;
 use crate::media::convert::SegmentReport;
 use crate::media::merge::MergeReport;
+use crate::media::package::PackageReport;
 use crate::media::probe::MediaInfo;
 use crate::media::remux::RemuxReport;
 use crate::plan::SegmentPlan;
@@ -98,6 +99,9 @@ pub struct RunSummary {
     /// A ladder run's renditions, tallest first (settings, output, bytes); absent without one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub renditions: Vec<RenditionReport>,
+    /// What an HLS/DASH output wrote; absent for a file output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<PackageReport>,
 }
 
 impl From<&TranscodeReport> for RunSummary {
@@ -131,6 +135,7 @@ impl From<&TranscodeReport> for RunSummary {
             reused: report.reused.clone(),
             temp_dir: report.temp_dir.clone(),
             renditions: report.renditions.clone(),
+            package: report.package.clone(),
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::join::NodeIndex;
 use crate::media::audio::{self, AudioReport, JoinedAudio};
 use crate::media::convert::{self, SegmentReport};
 use crate::media::merge::{self, MergeReport};
+use crate::media::package::{self, PackageFormat, PackageReport, PackageStreams, PackageVideo};
 use crate::media::remux::{self, MuxTarget, RemuxReport};
 use crate::media::source::Source;
 use crate::media::MediaError;
@@ -334,4 +335,37 @@ pub(super) fn job_audio(job: &JobSpec, layout: &ScratchLayout) -> Result<Option<
         })
     })?;
     Ok(Some(layout.audio()))
+}
+
+/// Writes the job's HLS or DASH package from the finished root of every rendition and the
+/// job's audio ([`package::package`]: fMP4 fragments straight from the segments' packets),
+/// with `manifest` as its entry point. Precondition: every rung's root is done and, when the
+/// source has audio, so is the audio.
+pub fn finish_package(
+    job: &JobSpec,
+    layout: &ScratchLayout,
+    format: PackageFormat,
+    manifest: &std::path::Path,
+    fragment_seconds: f64,
+) -> Result<PackageReport, Error> {
+    let mut video = Vec::with_capacity(job.rungs().len());
+    for (rung, settings) in (0..).zip(job.rungs()) {
+        let (leaves, pts) = root_leaves(job, &layout.rendition(rung))?;
+        video.push(PackageVideo {
+            leaves,
+            pts,
+            settings,
+        });
+    }
+    let streams = PackageStreams {
+        video,
+        audio: job_audio(job, layout)?,
+        info: &job.info,
+    };
+    Ok(package::package(
+        &streams,
+        format,
+        manifest,
+        fragment_seconds,
+    )?)
 }

@@ -19,13 +19,14 @@ use crate::fault::{CrashPlan, CrashPoint};
 use crate::media::audio::AudioReport;
 use crate::media::convert::SegmentReport;
 use crate::media::merge::MergeReport;
+use crate::media::package::{PackageFormat, PackageReport};
 use crate::media::probe::{self, MediaInfo};
 use crate::media::remux::{MuxTarget, RemuxReport};
 use crate::media::source::Source;
 use crate::names::{Stage, TaskKind};
 use crate::plan::{PlanOptions, SegmentPlan};
-use crate::renditions::{rendition_output, rendition_settings, Rendition};
-use crate::settings::EncodeSettings;
+use crate::renditions::{rendition_output, rendition_settings, KeyframeGrid, Rendition};
+use crate::settings::{EncodeSettings, VideoCodec};
 use crate::state::InMemoryStateStore;
 use crate::tree::{MergeKind, MergeTree, NodeId};
 use run::{Outcomes, Run};
@@ -175,6 +176,9 @@ pub struct TranscodeReport {
     /// and `remux`); empty for a run without `--renditions`.
     #[serde(default)]
     pub renditions: Vec<RenditionReport>,
+    /// What an HLS/DASH output wrote (playlists, fragments, measured bitrates).
+    #[serde(default)]
+    pub package: Option<PackageReport>,
 }
 
 /// One rendition of a ladder run: its settings (as encoded, `threads` per worker), where it
@@ -213,8 +217,53 @@ pub fn transcode(
     on_progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<TranscodeReport, Error> {
     let started = Instant::now();
-    // With a ladder the output names the rungs' files and is not written itself.
-    let existing = if options.renditions.is_empty() {
+    let package = PackageFormat::from_path(output);
+    // An HLS/DASH package goes in the manifest's directory, made here if missing (and removed
+    // again if the run writes nothing into it).
+    let made_dir = match (package, output.parent()) {
+        (Some(_), Some(dir)) if !dir.as_os_str().is_empty() && !dir.exists() => {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+            Some(dir.to_owned())
+        }
+        _ => None,
+    };
+    let remove_made_dir = || {
+        if let Some(dir) = &made_dir {
+            let _ = std::fs::remove_dir(dir);
+        }
+    };
+    let result = transcode_into(input, output, package, options, on_progress, started);
+    if result.is_err() {
+        remove_made_dir();
+    }
+    result
+}
+
+/// Keyframe spacing and fragment length of HLS/DASH packages, seconds.
+pub const FRAGMENT_SECONDS: f64 = 4.0;
+
+fn transcode_into(
+    input: &Path,
+    output: &Path,
+    package: Option<PackageFormat>,
+    options: &TranscodeOptions,
+    on_progress: &(dyn Fn(Progress) + Sync),
+    started: Instant,
+) -> Result<TranscodeReport, Error> {
+    if package.is_some() && !matches!(options.settings.codec, VideoCodec::H264 | VideoCodec::H265) {
+        return Err(Error::request(
+            output,
+            format!(
+                "HLS and DASH packages here hold h264 or h265 video, not {}",
+                options.settings.codec
+            ),
+        ));
+    }
+    // With a ladder (or a package) the output names the rungs' files and is not written itself.
+    let existing = if options.renditions.is_empty() || package.is_some() {
         options.existing_output
     } else {
         ExistingOutput::Replace
@@ -222,7 +271,7 @@ pub fn transcode(
     let container = check_output_path(input, output, existing)?;
     let ladder = rendition_settings(&options.settings, &options.renditions);
     // Where each rung goes: the output itself without a ladder.
-    let outputs: Vec<PathBuf> = if ladder.is_empty() {
+    let outputs: Vec<PathBuf> = if ladder.is_empty() || package.is_some() {
         vec![output.to_owned()]
     } else {
         ladder
@@ -266,6 +315,15 @@ pub fn transcode(
         &options.plan,
     )?;
     job.set_renditions(&ladder, input, output)?;
+    if package.is_some() {
+        let time_base = job.info.video.time_base;
+        job.keyframes = Some(KeyframeGrid::every(
+            FRAGMENT_SECONDS,
+            job.info.video.first_pts,
+            i64::from(time_base.num),
+            i64::from(time_base.den),
+        ));
+    }
     let (plan, tree, info) = (&job.plan, job.tree, &job.info);
     let (workers, threads) =
         choose_parallelism(options.workers, options.cores, plan.segments.len());
@@ -333,6 +391,23 @@ pub fn transcode(
             run.finish_audio(&source, &mut outcomes)?;
             on_progress(Progress::Muxing);
             let muxing = Instant::now();
+            if let Some(format) = package {
+                let packaged =
+                    engine::finish_package(&job, &run.layout, format, output, FRAGMENT_SECONDS)?;
+                let remux = RemuxReport {
+                    video_packets: packaged.video_packets,
+                    audio_packets: packaged.audio_packets,
+                    extra_packets: 0,
+                    bytes: packaged.bytes,
+                    seconds: packaged.seconds,
+                };
+                return Ok((
+                    outcomes,
+                    vec![remux],
+                    Some(packaged),
+                    muxing.elapsed().as_secs_f64(),
+                ));
+            }
             let remuxes = outputs
                 .iter()
                 .zip(0..)
@@ -346,7 +421,7 @@ pub fn transcode(
                     )
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok((outcomes, remuxes, muxing.elapsed().as_secs_f64()))
+            Ok((outcomes, remuxes, None, muxing.elapsed().as_secs_f64()))
         });
     let temp_dir = if options.keep_temp {
         Some(scratch.keep())
@@ -356,8 +431,30 @@ pub fn transcode(
         scratch.finish(result.is_ok());
         None
     };
-    let (outcomes, remuxes, remux_seconds) = result?;
-    let renditions: Vec<RenditionReport> = if job.renditions.is_empty() {
+    let (outcomes, remuxes, packaged, remux_seconds) = result?;
+    let renditions: Vec<RenditionReport> = if let Some(packaged) = &packaged {
+        job.rungs()
+            .iter()
+            .zip(&packaged.renditions)
+            .map(|(rung, written)| RenditionReport {
+                width: written.width,
+                height: written.height,
+                settings: EncodeSettings {
+                    threads,
+                    ..rung.clone()
+                },
+                output: written.playlist.clone(),
+                output_bytes: written.bytes,
+                remux: RemuxReport {
+                    video_packets: plan.frame_count,
+                    audio_packets: 0,
+                    extra_packets: 0,
+                    bytes: written.bytes,
+                    seconds: 0.0,
+                },
+            })
+            .collect()
+    } else if job.renditions.is_empty() {
         Vec::new()
     } else {
         job.rungs()
@@ -398,7 +495,20 @@ pub fn transcode(
     let mut segments = outcomes.segments;
     segments.sort_by_key(|s| s.index);
     // What the output cannot keep, as the Lambda runner records it.
-    let warnings = job.warnings();
+    let mut warnings = job.warnings();
+    let extras = job.extras();
+    if packaged.is_some()
+        && (!extras.streams.is_empty() || !extras.chapters.is_empty() || !extras.tags.is_empty())
+    {
+        warnings.push(format!(
+            "the {} package keeps the video and audio only: {} other streams, {} chapters and {} \
+             tags of the source are not kept",
+            package.map_or("", PackageFormat::name),
+            extras.streams.len(),
+            extras.chapters.len(),
+            extras.tags.len()
+        ));
+    }
     let JobSpec { info, plan, .. } = job;
     Ok(TranscodeReport {
         input: input.to_owned(),
@@ -419,6 +529,7 @@ pub fn transcode(
         reused: outcomes.reused,
         temp_dir,
         renditions,
+        package: packaged,
     })
 }
 

@@ -39,11 +39,13 @@ pub(super) struct SegmentEncoder {
 }
 
 impl SegmentEncoder {
+    /// `fixed_keyframes`: see [`encoder_options`].
     pub(super) fn open(
         info: &MediaInfo,
         settings: &EncodeSettings,
         muxer: &mut ffmpeg::format::context::Output,
         path: &Path,
+        fixed_keyframes: bool,
     ) -> Result<Self, MediaError> {
         let video = &info.video;
         let encoder_name = settings.codec.encoder_name();
@@ -97,7 +99,10 @@ impl SegmentEncoder {
         }
         let pixel_name = picture::pixel_name(picture.pixel).unwrap_or_default();
         let encoder = encoder
-            .open_as_with(codec, encoder_options(settings, &video.hdr))
+            .open_as_with(
+                codec,
+                encoder_options(settings, &video.hdr, fixed_keyframes),
+            )
             .map_err(|source| MediaError::EncoderOpen {
                 encoder: encoder_name.to_owned(),
                 settings: format!(

@@ -76,7 +76,13 @@ pub(super) fn encode_pass(
     for rung in rungs {
         let partial = AtomicFile::create(rung.output).map_err(MediaError::from)?;
         let mut muxer = util::open_output(&partial, SEGMENT_MUXER)?;
-        let encoder = SegmentEncoder::open(info, rung.settings, &mut muxer, partial.target())?;
+        let encoder = SegmentEncoder::open(
+            info,
+            rung.settings,
+            &mut muxer,
+            partial.target(),
+            keyframes.is_some(),
+        )?;
         outputs.push((partial, muxer, encoder));
     }
 
