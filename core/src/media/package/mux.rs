@@ -114,7 +114,12 @@ pub(super) fn write(
         None => (None, Vec::new(), Vec::new()),
     };
     let tracks = audio_time_bases.len();
-    let options = muxer_options(format, dir, info, videos, tracks, fragment_seconds);
+    let sizes: Vec<(u32, u32)> = streams
+        .video
+        .iter()
+        .map(|rendition| crate::media::convert::output_size(&info.video, rendition.settings))
+        .collect();
+    let options = muxer_options(format, dir, info, &sizes, tracks, fragment_seconds);
     muxer.write_header_with(options).map_err(&write_failed)?;
     let time_bases: Vec<ffmpeg::Rational> = muxer.streams().map(|s| s.time_base()).collect();
     let mut outputs = Vec::with_capacity(videos);
@@ -262,10 +267,11 @@ fn muxer_options(
     format: PackageFormat,
     dir: &Path,
     info: &MediaInfo,
-    videos: usize,
+    sizes: &[(u32, u32)],
     tracks: usize,
     fragment_seconds: f64,
 ) -> ffmpeg::Dictionary<'static> {
+    let videos = sizes.len();
     let mut options = ffmpeg::Dictionary::new();
     let seconds = format!("{fragment_seconds}");
     match format {
@@ -303,17 +309,48 @@ fn muxer_options(
                 "media_seg_name",
                 "chunk-$RepresentationID$-$Number%05d$.m4s",
             );
-            options.set(
-                "adaptation_sets",
-                if tracks > 0 {
-                    "id=0,streams=v id=1,streams=a"
-                } else {
-                    "id=0,streams=v"
-                },
-            );
+            options.set("adaptation_sets", &adaptation_sets(sizes, tracks));
         }
     }
     options
+}
+
+/// The DASH adaptation sets: the video renditions, one set per picture aspect ratio (DASH
+/// wants one ratio per set, and sizes rounded to even numbers, 852x480 beside 1280x720,
+/// differ), then a set per audio track (streams after the video), each with its language.
+fn adaptation_sets(sizes: &[(u32, u32)], tracks: usize) -> String {
+    fn reduced(width: u32, height: u32) -> (u32, u32) {
+        let (mut a, mut b) = (width.max(1), height.max(1));
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        (width / a, height / a)
+    }
+    let mut groups: Vec<((u32, u32), Vec<usize>)> = Vec::new();
+    for (stream, &(width, height)) in sizes.iter().enumerate() {
+        let ratio = reduced(width, height);
+        match groups.iter_mut().find(|(r, _)| *r == ratio) {
+            Some((_, streams)) => streams.push(stream),
+            None => groups.push((ratio, vec![stream])),
+        }
+    }
+    let mut sets: Vec<String> = groups
+        .iter()
+        .enumerate()
+        .map(|(id, (_, streams))| {
+            let list: Vec<String> = streams.iter().map(usize::to_string).collect();
+            format!("id={id},streams={}", list.join(","))
+        })
+        .collect();
+    // Each audio track its own set, so each carries its own language.
+    for track in 0..tracks {
+        sets.push(format!(
+            "id={},streams={}",
+            groups.len() + track,
+            sizes.len() + track
+        ));
+    }
+    sets.join(" ")
 }
 
 /// The master playlist: the audio group (each track with its language, the first the
@@ -487,5 +524,19 @@ fn set_stream_bit_rate(
         unsafe {
             (*(*stream.as_mut_ptr()).codecpar).bit_rate = (bytes as f64 * 8.0 / seconds) as i64;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adaptation_sets_group_renditions_by_aspect_ratio() {
+        assert_eq!(
+            adaptation_sets(&[(1280, 720), (852, 480), (640, 360)], 2),
+            "id=0,streams=0,2 id=1,streams=1 id=2,streams=3 id=3,streams=4"
+        );
+        assert_eq!(adaptation_sets(&[(320, 180)], 0), "id=0,streams=0");
     }
 }
