@@ -20,6 +20,9 @@ use treemux_core::summary::RunSummary;
 #[derive(Args, Debug)]
 pub(crate) struct TranscodeArgs {
     input: PathBuf,
+    /// The output file (.mp4 .m4v .mov .mkv .webm), or an HLS master playlist (out/master.m3u8)
+    /// or DASH manifest (out/manifest.mpd): the package (fMP4 fragments, a playlist per
+    /// rendition and per audio track) goes in that directory.
     output: PathBuf,
     #[command(flatten)]
     encode: EncodeArgs,

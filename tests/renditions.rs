@@ -189,3 +189,55 @@ fn bad_ladders_are_refused_naming_the_flag() {
     );
     assert_eq!(entries(dir.path()), ["source.mp4"], "nothing written");
 }
+
+/// A ladder run that crashes after a segment resumes with `--resume`: the finished segments of
+/// every rung are reused (not encoded again) and every rung still verifies.
+#[test]
+fn a_crashed_ladder_run_resumes_every_rung() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("source.mp4");
+    pattern_clip(&source, 4, 25);
+    let output = dir.path().join("out.mp4");
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir(&scratch).expect("mkdir");
+    let args = [
+        "transcode",
+        path(&source),
+        path(&output),
+        "--renditions",
+        "240,120",
+        "--segments",
+        "4",
+        "--workers",
+        "1",
+        "--preset",
+        "ultrafast",
+        "--temp-dir",
+        path(&scratch),
+        "--resume",
+        "-q",
+    ];
+    let crashed = common::treemux()
+        .args(args)
+        .env("TREEMUX_FAULT", "after-segment:1")
+        .output()
+        .expect("treemux runs");
+    assert!(!crashed.status.success(), "the injected crash did not fire");
+    assert!(!dir.path().join("out_240p.mp4").exists());
+
+    let result = run(&[&args[..], &["--json"]].concat());
+    assert!(result.status.success(), "{}", stderr(&result));
+    let summary = json(&result);
+    let reused = summary["reused"].as_array().expect("reused");
+    assert!(!reused.is_empty(), "nothing reused: {summary}");
+    for height in [240, 120] {
+        let file = dir.path().join(format!("out_{height}p.mp4"));
+        assert_eq!(video_height(&file), height);
+        assert_verifies(&source, &file);
+    }
+    assert!(
+        entries(&scratch).is_empty(),
+        "scratch left: {:?}",
+        entries(&scratch)
+    );
+}
