@@ -107,59 +107,19 @@ fn imageio_ffmpeg_with_vmaf() -> Option<PathBuf> {
         .then_some(path)
 }
 
-/// `bench --renditions`: one ladder run against one run per rung, printed or as JSON.
-fn ladder_command(
-    args: &BenchArgs,
-    ladder: &str,
-    settings: &treemux_core::settings::EncodeSettings,
-) -> anyhow::Result<ExitCode> {
-    let treemux = std::env::current_exe().context("cannot find the treemux executable")?;
-    let temp = tempfile::Builder::new()
-        .prefix("treemux-bench-")
-        .tempdir_in(args.temp_dir.clone().unwrap_or_else(std::env::temp_dir))?;
-    let mut common = vec![
-        "--codec".to_owned(),
-        settings.codec.to_string(),
-        "--preset".to_owned(),
-        settings.preset.clone(),
-    ];
-    if let Some(workers) = args.workers {
-        common.extend(["--workers".to_owned(), workers.to_string()]);
-    }
-    let report = crate::bench_ladder::run(
-        &treemux,
-        &args.input,
-        ladder,
-        (&common, settings.rate),
-        args.repeat,
-        temp.path(),
-    )?;
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        outln!(
-            "{}: ladder {} from one decode: CPU {:.2} s (wall {:.2} s); one run per rung: CPU \
-             {:.2} s (wall {:.2} s); ratio {:.3} (median of {})",
-            args.input.display(),
-            report.ladder,
-            report.ladder_cpu_s,
-            report.ladder_wall_s,
-            report.singles_cpu_s,
-            report.singles_wall_s,
-            report.cpu_ratio,
-            report.repeat
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 pub fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let settings = super::encode_settings(&args.encode, None)?;
     if args.repeat == 0 {
         anyhow::bail!("--repeat 0: must be at least 1");
     }
     if let Some(ladder) = &args.renditions {
-        return ladder_command(&args, ladder, &settings);
+        return crate::bench_ladder::command(
+            &args.input,
+            ladder,
+            &settings,
+            (args.workers, args.repeat, args.temp_dir.as_deref()),
+            args.json,
+        );
     }
     let options = BenchOptions {
         input: args.input.clone(),

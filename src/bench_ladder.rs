@@ -3,8 +3,10 @@
 //! rate), measured with `wait4` as the rest of `bench` measures; medians over the repeats.
 
 use crate::bench::{median, run_measured, BenchError};
+use anyhow::Context as _;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use treemux_core::renditions::{parse_renditions, rendition_settings};
 use treemux_core::settings::{EncodeSettings, RateControl, VideoCodec};
 
@@ -99,4 +101,52 @@ fn rate_args(rate: RateControl) -> Vec<String> {
         RateControl::Crf(crf) => vec!["--crf".to_owned(), crf.to_string()],
         RateControl::Bitrate(bits) => vec!["--bitrate".to_owned(), bits.to_string()],
     }
+}
+
+/// `bench --renditions`: one ladder run against one run per rung, printed or as JSON.
+pub(crate) fn command(
+    input: &Path,
+    ladder: &str,
+    settings: &EncodeSettings,
+    (workers, repeat, temp_dir): (Option<usize>, usize, Option<&Path>),
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let treemux = std::env::current_exe().context("cannot find the treemux executable")?;
+    let temp = tempfile::Builder::new()
+        .prefix("treemux-bench-")
+        .tempdir_in(temp_dir.map_or_else(std::env::temp_dir, Path::to_owned))?;
+    let mut common = vec![
+        "--codec".to_owned(),
+        settings.codec.to_string(),
+        "--preset".to_owned(),
+        settings.preset.clone(),
+    ];
+    if let Some(workers) = workers {
+        common.extend(["--workers".to_owned(), workers.to_string()]);
+    }
+    let report = run(
+        &treemux,
+        input,
+        ladder,
+        (&common, settings.rate),
+        repeat,
+        temp.path(),
+    )?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        outln!(
+            "{}: ladder {} from one decode: CPU {:.2} s (wall {:.2} s); one run per rung: CPU \
+             {:.2} s (wall {:.2} s); ratio {:.3} (median of {})",
+            input.display(),
+            report.ladder,
+            report.ladder_cpu_s,
+            report.ladder_wall_s,
+            report.singles_cpu_s,
+            report.singles_wall_s,
+            report.cpu_ratio,
+            report.repeat
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
