@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// Where the outputs go while measuring (default: the system temporary directory).
     #[arg(long)]
     temp_dir: Option<PathBuf>,
+    /// Instead: the CPU of one run encoding this ladder from one decode (`transcode
+    /// --renditions`) against one run per rung (--codec, --preset, --crf, --workers shared).
+    #[arg(long, value_name = "HEIGHTS")]
+    renditions: Option<String>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -107,6 +111,15 @@ pub fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let settings = super::encode_settings(&args.encode, None)?;
     if args.repeat == 0 {
         anyhow::bail!("--repeat 0: must be at least 1");
+    }
+    if let Some(ladder) = &args.renditions {
+        return crate::bench_ladder::command(
+            &args.input,
+            ladder,
+            &settings,
+            (args.workers, args.repeat, args.temp_dir.as_deref()),
+            args.json,
+        );
     }
     let options = BenchOptions {
         input: args.input.clone(),

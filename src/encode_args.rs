@@ -42,10 +42,11 @@ pub(crate) struct EncodeArgs {
     pub(crate) preset: Option<String>,
     /// Output height in pixels, as displayed; the width keeps the aspect ratio. At most the
     /// source's height unless --upscale is given.
-    #[arg(long)]
+    #[arg(long, group = "picture_height")]
     pub(crate) height: Option<u32>,
-    /// Allow --height above the source's height (enlarging adds size, not detail).
-    #[arg(long, requires = "height")]
+    /// Allow --height (or a --renditions rung) above the source's height (enlarging adds size,
+    /// not detail).
+    #[arg(long, requires = "picture_height")]
     pub(crate) upscale: bool,
     /// Pixel format: `source` keeps the source's bit depth (8/10/12) and chroma (4:2:0, 4:2:2,
     /// 4:4:4) where the encoder can; `yuv420p` makes 8-bit 4:2:0, the most widely playable.

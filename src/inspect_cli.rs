@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use treemux_core::media::package::PackageFormat;
 use treemux_core::media::probe::{self, MediaInfo};
 use treemux_core::media::verify::{self, VerifyOptions, VerifyReport};
 use treemux_core::plan::SegmentPlan;
@@ -146,6 +147,9 @@ pub(crate) fn verify_command(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         min_psnr_db: args.min_psnr,
         ..VerifyOptions::default()
     };
+    if PackageFormat::from_path(&args.output).is_some() {
+        return verify_package(&args, &options);
+    }
     let report = verify::verify(&args.source, &args.output, &options)?;
     if args.json {
         let json = serde_json::json!({ "passed": report.passed(), "report": report });
@@ -164,6 +168,37 @@ pub(crate) fn verify_command(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// `verify SOURCE out/master.m3u8`: every rendition of the package, each with the package's
+/// audio; passes when all do.
+fn verify_package(args: &VerifyArgs, options: &VerifyOptions) -> anyhow::Result<ExitCode> {
+    let verdicts = verify::verify_package(&args.source, &args.output, options)?;
+    let passed = verdicts.iter().all(|verdict| verdict.report.passed());
+    if args.json {
+        let json = serde_json::json!({ "passed": passed, "renditions": verdicts });
+        outln!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        for verdict in &verdicts {
+            print_verify(&verdict.rendition, &verdict.report);
+        }
+    }
+    if passed {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for verdict in verdicts.iter().filter(|verdict| !verdict.report.passed()) {
+        let failed: Vec<&str> = verdict
+            .report
+            .failures()
+            .map(|check| check.name.as_str())
+            .collect();
+        errln!(
+            "treemux: error: {}: verification failed: {}",
+            verdict.rendition.display(),
+            failed.join(", ")
+        );
+    }
+    Ok(ExitCode::FAILURE)
 }
 
 fn print_verify(output: &Path, report: &VerifyReport) {

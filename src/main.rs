@@ -21,6 +21,7 @@ macro_rules! errln {
 
 mod bench;
 mod bench_cli;
+mod bench_ladder;
 mod encode_args;
 mod inspect_cli;
 mod model;

@@ -20,11 +20,22 @@ use treemux_core::summary::RunSummary;
 #[derive(Args, Debug)]
 pub(crate) struct TranscodeArgs {
     input: PathBuf,
+    /// The output file (.mp4 .m4v .mov .mkv .webm), or an HLS master playlist (out/master.m3u8)
+    /// or DASH manifest (out/manifest.mpd): the package (fMP4 fragments, a playlist per
+    /// rendition and per audio track) goes in that directory.
     output: PathBuf,
     #[command(flatten)]
     encode: EncodeArgs,
     #[command(flatten)]
     plan: PlanArgs,
+    /// An ABR ladder from one decode: heights, each optionally with its own rate
+    /// (1080,720:crf=23,480:bitrate=1M; by default every rung keeps --crf, or --bitrate goes to
+    /// the tallest and smaller rungs get it scaled by pixels^0.75). Each segment is decoded once
+    /// and encoded into every rung, keyframes aligned at the plan's cuts. A file OUTPUT gets one
+    /// file per rung beside it, named by height: out.mp4 → out_1080p.mp4, out_720p.mp4, ….
+    /// A rung taller than the source is refused unless --upscale.
+    #[arg(long, value_name = "HEIGHTS", group = "picture_height")]
+    renditions: Option<String>,
     /// Keep the scratch directory with segments and merges.
     #[arg(long)]
     keep_temp: bool,
@@ -71,6 +82,10 @@ pub(crate) fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     options.keep_temp = args.keep_temp;
     options.temp_root = args.temp_dir.clone();
     options.resume = args.resume;
+    if let Some(ladder) = &args.renditions {
+        options.renditions =
+            treemux_core::renditions::parse_renditions(ladder).map_err(anyhow::Error::msg)?;
+    }
     // Fault injection for the robustness tests: crash on purpose at a named point.
     if let Ok(fault) = std::env::var("TREEMUX_FAULT") {
         options.fault =
@@ -199,6 +214,16 @@ fn print_transcode_summary(report: &TranscodeReport, verbose: bool) {
                 segment.bytes
             );
         }
+    }
+    for rendition in &report.renditions {
+        outln!(
+            "  rendition {}x{} ({:?}): {}, {} bytes",
+            rendition.width,
+            rendition.height,
+            rendition.settings.rate,
+            rendition.output.display(),
+            rendition.output_bytes
+        );
     }
     if let Some(dir) = &report.temp_dir {
         outln!("  scratch kept in {}", dir.display());

@@ -355,3 +355,48 @@ fn model_plans_a_real_file_and_projects_it() {
     assert!(!result.status.success());
     assert!(stderr(&result).contains("notes.mp4"), "{}", stderr(&result));
 }
+
+/// `bench --renditions`: one ladder run against a run per rung, both measured, the ratio theirs;
+/// nothing left in the temporary directory. (How fast is not asserted.)
+#[test]
+fn bench_compares_a_ladder_with_one_run_per_rung() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("pattern.mp4");
+    pattern_clip(&source, 2, 25);
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir(&scratch).expect("mkdir");
+    let result = run(&[
+        "bench",
+        path(&source),
+        "--renditions",
+        "240,120:crf=30",
+        "--preset",
+        "ultrafast",
+        "--repeat",
+        "1",
+        "--temp-dir",
+        path(&scratch),
+        "--json",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let report = json(&result);
+    assert_eq!(report["ladder"], "240,120:crf=30");
+    let ladder = report["ladder_cpu_s"].as_f64().expect("ladder CPU");
+    let singles = report["singles_cpu_s"].as_f64().expect("singles CPU");
+    assert!(ladder > 0.0 && singles > 0.0, "{report}");
+    let ratio = report["cpu_ratio"].as_f64().expect("ratio");
+    assert!((ratio - ladder / singles).abs() < 1e-9, "{report}");
+    assert!(
+        entries(&scratch).is_empty(),
+        "left: {:?}",
+        entries(&scratch)
+    );
+
+    let result = run(&["bench", path(&source), "--renditions", "240,240"]);
+    assert!(!result.status.success());
+    assert!(
+        stderr(&result).contains("listed twice"),
+        "{}",
+        stderr(&result)
+    );
+}

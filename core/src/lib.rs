@@ -29,6 +29,7 @@ pub mod output_plan;
 pub mod plan;
 pub mod process;
 pub mod progress;
+pub mod renditions;
 pub mod settings;
 pub mod state;
 pub mod steps;

@@ -5,10 +5,11 @@
 //! The JSON is the contract (fields named as below; `docs/merge-tree-run.json` is one): read it
 //! with `serde_json::from_str::<RunSummary>`, never field by field.
 
-use crate::local::{StageSeconds, TaskSpan, TranscodeReport};
+use crate::local::{RenditionReport, StageSeconds, TaskSpan, TranscodeReport};
 use crate::media::audio::AudioReport;
 use crate::media::convert::SegmentReport;
 use crate::media::merge::MergeReport;
+use crate::media::package::PackageReport;
 use crate::media::probe::MediaInfo;
 use crate::media::remux::RemuxReport;
 use crate::plan::SegmentPlan;
@@ -95,6 +96,12 @@ pub struct RunSummary {
     pub reused: Vec<NodeId>,
     /// The scratch directory, when kept.
     pub temp_dir: Option<PathBuf>,
+    /// A ladder run's renditions, tallest first (settings, output, bytes); absent without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renditions: Vec<RenditionReport>,
+    /// What an HLS/DASH output wrote; absent for a file output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<PackageReport>,
 }
 
 impl From<&TranscodeReport> for RunSummary {
@@ -127,6 +134,8 @@ impl From<&TranscodeReport> for RunSummary {
             timeline: report.timeline.clone(),
             reused: report.reused.clone(),
             temp_dir: report.temp_dir.clone(),
+            renditions: report.renditions.clone(),
+            package: report.package.clone(),
         }
     }
 }

@@ -260,6 +260,8 @@ impl JobManifest {
             plan: self.plan.clone(),
             tree: self.tree,
             audio_actions: self.audio_actions.clone(),
+            renditions: Vec::new(),
+            keyframes: None,
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::output_plan::{self, PartPlan};
 use crate::plan::{
     estimate_frame_costs, plan_segments_by_cost, PlanError, PlanOptions, SegmentPlan,
 };
+use crate::renditions::KeyframeGrid;
 use crate::settings::{Container, EncodeSettings, RateControl};
 use crate::tree::MergeTree;
 use serde::{Deserialize, Serialize};
@@ -33,9 +34,58 @@ pub struct JobSpec {
     pub plan: SegmentPlan,
     pub tree: MergeTree,
     pub audio_actions: Vec<AudioAction>,
+    /// Every rendition's settings, tallest first, when the job encodes a ladder (from one
+    /// decode, [`convert::convert_segment_renditions`]); `settings` is then the first. Empty:
+    /// `settings` alone.
+    #[serde(default)]
+    pub renditions: Vec<EncodeSettings>,
+    /// Keyframes forced at this grid in every rendition (packaged outputs cut their fragments
+    /// there, so the renditions' fragments align); `None`: the encoder's own choice within a
+    /// segment.
+    #[serde(default)]
+    pub keyframes: Option<KeyframeGrid>,
 }
 
 impl JobSpec {
+    /// The settings of every rendition the job encodes (one without a ladder), tallest first.
+    pub fn rungs(&self) -> &[EncodeSettings] {
+        if self.renditions.is_empty() {
+            std::slice::from_ref(&self.settings)
+        } else {
+            &self.renditions
+        }
+    }
+
+    /// Makes the job encode every rung of `renditions` (tallest first; from
+    /// [`crate::renditions::rendition_settings`]), each checked as [`prepare_job`] checks the
+    /// job's own settings (container, settings, size, no upscaling unless allowed) before any
+    /// work; `settings` becomes the first rung's.
+    pub fn set_renditions(
+        &mut self,
+        renditions: &[EncodeSettings],
+        input: &Path,
+        output: &Path,
+    ) -> Result<(), Error> {
+        let checked = renditions
+            .iter()
+            .map(|rung| {
+                check_settings(
+                    &self.info,
+                    self.container,
+                    rung,
+                    input,
+                    output,
+                    "--renditions rung",
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(first) = checked.first() {
+            self.settings = first.clone();
+        }
+        self.renditions = checked;
+        Ok(())
+    }
+
     /// What the output keeps of subtitles, cover art, chapters and tags (and warnings for the
     /// rest): decided from the probe, the same in every runner.
     pub fn extras(&self) -> ExtrasPlan {
@@ -88,6 +138,34 @@ pub fn prepare_job(
     settings: &EncodeSettings,
     plan_options: &PlanOptions,
 ) -> Result<JobSpec, Error> {
+    let job_settings = check_settings(&info, container, settings, input, output, "--height")?;
+    let audio_actions = audio::plan_audio(&info, container, output)?;
+    let mut info = info;
+    let plan = plan_at_real_keyframes(source, &mut info, input, plan_options)?;
+    let tree = MergeTree::new(plan.segments.len() as u32);
+    Ok(JobSpec {
+        info,
+        container,
+        settings: job_settings,
+        plan,
+        tree,
+        audio_actions,
+        renditions: Vec::new(),
+        keyframes: None,
+    })
+}
+
+/// The checks of one rendition's settings against the source: the container holds the codec,
+/// the settings are valid, the frame size suits the encoder, no upscaling unless allowed.
+/// Returns the settings for the container. `height_flag` names the height in errors.
+fn check_settings(
+    info: &MediaInfo,
+    container: Container,
+    settings: &EncodeSettings,
+    input: &Path,
+    output: &Path,
+    height_flag: &str,
+) -> Result<EncodeSettings, Error> {
     if !container.allows(settings.codec) {
         return Err(Error::request(
             output,
@@ -101,7 +179,6 @@ pub fn prepare_job(
     settings
         .validate()
         .map_err(|problem| Error::request(output, problem))?;
-    let audio_actions = audio::plan_audio(&info, container, output)?;
     let job_settings = settings.for_container(container);
     let (width, height) = convert::output_size(&info.video, &job_settings);
     // The source's height as it would be encoded without --height (whatever orientation and
@@ -115,6 +192,7 @@ pub fn prepare_job(
     );
     settings
         .check_upscale(height, source_height)
+        .map_err(|problem| problem.replacen("--height", height_flag, 1))
         .map_err(|problem| Error::request(input, problem))?;
     let min = settings.codec.min_dimension();
     if width < min || height < min {
@@ -126,17 +204,7 @@ pub fn prepare_job(
             ),
         ));
     }
-    let mut info = info;
-    let plan = plan_at_real_keyframes(source, &mut info, input, plan_options)?;
-    let tree = MergeTree::new(plan.segments.len() as u32);
-    Ok(JobSpec {
-        info,
-        container,
-        settings: job_settings,
-        plan,
-        tree,
-        audio_actions,
-    })
+    Ok(job_settings)
 }
 
 /// The source's segment plan, balanced by estimated encode cost where the probe gave every

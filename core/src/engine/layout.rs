@@ -14,11 +14,38 @@ use super::JobSpec;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScratchLayout {
     pub dir: PathBuf,
+    /// Renditions the job encodes (1 without a ladder): rung 0's files are this directory's,
+    /// rung `k`'s those of [`Self::rendition`]`(k)`.
+    renditions: u32,
 }
 
 impl ScratchLayout {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            renditions: 1,
+        }
+    }
+
+    /// The layout of a job encoding `count` renditions (see [`JobSpec::rungs`]).
+    pub fn with_renditions(mut self, count: usize) -> Self {
+        self.renditions = count.max(1) as u32;
+        self
+    }
+
+    /// Renditions the job encodes.
+    pub fn renditions(&self) -> u32 {
+        self.renditions
+    }
+
+    /// Where rung `rung`'s segments and node indexes live: this layout for rung 0, a
+    /// `rendition-<rung>` directory beside its files for the others. A node is done when rung
+    /// 0's index is there, which is written after every other rung's.
+    pub fn rendition(&self, rung: u32) -> ScratchLayout {
+        if rung == 0 {
+            return self.clone();
+        }
+        ScratchLayout::new(self.dir.join(format!("rendition-{rung}")))
     }
 
     /// The encoded video of segment `index`.

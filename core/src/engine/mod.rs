@@ -48,6 +48,6 @@ pub use job::{
 };
 pub use layout::{media_bytes, scan_finished, ScratchLayout};
 pub use tasks::{
-    extract_audio, finish_audio, finish_root, node_finished, produce_pair, produce_segment,
-    Produced,
+    extract_audio, finish_audio, finish_package, finish_rendition, finish_root, node_finished,
+    produce_pair, produce_segment, Produced,
 };

@@ -8,6 +8,7 @@ use crate::join::NodeIndex;
 use crate::media::audio::{self, AudioReport, JoinedAudio};
 use crate::media::convert::{self, SegmentReport};
 use crate::media::merge::{self, MergeReport};
+use crate::media::package::{self, PackageFormat, PackageReport, PackageStreams, PackageVideo};
 use crate::media::remux::{self, MuxTarget, RemuxReport};
 use crate::media::source::Source;
 use crate::media::MediaError;
@@ -51,10 +52,23 @@ pub fn produce_segment(
     let segment = job.plan.segments.get(index as usize).ok_or_else(|| {
         Error::request(&job.info.path, format!("the plan has no segment {index}"))
     })?;
-    let path = layout.segment(index);
+    // Every rung's settings with the caller's encoder threads.
+    let rungs: Vec<EncodeSettings> = job
+        .rungs()
+        .iter()
+        .map(|rung| EncodeSettings {
+            threads: settings.threads,
+            ..rung.clone()
+        })
+        .collect();
+    let layouts: Vec<ScratchLayout> = (0..rungs.len() as u32)
+        .map(|rung| layout.rendition(rung))
+        .collect();
+    let paths: Vec<PathBuf> = layouts.iter().map(|l| l.segment(index)).collect();
     // A segment file is committed atomically, so one that exists is whole: an earlier attempt
-    // died after writing it and before recording its index.
-    let report = if path.is_file() {
+    // died after writing it and before recording its index. Rungs are encoded together (one
+    // decode): any missing file means encoding them all again.
+    let report = if paths.iter().all(|path| path.is_file()) {
         None
     } else {
         crashes.at(CrashPoint::BeforeEncode(index));
@@ -65,19 +79,33 @@ pub fn produce_segment(
             });
             on_frame(frames)
         };
+        for dir in layouts.iter().skip(1) {
+            std::fs::create_dir_all(&dir.dir).map_err(|source| Error::Io {
+                path: dir.dir.clone(),
+                source,
+            })?;
+        }
+        let targets: Vec<convert::Rung> = rungs
+            .iter()
+            .zip(&paths)
+            .map(|(settings, output)| convert::Rung { settings, output })
+            .collect();
         let audio = job.segment_audio(layout, index);
-        Some(convert::convert_segment_from(
+        Some(convert::convert_segment_renditions(
             source,
             &job.info,
             segment,
-            settings,
-            &path,
+            &targets,
+            job.keyframes.as_ref(),
             audio.as_ref(),
             &with_crashes,
         )?)
     };
-    let described = merge::describe_segment(&path, index)?;
-    write_json_atomically(&layout.index(leaf), &described)?;
+    // Rung 0's index last: it is what "done" means.
+    for (rung_layout, path) in layouts.iter().zip(&paths).rev() {
+        let described = merge::describe_segment(path, index)?;
+        write_json_atomically(&rung_layout.index(leaf), &described)?;
+    }
     crashes.at(CrashPoint::AfterSegment(index));
     Ok(report.map_or(Produced::Found, Produced::Made))
 }
@@ -117,32 +145,40 @@ pub fn produce_pair(
         })
     };
     let kind = tree.merge_kind(node);
-    let left_index = layout.finished(left).ok_or_else(|| missing(left))?;
-    let (joined, report) = match kind {
-        MergeKind::Concat => {
-            let right_index = layout.finished(right).ok_or_else(|| missing(right))?;
-            let joined = merge::join_indexes(
-                &left_index,
-                &describe_leaves(&left_index),
-                &right_index,
-                &describe_leaves(&right_index),
-            )?;
-            let report = MergeReport {
-                packets: joined.packets,
-                bytes: joined.bytes,
-                seconds: started.elapsed().as_secs_f64(),
-            };
-            (joined, Some(report))
+    let mut report = None;
+    // Rung 0 last: its index is what "done" means.
+    for rung in (0..layout.renditions()).rev() {
+        let rung_layout = layout.rendition(rung);
+        if rung > 0 && rung_layout.finished(node).is_some() {
+            continue;
         }
-        MergeKind::Rename => (left_index, None),
-        MergeKind::Placeholder => {
-            return Err(Error::request(
-                &layout.dir,
-                format!("{node} is a placeholder and is never merged"),
-            ))
-        }
-    };
-    write_json_atomically(&layout.index(node), &joined)?;
+        let left_index = rung_layout.finished(left).ok_or_else(|| missing(left))?;
+        let joined = match kind {
+            MergeKind::Concat => {
+                let right_index = rung_layout.finished(right).ok_or_else(|| missing(right))?;
+                let joined = merge::join_indexes(
+                    &left_index,
+                    &describe_leaves(&left_index),
+                    &right_index,
+                    &describe_leaves(&right_index),
+                )?;
+                report = Some(MergeReport {
+                    packets: joined.packets,
+                    bytes: joined.bytes,
+                    seconds: started.elapsed().as_secs_f64(),
+                });
+                joined
+            }
+            MergeKind::Rename => left_index,
+            MergeKind::Placeholder => {
+                return Err(Error::request(
+                    &layout.dir,
+                    format!("{node} is a placeholder and is never merged"),
+                ))
+            }
+        };
+        write_json_atomically(&rung_layout.index(node), &joined)?;
+    }
     crashes.merge_written();
     Ok(Produced::Made((kind, report)))
 }
@@ -237,6 +273,43 @@ pub fn finish_root(
     layout: &ScratchLayout,
     target: MuxTarget,
 ) -> Result<RemuxReport, Error> {
+    finish_rendition(source, job, layout, 0, target)
+}
+
+/// [`finish_root`] for rung `rung` of the job's renditions ([`JobSpec::rungs`]): its segments,
+/// the job's one audio, into `target`.
+pub fn finish_rendition(
+    source: &Source,
+    job: &JobSpec,
+    layout: &ScratchLayout,
+    rung: u32,
+    target: MuxTarget,
+) -> Result<RemuxReport, Error> {
+    let settings = job.rungs().get(rung as usize).ok_or_else(|| {
+        Error::request(&job.info.path, format!("the job has no rendition {rung}"))
+    })?;
+    let rung_layout = layout.rendition(rung);
+    let (leaves, video_pts) = root_leaves(job, &rung_layout)?;
+    let audio = job_audio(job, layout)?;
+    Ok(remux::remux(
+        source,
+        &leaves,
+        video_pts.as_deref(),
+        audio.as_deref(),
+        &job.info,
+        settings,
+        &job.extras(),
+        job.container,
+        target,
+    )?)
+}
+
+/// The finished root's segment files in order and, when its index lists them, every video
+/// packet's pts in file order.
+pub(super) fn root_leaves(
+    job: &JobSpec,
+    layout: &ScratchLayout,
+) -> Result<(Vec<PathBuf>, Option<Vec<i64>>), Error> {
     let root = job.tree.root();
     let index = layout.finished(root).ok_or_else(|| {
         Error::Media(MediaError::Unsupported {
@@ -245,28 +318,54 @@ pub fn finish_root(
         })
     })?;
     let leaves: Vec<PathBuf> = index.leaves.iter().map(|&i| layout.segment(i)).collect();
-    let audio = if job.info.audio.is_empty() {
-        None
-    } else {
-        layout.finished_audio().ok_or_else(|| {
-            Error::Media(MediaError::Unsupported {
-                path: job.info.path.clone(),
-                reason: "the extracted audio is missing".into(),
-            })
-        })?;
-        Some(layout.audio())
-    };
     // An index that counts its packets but lists no pts was written before the pts were kept.
-    let video_pts = (index.pts.len() as u64 == index.packets).then_some(index.pts.as_slice());
-    Ok(remux::remux(
-        source,
-        &leaves,
-        video_pts,
-        audio.as_deref(),
-        &job.info,
-        &job.settings,
-        &job.extras(),
-        job.container,
-        target,
+    let video_pts = (index.pts.len() as u64 == index.packets).then_some(index.pts);
+    Ok((leaves, video_pts))
+}
+
+/// The job's extracted audio, `None` when the source has none. Precondition: it is finished.
+pub(super) fn job_audio(job: &JobSpec, layout: &ScratchLayout) -> Result<Option<PathBuf>, Error> {
+    if job.info.audio.is_empty() {
+        return Ok(None);
+    }
+    layout.finished_audio().ok_or_else(|| {
+        Error::Media(MediaError::Unsupported {
+            path: job.info.path.clone(),
+            reason: "the extracted audio is missing".into(),
+        })
+    })?;
+    Ok(Some(layout.audio()))
+}
+
+/// Writes the job's HLS or DASH package from the finished root of every rendition and the
+/// job's audio ([`package::package`]: fMP4 fragments straight from the segments' packets),
+/// with `manifest` as its entry point. Precondition: every rung's root is done and, when the
+/// source has audio, so is the audio.
+pub fn finish_package(
+    job: &JobSpec,
+    layout: &ScratchLayout,
+    format: PackageFormat,
+    manifest: &std::path::Path,
+    fragment_seconds: f64,
+) -> Result<PackageReport, Error> {
+    let mut video = Vec::with_capacity(job.rungs().len());
+    for (rung, settings) in (0..).zip(job.rungs()) {
+        let (leaves, pts) = root_leaves(job, &layout.rendition(rung))?;
+        video.push(PackageVideo {
+            leaves,
+            pts,
+            settings,
+        });
+    }
+    let streams = PackageStreams {
+        video,
+        audio: job_audio(job, layout)?,
+        info: &job.info,
+    };
+    Ok(package::package(
+        &streams,
+        format,
+        manifest,
+        fragment_seconds,
     )?)
 }

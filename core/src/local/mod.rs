@@ -19,12 +19,14 @@ use crate::fault::{CrashPlan, CrashPoint};
 use crate::media::audio::AudioReport;
 use crate::media::convert::SegmentReport;
 use crate::media::merge::MergeReport;
+use crate::media::package::{PackageFormat, PackageReport};
 use crate::media::probe::{self, MediaInfo};
 use crate::media::remux::{MuxTarget, RemuxReport};
 use crate::media::source::Source;
 use crate::names::{Stage, TaskKind};
 use crate::plan::{PlanOptions, SegmentPlan};
-use crate::settings::EncodeSettings;
+use crate::renditions::{rendition_output, rendition_settings, KeyframeGrid, Rendition};
+use crate::settings::{EncodeSettings, VideoCodec};
 use crate::state::InMemoryStateStore;
 use crate::tree::{MergeKind, MergeTree, NodeId};
 use run::{Outcomes, Run};
@@ -61,6 +63,10 @@ pub struct TranscodeOptions {
     /// the audio at their end, no new work starts, and the run returns [`Error::Interrupted`]
     /// after removing its scratch directory (kept with `resume`) and writing no output.
     pub interrupt: Option<Arc<AtomicBool>>,
+    /// An ABR ladder: every rung encoded from one decode of each segment, each written to its
+    /// own file ([`rendition_output`]: `out.mp4` → `out_720p.mp4`); empty: one output at
+    /// `settings`.
+    pub renditions: Vec<Rendition>,
 }
 
 impl TranscodeOptions {
@@ -77,6 +83,7 @@ impl TranscodeOptions {
             existing_output: ExistingOutput::Refuse,
             fault: None,
             interrupt: None,
+            renditions: Vec::new(),
         }
     }
 }
@@ -165,6 +172,26 @@ pub struct TranscodeReport {
     pub reused: Vec<NodeId>,
     /// The scratch directory, when kept.
     pub temp_dir: Option<PathBuf>,
+    /// Every rendition of a ladder run, tallest first (the first is also `output`, `settings`
+    /// and `remux`); empty for a run without `--renditions`.
+    #[serde(default)]
+    pub renditions: Vec<RenditionReport>,
+    /// What an HLS/DASH output wrote (playlists, fragments, measured bitrates).
+    #[serde(default)]
+    pub package: Option<PackageReport>,
+}
+
+/// One rendition of a ladder run: its settings (as encoded, `threads` per worker), where it
+/// went and what the mux wrote.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RenditionReport {
+    /// Encoded size, pixels.
+    pub width: u32,
+    pub height: u32,
+    pub settings: EncodeSettings,
+    pub output: PathBuf,
+    pub output_bytes: u64,
+    pub remux: RemuxReport,
 }
 
 /// Chooses workers and encoder threads per worker so that workers × threads ≈ cores.
@@ -190,9 +217,73 @@ pub fn transcode(
     on_progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<TranscodeReport, Error> {
     let started = Instant::now();
-    let container = check_output_path(input, output, options.existing_output)?;
-    // A run of this command that was SIGKILLed while writing the output left its partial file.
-    crate::atomic_file::AtomicFile::remove_stale(output);
+    let package = PackageFormat::from_path(output);
+    // An HLS/DASH package goes in the manifest's directory, made here if missing (and removed
+    // again if the run writes nothing into it).
+    let made_dir = match (package, output.parent()) {
+        (Some(_), Some(dir)) if !dir.as_os_str().is_empty() && !dir.exists() => {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+            Some(dir.to_owned())
+        }
+        _ => None,
+    };
+    let remove_made_dir = || {
+        if let Some(dir) = &made_dir {
+            let _ = std::fs::remove_dir(dir);
+        }
+    };
+    let result = transcode_into(input, output, package, options, on_progress, started);
+    if result.is_err() {
+        remove_made_dir();
+    }
+    result
+}
+
+/// Keyframe spacing and fragment length of HLS/DASH packages, seconds.
+pub const FRAGMENT_SECONDS: f64 = 4.0;
+
+fn transcode_into(
+    input: &Path,
+    output: &Path,
+    package: Option<PackageFormat>,
+    options: &TranscodeOptions,
+    on_progress: &(dyn Fn(Progress) + Sync),
+    started: Instant,
+) -> Result<TranscodeReport, Error> {
+    if package.is_some() && !matches!(options.settings.codec, VideoCodec::H264 | VideoCodec::H265) {
+        return Err(Error::request(
+            output,
+            format!(
+                "HLS and DASH packages here hold h264 or h265 video, not {}",
+                options.settings.codec
+            ),
+        ));
+    }
+    // With a ladder (or a package) the output names the rungs' files and is not written itself.
+    let existing = if options.renditions.is_empty() || package.is_some() {
+        options.existing_output
+    } else {
+        ExistingOutput::Replace
+    };
+    let container = check_output_path(input, output, existing)?;
+    let ladder = rendition_settings(&options.settings, &options.renditions);
+    // Where each rung goes: the output itself without a ladder.
+    let outputs: Vec<PathBuf> = if ladder.is_empty() || package.is_some() {
+        vec![output.to_owned()]
+    } else {
+        ladder
+            .iter()
+            .map(|rung| rendition_output(output, rung.height.unwrap_or_default()))
+            .collect()
+    };
+    for output in &outputs {
+        check_output_path(input, output, options.existing_output)?;
+        // A run of this command that was SIGKILLed while writing the output left its partial file.
+        crate::atomic_file::AtomicFile::remove_stale(output);
+    }
     // The settings are checked before the (possibly long) probe; prepare_job checks them again
     // with everything else, as the Lambda runner's analyze does.
     if !container.allows(options.settings.codec) {
@@ -214,7 +305,7 @@ pub fn transcode(
     let info = probe::probe(input)?;
     stages.probe = started.elapsed().as_secs_f64();
     let planning = Instant::now();
-    let job = engine::prepare_job(
+    let mut job = engine::prepare_job(
         &Source::file(input)?,
         info,
         input,
@@ -223,6 +314,16 @@ pub fn transcode(
         &options.settings,
         &options.plan,
     )?;
+    job.set_renditions(&ladder, input, output)?;
+    if package.is_some() {
+        let time_base = job.info.video.time_base;
+        job.keyframes = Some(KeyframeGrid::every(
+            FRAGMENT_SECONDS,
+            job.info.video.first_pts,
+            i64::from(time_base.num),
+            i64::from(time_base.den),
+        ));
+    }
     let (plan, tree, info) = (&job.plan, job.tree, &job.info);
     let (workers, threads) =
         choose_parallelism(options.workers, options.cores, plan.segments.len());
@@ -241,7 +342,19 @@ pub fn transcode(
     let scratch = if options.resume {
         Scratch::Named(resume_dir(
             &options.temp_root.clone().unwrap_or_else(std::env::temp_dir),
-            resume_key(input, container, &settings, plan, &job.audio_actions),
+            resume_key(
+                input,
+                container,
+                &job.rungs()
+                    .iter()
+                    .map(|rung| EncodeSettings {
+                        threads,
+                        ..rung.clone()
+                    })
+                    .collect::<Vec<_>>(),
+                plan,
+                &job.audio_actions,
+            ),
         )?)
     } else {
         Scratch::Temp(
@@ -261,7 +374,7 @@ pub fn transcode(
         plan,
         tree,
         settings: &settings,
-        layout: ScratchLayout::new(scratch.path()),
+        layout: ScratchLayout::new(scratch.path()).with_renditions(job.rungs().len()),
         crashes: CrashPlan::new(options.fault.into_iter().collect()),
         interrupt: options.interrupt.clone(),
         store: InMemoryStateStore::new(),
@@ -278,13 +391,37 @@ pub fn transcode(
             run.finish_audio(&source, &mut outcomes)?;
             on_progress(Progress::Muxing);
             let muxing = Instant::now();
-            let remux = engine::finish_root(
-                &source,
-                &job,
-                &run.layout,
-                MuxTarget::File(output.to_owned()),
-            )?;
-            Ok((outcomes, remux, muxing.elapsed().as_secs_f64()))
+            if let Some(format) = package {
+                let packaged =
+                    engine::finish_package(&job, &run.layout, format, output, FRAGMENT_SECONDS)?;
+                let remux = RemuxReport {
+                    video_packets: packaged.video_packets,
+                    audio_packets: packaged.audio_packets,
+                    extra_packets: 0,
+                    bytes: packaged.bytes,
+                    seconds: packaged.seconds,
+                };
+                return Ok((
+                    outcomes,
+                    vec![remux],
+                    Some(packaged),
+                    muxing.elapsed().as_secs_f64(),
+                ));
+            }
+            let remuxes = outputs
+                .iter()
+                .zip(0..)
+                .map(|(output, rung)| {
+                    engine::finish_rendition(
+                        &source,
+                        &job,
+                        &run.layout,
+                        rung,
+                        MuxTarget::File(output.clone()),
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((outcomes, remuxes, None, muxing.elapsed().as_secs_f64()))
         });
     let temp_dir = if options.keep_temp {
         Some(scratch.keep())
@@ -294,7 +431,56 @@ pub fn transcode(
         scratch.finish(result.is_ok());
         None
     };
-    let (outcomes, remux, remux_seconds) = result?;
+    let (outcomes, remuxes, packaged, remux_seconds) = result?;
+    let renditions: Vec<RenditionReport> = if let Some(packaged) = &packaged {
+        job.rungs()
+            .iter()
+            .zip(&packaged.renditions)
+            .map(|(rung, written)| RenditionReport {
+                width: written.width,
+                height: written.height,
+                settings: EncodeSettings {
+                    threads,
+                    ..rung.clone()
+                },
+                output: written.playlist.clone(),
+                output_bytes: written.bytes,
+                remux: RemuxReport {
+                    video_packets: plan.frame_count,
+                    audio_packets: 0,
+                    extra_packets: 0,
+                    bytes: written.bytes,
+                    seconds: 0.0,
+                },
+            })
+            .collect()
+    } else if job.renditions.is_empty() {
+        Vec::new()
+    } else {
+        job.rungs()
+            .iter()
+            .zip(&outputs)
+            .zip(&remuxes)
+            .map(|((rung, output), remux)| {
+                let (width, height) = crate::media::convert::output_size(&job.info.video, rung);
+                RenditionReport {
+                    width,
+                    height,
+                    settings: EncodeSettings {
+                        threads,
+                        ..rung.clone()
+                    },
+                    output: output.clone(),
+                    output_bytes: remux.bytes,
+                    remux: remux.clone(),
+                }
+            })
+            .collect()
+    };
+    let remux = remuxes
+        .into_iter()
+        .next()
+        .expect("one remux per output, and at least one output");
 
     stages.remux = remux_seconds;
     stages.convert = span_of(&outcomes.timeline, TaskKind::Segment);
@@ -309,11 +495,24 @@ pub fn transcode(
     let mut segments = outcomes.segments;
     segments.sort_by_key(|s| s.index);
     // What the output cannot keep, as the Lambda runner records it.
-    let warnings = job.warnings();
+    let mut warnings = job.warnings();
+    let extras = job.extras();
+    if packaged.is_some()
+        && (!extras.streams.is_empty() || !extras.chapters.is_empty() || !extras.tags.is_empty())
+    {
+        warnings.push(format!(
+            "the {} package keeps the video and audio only: {} other streams, {} chapters and {} \
+             tags of the source are not kept",
+            package.map_or("", PackageFormat::name),
+            extras.streams.len(),
+            extras.chapters.len(),
+            extras.tags.len()
+        ));
+    }
     let JobSpec { info, plan, .. } = job;
     Ok(TranscodeReport {
         input: input.to_owned(),
-        output: output.to_owned(),
+        output: outputs[0].clone(),
         output_bytes: remux.bytes,
         source: info,
         plan,
@@ -329,6 +528,8 @@ pub fn transcode(
         timeline: outcomes.timeline,
         reused: outcomes.reused,
         temp_dir,
+        renditions,
+        package: packaged,
     })
 }
 

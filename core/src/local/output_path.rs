@@ -3,6 +3,7 @@
 
 use super::ExistingOutput;
 use crate::error::Error;
+use crate::media::package::PackageFormat;
 use crate::settings::Container;
 use std::path::{Path, PathBuf};
 
@@ -14,12 +15,16 @@ pub fn check_output_path(
     output: &Path,
     existing: ExistingOutput,
 ) -> Result<Container, Error> {
-    let container = Container::from_path(output).ok_or_else(|| {
-        Error::request(
-            output,
-            "unknown output type: the name must end in .mp4, .m4v, .mov, .mkv or .webm",
-        )
-    })?;
+    // An HLS or DASH package's segments are MP4's (fragmented).
+    let container = Container::from_path(output)
+        .or_else(|| PackageFormat::from_path(output).map(|_| Container::Mp4))
+        .ok_or_else(|| {
+            Error::request(
+                output,
+                "unknown output type: the name must end in .mp4, .m4v, .mov, .mkv or .webm, \
+                 or .m3u8 (HLS) or .mpd (DASH)",
+            )
+        })?;
     if output.is_dir() {
         return Err(Error::request(
             output,

@@ -55,7 +55,7 @@ fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
 pub(super) fn resume_key(
     input: &Path,
     container: Container,
-    settings: &EncodeSettings,
+    rungs: &[EncodeSettings],
     plan: &SegmentPlan,
     audio_actions: &[AudioAction],
 ) -> u64 {
@@ -72,7 +72,12 @@ pub(super) fn resume_key(
         "{}\n{size}\n{modified}\n{}\n{}\n{}\n{audio_actions:?}",
         file.display(),
         container.muxer_name(),
-        serde_json::to_string(settings).unwrap_or_default(),
+        match rungs {
+            // One rendition: the key such runs have always had.
+            [settings] => serde_json::to_string(settings),
+            ladder => serde_json::to_string(ladder),
+        }
+        .unwrap_or_default(),
         serde_json::to_string(&plan.segments).unwrap_or_default(),
     );
     fnv1a(identity.as_bytes(), 0xcbf2_9ce4_8422_2325)

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod convert;
 pub mod keyframes;
 pub mod merge;
+pub mod package;
 pub mod picture;
 pub mod probe;
 pub mod remux;

@@ -39,11 +39,13 @@ pub(super) struct SegmentEncoder {
 }
 
 impl SegmentEncoder {
+    /// `fixed_keyframes`: see [`encoder_options`].
     pub(super) fn open(
         info: &MediaInfo,
         settings: &EncodeSettings,
         muxer: &mut ffmpeg::format::context::Output,
         path: &Path,
+        fixed_keyframes: bool,
     ) -> Result<Self, MediaError> {
         let video = &info.video;
         let encoder_name = settings.codec.encoder_name();
@@ -97,7 +99,10 @@ impl SegmentEncoder {
         }
         let pixel_name = picture::pixel_name(picture.pixel).unwrap_or_default();
         let encoder = encoder
-            .open_as_with(codec, encoder_options(settings, &video.hdr))
+            .open_as_with(
+                codec,
+                encoder_options(settings, &video.hdr, fixed_keyframes),
+            )
             .map_err(|source| MediaError::EncoderOpen {
                 encoder: encoder_name.to_owned(),
                 settings: format!(
@@ -157,11 +162,13 @@ impl SegmentEncoder {
         })
     }
 
-    /// Encodes one decoded frame at presentation timestamp `pts` (source time base).
+    /// Encodes one decoded frame at presentation timestamp `pts` (source time base), as a
+    /// keyframe when `key` (otherwise the encoder chooses).
     pub(super) fn send(
         &mut self,
         frame: &mut ffmpeg::frame::Video,
         pts: i64,
+        key: bool,
         muxer: &mut ffmpeg::format::context::Output,
     ) -> Result<(), MediaError> {
         let failed = |source| MediaError::Encode {
@@ -225,7 +232,11 @@ impl SegmentEncoder {
             None => scaled,
         };
         to_encode.set_pts(Some(pts));
-        to_encode.set_kind(ffmpeg::picture::Type::None);
+        to_encode.set_kind(if key {
+            ffmpeg::picture::Type::I
+        } else {
+            ffmpeg::picture::Type::None
+        });
         self.encoder.send_frame(to_encode).map_err(failed)?;
         self.frames += 1;
         self.drain(muxer)

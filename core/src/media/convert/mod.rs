@@ -25,12 +25,20 @@ use super::source::{segment_byte_range, Source};
 use super::util;
 use super::MediaError;
 use crate::plan::Segment;
+use crate::renditions::KeyframeGrid;
 use crate::settings::EncodeSettings;
 use pass::{encode_pass, PassError};
 use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
+
+/// One rendition a segment is encoded into: its settings and its segment file.
+#[derive(Clone, Copy, Debug)]
+pub struct Rung<'a> {
+    pub settings: &'a EncodeSettings,
+    pub output: &'a Path,
+}
 
 /// Muxer for segment and merge files.
 pub const SEGMENT_MUXER: &str = "nut";
@@ -84,6 +92,32 @@ pub fn convert_segment_from(
     audio: Option<&SegmentAudio>,
     on_frame: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
 ) -> Result<SegmentReport, MediaError> {
+    convert_segment_renditions(
+        source,
+        info,
+        segment,
+        &[Rung { settings, output }],
+        None,
+        audio,
+        on_frame,
+    )
+}
+
+/// As [`convert_segment_from`], into every rung of `rungs` from one decode: each frame the
+/// segment owns is decoded once and sent to one encoder per rung (each scaling to its own
+/// size). Every rung's segment starts with a keyframe at the segment's first frame, and with
+/// `keyframes` also at the first frame of each slot of that grid (so keyframes fall on the same
+/// frames in every rung). The report is rung 0's (`bytes` its file's); the files are committed
+/// together, rung 0's last, and only when every rung holds every frame.
+pub fn convert_segment_renditions(
+    source: &Source,
+    info: &MediaInfo,
+    segment: &Segment,
+    rungs: &[Rung<'_>],
+    keyframes: Option<&KeyframeGrid>,
+    audio: Option<&SegmentAudio>,
+    on_frame: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
+) -> Result<SegmentReport, MediaError> {
     util::init();
     let hint = segment_byte_range(info, segment);
     let reading = source.clone().with_hint(hint.or_else(|| source.hint()));
@@ -95,15 +129,15 @@ pub fn convert_segment_from(
         &reading,
         info,
         segment,
-        settings,
-        output,
+        rungs,
+        keyframes,
         seek.map(|p| seek_timestamp(info, p)),
         audio,
         on_frame,
     ) {
         // The demuxer landed after the cut (an imprecise index): decode from the start instead.
         Err(PassError::SeekOvershoot) => encode_pass(
-            &reading, info, segment, settings, output, None, audio, on_frame,
+            &reading, info, segment, rungs, keyframes, None, audio, on_frame,
         ),
         other => other,
     }

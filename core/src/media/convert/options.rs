@@ -13,9 +13,14 @@ use ffmpeg_next as ffmpeg;
 /// static metadata goes to x265 and SVT-AV1, whose bitstreams carry it in every container
 /// (FFmpeg 5.1's wrappers do not pass it on by themselves); the others warn
 /// ([`HdrStatic::not_kept_warning`]).
+///
+/// With `fixed_keyframes` (renditions whose fragments must align) x264 and x265 place no
+/// keyframes of their own at scene cuts: the segment's start and the frames the caller forces
+/// are then the keyframes, the same frames in every rendition.
 pub(super) fn encoder_options(
     settings: &EncodeSettings,
     hdr: &HdrStatic,
+    fixed_keyframes: bool,
 ) -> ffmpeg::Dictionary<'static> {
     let mut options = ffmpeg::Dictionary::new();
     let crf = match settings.rate {
@@ -31,7 +36,18 @@ pub(super) fn encoder_options(
             }
             // Headers (SPS/PPS) from the settings alone, never tuned to a segment's content:
             // segments are joined without re-muxing, so every one must carry the same headers.
-            options.set("x264-params", "stitchable=1");
+            options.set(
+                "x264-params",
+                if fixed_keyframes {
+                    "stitchable=1:scenecut=0"
+                } else {
+                    "stitchable=1"
+                },
+            );
+            if fixed_keyframes {
+                // A forced I frame is an IDR, so a fragment starting there decodes on its own.
+                options.set("forced-idr", "1");
+            }
         }
         VideoCodec::H265 => {
             options.set("preset", &settings.preset);
@@ -40,6 +56,10 @@ pub(super) fn encoder_options(
             }
             // libx265 ignores the generic thread count and logs to stderr on its own.
             let mut params = format!("pools={threads}:frame-threads={threads}:log-level=error");
+            if fixed_keyframes {
+                params.push_str(":scenecut=0");
+                options.set("forced-idr", "1");
+            }
             let hdr_params = hdr.x265_params();
             if !hdr_params.is_empty() {
                 params = format!("{params}:{hdr_params}");

@@ -4,7 +4,7 @@
 
 use super::encoder::SegmentEncoder;
 use super::gate::{Admit, FrameGate};
-use super::{SegmentReport, SEGMENT_MUXER};
+use super::{Rung, SegmentReport, SEGMENT_MUXER};
 use crate::atomic_file::AtomicFile;
 use crate::media::audio::{SegmentAudio, SegmentAudioCopy};
 use crate::media::probe::MediaInfo;
@@ -12,6 +12,7 @@ use crate::media::source::{self, ReadFailure, Source};
 use crate::media::util;
 use crate::media::MediaError;
 use crate::plan::Segment;
+use crate::renditions::KeyframeGrid;
 use crate::settings::EncodeSettings;
 use ffmpeg_next as ffmpeg;
 use std::ops::ControlFlow;
@@ -30,15 +31,17 @@ impl From<MediaError> for PassError {
     }
 }
 
-/// One attempt: decode from `seek_to` (a dts; `None` = the start of the file) and encode (and
-/// copy `audio`'s share of the audio).
+/// One attempt: decode from `seek_to` (a dts; `None` = the start of the file) and encode each
+/// decoded frame into every rung (and copy `audio`'s share of the audio). Keyframes are forced
+/// where `keyframes` says, so every rung has them at the same frames. Returns rung 0's report
+/// (every rung encodes the same frames).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn encode_pass(
     reading: &Source,
     info: &MediaInfo,
     segment: &Segment,
-    settings: &EncodeSettings,
-    output: &Path,
+    rungs: &[Rung<'_>],
+    keyframes: Option<&KeyframeGrid>,
     seek_to: Option<i64>,
     audio: Option<&SegmentAudio>,
     on_frame: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
@@ -51,7 +54,12 @@ pub(super) fn encode_pass(
         codec: video.codec.clone(),
         source: error,
     };
-    let mut decoder = open_decoder(&input, info, settings, source)?;
+    let first = rungs.first().ok_or_else(|| MediaError::Unsupported {
+        path: source.to_owned(),
+        reason: "a segment needs at least one rendition to encode".into(),
+    })?;
+    let output = first.output;
+    let mut decoder = open_decoder(&input, info, first.settings, source)?;
     let read_failed = |error| failure.read_error(reading, error);
     // Video packets before this repaired dts are read and dropped without decoding.
     let mut skip_before = match seek_to {
@@ -64,26 +72,47 @@ pub(super) fn encode_pass(
         None => None,
     };
 
-    let partial = AtomicFile::create(output).map_err(MediaError::from)?;
-    let mut muxer = util::open_output(&partial, SEGMENT_MUXER)?;
-    let mut encoder = SegmentEncoder::open(info, settings, &mut muxer, partial.target())?;
+    let mut outputs = Vec::with_capacity(rungs.len());
+    for rung in rungs {
+        let partial = AtomicFile::create(rung.output).map_err(MediaError::from)?;
+        let mut muxer = util::open_output(&partial, SEGMENT_MUXER)?;
+        let encoder = SegmentEncoder::open(
+            info,
+            rung.settings,
+            &mut muxer,
+            partial.target(),
+            keyframes.is_some(),
+        )?;
+        outputs.push((partial, muxer, encoder));
+    }
 
     let mut frame = ffmpeg::frame::Video::empty();
     let mut gate = FrameGate::new(segment, video.first_pts, seek_to.is_some(), source);
     let mut finished = false;
+    let mut last_key_slot = None;
     // Returns true once a frame at or past the segment's end has been seen.
-    let handle = |frame: &mut ffmpeg::frame::Video,
-                  gate: &mut FrameGate,
-                  encoder: &mut SegmentEncoder,
-                  muxer: &mut ffmpeg::format::context::Output|
+    let mut handle = |frame: &mut ffmpeg::frame::Video,
+                      gate: &mut FrameGate,
+                      outputs: &mut Outputs|
      -> Result<bool, PassError> {
         let pts = match gate.admit(frame)? {
             Admit::Drop => return Ok(false),
             Admit::End => return Ok(true),
             Admit::Encode(pts) => pts,
         };
-        encoder.send(frame, pts, muxer)?;
-        if on_frame(encoder.frames).is_break() {
+        // A keyframe at the first frame of each slot of the grid (the segment's first frame
+        // is one anyway: every encoder starts there).
+        let key = keyframes.is_some_and(|grid| {
+            let slot = grid.slot(pts);
+            let new = last_key_slot.is_some_and(|last| slot != last);
+            last_key_slot = Some(slot);
+            new
+        });
+        for (_, muxer, encoder) in outputs.iter_mut() {
+            encoder.send(frame, pts, key, muxer)?;
+        }
+        let frames = outputs.first().map_or(0, |(_, _, encoder)| encoder.frames);
+        if on_frame(frames).is_break() {
             return Err(MediaError::Interrupted {
                 path: output.to_owned(),
             }
@@ -136,7 +165,7 @@ pub(super) fn encode_pass(
             Err(error) => return Err(decode_failed(error).into()),
         }
         while decoder.receive_frame(&mut frame).is_ok() {
-            if handle(&mut frame, &mut gate, &mut encoder, &mut muxer)? {
+            if handle(&mut frame, &mut gate, &mut outputs)? {
                 finished = true;
                 break 'read;
             }
@@ -148,28 +177,39 @@ pub(super) fn encode_pass(
     if !finished {
         decoder.send_eof().map_err(decode_failed)?;
         while decoder.receive_frame(&mut frame).is_ok() {
-            if handle(&mut frame, &mut gate, &mut encoder, &mut muxer)? {
+            if handle(&mut frame, &mut gate, &mut outputs)? {
                 break;
             }
         }
     }
-    let frames_encoded = encoder.finish(&mut muxer)?;
+    let mut finished_files = Vec::with_capacity(outputs.len());
+    for (partial, mut muxer, mut encoder) in outputs {
+        let frames_encoded = encoder.finish(&mut muxer)?;
+        muxer.write_trailer().map_err(|source| MediaError::Write {
+            path: partial.target().to_owned(),
+            source,
+        })?;
+        drop(muxer);
+        check_frame_count(info, segment, source, frames_encoded)?;
+        finished_files.push((partial, frames_encoded));
+    }
     if let Some(copy) = audio_copy.as_mut() {
         read_rest_of_share(&mut input, copy, reading, &failure)?;
     }
-    muxer.write_trailer().map_err(|source| MediaError::Write {
-        path: partial.target().to_owned(),
-        source,
-    })?;
-    drop(muxer);
-    check_frame_count(info, segment, source, frames_encoded)?;
-    let bytes = std::fs::metadata(partial.path())
-        .map_err(MediaError::io(partial.target()))?
+    let (first_partial, frames_encoded) = finished_files
+        .first()
+        .expect("one finished file per rung, and at least one rung");
+    let frames_encoded = *frames_encoded;
+    let bytes = std::fs::metadata(first_partial.path())
+        .map_err(MediaError::io(first_partial.target()))?
         .len();
     if let Some(copy) = audio_copy {
         copy.commit()?;
     }
-    partial.commit().map_err(MediaError::from)?;
+    // Rung 0 last: its file is what a repeated task looks for first.
+    for (partial, _) in finished_files.into_iter().rev() {
+        partial.commit().map_err(MediaError::from)?;
+    }
     Ok(SegmentReport {
         index: segment.index,
         frames_encoded,
@@ -179,6 +219,9 @@ pub(super) fn encode_pass(
         seconds: 0.0,
     })
 }
+
+/// Each rung's file as it is written: the partial file, its muxer, its encoder.
+type Outputs = Vec<(AtomicFile, ffmpeg::format::context::Output, SegmentEncoder)>;
 
 /// The video decoder of `info`'s stream in `input` (named `source` in errors), with frame
 /// threads as the settings ask.

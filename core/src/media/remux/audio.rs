@@ -10,10 +10,10 @@ use ffmpeg_next as ffmpeg;
 use ffmpeg_next::Rescale as _;
 use std::path::Path;
 
-/// Adds a stream per track of the extracted audio `input` to `muxer` (after the video, so
-/// track `n` is stream `n + 1`). Returns each stream's input time base and the bytes of their
+/// Adds a stream per track of the extracted audio `input` to `muxer` (after its streams so far:
+/// after the video of a remux, so track `n` is stream `n + 1`). Returns each stream's input time base and the bytes of their
 /// headers the index holds verbatim (tags, extradata).
-pub(super) fn add_streams(
+pub(crate) fn add_streams(
     muxer: &mut ffmpeg::format::context::Output,
     input: &ffmpeg::format::context::Input,
     info: &MediaInfo,
@@ -21,6 +21,7 @@ pub(super) fn add_streams(
 ) -> Result<(Vec<ffmpeg::Rational>, u64), MediaError> {
     let mut time_bases = Vec::new();
     let mut verbatim_bytes = 0u64;
+    let first = muxer.nb_streams() as usize;
     for (position, (stream, track)) in input.streams().zip(&info.audio).enumerate() {
         let mut added = muxer
             .add_stream(ffmpeg::encoder::find(ffmpeg::codec::Id::None))
@@ -41,15 +42,15 @@ pub(super) fn add_streams(
         added.set_metadata(metadata);
         // SAFETY: the stream's codecpar was just set and is owned by the muxer.
         verbatim_bytes += unsafe { (*(*added.as_mut_ptr()).codecpar).extradata_size.max(0) as u64 };
-        util::clear_codec_tag(muxer, position + 1, 0);
-        util::set_disposition(muxer, position + 1, track.disposition);
+        util::clear_codec_tag(muxer, position + first, 0);
+        util::set_disposition(muxer, position + first, track.disposition);
         time_bases.push(stream.time_base());
     }
     Ok((time_bases, verbatim_bytes))
 }
 
 /// The audio packets on their way into streams 1…, in the audio file's order.
-pub(super) struct AudioOutput<'a> {
+pub(crate) struct AudioOutput<'a> {
     /// The extracted audio file and its open input; `None` without audio.
     input: Option<(&'a Path, ffmpeg::format::context::Input)>,
     next: Option<ffmpeg::Packet>,
@@ -61,17 +62,21 @@ pub(super) struct AudioOutput<'a> {
     written: Vec<usize>,
     pts: &'a [Vec<i64>],
     info: &'a MediaInfo,
+    /// The output stream of track 0.
+    first_stream: usize,
 }
 
 impl<'a> AudioOutput<'a> {
     /// `time_bases` from [`add_streams`]; `output_time_bases`: stream 1 onwards, as the header
-    /// set them; `pts`: each track's packet pts (pass 1).
-    pub(super) fn start(
+    /// set them; `pts`: each track's packet pts (pass 1); `first_stream`: track 0's output
+    /// stream.
+    pub(crate) fn start(
         input: Option<(&'a Path, ffmpeg::format::context::Input)>,
         time_bases: Vec<ffmpeg::Rational>,
         output_time_bases: Vec<ffmpeg::Rational>,
         pts: &'a [Vec<i64>],
         info: &'a MediaInfo,
+        first_stream: usize,
     ) -> Result<Self, MediaError> {
         let offsets = time_bases
             .iter()
@@ -89,6 +94,7 @@ impl<'a> AudioOutput<'a> {
             offsets,
             pts,
             info,
+            first_stream,
         };
         output.next = output.read()?;
         Ok(output)
@@ -107,7 +113,7 @@ impl<'a> AudioOutput<'a> {
     }
 
     /// The next packet's decode time in seconds; `None` when all are written.
-    pub(super) fn due(&self) -> Option<f64> {
+    pub(crate) fn due(&self) -> Option<f64> {
         self.next.as_ref().map(|a| {
             ticks_to_seconds(
                 a.dts().or(a.pts()).unwrap_or(0),
@@ -117,7 +123,7 @@ impl<'a> AudioOutput<'a> {
     }
 
     /// Writes the next packet (see [`AudioOutput::due`]) and reads the one after.
-    pub(super) fn write_next(
+    pub(crate) fn write_next(
         &mut self,
         muxer: &mut ffmpeg::format::context::Output,
         write_failed: &dyn Fn(ffmpeg::Error) -> MediaError,
@@ -138,7 +144,7 @@ impl<'a> AudioOutput<'a> {
             packet.set_duration(duration.max(0));
         }
         packet.rescale_ts(self.time_bases[position], self.output_time_bases[position]);
-        packet.set_stream(position + 1);
+        packet.set_stream(position + self.first_stream);
         packet.set_position(-1);
         packet.write_interleaved(muxer).map_err(write_failed)?;
         self.next = self.read()?;

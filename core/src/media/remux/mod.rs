@@ -17,9 +17,9 @@
 //! 0, its timestamps derived in the output's time base), the audio tracks (`audio`: streams 1…),
 //! the MP4/MOV index room (`index`); the kept extra streams are `super::streams`'.
 
-mod audio;
+pub(crate) mod audio;
 mod index;
-mod video;
+pub(crate) mod video;
 
 use super::merge::LeafVideo;
 use super::probe::MediaInfo;
@@ -128,7 +128,7 @@ pub fn remux(
 /// Pass 1 over the audio: NUT keeps no durations for some codecs (Opus), and a last packet
 /// without one is dropped by the MP4 muxer. Each track's pts (in file order) give the missing
 /// durations.
-fn audio_pts(path: &Path) -> Result<Vec<Vec<i64>>, MediaError> {
+pub(crate) fn audio_pts(path: &Path) -> Result<Vec<Vec<i64>>, MediaError> {
     let mut input = util::open_input(path)?;
     let mut per_stream = vec![Vec::new(); input.streams().count()];
     while let Some(packet) = util::read_packet(path, &mut input)? {
@@ -138,7 +138,7 @@ fn audio_pts(path: &Path) -> Result<Vec<Vec<i64>>, MediaError> {
 }
 
 /// Why one attempt at the output failed.
-enum Failure {
+pub(crate) enum Failure {
     /// The reserved index room was short by `needed` bytes.
     IndexRoom {
         needed: u64,
@@ -153,7 +153,7 @@ impl From<MediaError> for Failure {
 }
 
 impl Failure {
-    fn into_error(self, name: &Path) -> MediaError {
+    pub(crate) fn into_error(self, name: &Path) -> MediaError {
         match self {
             Self::Media(error) => error,
             Self::IndexRoom { needed } => MediaError::Unsupported {
@@ -287,13 +287,14 @@ impl Passes<'_> {
             report.extra_packets += 1;
         }
         let mut video =
-            VideoOutput::start(video_input, self.merged_pts, info, output_time_bases[0])?;
+            VideoOutput::start(video_input, self.merged_pts, info, output_time_bases[0], 0)?;
         let mut audio = AudioOutput::start(
             self.audio.zip(audio_input),
             audio_time_bases,
             output_time_bases[1..].to_vec(),
             self.audio_pts,
             info,
+            1,
         )?;
         loop {
             // The earliest of the three sources by decode time; video first on a tie.

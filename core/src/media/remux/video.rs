@@ -14,9 +14,10 @@ use crate::timestamps::{decode_timestamps, frame_durations};
 use ffmpeg_next as ffmpeg;
 use ffmpeg_next::Rescale as _;
 
-/// Adds the video stream of `input` to `muxer` as stream 0 (`write_failed` names the output in
-/// errors). Returns the bytes of its header the index holds verbatim (the codec's extradata).
-pub(super) fn add_stream(
+/// Adds the video stream of `input` to `muxer` as its next stream (stream 0 of a remux;
+/// `write_failed` names the output in errors). Returns the bytes of its header the index holds
+/// verbatim (the codec's extradata).
+pub(crate) fn add_stream(
     muxer: &mut ffmpeg::format::context::Output,
     input: &LeafVideo,
     info: &MediaInfo,
@@ -25,6 +26,7 @@ pub(super) fn add_stream(
     container: Container,
     write_failed: &dyn Fn(ffmpeg::Error) -> MediaError,
 ) -> Result<u64, MediaError> {
+    let index = muxer.nb_streams() as usize;
     let verbatim_bytes = {
         let mut stream = muxer
             .add_stream(ffmpeg::encoder::find(ffmpeg::codec::Id::None))
@@ -51,7 +53,7 @@ pub(super) fn add_stream(
     let hvc1 = u32::from_le_bytes(*b"hvc1");
     util::clear_codec_tag(
         muxer,
-        0,
+        index,
         if is_hevc && matches!(container, Container::Mp4 | Container::Mov) {
             hvc1
         } else {
@@ -59,19 +61,19 @@ pub(super) fn add_stream(
         },
     );
     let picture = picture::output_picture(&info.video, settings)?;
-    util::set_stream_color_tags(muxer, 0, picture.color);
+    util::set_stream_color_tags(muxer, index, picture.color);
     // A rotation turned into the pixels is not displayed a second time.
     if let (Some(matrix), picture::Orientation::Upright) =
         (&info.video.display_matrix, picture.orientation)
     {
-        util::set_display_matrix(muxer, 0, matrix).map_err(write_failed)?;
+        util::set_display_matrix(muxer, index, matrix).map_err(write_failed)?;
     }
     Ok(verbatim_bytes)
 }
 
 /// The video packets on their way into stream 0: each with its pts, dts and duration in the
 /// output's time base, worked out before the first is written.
-pub(super) struct VideoOutput {
+pub(crate) struct VideoOutput {
     input: LeafVideo,
     next: Option<ffmpeg::Packet>,
     pts: Vec<i64>,
@@ -80,16 +82,19 @@ pub(super) struct VideoOutput {
     /// How many packets were written.
     written: usize,
     time_base: ffmpeg::Rational,
+    /// The output stream written to.
+    stream: usize,
 }
 
 impl VideoOutput {
     /// `merged_pts`: every packet's pts in `input`'s time base, in decode order (pass 1);
-    /// `time_base`: the output stream's, known once the header is written.
-    pub(super) fn start(
+    /// `time_base`: the output stream's, known once the header is written; `stream`: its index.
+    pub(crate) fn start(
         mut input: LeafVideo,
         merged_pts: &[i64],
         info: &MediaInfo,
         time_base: ffmpeg::Rational,
+        stream: usize,
     ) -> Result<Self, MediaError> {
         let input_time_base = input.time_base();
         // Derive dts and durations in the output's own time base: derived in a finer one,
@@ -120,11 +125,12 @@ impl VideoOutput {
             durations,
             written: 0,
             time_base,
+            stream,
         })
     }
 
     /// The next packet's decode time in seconds; `None` when all are written.
-    pub(super) fn due(&self) -> Option<f64> {
+    pub(crate) fn due(&self) -> Option<f64> {
         self.next.as_ref().map(|_| {
             ticks_to_seconds(
                 self.dts.get(self.written).copied().unwrap_or(i64::MAX),
@@ -134,7 +140,7 @@ impl VideoOutput {
     }
 
     /// Writes the next packet (see [`VideoOutput::due`]) and reads the one after.
-    pub(super) fn write_next(
+    pub(crate) fn write_next(
         &mut self,
         muxer: &mut ffmpeg::format::context::Output,
         write_failed: &dyn Fn(ffmpeg::Error) -> MediaError,
@@ -155,7 +161,7 @@ impl VideoOutput {
         packet.set_pts(Some(pts));
         packet.set_dts(Some(dts));
         packet.set_duration(duration);
-        packet.set_stream(0);
+        packet.set_stream(self.stream);
         packet.set_position(-1);
         packet.write_interleaved(muxer).map_err(write_failed)?;
         self.next = self.input.next_packet()?;

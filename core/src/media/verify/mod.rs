@@ -21,9 +21,11 @@ mod extras;
 mod frames;
 mod levels;
 mod metrics;
+mod package;
 mod timing;
 
 pub use decode::decoded_frame_hashes;
+pub use package::{verify_package, RenditionVerified};
 
 use super::probe::{probe, ProbeError};
 use super::util;
@@ -112,6 +114,20 @@ pub fn verify(
     util::init();
     let source_info = probe(source)?;
     let output_info = probe(output)?;
+    verify_probed(&source_info, &output_info, options, true)
+}
+
+/// [`verify`] over probed files: the output's video decoded from `output_info.path`, its audio
+/// judged from `output_info.audio` (an HLS/DASH rendition's from its audio playlists). Without
+/// `judge_extras` the streams besides video and audio are listed as not kept (packages hold
+/// video and audio only).
+fn verify_probed(
+    source_info: &super::probe::MediaInfo,
+    output_info: &super::probe::MediaInfo,
+    options: &VerifyOptions,
+    judge_extras: bool,
+) -> Result<VerifyReport, VerifyError> {
+    let (source_info, output_info) = (source_info.clone(), output_info.clone());
     let comparison = compare_frames(&source_info, &output_info)?;
     let mut checks = Vec::new();
     let mut check = |name: &str, passed: bool, detail: String| {
@@ -142,7 +158,18 @@ pub fn verify(
     );
     check_levels(&source_info, &output_info, comparison.levels, &mut check);
     check_audio(&source_info, &output_info, options, &mut check);
-    let not_kept = check_extras(&source_info, &output_info, &mut check);
+    let not_kept = if judge_extras {
+        check_extras(&source_info, &output_info, &mut check)
+    } else {
+        let other = source_info.other_streams.len();
+        if other == 0 {
+            Vec::new()
+        } else {
+            vec![format!(
+                "{other} streams besides video and audio (a package holds neither)"
+            )]
+        }
+    };
     check(
         "quality",
         comparison.psnr_db >= options.min_psnr_db,
