@@ -237,25 +237,9 @@ pub fn finish_root(
     layout: &ScratchLayout,
     target: MuxTarget,
 ) -> Result<RemuxReport, Error> {
-    let root = job.tree.root();
-    let index = layout.finished(root).ok_or_else(|| {
-        Error::Media(MediaError::Unsupported {
-            path: job.info.path.clone(),
-            reason: "the merged video is missing; the merge tree did not finish".into(),
-        })
-    })?;
+    let index = root_index(job, layout)?;
     let leaves: Vec<PathBuf> = index.leaves.iter().map(|&i| layout.segment(i)).collect();
-    let audio = if job.info.audio.is_empty() {
-        None
-    } else {
-        layout.finished_audio().ok_or_else(|| {
-            Error::Media(MediaError::Unsupported {
-                path: job.info.path.clone(),
-                reason: "the extracted audio is missing".into(),
-            })
-        })?;
-        Some(layout.audio())
-    };
+    let audio = root_audio(job, layout)?;
     // An index that counts its packets but lists no pts was written before the pts were kept.
     let video_pts = (index.pts.len() as u64 == index.packets).then_some(index.pts.as_slice());
     Ok(remux::remux(
@@ -269,4 +253,28 @@ pub fn finish_root(
         job.container,
         target,
     )?)
+}
+
+/// The finished root's index, or why the root cannot be finished.
+pub(super) fn root_index(job: &JobSpec, layout: &ScratchLayout) -> Result<NodeIndex, Error> {
+    layout.finished(job.tree.root()).ok_or_else(|| {
+        Error::Media(MediaError::Unsupported {
+            path: job.info.path.clone(),
+            reason: "the merged video is missing; the merge tree did not finish".into(),
+        })
+    })
+}
+
+/// The extracted audio file, `None` when the source has none; an error when it is missing.
+pub(super) fn root_audio(job: &JobSpec, layout: &ScratchLayout) -> Result<Option<PathBuf>, Error> {
+    if job.info.audio.is_empty() {
+        return Ok(None);
+    }
+    layout.finished_audio().ok_or_else(|| {
+        Error::Media(MediaError::Unsupported {
+            path: job.info.path.clone(),
+            reason: "the extracted audio is missing".into(),
+        })
+    })?;
+    Ok(Some(layout.audio()))
 }

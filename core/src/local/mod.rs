@@ -20,7 +20,7 @@ use crate::media::audio::AudioReport;
 use crate::media::convert::SegmentReport;
 use crate::media::merge::MergeReport;
 use crate::media::probe::{self, MediaInfo};
-use crate::media::remux::{MuxTarget, RemuxReport};
+use crate::media::remux::RemuxReport;
 use crate::media::source::Source;
 use crate::names::{Stage, TaskKind};
 use crate::plan::{PlanOptions, SegmentPlan};
@@ -278,12 +278,7 @@ pub fn transcode(
             run.finish_audio(&source, &mut outcomes)?;
             on_progress(Progress::Muxing);
             let muxing = Instant::now();
-            let remux = engine::finish_root(
-                &source,
-                &job,
-                &run.layout,
-                MuxTarget::File(output.to_owned()),
-            )?;
+            let remux = engine::finish_root_to_file(&source, &job, &run.layout, output)?;
             Ok((outcomes, remux, muxing.elapsed().as_secs_f64()))
         });
     let temp_dir = if options.keep_temp {
