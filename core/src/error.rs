@@ -109,6 +109,7 @@ impl Error {
             Self::Media(MediaError::Io { .. } | MediaError::Interrupted { .. })
             | Self::Interrupted { .. } => ErrorKind::Transient,
             Self::Media(MediaError::Unsupported { .. }) => ErrorKind::InvalidInput,
+            Self::Media(MediaError::Layout { .. }) => ErrorKind::Internal,
             Self::Media(_) | Self::Verify(_) => ErrorKind::MediaFailure,
             // A missing record or pair, a claim held by another: the store and the protocol
             // disagree, which no retry and no other input fixes.

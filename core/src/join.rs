@@ -44,6 +44,51 @@ pub struct NodeIndex {
     /// an index written before it was kept (the root then reads the pts from the files).
     #[serde(default)]
     pub pts: Vec<i64>,
+    /// What the output's layout needs without reading the video (see
+    /// [`crate::output_layout`]); `None` in an index written before it was kept, or when a
+    /// leaf's samples cannot be sized from its index (a codec the muxer rewrites).
+    #[serde(default)]
+    pub samples: Option<VideoSamples>,
+}
+
+/// The video packets of a node as MP4 samples: sizes, keyframes and which leaf holds each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VideoSamples {
+    /// How each packet's payload becomes a sample (the same for joined leaves: their codec
+    /// headers are identical).
+    pub form: crate::nal::SampleForm,
+    /// Each packet's size as a sample, in file (decode) order over the leaves.
+    pub sizes: Vec<u32>,
+    /// Positions (in `sizes`) of the packets flagged as keyframes.
+    pub keyframes: Vec<u64>,
+    /// Packets of each leaf, in `leaves` order.
+    pub leaf_packets: Vec<u64>,
+}
+
+impl VideoSamples {
+    /// `self` followed by `right`'s packets.
+    fn join(&self, right: &VideoSamples) -> Option<VideoSamples> {
+        if self.form != right.form {
+            return None;
+        }
+        let offset = self.sizes.len() as u64;
+        Some(VideoSamples {
+            form: self.form,
+            sizes: self.sizes.iter().chain(&right.sizes).copied().collect(),
+            keyframes: self
+                .keyframes
+                .iter()
+                .copied()
+                .chain(right.keyframes.iter().map(|k| k + offset))
+                .collect(),
+            leaf_packets: self
+                .leaf_packets
+                .iter()
+                .chain(&right.leaf_packets)
+                .copied()
+                .collect(),
+        })
+    }
 }
 
 /// Why two nodes cannot be joined. Each one is a defect of the encode (settings differing
@@ -120,6 +165,10 @@ impl NodeIndex {
             packets: self.packets + right.packets,
             bytes: self.bytes + right.bytes,
             pts: self.pts.iter().chain(&right.pts).copied().collect(),
+            samples: match (&self.samples, &right.samples) {
+                (Some(left), Some(right)) => left.join(right),
+                _ => None,
+            },
         })
     }
 }
@@ -154,6 +203,12 @@ mod tests {
             packets: (last_pts - first_pts + 1) as u64,
             bytes: 1000,
             pts: (first_pts..=last_pts).collect(),
+            samples: Some(VideoSamples {
+                form: crate::nal::SampleForm::AnnexB,
+                sizes: vec![40; (last_pts - first_pts + 1) as usize],
+                keyframes: vec![0],
+                leaf_packets: vec![(last_pts - first_pts + 1) as u64],
+            }),
         }
     }
 
@@ -167,6 +222,14 @@ mod tests {
             .join(&leaf(4, 50, 74).join(&leaf(5, 75, 99)).expect("join"))
             .expect("join");
         assert_eq!(four.leaves, vec![2, 3, 4, 5]);
+        let samples = four.samples.expect("all four have samples");
+        assert_eq!(samples.keyframes, vec![0, 25, 50, 75]);
+        assert_eq!(samples.leaf_packets, vec![25; 4]);
+        assert_eq!(samples.sizes.len(), 100);
+        let mut unsized_leaf = leaf(6, 100, 124);
+        unsized_leaf.samples = None;
+        let joined = leaf(5, 75, 99).join(&unsized_leaf).expect("join");
+        assert_eq!(joined.samples, None);
     }
 
     #[test]

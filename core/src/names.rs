@@ -128,16 +128,19 @@ pub enum Function {
     SplitAndConvert,
     MergeVideo,
     MergeAudio,
+    /// Fills and uploads a group of the output's parts (the root's parallel upload).
+    UploadParts,
     JobFailed,
 }
 
 impl Function {
-    pub const ALL: [Function; 6] = [
+    pub const ALL: [Function; 7] = [
         Function::Analyze,
         Function::SplitAudio,
         Function::SplitAndConvert,
         Function::MergeVideo,
         Function::MergeAudio,
+        Function::UploadParts,
         Function::JobFailed,
     ];
 
@@ -150,6 +153,7 @@ impl Function {
             Function::SplitAndConvert => "split-and-convert",
             Function::MergeVideo => "merge-video",
             Function::MergeAudio => "merge-audio",
+            Function::UploadParts => "upload-parts",
             Function::JobFailed => "job-failed",
         }
     }
@@ -170,7 +174,8 @@ impl Function {
             Function::SplitAndConvert => Some(Stage::Convert),
             Function::MergeVideo => Some(Stage::Merge),
             Function::MergeAudio => Some(Stage::Remux),
-            Function::JobFailed => None,
+            // Part of the root's remux stage, which merge-audio records.
+            Function::UploadParts | Function::JobFailed => None,
         }
     }
 }
@@ -248,6 +253,7 @@ mod tests {
                 "split-and-convert",
                 "merge-video",
                 "merge-audio",
+                "upload-parts",
                 "job-failed"
             ]
         );
@@ -261,12 +267,14 @@ mod tests {
         assert_eq!(Function::parse(""), None);
     }
 
-    /// Every function but job-failed reports its own stage, and no two the same one.
+    /// Every function but job-failed and upload-parts (within the root's remux stage) reports
+    /// its own stage, and no two the same one.
     #[test]
     fn each_function_reports_one_stage() {
         let stages: Vec<Stage> = Function::ALL.iter().filter_map(|f| f.stage()).collect();
         let distinct: std::collections::BTreeSet<Stage> = stages.iter().copied().collect();
-        assert_eq!(stages.len(), Function::ALL.len() - 1);
+        assert_eq!(stages.len(), Function::ALL.len() - 2);
+        assert_eq!(Function::UploadParts.stage(), None);
         assert_eq!(distinct.len(), stages.len());
     }
 }

@@ -18,11 +18,12 @@ pub const DEFINITION: &str = include_str!("../../statemachine/treemux.asl.json")
 
 /// The functions the state machine calls: placeholder name → function (its name is the
 /// worker's dispatch key and the Lambda binary's name). Analyze is started by S3, not by it.
-pub const FUNCTIONS: [(&str, Function); 5] = [
+pub const FUNCTIONS: [(&str, Function); 6] = [
     ("SplitAudio", Function::SplitAudio),
     ("SplitAndConvert", Function::SplitAndConvert),
     ("MergeVideo", Function::MergeVideo),
     ("MergeAudio", Function::MergeAudio),
+    ("UploadParts", Function::UploadParts),
     ("JobFailed", Function::JobFailed),
 ];
 

@@ -80,6 +80,25 @@ pub struct ExecutionInput {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobTask {
     pub job_id: String,
+    /// merge-audio only: complete the output's upload, whose parts the upload-parts tasks
+    /// uploaded (the root's second task kind), rather than finish the root.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub complete: bool,
+}
+
+/// Input of upload-parts: parts `first..=last` of the job's output (numbers from 1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartGroup {
+    pub job_id: String,
+    pub first: i32,
+    pub last: i32,
+}
+
+/// What upload-parts reports: the parts it uploaded and their bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartsUploaded {
+    pub parts: u32,
+    pub bytes: u64,
 }
 
 /// Input of split-and-convert.
@@ -274,4 +293,17 @@ pub struct JobDone {
     pub job_id: String,
     pub output: String,
     pub bytes: u64,
+}
+
+/// What merge-audio's root task says comes next (`next` in the state machine's Choice): the job
+/// is done, or the output is laid out, its part 1 uploaded, and the other parts, in groups, go
+/// to upload-parts tasks before a completing merge-audio task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "next")]
+pub enum RootStep {
+    Done(JobDone),
+    UploadParts {
+        job_id: String,
+        groups: Vec<PartGroup>,
+    },
 }

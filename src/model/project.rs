@@ -22,8 +22,9 @@ pub struct LambdaProjection {
     /// its children's indexes.
     pub merge_tail_seconds: f64,
     pub tree_levels: u32,
-    /// The root (merge-audio): reads the segments and the audio from EFS once and streams them
-    /// into the output's multipart upload, writes the header, completes the upload.
+    /// The root (merge-audio): lays the output out (the indexes and the audio read, no video)
+    /// and uploads the header part; then the slowest of the upload-parts tasks, which read and
+    /// upload the other parts in parallel; then the task completing the upload.
     pub merge_audio_seconds: f64,
     pub wall_seconds: f64,
     pub lambda_dollars: f64,
@@ -345,13 +346,40 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
         let share = f64::from(1u32 << level) / n;
         cold + (moved.root_read * share).min(moved.root_read) / efs.min(s3) + first_byte
     };
-    // Reading scratch and uploading parts are pipelined: the slower of the two sets the pace.
-    let root_stream = if part_level.is_some() {
-        0.0
+    // The root lays the output out: it reads the indexes and the audio (copying the audio per
+    // track) but no video, and uploads the header part. Then up to 40 upload-parts tasks each
+    // read their share of the scratch bytes and upload it (pipelined: the slower of the two sets
+    // the pace), and a last task completes the upload. (The nodes at `part_level` upload their
+    // own leaves instead, when modelled so.)
+    let by_parts = part_level.is_none();
+    let upload_tasks = if by_parts {
+        ((moved.root_upload / moved.put_bytes_per_request).ceil() - 1.0).clamp(1.0, 40.0)
     } else {
-        (moved.root_read / efs).max(moved.root_upload / (f64::from(inputs.upload_streams) * s3))
+        0.0
     };
-    let root_billed = cold + root_stream + index_bytes / s3 + first_byte;
+    // Each task's share of what is read and uploaded: a 40th, or one part's worth when there
+    // are fewer parts (nondecreasing in the bytes either way).
+    let part = moved.put_bytes_per_request;
+    let share = |bytes: f64| (bytes / 40.0).max(bytes.min(part));
+    let group_stream =
+        |read: f64, upload: f64| (read / efs).max(upload / (f64::from(inputs.upload_streams) * s3));
+    let group_billed = if by_parts {
+        cold + first_byte + group_stream(share(moved.root_read), share(moved.root_upload))
+    } else {
+        0.0
+    };
+    // All the tasks together: each starts once, the bytes stream once.
+    let groups_billed = if by_parts {
+        upload_tasks * (cold + first_byte) + group_stream(moved.root_read, moved.root_upload)
+    } else {
+        0.0
+    };
+    let root_billed = if by_parts {
+        cold + (index_bytes + 2.0 * audio_bytes) / efs + index_bytes / s3 + first_byte
+    } else {
+        cold + index_bytes / s3 + first_byte
+    };
+    let complete_billed = if by_parts { cold + first_byte } else { 0.0 };
 
     let analyze_seconds = analyze_billed + 2.0 * transition;
     let split_audio_seconds = split_audio_billed + 2.0 * transition;
@@ -366,7 +394,11 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
         .map(|level| merge_billed(level) + 2.0 * transition)
         .sum::<f64>()
         + part_level.map_or(0.0, |level| part_upload_billed(level) - cold);
-    let merge_audio_seconds = root_billed + 2.0 * transition;
+    // merge-audio, the Choice, the Map and its task, the completing task: their transitions.
+    let merge_audio_seconds = root_billed
+        + group_billed
+        + complete_billed
+        + if by_parts { 8.0 } else { 2.0 } * transition;
     let wall_seconds = analyze_seconds
         + split_audio_seconds.max(map_start_seconds + encode_seconds + merge_tail_seconds)
         + merge_audio_seconds;
@@ -384,9 +416,14 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
         });
     let lambda_dollars = inputs.lambda_per_gb_second
         * (n * segment_billed * gb(inputs.convert_memory_mb)
-            + (analyze_billed + split_audio_billed + merges_billed + root_billed)
+            + (analyze_billed
+                + split_audio_billed
+                + merges_billed
+                + root_billed
+                + groups_billed
+                + complete_billed)
                 * gb(inputs.task_memory_mb))
-        + inputs.lambda_per_request * (2.0 * n + 4.0);
+        + inputs.lambda_per_request * (2.0 * n + 5.0 + upload_tasks);
     let step_functions_dollars = moved.transitions * inputs.transition_price;
     let efs_dollars = moved.efs_written / 1e9 * inputs.efs_write_per_gb
         + moved.efs_read / 1e9 * inputs.efs_read_per_gb;
@@ -426,7 +463,8 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
         ("analyze", analyze_billed),
         ("split-audio", split_audio_billed),
         ("one split-and-convert", segment_billed),
-        ("merge-audio (the root's upload)", root_billed),
+        ("merge-audio (the root's layout)", root_billed),
+        ("one upload-parts task", group_billed),
     ]
     .into_iter()
     .filter(|(_, seconds)| *seconds > LAMBDA_TIMEOUT_SECONDS)

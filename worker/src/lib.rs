@@ -73,6 +73,9 @@ where
         Function::MergeAudio => {
             output(handlers::merge_audio(services, parse(function, input)?).await?)
         }
+        Function::UploadParts => {
+            output(handlers::upload_parts(services, parse(function, input)?).await?)
+        }
         Function::JobFailed => {
             output(handlers::job_failed(services, parse(function, input)?).await?)
         }

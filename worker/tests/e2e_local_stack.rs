@@ -364,3 +364,89 @@ fn five_throttle_attempts(definition: &mut serde_json::Value) {
         }
     });
 }
+
+/// An 8 s 1280x720 clip of moving noise with a tone, keyframes every 2 s, by the ffmpeg CLI.
+fn long_clip(dir: &Path) -> PathBuf {
+    let path = dir.join("long.mp4");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=25:duration=8",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=8",
+        ])
+        .args([
+            "-vf",
+            "noise=alls=30:allf=t",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
+        .args([
+            "-g",
+            "50",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg made {}", path.display());
+    path
+}
+
+/// An output of several multipart parts: merge-audio lays it out and uploads part 1 only, the
+/// upload-parts tasks of the state machine's Map upload the others, the completing task
+/// completes the upload; the object is the whole, verified output and scratch is left empty.
+#[tokio::test]
+async fn a_large_output_is_uploaded_by_parts_in_parallel() {
+    if !stack_available() {
+        return;
+    }
+    let mut setup = WorkerSetup::faults("");
+    // Noise at a high bitrate makes 8 s of video an output of several 8 MiB parts.
+    setup.env = vec![
+        ("TREEMUX_BITRATE".into(), "40M".into()),
+        ("TREEMUX_PRESET".into(), "ultrafast".into()),
+    ];
+    let stack = Stack::with_worker("parts", setup).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = long_clip(dir.path());
+    stack.upload("uploads/long.mp4", &source).await;
+    let (status, job) = stack.finished_job().await;
+    let log = stack.worker_log();
+    assert_eq!(status, "SUCCEEDED", "worker log:\n{log}");
+    assert_eq!(job.status, JobStatus::Succeeded);
+    let output = stack.download("transcoded/uploads/long.mp4.mp4").await;
+    let bytes = std::fs::metadata(&output).expect("output").len();
+    assert!(
+        bytes > 3 * 8 * 1024 * 1024,
+        "{bytes} bytes: not several parts"
+    );
+    assert!(
+        logged(&log, "merge-audio: laid out, part 1 uploaded", &[]),
+        "the root laid the output out:\n{log}"
+    );
+    let groups = log
+        .lines()
+        .filter(|line| line.contains("upload-parts"))
+        .count();
+    assert!(groups >= 2, "{groups} upload-parts tasks:\n{log}");
+    assert_verified(&source, &output);
+    assert!(
+        stack.scratch_files().is_empty(),
+        "scratch left: {:?}",
+        stack.scratch_files()
+    );
+}

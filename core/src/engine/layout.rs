@@ -74,6 +74,23 @@ impl ScratchLayout {
         self.dir.join("audio.json")
     }
 
+    /// Audio track `track`'s bytes, as the root's layout pass copied them (its samples in
+    /// order), for filling the output by parts.
+    pub fn audio_copy(&self, track: usize) -> PathBuf {
+        self.dir.join(format!("audio-track-{track}.raw"))
+    }
+
+    /// The output's layout ([`crate::output_layout::OutputLayout`]); present only when the
+    /// layout is done (written after [`Self::output_header`]).
+    pub fn output_layout(&self) -> PathBuf {
+        self.dir.join("output-layout.json")
+    }
+
+    /// The output's header bytes, as the layout pass muxed them.
+    pub fn output_header(&self) -> PathBuf {
+        self.dir.join("output-header.bin")
+    }
+
     /// The index of `node` if it is done.
     pub fn finished(&self, node: NodeId) -> Option<NodeIndex> {
         let json = std::fs::read(self.index(node)).ok()?;

@@ -17,9 +17,14 @@
 //!   written before the segment, so a committed segment has its audio beside it.
 //! - `audio.nut` and `audio.json`: every audio track, extracted once (joined from the pieces by
 //!   [`finish_audio`], or by one streaming pass, [`extract_audio`]), and its report.
+//! - `output-header.bin`, `output-layout.json` and `audio-track-<n>.raw`: the output laid out
+//!   by [`lay_out_root`] (its header, which samples fill which bytes, each audio track's
+//!   samples in order), from which every part of it is filled ([`write_output_part`]).
 //!
 //! No merge writes video and no file is deleted before the job ends: segments are read once,
-//! in order, by [`finish_root`], which writes the output once. Scratch then holds the segments
+//! by the writers of the output's parts ([`write_output_part`]: each reads the segments its
+//! bytes come from, from the first packet it needs), or in order by [`finish_root`] where the
+//! output cannot be laid out by sizes. Scratch then holds the segments
 //! and the audio only (twice: pieces and joined), about the output's size.
 //!
 //! # The audio (read once)
@@ -40,6 +45,7 @@
 
 mod job;
 mod layout;
+mod root;
 mod tasks;
 
 pub use job::{
@@ -47,6 +53,7 @@ pub use job::{
     JobSpec,
 };
 pub use layout::{media_bytes, scan_finished, ScratchLayout};
+pub use root::{finish_root_to_file, finished_layout, lay_out_root, write_output_part, RootLayout};
 pub use tasks::{
     extract_audio, finish_audio, finish_package, finish_rendition, finish_root, node_finished,
     produce_pair, produce_segment, Produced,

@@ -310,13 +310,7 @@ pub(super) fn root_leaves(
     job: &JobSpec,
     layout: &ScratchLayout,
 ) -> Result<(Vec<PathBuf>, Option<Vec<i64>>), Error> {
-    let root = job.tree.root();
-    let index = layout.finished(root).ok_or_else(|| {
-        Error::Media(MediaError::Unsupported {
-            path: job.info.path.clone(),
-            reason: "the merged video is missing; the merge tree did not finish".into(),
-        })
-    })?;
+    let index = root_index(job, layout)?;
     let leaves: Vec<PathBuf> = index.leaves.iter().map(|&i| layout.segment(i)).collect();
     // An index that counts its packets but lists no pts was written before the pts were kept.
     let video_pts = (index.pts.len() as u64 == index.packets).then_some(index.pts);
@@ -368,4 +362,14 @@ pub fn finish_package(
         manifest,
         fragment_seconds,
     )?)
+}
+
+/// The finished root's index, or why the root cannot be finished.
+pub(super) fn root_index(job: &JobSpec, layout: &ScratchLayout) -> Result<NodeIndex, Error> {
+    layout.finished(job.tree.root()).ok_or_else(|| {
+        Error::Media(MediaError::Unsupported {
+            path: job.info.path.clone(),
+            reason: "the merged video is missing; the merge tree did not finish".into(),
+        })
+    })
 }

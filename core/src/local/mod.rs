@@ -412,13 +412,19 @@ fn transcode_into(
                 .iter()
                 .zip(0..)
                 .map(|(output, rung)| {
-                    engine::finish_rendition(
-                        &source,
-                        &job,
-                        &run.layout,
-                        rung,
-                        MuxTarget::File(output.clone()),
-                    )
+                    // Rung 0 (the output of a job without renditions) by parts, as on AWS;
+                    // the other rungs in one pass.
+                    if rung == 0 {
+                        engine::finish_root_to_file(&source, &job, &run.layout, output)
+                    } else {
+                        engine::finish_rendition(
+                            &source,
+                            &job,
+                            &run.layout,
+                            rung,
+                            MuxTarget::File(output.clone()),
+                        )
+                    }
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((outcomes, remuxes, None, muxing.elapsed().as_secs_f64()))

@@ -13,7 +13,7 @@
 
 use super::util;
 use super::MediaError;
-use crate::join::{fnv1a, NodeIndex, StreamFacts};
+use crate::join::{fnv1a, NodeIndex, StreamFacts, VideoSamples};
 use ffmpeg_next as ffmpeg;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -27,11 +27,11 @@ pub struct MergeReport {
     pub seconds: f64,
 }
 
-/// The facts of stream 0 of an open segment file.
+/// The facts of stream 0 of an open segment file, and its codec headers.
 fn stream_facts(
     path: &Path,
     input: &ffmpeg::format::context::Input,
-) -> Result<StreamFacts, MediaError> {
+) -> Result<(StreamFacts, Vec<u8>), MediaError> {
     let stream = input.stream(0).ok_or_else(|| MediaError::Unsupported {
         path: path.to_owned(),
         reason: "the segment file has no stream".into(),
@@ -48,25 +48,54 @@ fn stream_facts(
         };
         (par.width, par.height, extradata.to_vec())
     };
-    Ok(StreamFacts {
+    let facts = StreamFacts {
         codec: util::codec_name(parameters.id()),
         width,
         height,
         time_base: util::time_base(stream.time_base()),
         extradata_len: extradata.len(),
         extradata_hash: fnv1a(&extradata),
-    })
+    };
+    Ok((facts, extradata))
 }
 
-/// The index of segment `leaf`, read from its file (demuxing only: headers and packet
-/// timestamps, no decoding).
+/// Packet flags other than "keyframe" that an MP4 sample cannot carry from an index.
+fn has_other_flags(packet: &ffmpeg::Packet) -> bool {
+    !(packet.flags() - ffmpeg::packet::Flags::KEY).is_empty()
+}
+
+/// The index of segment `leaf`, read from its file (demuxing only: headers, packet timestamps
+/// and, for the output's layout, each packet's size as an MP4 sample; no decoding).
 pub fn describe_segment(path: &Path, leaf: u32) -> Result<NodeIndex, MediaError> {
     util::init();
     let mut input = util::open_input(path)?;
-    let stream = stream_facts(path, &input)?;
+    let (stream, extradata) = stream_facts(path, &input)?;
     let (mut first_pts, mut last_pts, mut packets, mut bytes) = (i64::MAX, i64::MIN, 0u64, 0u64);
     let mut all_pts = Vec::new();
+    let form = crate::nal::sample_form(&stream.codec, &extradata);
+    let mut samples = form.map(|form| VideoSamples {
+        form,
+        sizes: Vec::new(),
+        keyframes: Vec::new(),
+        leaf_packets: Vec::new(),
+    });
     while let Some(packet) = util::read_packet(path, &mut input)? {
+        if let Some(known) = samples.as_mut() {
+            let size = packet
+                .data()
+                .and_then(|data| crate::nal::sample_size(known.form, data))
+                .and_then(|size| u32::try_from(size).ok())
+                .filter(|_| !has_other_flags(&packet));
+            match size {
+                Some(size) => {
+                    if packet.is_key() {
+                        known.keyframes.push(packets);
+                    }
+                    known.sizes.push(size);
+                }
+                None => samples = None,
+            }
+        }
         let pts = packet.pts().ok_or_else(|| MediaError::Unsupported {
             path: path.to_owned(),
             reason: "a packet has no presentation timestamp".into(),
@@ -83,6 +112,9 @@ pub fn describe_segment(path: &Path, leaf: u32) -> Result<NodeIndex, MediaError>
             reason: "the segment file holds no frames".into(),
         });
     }
+    if let Some(known) = samples.as_mut() {
+        known.leaf_packets.push(packets);
+    }
     Ok(NodeIndex {
         leaves: vec![leaf],
         stream,
@@ -91,6 +123,7 @@ pub fn describe_segment(path: &Path, leaf: u32) -> Result<NodeIndex, MediaError>
         packets,
         bytes,
         pts: all_pts,
+        samples,
     })
 }
 

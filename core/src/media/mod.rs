@@ -115,6 +115,10 @@ pub enum MediaError {
     },
     #[error("{path}: {reason}")]
     Unsupported { path: PathBuf, reason: String },
+    /// The scratch files disagree with the output's layout (a segment changed after it was
+    /// described): treemux's own state is wrong, and nothing of the part is written.
+    #[error("{path}: {reason}; the output's layout does not match it")]
+    Layout { path: PathBuf, reason: String },
     /// The caller asked the work to stop (an interrupted run); nothing was written.
     #[error("{path}: interrupted")]
     Interrupted { path: PathBuf },

@@ -1,16 +1,20 @@
-//! merge-audio: the root of the merge tree: the audio joined, the output muxed straight into
-//! the job's multipart upload, completed only while the job is its key's newest.
+//! merge-audio: the root of the merge tree: the audio joined, the output laid out (its header
+//! and which samples fill which bytes) and its part 1 uploaded, the other parts left to
+//! upload-parts tasks, then (the second task kind, `complete`) the upload completed with the
+//! recorded ETags, only while the job is its key's newest. An output that cannot be laid out by
+//! sizes (see the core's `engine::lay_out_root`) is muxed straight into the upload in one pass.
 
+use super::upload_parts;
 use super::{blocking, job_source, now, read_manifest, supersede, write_once, Services};
 use crate::error::HandlerError;
-use crate::events::{JobDone, JobTask};
+use crate::events::{JobDone, JobTask, RootStep};
 use crate::job::{JobManifest, JobPaths};
 use crate::ports::ObjectStore;
 use crate::upload::{self, MultipartStore, PartWriter};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use treemux_core::engine;
+use treemux_core::engine::{self, RootLayout};
 use treemux_core::media::remux::MuxTarget;
 use treemux_core::names::Stage;
 use treemux_core::output_plan::plan_parts;
@@ -92,14 +96,19 @@ pub(super) async fn abort_output_upload<O: MultipartStore>(objects: &O, paths: &
     }
 }
 
-/// merge-audio: finish the root: mux its segments and the audio once, streamed straight into
-/// the output's multipart upload (no copy of the output on scratch), complete the upload, mark
-/// the job SUCCEEDED and remove its scratch files. A job superseded by a newer upload of its
-/// key writes nothing (its upload is aborted).
+/// upload-parts tasks at most per job (an inline Map runs about 40 iterations at once).
+pub const UPLOAD_TASKS: usize = 40;
+
+/// merge-audio: finish the root. Lays the output out, uploads its part 1 and returns the other
+/// parts in groups for upload-parts ([`RootStep::UploadParts`]); with `complete`, or when the
+/// output is one part, completes the upload with the recorded ETags. An output that cannot be
+/// laid out is muxed once, streamed straight into the upload. Then the job is marked SUCCEEDED
+/// and its scratch files removed. A job superseded by a newer upload of its key writes nothing
+/// (its upload is aborted).
 pub async fn merge_audio<S, O, X>(
     services: &Services<S, O, X>,
     task: JobTask,
-) -> Result<JobDone, HandlerError>
+) -> Result<RootStep, HandlerError>
 where
     S: StateStore + JobStore,
     O: ObjectStore + MultipartStore + Clone + 'static,
@@ -111,7 +120,7 @@ where
 async fn merge_audio_body<S, O, X>(
     services: &Services<S, O, X>,
     task: JobTask,
-) -> Result<JobDone, HandlerError>
+) -> Result<RootStep, HandlerError>
 where
     S: StateStore + JobStore,
     O: ObjectStore + MultipartStore + Clone + 'static,
@@ -133,6 +142,8 @@ where
             .ok()
             .and_then(|text| text.trim().parse().ok())
             .unwrap_or(0)
+    } else if task.complete {
+        complete_by_parts(services, &manifest, &paths).await?
     } else {
         // The audio first: joined once from the pieces the segments copied (MP4/MOV), found
         // when split-audio extracted it, or a streaming pass if the pieces do not add up.
@@ -144,44 +155,52 @@ where
                 .map_err(HandlerError::from)
         })
         .await?;
-        // Refused before anything is uploaded: an output S3 cannot take in 10,000 parts of at
-        // most 5 GiB (the segments and audio, with room for the index).
-        let media = engine::media_bytes(&job, &layout);
-        let plan = plan_parts(media + media / 10, 0)
-            .map_err(|error| HandlerError::invalid(format!("s3://{bucket}/{key}: {error}")))?;
-        let upload_id = output_upload(&services.objects, &paths, &bucket, &key).await?;
-        let writer = PartWriter::new(
-            Arc::new(services.objects.clone()),
-            tokio::runtime::Handle::current(),
-            &bucket,
-            &key,
-            &upload_id,
-            plan,
-        );
-        let parts = writer.parts.clone();
-        let name = PathBuf::from(format!("s3://{bucket}/{key}"));
-        blocking(move || {
-            let target = MuxTarget::Stream {
-                name,
-                writer: Box::new(writer),
-            };
-            engine::finish_root(&source, &job, &layout, target).map_err(HandlerError::from)
+        let (layout_job, layout_scratch, layout_source) =
+            (job.clone(), layout.clone(), source.clone());
+        let laid_out = blocking(move || {
+            engine::lay_out_root(&layout_source, &layout_job, &layout_scratch)
+                .map_err(HandlerError::from)
         })
         .await?;
-        let parts = std::mem::take(&mut *parts.lock().unwrap_or_else(|p| p.into_inner()));
-        // The final write: checked again right before it, so an older upload's job that
-        // reaches this point after a newer upload of the key was analyzed cannot replace the
-        // newer result.
-        if let Err(error) = ensure_newest(services, &manifest).await {
-            let _ = services
-                .objects
-                .abort_upload(&bucket, &key, &upload_id)
-                .await;
-            return Err(error);
+        match laid_out {
+            RootLayout::Parts(output) => {
+                let parts = output.parts().map_err(|error| {
+                    HandlerError::invalid(format!("s3://{bucket}/{key}: {error}"))
+                })?;
+                let upload_id = output_upload(&services.objects, &paths, &bucket, &key).await?;
+                let output = Arc::new(output);
+                let first = parts
+                    .first()
+                    .ok_or_else(|| HandlerError::internal("no parts"))?;
+                upload_parts::upload_part(
+                    &services.objects,
+                    &paths,
+                    &output,
+                    first,
+                    (&bucket, &key, &upload_id),
+                )
+                .await?;
+                if parts.len() > 1 {
+                    let groups = upload_parts::part_groups(&task.job_id, parts.len(), UPLOAD_TASKS);
+                    tracing::info!(
+                        job_id = %task.job_id,
+                        parts = parts.len(),
+                        groups = groups.len(),
+                        bytes = output.total_bytes,
+                        "merge-audio: laid out, part 1 uploaded"
+                    );
+                    return Ok(RootStep::UploadParts {
+                        job_id: task.job_id,
+                        groups,
+                    });
+                }
+                complete_by_parts(services, &manifest, &paths).await?
+            }
+            RootLayout::OnePass(reason) => {
+                tracing::info!(job_id = %task.job_id, reason, "merge-audio: one pass");
+                stream_output(services, &manifest, &paths, source).await?
+            }
         }
-        let bytes = upload::complete(&services.objects, &bucket, &key, &upload_id, parts).await?;
-        let _ = write_once(&completed_marker, bytes.to_string().into_bytes()).await;
-        bytes
     };
     let seconds = started.elapsed().as_secs_f64();
     services
@@ -217,9 +236,98 @@ where
         outcome = "succeeded",
         "merge-audio"
     );
-    Ok(JobDone {
+    Ok(RootStep::Done(JobDone {
         job_id: task.job_id,
         output: format!("s3://{}/{}", manifest.output_bucket, manifest.output_key),
         bytes,
+    }))
+}
+
+/// Completes the output's upload with the ETags the part uploads recorded, checked right before
+/// that the job is still its key's newest (else the upload is aborted); returns the output's
+/// length.
+async fn complete_by_parts<S, O, X>(
+    services: &Services<S, O, X>,
+    manifest: &JobManifest,
+    paths: &JobPaths,
+) -> Result<u64, HandlerError>
+where
+    S: StateStore + JobStore,
+    O: ObjectStore + MultipartStore + Clone + 'static,
+{
+    let (bucket, key) = (&manifest.output_bucket, &manifest.output_key);
+    let output = upload_parts::stored_layout(&paths.layout())?;
+    let parts = output
+        .parts()
+        .map_err(|error| HandlerError::invalid(format!("s3://{bucket}/{key}: {error}")))?;
+    let upload_id = upload_parts::recorded_upload(paths).await?;
+    let e_tags = upload_parts::recorded_e_tags(paths, &parts).await?;
+    if let Err(error) = ensure_newest(services, manifest).await {
+        let _ = services.objects.abort_upload(bucket, key, &upload_id).await;
+        return Err(error);
+    }
+    services
+        .objects
+        .complete_upload(bucket, key, &upload_id, &e_tags)
+        .await?;
+    let bytes = output.total_bytes;
+    let marker = paths.dir.join("upload-completed");
+    let _ = write_once(&marker, bytes.to_string().into_bytes()).await;
+    Ok(bytes)
+}
+
+/// The output muxed once, streamed straight into its multipart upload (the path for outputs
+/// that cannot be laid out by sizes), the upload completed; returns the output's length.
+async fn stream_output<S, O, X>(
+    services: &Services<S, O, X>,
+    manifest: &JobManifest,
+    paths: &JobPaths,
+    source: treemux_core::media::source::Source,
+) -> Result<u64, HandlerError>
+where
+    S: StateStore + JobStore,
+    O: ObjectStore + MultipartStore + Clone + 'static,
+{
+    let (bucket, key) = (manifest.output_bucket.clone(), manifest.output_key.clone());
+    let completed_marker = paths.dir.join("upload-completed");
+    let job = manifest.job();
+    let layout = paths.layout();
+    // Refused before anything is uploaded: an output S3 cannot take in 10,000 parts of at
+    // most 5 GiB (the segments and audio, with room for the index).
+    let media = engine::media_bytes(&job, &layout);
+    let plan = plan_parts(media + media / 10, 0)
+        .map_err(|error| HandlerError::invalid(format!("s3://{bucket}/{key}: {error}")))?;
+    let upload_id = output_upload(&services.objects, paths, &bucket, &key).await?;
+    let writer = PartWriter::new(
+        Arc::new(services.objects.clone()),
+        tokio::runtime::Handle::current(),
+        &bucket,
+        &key,
+        &upload_id,
+        plan,
+    );
+    let parts = writer.parts.clone();
+    let name = PathBuf::from(format!("s3://{bucket}/{key}"));
+    blocking(move || {
+        let target = MuxTarget::Stream {
+            name,
+            writer: Box::new(writer),
+        };
+        engine::finish_root(&source, &job, &layout, target).map_err(HandlerError::from)
     })
+    .await?;
+    let parts = std::mem::take(&mut *parts.lock().unwrap_or_else(|p| p.into_inner()));
+    // The final write: checked again right before it, so an older upload's job that
+    // reaches this point after a newer upload of the key was analyzed cannot replace the
+    // newer result.
+    if let Err(error) = ensure_newest(services, manifest).await {
+        let _ = services
+            .objects
+            .abort_upload(&bucket, &key, &upload_id)
+            .await;
+        return Err(error);
+    }
+    let bytes = upload::complete(&services.objects, &bucket, &key, &upload_id, parts).await?;
+    let _ = write_once(&completed_marker, bytes.to_string().into_bytes()).await;
+    Ok(bytes)
 }

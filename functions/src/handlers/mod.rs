@@ -18,6 +18,7 @@ mod job_failed;
 mod merge_audio;
 mod merge_video;
 mod segments;
+mod upload_parts;
 
 pub use analyze::analyze;
 pub use event_jobs::{event_jobs, EventJob, Upload};
@@ -25,6 +26,7 @@ pub use job_failed::{analyze_gave_up, job_failed, JobFailedOutcome};
 pub use merge_audio::merge_audio;
 pub use merge_video::merge_video;
 pub use segments::{split_and_convert, split_audio};
+pub use upload_parts::upload_parts;
 
 use crate::error::HandlerError;
 use crate::job::{JobManifest, JobPaths};

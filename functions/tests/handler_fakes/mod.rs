@@ -110,9 +110,23 @@ pub async fn drive(services: &TestServices, input: &ExecutionInput) -> Vec<Merge
         }
     }
     assert_eq!(audio_ready, 1, "exactly one task reaches the root");
-    handlers::merge_audio(services, job)
+    let step = handlers::merge_audio(services, job.clone())
         .await
         .expect("merge-audio");
+    if let treemux_functions::events::RootStep::UploadParts { groups, .. } = step {
+        for group in groups {
+            handlers::upload_parts(services, group)
+                .await
+                .expect("upload-parts");
+        }
+        let complete = JobTask {
+            complete: true,
+            ..job
+        };
+        handlers::merge_audio(services, complete)
+            .await
+            .expect("complete merge-audio");
+    }
     merges
 }
 

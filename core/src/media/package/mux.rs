@@ -126,6 +126,7 @@ pub(super) fn write(
     for (rung, (input, pts)) in inputs.into_iter().enumerate() {
         outputs.push(video::VideoOutput::start(
             input,
+            None,
             &pts,
             info,
             time_bases[rung],

@@ -64,6 +64,8 @@ pub(crate) struct AudioOutput<'a> {
     info: &'a MediaInfo,
     /// The output stream of track 0.
     first_stream: usize,
+    /// When laying the output out: per track, where its packets' bytes are copied, in order.
+    raw: Option<Vec<(std::path::PathBuf, std::io::BufWriter<std::fs::File>)>>,
 }
 
 impl<'a> AudioOutput<'a> {
@@ -95,9 +97,38 @@ impl<'a> AudioOutput<'a> {
             pts,
             info,
             first_stream,
+            raw: None,
         };
         output.next = output.read()?;
         Ok(output)
+    }
+
+    /// Copies every packet's bytes, per track, to `files` (one per track, created here) as they
+    /// are written: the audio's bytes for filling the output by parts.
+    pub(super) fn copy_bytes_to(&mut self, files: &[std::path::PathBuf]) -> Result<(), MediaError> {
+        let writers = files
+            .iter()
+            .map(|path| {
+                std::fs::File::create(path)
+                    .map(|file| (path.clone(), std::io::BufWriter::new(file)))
+                    .map_err(MediaError::io(path))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.raw = Some(writers);
+        Ok(())
+    }
+
+    /// Flushes the copies of [`AudioOutput::copy_bytes_to`]; returns each track's bytes.
+    pub(super) fn finish_copies(&mut self) -> Result<Vec<u64>, MediaError> {
+        let mut sizes = Vec::new();
+        for (path, writer) in self.raw.take().unwrap_or_default() {
+            let file = writer
+                .into_inner()
+                .map_err(|e| MediaError::io(&path)(e.into_error()))?;
+            file.sync_all().map_err(MediaError::io(&path))?;
+            sizes.push(file.metadata().map_err(MediaError::io(&path))?.len());
+        }
+        Ok(sizes)
     }
 
     /// The next packet of the audio file, its timestamps without the intermediate offset.
@@ -146,6 +177,12 @@ impl<'a> AudioOutput<'a> {
         packet.rescale_ts(self.time_bases[position], self.output_time_bases[position]);
         packet.set_stream(position + self.first_stream);
         packet.set_position(-1);
+        if let Some((path, writer)) = self.raw.as_mut().and_then(|raw| raw.get_mut(position)) {
+            use std::io::Write as _;
+            writer
+                .write_all(packet.data().unwrap_or_default())
+                .map_err(MediaError::io(&*path))?;
+        }
         packet.write_interleaved(muxer).map_err(write_failed)?;
         self.next = self.read()?;
         Ok(())

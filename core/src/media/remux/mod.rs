@@ -19,7 +19,12 @@
 
 pub(crate) mod audio;
 mod index;
+mod layout;
+mod parts;
 pub(crate) mod video;
+
+pub use layout::{lay_out_output, Laid, LayoutInputs};
+pub use parts::write_part;
 
 use super::merge::LeafVideo;
 use super::probe::MediaInfo;
@@ -188,8 +193,8 @@ impl Passes<'_> {
         loop {
             let partial = AtomicFile::create(output)?;
             let mut muxer = util::open_output(&partial, self.container.muxer_name())?;
-            match self.write(&mut muxer, partial.target(), extra_room) {
-                Ok(mut report) => {
+            match self.write(&mut muxer, partial.target(), extra_room, None) {
+                Ok((mut report, _)) => {
                     drop(muxer);
                     report.bytes = std::fs::metadata(partial.path())
                         .map_err(MediaError::io(partial.target()))?
@@ -221,8 +226,8 @@ impl Passes<'_> {
         let mut muxer =
             ffmpeg::format::output_to_stream(io, None, Some(self.container.muxer_name()))
                 .map_err(write_failed)?;
-        let report = self
-            .write(&mut muxer, name, 0)
+        let (report, _) = self
+            .write(&mut muxer, name, 0, None)
             .map_err(|failure| failure.into_error(name))?;
         // Dropping the muxer flushes FFmpeg's buffer into the stream.
         drop(muxer);
@@ -231,12 +236,16 @@ impl Passes<'_> {
 
     /// Writes the whole output into `muxer` (header, interleaved packets, trailer); `extra_room`
     /// is added to the index reservation. `bytes` of the report is where the muxer ended.
+    /// With `layout`, the video packets are stand-ins (nothing of the segments is read but their
+    /// headers) and each audio track's bytes are copied to its file; the copies' sizes are
+    /// returned beside the report.
     fn write(
         &self,
         muxer: &mut ffmpeg::format::context::Output,
         name: &Path,
         extra_room: u64,
-    ) -> Result<RemuxReport, Failure> {
+        layout: Option<&LayoutInputs<'_>>,
+    ) -> Result<(RemuxReport, Vec<u64>), Failure> {
         let (info, extras) = (self.info, self.extras);
         let write_failed = |source| MediaError::Write {
             path: name.to_owned(),
@@ -286,8 +295,14 @@ impl Passes<'_> {
             picture.write_interleaved(muxer).map_err(write_failed)?;
             report.extra_packets += 1;
         }
-        let mut video =
-            VideoOutput::start(video_input, self.merged_pts, info, output_time_bases[0], 0)?;
+        let mut video = VideoOutput::start(
+            video_input,
+            layout.map(|inputs| inputs.samples),
+            self.merged_pts,
+            info,
+            output_time_bases[0],
+            0,
+        )?;
         let mut audio = AudioOutput::start(
             self.audio.zip(audio_input),
             audio_time_bases,
@@ -296,6 +311,9 @@ impl Passes<'_> {
             info,
             1,
         )?;
+        if let Some(inputs) = layout {
+            audio.copy_bytes_to(inputs.audio_copies)?;
+        }
         loop {
             // The earliest of the three sources by decode time; video first on a tie.
             let video_due = video.due();
@@ -320,11 +338,12 @@ impl Passes<'_> {
             }
         }
         index::write_trailer(muxer, &write_failed)?;
+        let copied = audio.finish_copies()?;
         // SAFETY: the muxer's pb is open until the muxer is dropped.
         report.bytes = unsafe {
             ffmpeg::ffi::avio_seek((*muxer.as_ptr()).pb, 0, libc::SEEK_CUR).max(0) as u64
         };
-        Ok(report)
+        Ok((report, copied))
     }
 }
 

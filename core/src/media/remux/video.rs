@@ -4,6 +4,7 @@
 
 use super::{ticks_to_seconds, Failure};
 use crate::extras::ExtrasPlan;
+use crate::join::VideoSamples;
 use crate::media::merge::LeafVideo;
 use crate::media::picture;
 use crate::media::probe::MediaInfo;
@@ -72,9 +73,11 @@ pub(crate) fn add_stream(
 }
 
 /// The video packets on their way into stream 0: each with its pts, dts and duration in the
-/// output's time base, worked out before the first is written.
-pub(crate) struct VideoOutput {
+/// output's time base, worked out before the first is written. Read from the segment files, or,
+/// to lay the output out without its bytes, stand-ins of each packet's sample size.
+pub(crate) struct VideoOutput<'a> {
     input: LeafVideo,
+    stand_ins: Option<&'a VideoSamples>,
     next: Option<ffmpeg::Packet>,
     pts: Vec<i64>,
     dts: Vec<i64>,
@@ -86,11 +89,14 @@ pub(crate) struct VideoOutput {
     stream: usize,
 }
 
-impl VideoOutput {
+impl<'a> VideoOutput<'a> {
     /// `merged_pts`: every packet's pts in `input`'s time base, in decode order (pass 1);
     /// `time_base`: the output stream's, known once the header is written; `stream`: its index.
+    /// With `stand_ins`, no packet is read: each is a stand-in of its sample's size and keyframe
+    /// flag.
     pub(crate) fn start(
         mut input: LeafVideo,
+        stand_ins: Option<&'a VideoSamples>,
         merged_pts: &[i64],
         info: &MediaInfo,
         time_base: ffmpeg::Rational,
@@ -116,9 +122,13 @@ impl VideoOutput {
         // Each frame's own display duration: MP4 takes the track's length from the largest
         // pts + duration, Matroska from the last frame's.
         let durations = frame_durations(&pts, end);
-        let next = input.next_packet()?;
+        let next = match stand_ins {
+            Some(samples) => Some(stand_in(samples, 0, input.first_path())?),
+            None => input.next_packet()?,
+        };
         Ok(Self {
             input,
+            stand_ins,
             next,
             pts,
             dts,
@@ -164,7 +174,39 @@ impl VideoOutput {
         packet.set_stream(self.stream);
         packet.set_position(-1);
         packet.write_interleaved(muxer).map_err(write_failed)?;
-        self.next = self.input.next_packet()?;
+        self.next = match self.stand_ins {
+            Some(samples) if self.written < samples.sizes.len() => {
+                Some(stand_in(samples, self.written, self.input.first_path())?)
+            }
+            Some(_) => None,
+            None => self.input.next_packet()?,
+        };
         Ok(())
     }
+}
+
+/// The stand-in for packet `index` of `samples` (see [`crate::nal::stand_in`]).
+fn stand_in(
+    samples: &VideoSamples,
+    index: usize,
+    name: &std::path::Path,
+) -> Result<ffmpeg::Packet, MediaError> {
+    let unsupported = |reason: String| MediaError::Unsupported {
+        path: name.to_owned(),
+        reason,
+    };
+    let size = samples
+        .sizes
+        .get(index)
+        .ok_or_else(|| unsupported(format!("the index has no video sample {index}")))?;
+    let payload = crate::nal::stand_in(samples.form, u64::from(*size)).ok_or_else(|| {
+        unsupported(format!(
+            "video sample {index} has no stand-in of {size} bytes"
+        ))
+    })?;
+    let mut packet = ffmpeg::Packet::copy(&payload);
+    if samples.keyframes.binary_search(&(index as u64)).is_ok() {
+        packet.set_flags(ffmpeg::packet::Flags::KEY);
+    }
+    Ok(packet)
 }
