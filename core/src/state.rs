@@ -110,6 +110,8 @@ pub struct InMemoryStateStore {
     jobs: Mutex<HashMap<String, JobRecord>>,
     /// Newest job per input `(bucket, key)`: `(job, order)`.
     latest: Mutex<HashMap<(String, String), (String, String)>>,
+    /// The last progress event claimed per job: `(unix milliseconds, percent)`.
+    progress_events: Mutex<HashMap<String, (u64, u64)>>,
 }
 
 impl InMemoryStateStore {
@@ -425,6 +427,31 @@ pub trait JobStore: Send + Sync {
         bucket: &str,
         key: &str,
     ) -> impl Future<Output = Result<Option<String>, StateError>> + Send;
+
+    /// Claims the right to announce job `job_id` at `percent` now (`now_ms`, Unix milliseconds):
+    /// true when no progress event was claimed yet, or the last one was claimed at least
+    /// `interval_ms` before and at a lower percentage. Atomic, so of many tasks finishing
+    /// together one announces, at most once per interval, with percentages that only grow.
+    fn claim_progress_event(
+        &self,
+        job_id: &str,
+        percent: u64,
+        now_ms: u64,
+        interval_ms: u64,
+    ) -> impl Future<Output = Result<bool, StateError>> + Send;
+}
+
+/// The rule of [`JobStore::claim_progress_event`] over the last claim `(ms, percent)`, shared by
+/// every store.
+pub fn progress_event_due(
+    last: Option<(u64, u64)>,
+    percent: u64,
+    now_ms: u64,
+    interval_ms: u64,
+) -> bool {
+    last.is_none_or(|(at, last_percent)| {
+        at.saturating_add(interval_ms) <= now_ms && last_percent < percent
+    })
 }
 
 /// The rule of [`JobStore::claim_latest`] over the recorded `(job, order)`, shared by every store.
@@ -591,6 +618,34 @@ impl JobStore for InMemoryStateStore {
             latest.insert(slot, (job_id.to_owned(), order.to_owned()));
         }
         Ok(claim)
+    }
+
+    async fn claim_progress_event(
+        &self,
+        job_id: &str,
+        percent: u64,
+        now_ms: u64,
+        interval_ms: u64,
+    ) -> Result<bool, StateError> {
+        if !self
+            .jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains_key(job_id)
+        {
+            return Err(StateError::MissingJob {
+                job: job_id.to_owned(),
+            });
+        }
+        let mut claims = self
+            .progress_events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let due = progress_event_due(claims.get(job_id).copied(), percent, now_ms, interval_ms);
+        if due {
+            claims.insert(job_id.to_owned(), (now_ms, percent));
+        }
+        Ok(due)
     }
 
     async fn latest_job(&self, bucket: &str, key: &str) -> Result<Option<String>, StateError> {

@@ -4,6 +4,7 @@
 //!   job-failed, generic over the ports so tests use fakes.
 //! - [`job_settings`]: a job's own settings: the stack's defaults, a named template, a job spec
 //!   beside the upload and the upload's object metadata.
+//! - [`job_events`]: the events announcing each job's state changes, and their port.
 //! - [`ports`]: the object store and execution starter ports, with local implementations.
 //! - [`aws`]: DynamoDB (state and job records), S3 and Step Functions implementations, and the
 //!   configuration read from the environment.
@@ -19,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod handlers;
 pub mod job;
+pub mod job_events;
 pub mod job_settings;
 pub mod ports;
 pub mod startup;

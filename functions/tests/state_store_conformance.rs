@@ -450,10 +450,40 @@ where
     }
 }
 
+/// The claim behind the progress events' rate limit: the first claim wins, then at most one per
+/// interval and only at a higher percentage; the record's own updates are untouched by it and
+/// do not reset it; a job without a record has no claim.
+async fn progress_event_claims<S: JobStore>(store: &S, job: &str) {
+    assert!(store.create_job(&record(job)).await.expect("create"));
+    let claim = |percent, at| store.claim_progress_event(job, percent, at, 10_000);
+    assert!(claim(10, 1_000).await.expect("claim"), "the first claim");
+    assert!(!claim(20, 5_000).await.expect("claim"), "too soon");
+    assert!(claim(20, 11_000).await.expect("claim"), "due");
+    let update = JobUpdate::SegmentDone {
+        index: 0,
+        seconds: 1.0,
+        frames: 10,
+    };
+    store.update_job(job, &update, 2).await.expect("update");
+    assert!(!claim(20, 30_000).await.expect("claim"), "no growth");
+    assert!(claim(30, 30_000).await.expect("claim"), "grown and due");
+    let read = store.get_job(job).await.expect("get").expect("exists");
+    assert_eq!(
+        read.segments_done,
+        BTreeSet::from([0]),
+        "the record is intact"
+    );
+    assert!(matches!(
+        store.claim_progress_event("0fff", 1, 0, 0).await,
+        Err(StateError::MissingJob { .. })
+    ));
+}
+
 #[tokio::test]
 async fn in_memory_store() {
     conformance(&InMemoryStateStore::new(), "0a1b").await;
     latest_jobs(&InMemoryStateStore::new()).await;
+    progress_event_claims(&InMemoryStateStore::new(), "0e1f").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -492,6 +522,7 @@ async fn dynamodb_store_on_the_local_stack() {
     };
     conformance(&store, "0a1b").await;
     latest_jobs(&store).await;
+    progress_event_claims(&store, "0e1f").await;
     // The record is readable as it is with `aws dynamodb get-item` (docs/deploy.md): one
     // attribute per field, not JSON inside a string.
     let item = client

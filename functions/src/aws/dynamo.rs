@@ -394,6 +394,49 @@ impl JobStore for DynamoStore {
         }
     }
 
+    async fn claim_progress_event(
+        &self,
+        job_id: &str,
+        percent: u64,
+        now_ms: u64,
+        interval_ms: u64,
+    ) -> Result<bool, StateError> {
+        // The rule of treemux_core::state::progress_event_due, as one conditional write beside
+        // the record's fields (its optimistic version is not touched: no task's update of the
+        // record is made to retry by an announcement).
+        let claimed = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::job_key(job_id)))
+            .update_expression("SET progress_event_at = :now, progress_event_percent = :percent")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(progress_event_at) \
+                 OR (progress_event_at <= :due AND progress_event_percent < :percent))",
+            )
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":due", n(now_ms.saturating_sub(interval_ms)))
+            .expression_attribute_values(":percent", n(percent))
+            .send()
+            .await;
+        match claimed {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                if self.read_job(job_id).await?.is_none() {
+                    return Err(StateError::MissingJob {
+                        job: job_id.to_owned(),
+                    });
+                }
+                Ok(false)
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
     async fn latest_job(&self, bucket: &str, key: &str) -> Result<Option<String>, StateError> {
         let item = self
             .client
@@ -412,8 +455,17 @@ impl JobStore for DynamoStore {
     }
 }
 
-/// Attributes of the job item that are not [`JobRecord`] fields.
-const JOB_ITEM_EXTRAS: [&str; 5] = ["pk", "sk", "kind", "version", "expires_at"];
+/// Attributes of the job item that are not [`JobRecord`] fields (the last two: the last progress
+/// event claimed, [`JobStore::claim_progress_event`]).
+const JOB_ITEM_EXTRAS: [&str; 7] = [
+    "pk",
+    "sk",
+    "kind",
+    "version",
+    "expires_at",
+    "progress_event_at",
+    "progress_event_percent",
+];
 
 /// A JSON value as a DynamoDB attribute: objects become maps, arrays lists, numbers numbers.
 fn to_attribute(value: &serde_json::Value) -> AttributeValue {

@@ -3,8 +3,8 @@
 
 use super::event_jobs::{new_job_record, EventJob};
 use super::{
-    blocking, event_jobs, now, object_source, read_existing_manifest, supersede, write_once,
-    Services, Upload,
+    announce, blocking, event_jobs, now, object_source, read_existing_manifest, supersede,
+    write_once, Services, Upload,
 };
 use crate::error::HandlerError;
 use crate::events::{AnalyzeOutcome, AnalyzedJob, ExecutionInput, S3Event};
@@ -145,7 +145,7 @@ where
             let reason = format!(
                 "superseded by job {newest}: a newer upload of s3://{bucket}/{key} came first"
             );
-            supersede(&services.store, id, &newest, reason).await?;
+            supersede(services, id, &newest, reason).await?;
             return Ok(("superseded", 0));
         }
         LatestClaim::Newest {
@@ -154,7 +154,7 @@ where
             let reason = format!(
                 "superseded by job {id}: s3://{bucket}/{key} was uploaded again while this job ran"
             );
-            supersede(&services.store, &previous, id, reason).await?;
+            supersede(services, &previous, id, reason).await?;
             tracing::info!(job_id = %previous, superseded_by = %id, key, "job superseded");
         }
         LatestClaim::Newest { previous: None } => {}
@@ -202,6 +202,7 @@ where
                     now(),
                 )
                 .await?;
+            announce::state(services, id).await;
             Ok(("started", manifest.tree.real_leaves))
         }
         Err(error) if error.kind == treemux_core::ErrorKind::Superseded => {
@@ -212,7 +213,7 @@ where
                 .await?
                 .filter(|newest| newest != id)
                 .unwrap_or_default();
-            supersede(&services.store, id, &newest, error.message.clone()).await?;
+            supersede(services, id, &newest, error.message.clone()).await?;
             let _ = tokio::fs::remove_dir_all(JobPaths::new(&config.scratch_root, id).dir).await;
             Ok(("superseded", 0))
         }
@@ -222,6 +223,7 @@ where
                     error: format!("{}: {}", error.name(), error.message),
                 };
                 services.store.update_job(id, &failure, now()).await?;
+                announce::state(services, id).await;
                 let _ =
                     tokio::fs::remove_dir_all(JobPaths::new(&config.scratch_root, id).dir).await;
             }
