@@ -421,6 +421,17 @@ pub trait JobStore: Send + Sync {
         order: &str,
     ) -> impl Future<Output = Result<LatestClaim, StateError>> + Send;
 
+    /// Records `job_id` as the newest job for input `bucket`/`key` now, at the upload order
+    /// recorded for the key (the lowest when none is): a job submitted for an object already
+    /// stored (`treemux submit`) replaces the key's job, and any later upload replaces it in
+    /// turn. Atomic; returns the job it replaced, if another.
+    fn take_latest(
+        &self,
+        bucket: &str,
+        key: &str,
+        job_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, StateError>> + Send;
+
     /// The newest job recorded for input `bucket`/`key`.
     fn latest_job(
         &self,
@@ -646,6 +657,23 @@ impl JobStore for InMemoryStateStore {
             claims.insert(job_id.to_owned(), (now_ms, percent));
         }
         Ok(due)
+    }
+
+    async fn take_latest(
+        &self,
+        bucket: &str,
+        key: &str,
+        job_id: &str,
+    ) -> Result<Option<String>, StateError> {
+        let mut latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let slot = latest
+            .entry((bucket.to_owned(), key.to_owned()))
+            .or_insert_with(|| (job_id.to_owned(), String::new()));
+        let previous = std::mem::replace(&mut slot.0, job_id.to_owned());
+        Ok(Some(previous).filter(|previous| previous != job_id))
     }
 
     async fn latest_job(&self, bucket: &str, key: &str) -> Result<Option<String>, StateError> {

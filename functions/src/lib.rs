@@ -9,6 +9,7 @@
 //! - [`aws`]: DynamoDB (state and job records), S3 and Step Functions implementations, and the
 //!   configuration read from the environment.
 //! - [`asl`]: renders the state machine definition for deployment or for the local stack.
+//! - [`submit`]: a job submitted for an object already stored (`treemux submit`).
 //! - [`startup`]: process start-up shared by every function binary, with its self-test.
 //!
 //! The SQS worker that runs these handlers without Lambda is the `treemux-worker` crate, so no
@@ -24,4 +25,5 @@ pub mod job_events;
 pub mod job_settings;
 pub mod ports;
 pub mod startup;
+pub mod submit;
 pub mod upload;

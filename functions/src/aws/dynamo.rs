@@ -394,6 +394,39 @@ impl JobStore for DynamoStore {
         }
     }
 
+    async fn take_latest(
+        &self,
+        bucket: &str,
+        key: &str,
+        job_id: &str,
+    ) -> Result<Option<String>, StateError> {
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::latest_key(bucket, key)))
+            .update_expression(
+                "SET job_id = :job, kind = :kind, #source = :source, expires_at = :expires, \
+                 upload_order = if_not_exists(upload_order, :lowest)",
+            )
+            .expression_attribute_names("#source", "source")
+            .expression_attribute_values(":job", s(job_id))
+            .expression_attribute_values(":kind", s("latest"))
+            .expression_attribute_values(":source", s(format!("s3://{bucket}/{key}")))
+            .expression_attribute_values(":expires", self.expires())
+            .expression_attribute_values(":lowest", s(""))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(updated
+            .attributes()
+            .and_then(|a| a.get("job_id"))
+            .and_then(|v| v.as_s().ok())
+            .filter(|previous| previous.as_str() != job_id)
+            .cloned())
+    }
+
     async fn claim_progress_event(
         &self,
         job_id: &str,
@@ -575,6 +608,16 @@ impl DynamoStore {
         let Some(attributes) = item.item() else {
             return Ok(None);
         };
+        job_from_item(job_id, attributes).map(Some)
+    }
+}
+
+/// A job item's record and its optimistic `version`.
+pub(super) fn job_from_item(
+    job_id: &str,
+    attributes: &HashMap<String, AttributeValue>,
+) -> Result<(JobRecord, u64), StateError> {
+    {
         let unreadable = |e: serde_json::Error| StateError::Corrupt {
             job: job_id.to_owned(),
             reason: e.to_string(),
@@ -596,7 +639,7 @@ impl DynamoStore {
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        Ok(Some((record, version)))
+        Ok((record, version))
     }
 }
 

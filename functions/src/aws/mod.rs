@@ -5,12 +5,14 @@
 //! - [`dynamo`]: DynamoDB as the state store (pair records) and the job store (job records).
 //! - [`sfn`]: Step Functions as the execution starter.
 //! - [`events`]: EventBridge and SNS as the job events' destinations.
+//! - `job_list.rs`: the table's recent job records (`treemux jobs`).
 //!
 //! [`services_from_env`] wires them into the handlers' [`Services`](crate::handlers::Services).
 
 pub mod config;
 pub mod dynamo;
 pub mod events;
+mod job_list;
 pub mod s3;
 pub mod sfn;
 

@@ -136,11 +136,18 @@ where
         }
     }
     // Newest upload wins: an older one stops here; a newer one stops the key's previous job.
-    match services
-        .store
-        .claim_latest(bucket, key, id, &upload.order)
-        .await?
-    {
+    // A submitted job is the newest when it is analyzed (uploads after it are newer).
+    let claim = if upload.submitted.is_some() {
+        LatestClaim::Newest {
+            previous: services.store.take_latest(bucket, key, id).await?,
+        }
+    } else {
+        services
+            .store
+            .claim_latest(bucket, key, id, &upload.order)
+            .await?
+    };
+    match claim {
         LatestClaim::Older { newest } => {
             let reason = format!(
                 "superseded by job {newest}: a newer upload of s3://{bucket}/{key} came first"
@@ -310,7 +317,10 @@ where
         let with_origins = |error: treemux_core::Error| {
             let mut error = HandlerError::from(error);
             if error.kind == treemux_core::ErrorKind::InvalidInput {
-                error.message = format!("{} (job settings: {origins})", error.message);
+                error.message = format!(
+                    "{} (job settings: {origins})",
+                    job_settings::in_setting_terms(&error.message)
+                );
             }
             error
         };
@@ -382,8 +392,8 @@ where
 }
 
 /// The settings of `upload`'s job: the stack's, a template, its job spec (`<key>.treemux.json`
-/// beside it, read at any version: it is not part of the upload) and its object `metadata`
-/// ([`crate::job_settings`]). A setting that cannot be read or does not fit is
+/// beside it, read at any version: it is not part of the upload), its object `metadata`
+/// ([`crate::job_settings`]) and, for a submitted job, the submitter's settings over them. A setting that cannot be read or does not fit is
 /// `TreemuxInvalidInput` naming the upload and the setting.
 async fn job_settings<S, O, X>(
     services: &Services<S, O, X>,
@@ -397,7 +407,13 @@ where
     let (bucket, key) = (upload.bucket.as_str(), upload.key.as_str());
     let invalid =
         |error: SettingsError| HandlerError::invalid(format!("s3://{bucket}/{key}: {error}"));
-    let metadata = SettingsLayer::from_metadata(metadata).map_err(invalid)?;
+    let mut metadata = SettingsLayer::from_metadata(metadata).map_err(invalid)?;
+    if let Some(submitted) = &upload.submitted {
+        let value = serde_json::Value::Object(submitted.clone());
+        let submitted = SettingsLayer::from_json(&value, crate::submit::SUBMIT_ORIGIN, true)
+            .map_err(invalid)?;
+        metadata = metadata.under(&submitted);
+    }
     let spec_key = job_settings::spec_key(key);
     let any = ObjectVersion::default();
     let spec = match services.objects.head(bucket, &spec_key, &any).await {

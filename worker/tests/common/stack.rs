@@ -524,6 +524,22 @@ impl Stack {
             .len()
     }
 
+    /// This stack as the local stack's env file describes one (`treemux submit --local PATH`).
+    pub fn write_env_file(&self) -> PathBuf {
+        let path = self.dir.path().join("env");
+        let text = format!(
+            "AWS_ENDPOINT_URL={}\nAWS_REGION=us-east-1\nTREEMUX_TABLE={}\nTREEMUX_INPUT_BUCKET={}\n\
+             TREEMUX_OUTPUT_BUCKET={}\nTREEMUX_UPLOAD_QUEUE_URL={}\n",
+            endpoint(),
+            self.store.table,
+            self.input_bucket,
+            self.output_bucket,
+            self.upload_queue
+        );
+        std::fs::write(&path, text).expect("env file");
+        path
+    }
+
     pub async fn download(&self, key: &str) -> PathBuf {
         let object = self
             .s3
