@@ -61,6 +61,18 @@ def resource_problem(resource, logical_ids, own_buckets=()):
     return f"unexpected resource {resource!r}"
 
 
+def conditional_branches(statements):
+    """The statements with each `Fn::If` replaced by both of its branches (an `AWS::NoValue`
+    branch adds nothing), so a statement granted only under a condition is checked too."""
+    for statement in statements:
+        if isinstance(statement, dict) and "Fn::If" in statement:
+            _, when_true, when_false = statement["Fn::If"]
+            yield from conditional_branches(
+                [branch for branch in (when_true, when_false) if branch != {"Ref": "AWS::NoValue"}])
+        else:
+            yield statement
+
+
 def problems(template):
     resources = template.get("Resources", {})
     logical_ids = set(resources)
@@ -83,7 +95,7 @@ def problems(template):
                 yield f"{name}: policy {policy} is a managed policy or SAM template; write its statements out"
                 continue
             statements = policy["Statement"]
-            for index, statement in enumerate(statements if isinstance(statements, list) else [statements]):
+            for index, statement in enumerate(conditional_branches(statements if isinstance(statements, list) else [statements])):
                 where = f"{name}: statement {statement.get('Sid', index)}"
                 if statement.get("Effect") != "Allow":
                     continue

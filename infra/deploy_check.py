@@ -132,7 +132,9 @@ def lifecycle_problems(template):
         statement
         for policy in role.get("Policies", [])
         for statement in policy["PolicyDocument"]["Statement"]
-        if "lambda:InvokeFunction" in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+        # A statement under a condition (Fn::If) grants no invocation.
+        if "Action" in statement
+        and "lambda:InvokeFunction" in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
     ]
     if destination == {"Fn::GetAtt": ["JobFailedFunction", "Arn"]}:
         if not invokes:

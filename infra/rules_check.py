@@ -66,6 +66,7 @@ PARAMETER_VARIABLES = {
     "MaxSegments": "TREEMUX_MAX_SEGMENTS",
     "OutputPrefix": "TREEMUX_OUTPUT_PREFIX",
     "JobTtlDays": "TREEMUX_TTL_DAYS",
+    "ProgressEventSeconds": "TREEMUX_PROGRESS_EVENT_SECONDS",
 }
 
 

@@ -369,7 +369,7 @@ fn apply_bench(inputs: &mut ModelInputs, report: &BenchReport) -> anyhow::Result
     Ok(())
 }
 
-fn print_projection(projection: &Projection) {
+pub(crate) fn print_projection(projection: &Projection) {
     let (inputs, lambda) = (&projection.inputs, &projection.lambda);
     outln!("{}", projection.note);
     outln!(

@@ -22,12 +22,15 @@ macro_rules! errln {
 mod bench;
 mod bench_cli;
 mod bench_ladder;
+mod dry_run;
 mod encode_args;
 mod inspect_cli;
+mod jobs_cli;
 mod model;
 mod model_chart;
 mod model_input;
 mod progress_bar;
+mod stack_cli;
 mod timeline;
 mod transcode_cli;
 mod tree_diagram;
@@ -66,6 +69,13 @@ enum Command {
     Model(bench_cli::ModelArgs),
     /// Draw a finished run's merge tree and timeline (SVG) from its JSON (`transcode --json`).
     Diagram(bench_cli::DiagramArgs),
+    /// Start a job on a deployed or local stack for s3://bucket/key (no re-upload); prints its id.
+    Submit(jobs_cli::SubmitArgs),
+    /// Follow a job (by id, or s3://bucket/key for the key's newest) to its end: progress, then
+    /// outputs and timings.
+    Status(jobs_cli::StatusArgs),
+    /// List a stack's recent jobs: state, age, input, output.
+    Jobs(jobs_cli::JobsArgs),
     /// Other subcommands run `treemux-SUBCOMMAND` (beside this binary or on PATH):
     /// `treemux worker` takes state-machine tasks from SQS (built by the worker crate).
     #[command(external_subcommand)]
@@ -93,6 +103,9 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench_cli::bench_command(args),
         Command::Model(args) => bench_cli::model_command(args),
         Command::Diagram(args) => bench_cli::diagram_command(args),
+        Command::Submit(args) => jobs_cli::submit_command(args),
+        Command::Status(args) => jobs_cli::status_command(args),
+        Command::Jobs(args) => jobs_cli::jobs_command(args),
         Command::External(args) => external(args),
     };
     match result {

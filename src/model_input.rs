@@ -39,7 +39,19 @@ pub struct PlannedInput {
 
 /// Probes `path` and plans it under `inputs`' plan limits.
 pub fn plan_input(path: &Path, inputs: &ModelInputs) -> anyhow::Result<PlannedInput> {
-    let mut info = probe::probe(path)?;
+    let info = probe::probe(path)?;
+    let source = Source::file(path)?;
+    plan_probed(path, &source, info, inputs)
+}
+
+/// Plans `source` (named `path`), probed as `info`, under `inputs`' plan limits: a local file,
+/// or an object read by ranges (`treemux submit --dry-run`).
+pub fn plan_probed(
+    path: &Path,
+    source: &Source,
+    mut info: treemux_core::media::probe::MediaInfo,
+    inputs: &ModelInputs,
+) -> anyhow::Result<PlannedInput> {
     let seconds = info.video.duration_seconds();
     if seconds <= 0.0 {
         anyhow::bail!("{}: the video has no duration", path.display());
@@ -49,8 +61,7 @@ pub fn plan_input(path: &Path, inputs: &ModelInputs) -> anyhow::Result<PlannedIn
         min_segment_seconds: inputs.min_segment_seconds,
         ..PlanOptions::default()
     };
-    let source = Source::file(path)?;
-    let plan = engine::plan_at_real_keyframes(&source, &mut info, path, &options)
+    let plan = engine::plan_at_real_keyframes(source, &mut info, path, &options)
         .with_context(|| format!("{}: cannot plan segments", path.display()))?;
     let frames = plan.frame_count.max(1) as f64;
     let video_bytes: Option<u64> = (!info.video_packets_at.is_empty())

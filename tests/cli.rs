@@ -436,3 +436,36 @@ fn unwritable_directories_and_late_write_failures_name_the_users_output() {
             .all(|name| !name.ends_with(".partial")));
     }
 }
+
+/// `submit`, `status` and `jobs` say which stack they need before anything else: none named
+/// (and no TREEMUX_LOCAL_STACK_ENDPOINT), an env file that is not there or not a local stack's,
+/// an input that is not an s3:// address. (Against a stack: worker/tests/e2e_cli.rs.)
+#[test]
+fn stack_commands_name_what_is_missing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("no-such-env");
+    let not_env = dir.path().join("env");
+    std::fs::write(&not_env, "HELLO=1\n").expect("write");
+    let cases: [(Vec<&str>, &str); 4] = [
+        (vec!["jobs"], "which stack? --stack NAME"),
+        (
+            vec!["status", "abc", "--local", path(&missing)],
+            "cannot read the local stack's env file",
+        ),
+        (vec!["jobs", "--local", path(&not_env)], "no TREEMUX_TABLE"),
+        (
+            vec!["submit", "in/a.mp4", "--local", path(&not_env)],
+            "in/a.mp4: expected s3://bucket/key",
+        ),
+    ];
+    for (args, said) in cases {
+        let result = treemux()
+            .args(&args)
+            .env_remove("TREEMUX_LOCAL_STACK_ENDPOINT")
+            .output()
+            .expect("treemux runs");
+        let message = stderr(&result);
+        assert!(!result.status.success(), "{args:?}");
+        assert!(message.contains(said), "{args:?}: {said:?} in {message}");
+    }
+}

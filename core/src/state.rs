@@ -110,6 +110,8 @@ pub struct InMemoryStateStore {
     jobs: Mutex<HashMap<String, JobRecord>>,
     /// Newest job per input `(bucket, key)`: `(job, order)`.
     latest: Mutex<HashMap<(String, String), (String, String)>>,
+    /// The last progress event claimed per job: `(unix milliseconds, percent)`.
+    progress_events: Mutex<HashMap<String, (u64, u64)>>,
 }
 
 impl InMemoryStateStore {
@@ -419,12 +421,48 @@ pub trait JobStore: Send + Sync {
         order: &str,
     ) -> impl Future<Output = Result<LatestClaim, StateError>> + Send;
 
+    /// Records `job_id` as the newest job for input `bucket`/`key` now, at the upload order
+    /// recorded for the key (the lowest when none is): a job submitted for an object already
+    /// stored (`treemux submit`) replaces the key's job, and any later upload replaces it in
+    /// turn. Atomic; returns the job it replaced, if another.
+    fn take_latest(
+        &self,
+        bucket: &str,
+        key: &str,
+        job_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, StateError>> + Send;
+
     /// The newest job recorded for input `bucket`/`key`.
     fn latest_job(
         &self,
         bucket: &str,
         key: &str,
     ) -> impl Future<Output = Result<Option<String>, StateError>> + Send;
+
+    /// Claims the right to announce job `job_id` at `percent` now (`now_ms`, Unix milliseconds):
+    /// true when no progress event was claimed yet, or the last one was claimed at least
+    /// `interval_ms` before and at a lower percentage. Atomic, so of many tasks finishing
+    /// together one announces, at most once per interval, with percentages that only grow.
+    fn claim_progress_event(
+        &self,
+        job_id: &str,
+        percent: u64,
+        now_ms: u64,
+        interval_ms: u64,
+    ) -> impl Future<Output = Result<bool, StateError>> + Send;
+}
+
+/// The rule of [`JobStore::claim_progress_event`] over the last claim `(ms, percent)`, shared by
+/// every store.
+pub fn progress_event_due(
+    last: Option<(u64, u64)>,
+    percent: u64,
+    now_ms: u64,
+    interval_ms: u64,
+) -> bool {
+    last.is_none_or(|(at, last_percent)| {
+        at.saturating_add(interval_ms) <= now_ms && last_percent < percent
+    })
 }
 
 /// The rule of [`JobStore::claim_latest`] over the recorded `(job, order)`, shared by every store.
@@ -591,6 +629,51 @@ impl JobStore for InMemoryStateStore {
             latest.insert(slot, (job_id.to_owned(), order.to_owned()));
         }
         Ok(claim)
+    }
+
+    async fn claim_progress_event(
+        &self,
+        job_id: &str,
+        percent: u64,
+        now_ms: u64,
+        interval_ms: u64,
+    ) -> Result<bool, StateError> {
+        if !self
+            .jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains_key(job_id)
+        {
+            return Err(StateError::MissingJob {
+                job: job_id.to_owned(),
+            });
+        }
+        let mut claims = self
+            .progress_events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let due = progress_event_due(claims.get(job_id).copied(), percent, now_ms, interval_ms);
+        if due {
+            claims.insert(job_id.to_owned(), (now_ms, percent));
+        }
+        Ok(due)
+    }
+
+    async fn take_latest(
+        &self,
+        bucket: &str,
+        key: &str,
+        job_id: &str,
+    ) -> Result<Option<String>, StateError> {
+        let mut latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let slot = latest
+            .entry((bucket.to_owned(), key.to_owned()))
+            .or_insert_with(|| (job_id.to_owned(), String::new()));
+        let previous = std::mem::replace(&mut slot.0, job_id.to_owned());
+        Ok(Some(previous).filter(|previous| previous != job_id))
     }
 
     async fn latest_job(&self, bucket: &str, key: &str) -> Result<Option<String>, StateError> {

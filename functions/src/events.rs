@@ -12,6 +12,10 @@ use treemux_core::tree::NodeId;
 pub struct S3Event {
     #[serde(rename = "Records", default)]
     pub records: Vec<S3EventRecord>,
+    /// A job submitted for an object already stored (`treemux submit`), beside or instead of
+    /// the records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submit: Option<Box<crate::submit::SubmitRequest>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

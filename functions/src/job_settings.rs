@@ -121,6 +121,25 @@ impl SettingsLayer {
         Ok(layer)
     }
 
+    /// This layer with `top` over it: each setting `top` sets replaces this one's (crf and
+    /// bitrate as one rate control).
+    pub fn under(mut self, top: &SettingsLayer) -> Self {
+        if top.rate.is_some() {
+            self.from.remove("crf");
+            self.from.remove("bitrate");
+            self.rate = top.rate;
+        }
+        self.codec = top.codec.or(self.codec);
+        self.preset = top.preset.clone().or(self.preset);
+        self.height = top.height.or(self.height);
+        self.upscale = top.upscale.or(self.upscale);
+        self.container = top.container.or(self.container);
+        self.template = top.template.clone().or(self.template);
+        self.from
+            .extend(top.from.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self
+    }
+
     /// A JSON object of settings (`{"codec": "h265", "crf": 26}`): a job spec or one of the
     /// stack's templates. `origin` names it in errors; `template` allows a `template` setting.
     pub fn from_json(
@@ -395,13 +414,28 @@ pub fn resolve(
     Ok(resolved)
 }
 
+/// A message of the core's checks (worded for the command line: `--height 720 …; add
+/// --upscale …`) in the job settings' terms: each `--<setting>` named as the setting, and how to
+/// allow upscaling on AWS.
+pub fn in_setting_terms(message: &str) -> String {
+    let mut message = message.replace(
+        "add --upscale",
+        "set upscale (x-amz-meta-treemux-upscale: true, \"upscale\": true in the job spec, or treemux submit --upscale)",
+    );
+    for name in SETTING_NAMES {
+        message = message.replace(&format!("--{name} "), &format!("{name} "));
+        message = message.replace(&format!("--{name}"), name);
+    }
+    message
+}
+
 impl ResolvedSettings {
     /// The core's checks that need no source: the preset and rate for the codec, and a
     /// container that can hold it.
     fn check(&self) -> Result<(), SettingsError> {
         let JobSettings { container, encode } = &self.settings;
         let invalid = |problem: String| SettingsError::Invalid {
-            problem,
+            problem: in_setting_terms(&problem),
             origins: self.origins(),
         };
         if !container.allows(encode.codec) {
@@ -545,7 +579,7 @@ mod tests {
                 && e.contains("container from x-amz-meta-treemux-container"))
         );
         let preset = check(&[("treemux-preset", "sluggish")]);
-        assert!(preset.is_err_and(|e| e.contains("--preset sluggish")
+        assert!(preset.is_err_and(|e| e.contains("preset sluggish")
             && e.contains("preset from x-amz-meta-treemux-preset")));
         assert!(check(&[("treemux-crf", "60")]).is_err_and(|e| e.contains("0 to 51")));
         let template = check(&[("treemux-template", "web")]);

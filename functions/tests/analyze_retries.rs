@@ -81,6 +81,7 @@ async fn setup(test: &str) -> Setup {
             },
             objects: S3Store::new(s3.clone()),
             executions: Starter::default(),
+            events: Default::default(),
             config: Config {
                 scratch_root: dir.path().join("efs"),
                 output_bucket: format!("{name}-out"),

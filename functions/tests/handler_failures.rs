@@ -244,6 +244,7 @@ async fn analyze_giving_up_fails_its_created_job_with_the_cause() {
         store: base.store,
         objects: UnavailableObjects,
         executions: base.executions,
+        events: base.events,
         config: base.config,
     };
     let event: S3Event = serde_json::from_str(&fixture("s3-object-created.json")).expect("event");
@@ -311,6 +312,7 @@ async fn analyze_giving_up_fails_its_created_job_with_the_cause() {
             store: InMemoryStateStore::new(),
             objects: UnavailableObjects,
             executions: RecordingStarter::default(),
+            events: Default::default(),
             config: services.config.clone(),
         };
         let mut record = created.clone();

@@ -205,7 +205,8 @@ async fn each_bad_setting_fails_the_job_naming_the_key_and_the_setting() {
             &[("treemux-height", "720")],
             None,
             &[
-                "--height 720 is above the source's height of 180 pixels",
+                "height 720 is above the source's height of 180 pixels",
+                "set upscale (x-amz-meta-treemux-upscale: true",
                 "height from x-amz-meta-treemux-height",
             ],
         ),
@@ -220,7 +221,7 @@ async fn each_bad_setting_fails_the_job_naming_the_key_and_the_setting() {
         (
             &[("treemux-preset", "sluggish")],
             None,
-            &["--preset sluggish", "preset from x-amz-meta-treemux-preset"],
+            &["preset sluggish", "preset from x-amz-meta-treemux-preset"],
         ),
         (
             &[("treemux-template", "web")],
@@ -341,4 +342,93 @@ async fn a_re_upload_with_new_settings_is_a_new_job_and_a_repeated_event_is_not(
     };
     assert_eq!(id(&services.config), second.job_id);
     assert_ne!(id(&other), second.job_id);
+}
+
+/// A submitted job (`treemux submit`): the request's settings over the object's metadata, the
+/// job's id the request's own, the settings recorded with `treemux submit` as their origin; it
+/// takes the key, and an upload after it supersedes it.
+#[tokio::test]
+async fn a_submitted_job_runs_with_its_settings_over_the_metadata() {
+    use treemux_functions::submit::SubmitRequest;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let services = services(dir.path(), "06_bbb_vp9_opus_320x180.webm");
+    set_metadata(
+        &services,
+        &[("treemux-crf", "30"), ("treemux-height", "90")],
+    );
+    let mut settings = serde_json::Map::new();
+    settings.insert("crf".into(), 20.into());
+    settings.insert("container".into(), "mkv".into());
+    let request = SubmitRequest {
+        bucket: BUCKET.into(),
+        key: KEY.into(),
+        request_id: "request-1".into(),
+        settings,
+        ..SubmitRequest::default()
+    };
+    let submitted = S3Event {
+        submit: Some(Box::new(request.clone())),
+        ..S3Event::default()
+    };
+    let outcome = handlers::analyze(&services, submitted)
+        .await
+        .expect("analyze");
+    assert_eq!(outcome.jobs.len(), 1);
+    assert_eq!(outcome.jobs[0].job_id, request.job_id());
+    assert_eq!(outcome.jobs[0].outcome, "started");
+    let record = job(&services.store, &request.job_id()).await;
+    let recorded = record.settings.clone().expect("settings");
+    assert_eq!(recorded.encode.rate, RateControl::Crf(20));
+    assert_eq!(
+        recorded.encode.height,
+        Some(90),
+        "the metadata's, not overridden"
+    );
+    assert_eq!(recorded.container, Container::Matroska);
+    assert_eq!(record.settings_from["crf"], "treemux submit: crf");
+    assert_eq!(record.settings_from["height"], "x-amz-meta-treemux-height");
+    assert_eq!(record.upload, "submit:request-1");
+    assert!(record.output.ends_with(".mkv"), "{}", record.output);
+    // An upload of the key after the submission is newer: it supersedes the submitted job.
+    handlers::analyze(&services, event("0055AED6DCD90281E6"))
+        .await
+        .expect("a later upload");
+    assert_eq!(
+        job(&services.store, &request.job_id()).await.status,
+        JobStatus::Superseded
+    );
+}
+
+/// A submitted job with a setting treemux does not know: FAILED before any work, naming the
+/// setting and `treemux submit`.
+#[tokio::test]
+async fn a_submitted_job_with_an_unknown_setting_fails_naming_it() {
+    use treemux_functions::submit::SubmitRequest;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let services = services(dir.path(), "06_bbb_vp9_opus_320x180.webm");
+    let mut settings = serde_json::Map::new();
+    settings.insert("colour".into(), "red".into());
+    let request = SubmitRequest {
+        bucket: BUCKET.into(),
+        key: KEY.into(),
+        request_id: "request-2".into(),
+        settings,
+        ..SubmitRequest::default()
+    };
+    let event = S3Event {
+        submit: Some(Box::new(request.clone())),
+        ..S3Event::default()
+    };
+    let error = handlers::analyze(&services, event)
+        .await
+        .expect_err("an unknown setting");
+    assert_eq!(error.name(), "TreemuxInvalidInput");
+    let record = job(&services.store, &request.job_id()).await;
+    assert_eq!(record.status, JobStatus::Failed);
+    let cause = record.error.unwrap_or_default();
+    assert!(
+        cause.contains("treemux submit") && cause.contains("unknown setting \"colour\""),
+        "{cause}"
+    );
+    assert!(services.executions.started.lock().expect("lock").is_empty());
 }

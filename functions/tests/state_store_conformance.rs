@@ -450,10 +450,119 @@ where
     }
 }
 
+/// A submitted job takes its key at the order recorded (`take_latest`): it replaces the key's
+/// job, a later upload replaces it, an earlier one does not; on a key with no job it is the
+/// newest, and any upload after it is newer.
+async fn submitted_jobs_take_the_key<S: JobStore>(store: &S) {
+    use treemux_core::state::LatestClaim;
+    let (bucket, key) = ("in", "uploads/submitted.mp4");
+    let order = "s0000000000000000000000000000000000000002";
+    assert_eq!(
+        store
+            .claim_latest(bucket, key, "u1", order)
+            .await
+            .expect("claim"),
+        LatestClaim::Newest { previous: None }
+    );
+    assert_eq!(
+        store.take_latest(bucket, key, "sub1").await.expect("take"),
+        Some("u1".to_owned())
+    );
+    assert_eq!(
+        store.take_latest(bucket, key, "sub1").await.expect("again"),
+        None
+    );
+    assert_eq!(
+        store
+            .latest_job(bucket, key)
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("sub1")
+    );
+    assert_eq!(
+        store
+            .claim_latest(
+                bucket,
+                key,
+                "u0",
+                "s0000000000000000000000000000000000000001"
+            )
+            .await
+            .expect("claim"),
+        LatestClaim::Older {
+            newest: "sub1".to_owned()
+        },
+        "an older upload delivered late"
+    );
+    assert_eq!(
+        store
+            .claim_latest(
+                bucket,
+                key,
+                "u3",
+                "s0000000000000000000000000000000000000003"
+            )
+            .await
+            .expect("claim"),
+        LatestClaim::Newest {
+            previous: Some("sub1".to_owned())
+        }
+    );
+    let fresh = "uploads/never-uploaded.mp4";
+    assert_eq!(
+        store
+            .take_latest(bucket, fresh, "sub2")
+            .await
+            .expect("take"),
+        None
+    );
+    assert_eq!(
+        store
+            .claim_latest(bucket, fresh, "u4", "t2026-01-01T00:00:00.000Z")
+            .await
+            .expect("claim"),
+        LatestClaim::Newest {
+            previous: Some("sub2".to_owned())
+        }
+    );
+}
+
+/// The claim behind the progress events' rate limit: the first claim wins, then at most one per
+/// interval and only at a higher percentage; the record's own updates are untouched by it and
+/// do not reset it; a job without a record has no claim.
+async fn progress_event_claims<S: JobStore>(store: &S, job: &str) {
+    assert!(store.create_job(&record(job)).await.expect("create"));
+    let claim = |percent, at| store.claim_progress_event(job, percent, at, 10_000);
+    assert!(claim(10, 1_000).await.expect("claim"), "the first claim");
+    assert!(!claim(20, 5_000).await.expect("claim"), "too soon");
+    assert!(claim(20, 11_000).await.expect("claim"), "due");
+    let update = JobUpdate::SegmentDone {
+        index: 0,
+        seconds: 1.0,
+        frames: 10,
+    };
+    store.update_job(job, &update, 2).await.expect("update");
+    assert!(!claim(20, 30_000).await.expect("claim"), "no growth");
+    assert!(claim(30, 30_000).await.expect("claim"), "grown and due");
+    let read = store.get_job(job).await.expect("get").expect("exists");
+    assert_eq!(
+        read.segments_done,
+        BTreeSet::from([0]),
+        "the record is intact"
+    );
+    assert!(matches!(
+        store.claim_progress_event("0fff", 1, 0, 0).await,
+        Err(StateError::MissingJob { .. })
+    ));
+}
+
 #[tokio::test]
 async fn in_memory_store() {
     conformance(&InMemoryStateStore::new(), "0a1b").await;
     latest_jobs(&InMemoryStateStore::new()).await;
+    progress_event_claims(&InMemoryStateStore::new(), "0e1f").await;
+    submitted_jobs_take_the_key(&InMemoryStateStore::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -492,6 +601,8 @@ async fn dynamodb_store_on_the_local_stack() {
     };
     conformance(&store, "0a1b").await;
     latest_jobs(&store).await;
+    progress_event_claims(&store, "0e1f").await;
+    submitted_jobs_take_the_key(&store).await;
     // The record is readable as it is with `aws dynamodb get-item` (docs/deploy.md): one
     // attribute per field, not JSON inside a string.
     let item = client

@@ -159,7 +159,7 @@ pub(crate) async fn handle_upload<S, O, X>(
             )
         }
     };
-    if event.records.is_empty() {
+    if event.records.is_empty() && event.submit.is_none() {
         return; // s3:TestEvent, sent once when the notification is configured.
     }
     let Ok(input) = serde_json::to_value(&event) else {

@@ -91,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
                 },
                 store: services.store,
                 executions: services.executions,
+                events: services.events,
             };
             let sdk = aws::sdk_config().await;
             let options = WorkerOptions {

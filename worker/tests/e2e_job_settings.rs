@@ -176,11 +176,13 @@ async fn metadata_and_a_job_spec_make_the_output_and_a_bad_setting_fails_the_job
     for part in [
         "TreemuxInvalidInput",
         &format!("s3://{}/{bad}", stack.input_bucket),
-        "--height 720 is above the source's height of 360 pixels",
+        "height 720 is above the source's height of 360 pixels",
+        "set upscale (x-amz-meta-treemux-upscale: true",
         "height from x-amz-meta-treemux-height",
     ] {
         assert!(error.contains(part), "{part:?} in {error:?}");
     }
+    assert!(!error.contains("--"), "no command-line wording: {error:?}");
     assert_eq!(
         stack.executions().await,
         1,

@@ -394,6 +394,82 @@ impl JobStore for DynamoStore {
         }
     }
 
+    async fn take_latest(
+        &self,
+        bucket: &str,
+        key: &str,
+        job_id: &str,
+    ) -> Result<Option<String>, StateError> {
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::latest_key(bucket, key)))
+            .update_expression(
+                "SET job_id = :job, kind = :kind, #source = :source, expires_at = :expires, \
+                 upload_order = if_not_exists(upload_order, :lowest)",
+            )
+            .expression_attribute_names("#source", "source")
+            .expression_attribute_values(":job", s(job_id))
+            .expression_attribute_values(":kind", s("latest"))
+            .expression_attribute_values(":source", s(format!("s3://{bucket}/{key}")))
+            .expression_attribute_values(":expires", self.expires())
+            .expression_attribute_values(":lowest", s(""))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(updated
+            .attributes()
+            .and_then(|a| a.get("job_id"))
+            .and_then(|v| v.as_s().ok())
+            .filter(|previous| previous.as_str() != job_id)
+            .cloned())
+    }
+
+    async fn claim_progress_event(
+        &self,
+        job_id: &str,
+        percent: u64,
+        now_ms: u64,
+        interval_ms: u64,
+    ) -> Result<bool, StateError> {
+        // The rule of treemux_core::state::progress_event_due, as one conditional write beside
+        // the record's fields (its optimistic version is not touched: no task's update of the
+        // record is made to retry by an announcement).
+        let claimed = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::job_key(job_id)))
+            .update_expression("SET progress_event_at = :now, progress_event_percent = :percent")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(progress_event_at) \
+                 OR (progress_event_at <= :due AND progress_event_percent < :percent))",
+            )
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":due", n(now_ms.saturating_sub(interval_ms)))
+            .expression_attribute_values(":percent", n(percent))
+            .send()
+            .await;
+        match claimed {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                if self.read_job(job_id).await?.is_none() {
+                    return Err(StateError::MissingJob {
+                        job: job_id.to_owned(),
+                    });
+                }
+                Ok(false)
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
     async fn latest_job(&self, bucket: &str, key: &str) -> Result<Option<String>, StateError> {
         let item = self
             .client
@@ -412,8 +488,17 @@ impl JobStore for DynamoStore {
     }
 }
 
-/// Attributes of the job item that are not [`JobRecord`] fields.
-const JOB_ITEM_EXTRAS: [&str; 5] = ["pk", "sk", "kind", "version", "expires_at"];
+/// Attributes of the job item that are not [`JobRecord`] fields (the last two: the last progress
+/// event claimed, [`JobStore::claim_progress_event`]).
+const JOB_ITEM_EXTRAS: [&str; 7] = [
+    "pk",
+    "sk",
+    "kind",
+    "version",
+    "expires_at",
+    "progress_event_at",
+    "progress_event_percent",
+];
 
 /// A JSON value as a DynamoDB attribute: objects become maps, arrays lists, numbers numbers.
 fn to_attribute(value: &serde_json::Value) -> AttributeValue {
@@ -523,6 +608,16 @@ impl DynamoStore {
         let Some(attributes) = item.item() else {
             return Ok(None);
         };
+        job_from_item(job_id, attributes).map(Some)
+    }
+}
+
+/// A job item's record and its optimistic `version`.
+pub(super) fn job_from_item(
+    job_id: &str,
+    attributes: &HashMap<String, AttributeValue>,
+) -> Result<(JobRecord, u64), StateError> {
+    {
         let unreadable = |e: serde_json::Error| StateError::Corrupt {
             job: job_id.to_owned(),
             reason: e.to_string(),
@@ -544,7 +639,7 @@ impl DynamoStore {
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        Ok(Some((record, version)))
+        Ok((record, version))
     }
 }
 

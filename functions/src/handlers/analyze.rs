@@ -3,8 +3,8 @@
 
 use super::event_jobs::{new_job_record, EventJob};
 use super::{
-    blocking, event_jobs, now, object_source, read_existing_manifest, supersede, write_once,
-    Services, Upload,
+    announce, blocking, event_jobs, now, object_source, read_existing_manifest, supersede,
+    write_once, Services, Upload,
 };
 use crate::error::HandlerError;
 use crate::events::{AnalyzeOutcome, AnalyzedJob, ExecutionInput, S3Event};
@@ -136,16 +136,23 @@ where
         }
     }
     // Newest upload wins: an older one stops here; a newer one stops the key's previous job.
-    match services
-        .store
-        .claim_latest(bucket, key, id, &upload.order)
-        .await?
-    {
+    // A submitted job is the newest when it is analyzed (uploads after it are newer).
+    let claim = if upload.submitted.is_some() {
+        LatestClaim::Newest {
+            previous: services.store.take_latest(bucket, key, id).await?,
+        }
+    } else {
+        services
+            .store
+            .claim_latest(bucket, key, id, &upload.order)
+            .await?
+    };
+    match claim {
         LatestClaim::Older { newest } => {
             let reason = format!(
                 "superseded by job {newest}: a newer upload of s3://{bucket}/{key} came first"
             );
-            supersede(&services.store, id, &newest, reason).await?;
+            supersede(services, id, &newest, reason).await?;
             return Ok(("superseded", 0));
         }
         LatestClaim::Newest {
@@ -154,7 +161,7 @@ where
             let reason = format!(
                 "superseded by job {id}: s3://{bucket}/{key} was uploaded again while this job ran"
             );
-            supersede(&services.store, &previous, id, reason).await?;
+            supersede(services, &previous, id, reason).await?;
             tracing::info!(job_id = %previous, superseded_by = %id, key, "job superseded");
         }
         LatestClaim::Newest { previous: None } => {}
@@ -202,6 +209,7 @@ where
                     now(),
                 )
                 .await?;
+            announce::state(services, id).await;
             Ok(("started", manifest.tree.real_leaves))
         }
         Err(error) if error.kind == treemux_core::ErrorKind::Superseded => {
@@ -212,7 +220,7 @@ where
                 .await?
                 .filter(|newest| newest != id)
                 .unwrap_or_default();
-            supersede(&services.store, id, &newest, error.message.clone()).await?;
+            supersede(services, id, &newest, error.message.clone()).await?;
             let _ = tokio::fs::remove_dir_all(JobPaths::new(&config.scratch_root, id).dir).await;
             Ok(("superseded", 0))
         }
@@ -222,6 +230,7 @@ where
                     error: format!("{}: {}", error.name(), error.message),
                 };
                 services.store.update_job(id, &failure, now()).await?;
+                announce::state(services, id).await;
                 let _ =
                     tokio::fs::remove_dir_all(JobPaths::new(&config.scratch_root, id).dir).await;
             }
@@ -308,7 +317,10 @@ where
         let with_origins = |error: treemux_core::Error| {
             let mut error = HandlerError::from(error);
             if error.kind == treemux_core::ErrorKind::InvalidInput {
-                error.message = format!("{} (job settings: {origins})", error.message);
+                error.message = format!(
+                    "{} (job settings: {origins})",
+                    job_settings::in_setting_terms(&error.message)
+                );
             }
             error
         };
@@ -380,8 +392,8 @@ where
 }
 
 /// The settings of `upload`'s job: the stack's, a template, its job spec (`<key>.treemux.json`
-/// beside it, read at any version: it is not part of the upload) and its object `metadata`
-/// ([`crate::job_settings`]). A setting that cannot be read or does not fit is
+/// beside it, read at any version: it is not part of the upload), its object `metadata`
+/// ([`crate::job_settings`]) and, for a submitted job, the submitter's settings over them. A setting that cannot be read or does not fit is
 /// `TreemuxInvalidInput` naming the upload and the setting.
 async fn job_settings<S, O, X>(
     services: &Services<S, O, X>,
@@ -395,7 +407,13 @@ where
     let (bucket, key) = (upload.bucket.as_str(), upload.key.as_str());
     let invalid =
         |error: SettingsError| HandlerError::invalid(format!("s3://{bucket}/{key}: {error}"));
-    let metadata = SettingsLayer::from_metadata(metadata).map_err(invalid)?;
+    let mut metadata = SettingsLayer::from_metadata(metadata).map_err(invalid)?;
+    if let Some(submitted) = &upload.submitted {
+        let value = serde_json::Value::Object(submitted.clone());
+        let submitted = SettingsLayer::from_json(&value, crate::submit::SUBMIT_ORIGIN, true)
+            .map_err(invalid)?;
+        metadata = metadata.under(&submitted);
+    }
     let spec_key = job_settings::spec_key(key);
     let any = ObjectVersion::default();
     let spec = match services.objects.head(bucket, &spec_key, &any).await {

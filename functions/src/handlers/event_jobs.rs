@@ -10,6 +10,7 @@ use crate::job::{
 };
 use crate::job_settings::is_job_spec;
 use crate::ports::ObjectVersion;
+use crate::submit::SubmitRequest;
 use treemux_core::state::{JobRecord, JobStatus};
 use treemux_core::summary::RunOutput;
 
@@ -23,8 +24,11 @@ pub struct Upload {
     pub version: ObjectVersion,
     /// The event's identity ([`JobIdentity::upload`]).
     pub upload: String,
-    /// Rank among uploads of this key ([`upload_order`]).
+    /// Rank among uploads of this key ([`upload_order`]); empty for a submitted job, which
+    /// takes the key at the order recorded ([`JobStore::take_latest`](treemux_core::state::JobStore::take_latest)).
     pub order: String,
+    /// A submitted job's own settings (`treemux submit`), over the object's metadata.
+    pub submitted: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Upload {
@@ -52,10 +56,24 @@ impl Upload {
             version: ObjectVersion { version_id, e_tag },
             upload: sequencer.or(event_time).unwrap_or("").to_owned(),
             order: upload_order(sequencer, event_time, &now_iso()),
+            submitted: None,
         })
     }
 
-    /// The id of this upload's job under `config`.
+    /// The upload a submitted job reads: the object as the submitter found it.
+    pub fn from_submit(request: &SubmitRequest) -> Self {
+        Self {
+            bucket: request.bucket.clone(),
+            key: request.key.clone(),
+            version: request.version(),
+            upload: request.upload(),
+            order: String::new(),
+            submitted: Some(request.settings.clone()),
+        }
+    }
+
+    /// The id of this upload's job under `config` (a submitted job's is its request's,
+    /// [`SubmitRequest::job_id`]).
     pub fn job_id(&self, config: &Config) -> String {
         let settings = settings_fingerprint(
             &config.settings,
@@ -96,15 +114,23 @@ pub enum EventJob {
     Job { upload: Upload, id: String },
 }
 
-/// The jobs an S3 event names, one per `ObjectCreated` record, in order: the one derivation of
+/// The jobs an S3 event names, one per `ObjectCreated` record, in order, then its submitted job: the one derivation of
 /// job ids from events, used by analyze and by job-failed for the events analyze gave up on.
 /// A job spec's upload is not a job. A record whose key cannot be decoded is an error (`TreemuxInvalidInput`).
 pub fn event_jobs<'a>(
     config: &'a Config,
     event: &'a S3Event,
 ) -> impl Iterator<Item = Result<EventJob, HandlerError>> + 'a {
-    created_records(event).map(move |record| {
-        let upload = Upload::from_record(record)?;
+    let uploads = created_records(event)
+        .map(|record| Upload::from_record(record).map(|upload| (upload, None)))
+        .chain(
+            event
+                .submit
+                .iter()
+                .map(|request| Ok((Upload::from_submit(request), Some(request.job_id())))),
+        );
+    uploads.map(move |upload| {
+        let (upload, submitted_id) = upload?;
         Ok(
             if is_treemux_output(
                 &config.output_bucket,
@@ -116,7 +142,7 @@ pub fn event_jobs<'a>(
             } else if is_job_spec(&upload.key) {
                 EventJob::Spec(upload)
             } else {
-                let id = upload.job_id(config);
+                let id = submitted_id.unwrap_or_else(|| upload.job_id(config));
                 EventJob::Job { upload, id }
             },
         )

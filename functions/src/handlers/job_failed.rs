@@ -50,6 +50,11 @@ where
                 .await?
                 .map(|job| job.status);
             tracing::error!(job_id = %task.job_id, outcome = ?status, cause = %error, "job-failed");
+            // The job's end (unless it ended otherwise): job-failed runs once per failed
+            // execution (twice at most, when the Catch and a timeout rule both report it).
+            if status == Some(JobStatus::Failed) {
+                super::announce::state(services, &task.job_id).await;
+            }
             remove_scratch(&services.config, &services.objects, &task.job_id).await;
             Ok(JobFailedOutcome {
                 job_ids: vec![task.job_id],
@@ -105,6 +110,7 @@ where
             error: Some(cause.clone()),
             ..new_job_record(config, &upload, &id)
         };
+        let before = services.store.get_job(&id).await?.map(|job| job.status);
         if !services.store.create_job(&failed).await? {
             let update = JobUpdate::NeverStarted {
                 error: cause.clone(),
@@ -114,6 +120,9 @@ where
         let status = services.store.get_job(&id).await?.map(|job| job.status);
         if status == Some(JobStatus::Failed) {
             remove_scratch(config, &services.objects, &id).await;
+            if before != Some(JobStatus::Failed) {
+                super::announce::state(services, &id).await;
+            }
         }
         tracing::error!(
             job_id = %id,

@@ -33,7 +33,7 @@ async fn ensure_newest<S: JobStore, O: MultipartStore, X>(
             let reason = format!(
                 "superseded by job {newest}: s3://{bucket}/{key} was uploaded again while this job ran; its output is not written"
             );
-            supersede(&services.store, &manifest.job_id, &newest, reason.clone()).await?;
+            supersede(services, &manifest.job_id, &newest, reason.clone()).await?;
             let paths = JobPaths::new(&services.config.scratch_root, &manifest.job_id);
             abort_output_upload(&services.objects, &paths).await;
             let _ = tokio::fs::remove_dir_all(paths.dir).await;
@@ -226,6 +226,7 @@ where
         .store
         .update_job(&task.job_id, &JobUpdate::Succeeded, now())
         .await?;
+    super::announce::state(services, &task.job_id).await;
     let _ = tokio::fs::remove_dir_all(&paths.dir).await;
     tracing::info!(
         job_id = %task.job_id,

@@ -87,6 +87,7 @@ where
         .store
         .update_job(&task.job_id, &update, now())
         .await?;
+    super::announce::progress(services, &task.job_id).await;
     // Nothing is deleted: the segments are what the root reads, and the job's scratch goes
     // when the job ends (as in the local runner).
     mark_merged(&services.store, &task.job_id, task.node, task.child).await?;

@@ -5,6 +5,7 @@
 //!
 //! - this module: the services and configuration every handler takes, and what they share
 //!   (the job's manifest and source, fail-fast on dead jobs, failures recorded on the job);
+//! - `announce.rs`: the job events each state change sends ([`crate::job_events`]);
 //! - `event_jobs.rs`: an S3 event's uploads and the job id each one names;
 //! - `analyze.rs`: an upload → a planned job and its execution;
 //! - `segments.rs`: split-audio and split-and-convert (one segment);
@@ -13,6 +14,7 @@
 //! - `job_failed.rs`: a failed job's record and clean-up, also for an analyze that gave up.
 
 mod analyze;
+mod announce;
 mod event_jobs;
 mod job_failed;
 mod merge_audio;
@@ -30,6 +32,7 @@ pub use upload_parts::upload_parts;
 
 use crate::error::HandlerError;
 use crate::job::{JobManifest, JobPaths};
+use crate::job_events::JobEvents;
 use crate::job_settings::Templates;
 use crate::ports::{ObjectSource, ObjectStore, ObjectVersion};
 use std::path::{Path, PathBuf};
@@ -67,6 +70,8 @@ pub struct Services<S, O, X> {
     pub store: S,
     pub objects: O,
     pub executions: X,
+    /// Where job events go (EventBridge, the completion topic; none in most tests).
+    pub events: JobEvents,
     pub config: Config,
 }
 
@@ -169,13 +174,19 @@ async fn task<S: JobStore, T>(
     result
 }
 
-/// Marks `job` superseded; a job that is gone (expired) or already final is left as it is.
-async fn supersede<S: JobStore>(
-    store: &S,
+/// Marks `job` superseded (and announces it); a job that is gone (expired) or already final is
+/// left as it is.
+async fn supersede<S: JobStore, O, X>(
+    services: &Services<S, O, X>,
     job: &str,
     by: &str,
     reason: String,
 ) -> Result<(), HandlerError> {
+    let store = &services.store;
+    let was_final = store
+        .get_job(job)
+        .await?
+        .is_none_or(|record| record.status.is_final());
     match store
         .update_job(
             job,
@@ -187,7 +198,13 @@ async fn supersede<S: JobStore>(
         )
         .await
     {
-        Ok(()) | Err(StateError::MissingJob { .. }) => Ok(()),
+        Ok(()) => {
+            if !was_final {
+                announce::state(services, job).await;
+            }
+            Ok(())
+        }
+        Err(StateError::MissingJob { .. }) => Ok(()),
         Err(error) => Err(error.into()),
     }
 }

@@ -150,6 +150,7 @@ where
         .store
         .update_job(&task.job_id, &update, now())
         .await?;
+    super::announce::progress(services, &task.job_id).await;
     let next = engine::node_finished(&services.store, &task.job_id, &tree, leaf, &crashes).await?;
     tracing::info!(
         job_id = %task.job_id,

@@ -4,12 +4,14 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use treemux_core::plan::PlanOptions;
 use treemux_core::settings::{Container, EncodeSettings, VideoCodec};
 use treemux_core::state::{InMemoryStateStore, JobStore};
 use treemux_core::steps::NextStep;
 use treemux_functions::events::{ExecutionInput, JobTask, MergeTask, SegmentTask};
 use treemux_functions::handlers::{self, Config, Services};
+use treemux_functions::job_events::{JobEvents, RecordingSink};
 use treemux_functions::ports::{LocalDirStore, RecordingStarter};
 
 pub type TestServices = Services<InMemoryStateStore, LocalDirStore, RecordingStarter>;
@@ -49,6 +51,7 @@ pub fn services_for(dir: &Path, upload: &Path) -> TestServices {
         store: InMemoryStateStore::new(),
         objects,
         executions: RecordingStarter::default(),
+        events: JobEvents::default(),
         config: Config {
             scratch_root: dir.join("efs"),
             output_bucket: "treemux-output".into(),
@@ -64,6 +67,27 @@ pub fn services_for(dir: &Path, upload: &Path) -> TestServices {
             crashes: Default::default(),
         },
     }
+}
+
+/// [`services`] with the job events kept: every event (progress at every change) in the bus,
+/// completions in the topic.
+pub fn services_with_events(
+    dir: &Path,
+    upload: &str,
+) -> (TestServices, Arc<RecordingSink>, Arc<RecordingSink>) {
+    let (bus, topic) = (
+        Arc::new(RecordingSink::default()),
+        Arc::new(RecordingSink::default()),
+    );
+    let services = Services {
+        events: JobEvents {
+            bus: Some(bus.clone()),
+            completion: Some(topic.clone()),
+            progress_interval: std::time::Duration::ZERO,
+        },
+        ..services(dir, upload)
+    };
+    (services, bus, topic)
 }
 
 pub fn started_input(services: &TestServices) -> ExecutionInput {

@@ -7,4 +7,5 @@
 mod functions_common;
 pub use functions_common::*;
 
+pub mod job_events;
 pub mod stack;

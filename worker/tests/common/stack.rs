@@ -134,6 +134,8 @@ struct Worker {
 
 pub struct Stack {
     pub name: String,
+    /// Where the worker's job events arrive (EventBridge bus → rule → SQS).
+    pub job_events: super::job_events::JobEventQueue,
     pub s3: aws_sdk_s3::Client,
     pub sfn: aws_sdk_sfn::Client,
     pub store: DynamoStore,
@@ -155,6 +157,7 @@ struct WorkerEnv {
     task_queue: String,
     upload_queue: String,
     scratch: PathBuf,
+    event_bus: String,
     log: PathBuf,
     visibility_seconds: u32,
     extra: Vec<(String, String)>,
@@ -183,6 +186,8 @@ impl WorkerEnv {
             .env("TREEMUX_TASK_QUEUE_URL", &self.task_queue)
             .env("TREEMUX_UPLOAD_QUEUE_URL", &self.upload_queue)
             .env("TREEMUX_SCRATCH_DIR", &self.scratch)
+            .env("TREEMUX_EVENT_BUS", &self.event_bus)
+            .env("TREEMUX_PROGRESS_EVENT_SECONDS", "0")
             .env("TREEMUX_PRESET", "veryfast")
             .env("TREEMUX_THREADS", "1")
             .env("TREEMUX_MAX_SEGMENTS", "4")
@@ -287,6 +292,7 @@ impl Stack {
             .await
             .expect("state machine")
             .state_machine_arn;
+        let job_events = super::job_events::JobEventQueue::create(&config, &name).await;
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("efs")).expect("scratch");
         let store = DynamoStore {
@@ -308,6 +314,7 @@ impl Stack {
             task_queue: task_queue.clone(),
             upload_queue: upload_queue.clone(),
             scratch: dir.path().join("efs"),
+            event_bus: job_events.bus.clone(),
             log: dir.path().join("worker.log"),
             visibility_seconds: setup.visibility_seconds,
             extra: setup.env.clone(),
@@ -315,6 +322,7 @@ impl Stack {
         let child = worker_env.spawn(&faults);
         Stack {
             name,
+            job_events,
             s3,
             sfn,
             store,
@@ -514,6 +522,22 @@ impl Stack {
             .expect("list")
             .executions
             .len()
+    }
+
+    /// This stack as the local stack's env file describes one (`treemux submit --local PATH`).
+    pub fn write_env_file(&self) -> PathBuf {
+        let path = self.dir.path().join("env");
+        let text = format!(
+            "AWS_ENDPOINT_URL={}\nAWS_REGION=us-east-1\nTREEMUX_TABLE={}\nTREEMUX_INPUT_BUCKET={}\n\
+             TREEMUX_OUTPUT_BUCKET={}\nTREEMUX_UPLOAD_QUEUE_URL={}\n",
+            endpoint(),
+            self.store.table,
+            self.input_bucket,
+            self.output_bucket,
+            self.upload_queue
+        );
+        std::fs::write(&path, text).expect("env file");
+        path
     }
 
     pub async fn download(&self, key: &str) -> PathBuf {
