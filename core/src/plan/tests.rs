@@ -226,7 +226,11 @@ fn with_two_segments_per_worker_the_last_ones_shrink_and_are_encoded_last() {
         "{lengths:?} against {expected:?}"
     );
     let order = plan.encode_order();
-    assert_eq!(&order[4..], [4, 5, 6, 7], "the shrinking segments end the run");
+    assert_eq!(
+        &order[4..],
+        [4, 5, 6, 7],
+        "the shrinking segments end the run"
+    );
     // Three workers over nine segments: the last six shrink by two thirds each time.
     let three = plan_segments_by_cost(
         &frames,
@@ -240,7 +244,10 @@ fn with_two_segments_per_worker_the_last_ones_shrink_and_are_encoded_last() {
     )
     .expect("plan");
     let three: Vec<u64> = three.segments.iter().map(|s| s.frames).collect();
-    assert!(three[..3].iter().all(|&n| n.abs_diff(three[0]) <= 1), "{three:?}");
+    assert!(
+        three[..3].iter().all(|&n| n.abs_diff(three[0]) <= 1),
+        "{three:?}"
+    );
     assert!(three[2..].windows(2).all(|w| w[1] < w[0]), "{three:?}");
     // Fewer than two segments per worker, or one worker: equal shares.
     let equal = |options: PlanOptions| {
