@@ -36,6 +36,7 @@ pub mod settings;
 pub mod state;
 pub mod steps;
 pub mod summary;
+pub mod thumbnails;
 pub mod timestamps;
 pub mod tree;
 

@@ -102,6 +102,9 @@ pub struct RunSummary {
     /// What an HLS/DASH output wrote; absent for a file output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<PackageReport>,
+    /// The thumbnail files written (poster, sheets, WebVTT index); absent without.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thumbnails: Vec<PathBuf>,
 }
 
 impl From<&TranscodeReport> for RunSummary {
@@ -136,6 +139,7 @@ impl From<&TranscodeReport> for RunSummary {
             temp_dir: report.temp_dir.clone(),
             renditions: report.renditions.clone(),
             package: report.package.clone(),
+            thumbnails: report.thumbnails.clone(),
         }
     }
 }

@@ -244,6 +244,10 @@ pub struct JobManifest {
     pub plan: SegmentPlan,
     pub tree: MergeTree,
     pub audio_actions: Vec<AudioAction>,
+    /// The job's thumbnails, planned by analyze (its `poster`/`thumbnails` settings); absent
+    /// when it asked for none (and in manifests from before thumbnails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnails: Option<treemux_core::thumbnails::ThumbnailPlan>,
 }
 
 fn mp4() -> Container {
@@ -262,6 +266,7 @@ impl JobManifest {
             audio_actions: self.audio_actions.clone(),
             renditions: Vec::new(),
             keyframes: None,
+            thumbnails: self.thumbnails.clone(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod probe;
 pub mod remux;
 pub mod source;
 pub mod streams;
+pub mod thumbnail;
 pub mod verify;
 
 pub(crate) mod util;

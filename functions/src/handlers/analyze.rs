@@ -343,6 +343,7 @@ where
             plan,
             tree,
             audio_actions,
+            thumbnails,
             ..
         } = job;
         let segment_bytes = plan
@@ -368,6 +369,7 @@ where
                 plan,
                 tree,
                 audio_actions,
+                thumbnails,
             },
             opening,
         ))
