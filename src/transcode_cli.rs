@@ -105,10 +105,13 @@ pub(crate) fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     options.temp_root = args.temp_dir.clone();
     options.resume = args.resume;
     if args.poster || args.poster_at.is_some() || args.thumbnails.is_some() {
-        options.thumbnails = Some(treemux_core::thumbnails::ThumbnailRequest {
-            interval_seconds: args.thumbnails,
-            poster_at_seconds: args.poster_at,
-        });
+        options.thumbnails = Some(
+            treemux_core::thumbnails::ThumbnailRequest::from_seconds(
+                args.thumbnails,
+                args.poster_at,
+            )
+            .context("--thumbnails must be at least 0.001 s and --poster-at 0 s or more")?,
+        );
     }
     if let Some(ladder) = &args.renditions {
         options.renditions =

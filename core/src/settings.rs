@@ -419,6 +419,9 @@ impl Container {
 pub struct JobSettings {
     pub container: Container,
     pub encode: EncodeSettings,
+    /// A poster and, with an interval, thumbnail sheets beside the output; `None`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnails: Option<crate::thumbnails::ThumbnailRequest>,
 }
 
 /// Parses a bitrate such as `2500000`, `800k` or `2.5M` into bits per second.

@@ -29,6 +29,18 @@ pub struct RunOutput {
     /// `media::streams::plan`); everything else of the source is in the output.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The thumbnail files written beside the output (poster, sheets, WebVTT index): local
+    /// paths, or `s3://bucket/key` addresses; absent without thumbnails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thumbnails: Vec<OutputFile>,
+}
+
+/// One file a run wrote besides its output.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    /// A local path, or an `s3://bucket/key` address.
+    pub path: String,
+    pub bytes: u64,
 }
 
 /// The merge tree's shape: `leaves` = 2^`levels`, of which the first `real_segments` are
@@ -102,9 +114,6 @@ pub struct RunSummary {
     /// What an HLS/DASH output wrote; absent for a file output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<PackageReport>,
-    /// The thumbnail files written (poster, sheets, WebVTT index); absent without.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub thumbnails: Vec<PathBuf>,
 }
 
 impl From<&TranscodeReport> for RunSummary {
@@ -115,6 +124,14 @@ impl From<&TranscodeReport> for RunSummary {
             result: RunOutput {
                 output_bytes: report.output_bytes,
                 warnings: report.warnings.clone(),
+                thumbnails: report
+                    .thumbnails
+                    .iter()
+                    .map(|file| OutputFile {
+                        path: file.display().to_string(),
+                        bytes: std::fs::metadata(file).map_or(0, |meta| meta.len()),
+                    })
+                    .collect(),
             },
             settings: report.settings.clone(),
             workers: report.workers,
@@ -139,7 +156,6 @@ impl From<&TranscodeReport> for RunSummary {
             temp_dir: report.temp_dir.clone(),
             renditions: report.renditions.clone(),
             package: report.package.clone(),
-            thumbnails: report.thumbnails.clone(),
         }
     }
 }

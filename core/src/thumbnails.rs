@@ -22,20 +22,47 @@ pub const TILE_WIDTH: u32 = 160;
 pub const POSTER_SHARE: f64 = 0.1;
 pub const SHORT_CLIP_SECONDS: f64 = 2.0;
 
-/// What the user asked for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// What the user asked for (milliseconds, so that a job's settings compare and hash exactly).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ThumbnailRequest {
-    /// A tile every this many seconds (positive), as well as the poster; `None`: the poster only.
-    pub interval_seconds: Option<f64>,
-    /// The poster's time, seconds from the first frame; `None`: [`POSTER_SHARE`] into the video.
-    pub poster_at_seconds: Option<f64>,
+    /// A tile every this many milliseconds (above 0), as well as the poster; `None`: the poster
+    /// only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
+    /// The poster's time, milliseconds from the first frame; `None`: [`POSTER_SHARE`] into the
+    /// video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poster_at_ms: Option<u64>,
+}
+
+impl ThumbnailRequest {
+    /// From seconds as the user gives them: `None` when `interval` is not a positive number of
+    /// seconds or `poster_at` not one at or after 0 (both rounded to milliseconds, and an
+    /// interval must round to at least one).
+    pub fn from_seconds(interval: Option<f64>, poster_at: Option<f64>) -> Option<Self> {
+        let millis = |seconds: f64| {
+            (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).round() as u64)
+        };
+        let interval_ms = match interval {
+            Some(seconds) => Some(millis(seconds).filter(|&ms| ms > 0)?),
+            None => None,
+        };
+        let poster_at_ms = match poster_at {
+            Some(seconds) => Some(millis(seconds)?),
+            None => None,
+        };
+        Some(Self {
+            interval_ms,
+            poster_at_ms,
+        })
+    }
 }
 
 /// Why a request cannot be planned (the caller names the input or the option).
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ThumbnailError {
-    #[error("thumbnail interval must be a positive number of seconds, not {0}")]
-    Interval(f64),
+    #[error("thumbnail interval must be a positive number of seconds, not {0} ms")]
+    Interval(u64),
     #[error("poster time {at} s is outside the video (0 to {duration:.3} s)")]
     PosterAt { at: f64, duration: f64 },
     #[error("the video has no frames to take a thumbnail from")]
@@ -72,16 +99,16 @@ pub fn plan_thumbnails(
     duration_seconds: f64,
     displayed: (u32, u32),
 ) -> Result<ThumbnailPlan, ThumbnailError> {
-    if let Some(interval) = request.interval_seconds {
-        if !(interval.is_finite() && interval > 0.0) {
-            return Err(ThumbnailError::Interval(interval));
-        }
+    if request.interval_ms == Some(0) {
+        return Err(ThumbnailError::Interval(0));
     }
     if frames.is_empty() {
         return Err(ThumbnailError::NoFrames);
     }
-    let poster_seconds = match request.poster_at_seconds {
-        Some(at) if !(at.is_finite() && (0.0..=duration_seconds).contains(&at)) => {
+    let seconds = |ms: u64| ms as f64 / 1000.0;
+    let interval_seconds = request.interval_ms.map(seconds);
+    let poster_seconds = match request.poster_at_ms.map(seconds) {
+        Some(at) if at > duration_seconds => {
             return Err(ThumbnailError::PosterAt {
                 at,
                 duration: duration_seconds,
@@ -93,7 +120,7 @@ pub fn plan_thumbnails(
     };
     let pts: Vec<i64> = frames.iter().map(|frame| frame.pts).collect();
     let at = |seconds: f64| frame_at(&pts, time_base, first_pts, seconds);
-    let tile_pts = match request.interval_seconds {
+    let tile_pts = match interval_seconds {
         Some(interval) => tile_times(interval, duration_seconds)
             .into_iter()
             .map(at)
@@ -101,7 +128,7 @@ pub fn plan_thumbnails(
         None => Vec::new(),
     };
     Ok(ThumbnailPlan {
-        interval_seconds: request.interval_seconds,
+        interval_seconds,
         duration_seconds,
         tile_pts,
         poster_pts: at(poster_seconds),

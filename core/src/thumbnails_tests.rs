@@ -26,10 +26,7 @@ fn segment(index: u32, start: Option<i64>, end: Option<i64>) -> Segment {
 }
 
 fn request(interval: Option<f64>, poster: Option<f64>) -> ThumbnailRequest {
-    ThumbnailRequest {
-        interval_seconds: interval,
-        poster_at_seconds: poster,
-    }
+    ThumbnailRequest::from_seconds(interval, poster).expect("a valid request")
 }
 
 #[test]
@@ -89,18 +86,27 @@ fn short_clips_take_the_first_frame_as_poster() {
 #[test]
 fn bad_requests_are_refused() {
     let all = frames(0, 250);
-    for interval in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-        assert!(matches!(
-            plan_thumbnails(&request(Some(interval), None), &all, TB, 0, 10.0, (64, 64)),
-            Err(ThumbnailError::Interval(_))
-        ));
+    for interval in [0.0, 0.0004, -1.0, f64::NAN, f64::INFINITY] {
+        assert_eq!(ThumbnailRequest::from_seconds(Some(interval), None), None);
     }
-    for at in [-0.5, 10.01, f64::NAN] {
+    for at in [-0.5, f64::NAN] {
+        assert_eq!(ThumbnailRequest::from_seconds(None, Some(at)), None);
+    }
+    let zero = ThumbnailRequest {
+        interval_ms: Some(0),
+        poster_at_ms: None,
+    };
+    assert_eq!(
+        plan_thumbnails(&zero, &all, TB, 0, 10.0, (64, 64)),
+        Err(ThumbnailError::Interval(0))
+    );
+    for at in [10.01, 99.0] {
         assert!(matches!(
             plan_thumbnails(&request(None, Some(at)), &all, TB, 0, 10.0, (64, 64)),
             Err(ThumbnailError::PosterAt { .. })
         ));
     }
+    assert!(plan_thumbnails(&request(None, Some(10.0)), &all, TB, 0, 10.0, (64, 64)).is_ok());
     assert_eq!(
         plan_thumbnails(&request(None, None), &[], TB, 0, 10.0, (64, 64)),
         Err(ThumbnailError::NoFrames)

@@ -106,12 +106,23 @@ impl JobEvent {
             },
             JobStatus::Succeeded => {
                 let (bucket, key) = record.output.strip_prefix("s3://")?.split_once('/')?;
+                let thumbnails = record.result.thumbnails.iter().filter_map(|file| {
+                    let (bucket, key) = file.path.strip_prefix("s3://")?.split_once('/')?;
+                    Some(OutputObject {
+                        bucket: bucket.to_owned(),
+                        key: key.to_owned(),
+                        bytes: file.bytes,
+                    })
+                });
                 JobChange::Succeeded {
-                    outputs: vec![OutputObject {
+                    // The output first, then its thumbnails.
+                    outputs: std::iter::once(OutputObject {
                         bucket: bucket.to_owned(),
                         key: key.to_owned(),
                         bytes: record.result.output_bytes,
-                    }],
+                    })
+                    .chain(thumbnails)
+                    .collect(),
                     stage_seconds: record.stage_seconds.clone(),
                     elapsed_seconds: record.updated_at.saturating_sub(record.created_at),
                     warnings: record.result.warnings.clone(),

@@ -12,7 +12,9 @@
 //!    uploaded, so it is the most specific and wins.
 //!
 //! The settings are named as the CLI's options are: `codec`, `crf`, `bitrate`, `preset`,
-//! `height`, `upscale`, `container` (and `template`). A name treemux does not know, or a value
+//! `height`, `upscale`, `container`, `poster` (true/false: a poster JPEG beside the output) and
+//! `thumbnails` (seconds between thumbnail tiles: sprite sheets and a WebVTT index, and the
+//! poster), and `template`. A name treemux does not know, or a value
 //! it cannot read, is an error naming the setting and where it came from. What the values mean
 //! together (a preset the codec's encoder takes, a CRF in its range, a container that can hold
 //! the codec, a height no taller than the source unless `upscale`) is checked by the core's own
@@ -29,6 +31,7 @@ use std::collections::BTreeMap;
 use treemux_core::settings::{
     parse_bitrate, Container, EncodeSettings, JobSettings, RateControl, VideoCodec,
 };
+use treemux_core::thumbnails::ThumbnailRequest;
 
 /// Object metadata names treemux reads, after S3's `x-amz-meta-` (S3 gives them lowercased).
 pub const METADATA_PREFIX: &str = "treemux-";
@@ -40,7 +43,7 @@ pub const SPEC_SUFFIX: &str = ".treemux.json";
 pub const SPEC_MAX_BYTES: u64 = 64 * 1024;
 
 /// Every setting name a layer may set (a template cannot name another template).
-pub const SETTING_NAMES: [&str; 8] = [
+pub const SETTING_NAMES: [&str; 10] = [
     "codec",
     "crf",
     "bitrate",
@@ -48,6 +51,8 @@ pub const SETTING_NAMES: [&str; 8] = [
     "height",
     "upscale",
     "container",
+    "poster",
+    "thumbnails",
     "template",
 ];
 
@@ -99,6 +104,9 @@ pub struct SettingsLayer {
     pub height: Option<Option<u32>>,
     pub upscale: Option<bool>,
     pub container: Option<Container>,
+    pub poster: Option<bool>,
+    /// Milliseconds between thumbnail tiles (the `thumbnails` setting is in seconds).
+    pub thumbnails_ms: Option<u64>,
     pub template: Option<String>,
     /// Where each setting this layer sets came from, by setting name.
     pub from: BTreeMap<String, String>,
@@ -134,6 +142,8 @@ impl SettingsLayer {
         self.height = top.height.or(self.height);
         self.upscale = top.upscale.or(self.upscale);
         self.container = top.container.or(self.container);
+        self.poster = top.poster.or(self.poster);
+        self.thumbnails_ms = top.thumbnails_ms.or(self.thumbnails_ms);
         self.template = top.template.clone().or(self.template);
         self.from
             .extend(top.from.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -239,12 +249,27 @@ impl SettingsLayer {
                 }
                 self.height = Some(Some(height));
             }
-            "upscale" => {
-                self.upscale = Some(match value.to_ascii_lowercase().as_str() {
+            "upscale" | "poster" => {
+                let flag = match value.to_ascii_lowercase().as_str() {
                     "1" | "true" | "yes" => true,
                     "0" | "false" | "no" => false,
                     _ => return Err(bad("true or false (1 or 0)".to_owned())),
-                })
+                };
+                if name == "upscale" {
+                    self.upscale = Some(flag);
+                } else {
+                    self.poster = Some(flag);
+                }
+            }
+            "thumbnails" => {
+                let request = value
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(|seconds| ThumbnailRequest::from_seconds(Some(seconds), None))
+                    .ok_or_else(|| {
+                        bad("seconds between thumbnails (a number above 0, e.g. 10)".to_owned())
+                    })?;
+                self.thumbnails_ms = request.interval_ms;
             }
             "container" => {
                 self.container = Some(
@@ -406,8 +431,19 @@ pub fn resolve(
     if let Some(upscale) = last(&|l| l.upscale.is_some()).and_then(|l| l.upscale) {
         encode.upscale = upscale;
     }
+    // Tiles come with the poster; the poster alone when asked for.
+    let interval_ms = last(&|l| l.thumbnails_ms.is_some()).and_then(|l| l.thumbnails_ms);
+    let poster = last(&|l| l.poster.is_some()).and_then(|l| l.poster) == Some(true);
+    let thumbnails = (interval_ms.is_some() || poster).then_some(ThumbnailRequest {
+        interval_ms,
+        poster_at_ms: None,
+    });
     let resolved = ResolvedSettings {
-        settings: JobSettings { container, encode },
+        settings: JobSettings {
+            container,
+            encode,
+            thumbnails,
+        },
         from,
     };
     resolved.check()?;
@@ -433,7 +469,9 @@ impl ResolvedSettings {
     /// The core's checks that need no source: the preset and rate for the codec, and a
     /// container that can hold it.
     fn check(&self) -> Result<(), SettingsError> {
-        let JobSettings { container, encode } = &self.settings;
+        let JobSettings {
+            container, encode, ..
+        } = &self.settings;
         let invalid = |problem: String| SettingsError::Invalid {
             problem: in_setting_terms(&problem),
             origins: self.origins(),

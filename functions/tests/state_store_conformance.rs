@@ -71,6 +71,10 @@ async fn conformance<S: StateStore + JobStore>(store: &S, job: &str) {
     let settings = JobSettings {
         container: Container::WebM,
         encode,
+        thumbnails: Some(treemux_core::thumbnails::ThumbnailRequest {
+            interval_ms: Some(2500),
+            poster_at_ms: None,
+        }),
     };
     let from = BTreeMap::from([(
         "bitrate".to_owned(),

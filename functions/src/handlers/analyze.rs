@@ -278,6 +278,7 @@ where
     let JobSettings {
         container,
         encode: settings,
+        thumbnails,
     } = resolved.settings.clone();
     let output = output_key(&config.output_prefix, key, container.extension());
     let recorded = JobUpdate::Settings {
@@ -324,7 +325,7 @@ where
             }
             error
         };
-        let job = engine::prepare_job(
+        let mut job = engine::prepare_job(
             &source,
             info,
             &source_name,
@@ -334,6 +335,10 @@ where
             &config.plan,
         )
         .map_err(with_origins)?;
+        if let Some(request) = &thumbnails {
+            job.set_thumbnails(request, &source_name)
+                .map_err(with_origins)?;
+        }
         // Before any work: an output one multipart upload cannot hold is refused now, not by
         // merge-audio after every segment was encoded.
         engine::check_output_fits_multipart(&job, &source_name).map_err(with_origins)?;

@@ -202,6 +202,8 @@ where
             }
         }
     };
+    // The output is complete: its thumbnails (if asked for) beside it, before the success.
+    let thumbnails = super::thumbnails::upload_thumbnails(services, &manifest, &paths).await?;
     let seconds = started.elapsed().as_secs_f64();
     services
         .store
@@ -217,6 +219,7 @@ where
     let output = RunOutput {
         output_bytes: bytes,
         warnings,
+        thumbnails,
     };
     services
         .store

@@ -11,6 +11,7 @@
 //! - `segments.rs`: split-audio and split-and-convert (one segment);
 //! - `merge_video.rs`: one pair of the merge tree;
 //! - `merge_audio.rs`: the root: audio joined, the output streamed into its multipart upload;
+//! - `thumbnails.rs`: the root's thumbnails composed and uploaded beside the output;
 //! - `job_failed.rs`: a failed job's record and clean-up, also for an analyze that gave up.
 
 mod analyze;
@@ -20,6 +21,7 @@ mod job_failed;
 mod merge_audio;
 mod merge_video;
 mod segments;
+mod thumbnails;
 mod upload_parts;
 
 pub use analyze::analyze;
