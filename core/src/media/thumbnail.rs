@@ -173,6 +173,9 @@ pub(crate) struct SegmentThumbnails<'a> {
     poster: Option<Vec<u8>>,
     tile_picture: DisplayPicture,
     poster_picture: DisplayPicture,
+    /// A reference to the last frame offered while something is pending: a planned frame the
+    /// decoder never showed at its pts (timestamps moved by the gate) is taken from it.
+    last: Option<ffmpeg::frame::Video>,
 }
 
 impl<'a> SegmentThumbnails<'a> {
@@ -185,6 +188,7 @@ impl<'a> SegmentThumbnails<'a> {
             poster: None,
             tile_picture: DisplayPicture::new(video, spec.tile_size, spec.crop_to_even),
             poster_picture: DisplayPicture::new(video, spec.poster_size, spec.crop_to_even),
+            last: None,
         }
     }
 
@@ -207,13 +211,44 @@ impl<'a> SegmentThumbnails<'a> {
             let picture = self.poster_picture.convert(frame).map_err(failed)?;
             self.poster = Some(encode_jpeg(picture)?);
         }
+        if !self.pending.is_empty() || self.poster_pending.is_some() {
+            let last = self.last.get_or_insert_with(ffmpeg::frame::Video::empty);
+            // SAFETY: both frames are valid; `av_frame_ref` shares the decoded buffers (reference
+            // counted) after `av_frame_unref` released the previous ones.
+            let status = unsafe {
+                ffmpeg::ffi::av_frame_unref(last.as_mut_ptr());
+                ffmpeg::ffi::av_frame_ref(last.as_mut_ptr(), frame.as_ptr())
+            };
+            if status < 0 {
+                self.last = None;
+            }
+        }
         Ok(())
+    }
+
+    /// Whatever is still pending at the segment's end, taken from its last frame (its planned
+    /// frames arrived under other timestamps); false when there is no frame to take it from.
+    fn take_rest_from_last(&mut self) -> Result<bool, MediaError> {
+        if self.pending.is_empty() && self.poster_pending.is_none() {
+            return Ok(true);
+        }
+        let Some(mut last) = self.last.take() else {
+            return Ok(false);
+        };
+        tracing::debug!(
+            tiles = self.pending.len(),
+            poster = self.poster_pending.is_some(),
+            "thumbnail frames not shown at their planned pts: taken from the segment's last frame"
+        );
+        let last_pts = i64::MAX;
+        self.offer(&mut last, last_pts)?;
+        Ok(true)
     }
 
     /// Writes the tiles and the poster (each complete or not at all). Fails, naming `source`,
     /// when a planned frame never came (the segment's frames differ from the plan's).
-    pub fn commit(self, source: &Path) -> Result<(), MediaError> {
-        if !self.pending.is_empty() || self.poster_pending.is_some() {
+    pub fn commit(mut self, source: &Path) -> Result<(), MediaError> {
+        if !self.take_rest_from_last()? {
             return Err(MediaError::Unsupported {
                 path: source.to_owned(),
                 reason: format!(
