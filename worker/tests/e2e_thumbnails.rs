@@ -184,6 +184,12 @@ async fn thumbnails_by_metadata_appear_beside_the_output_and_are_valid() {
             "{}",
             file.path
         );
+        let wanted = if file.path.ends_with(".vtt") {
+            "text/vtt"
+        } else {
+            "image/jpeg"
+        };
+        assert_eq!(head.content_type(), Some(wanted), "{}", file.path);
     }
     let poster = fetch(&stack, &format!("{prefix}.poster.jpg")).await;
     assert_eq!(picture(&poster), "mjpeg,320,180");
