@@ -136,6 +136,67 @@ fn a_dash_ladder_decodes_frame_exact_per_representation() {
 }
 
 #[test]
+fn a_widescreen_dash_ladder_keeps_its_aspect_in_one_adaptation_set() {
+    // 640x360 at 240 lines is 426.7 pixels wide, rounded to 426: the pixel aspect makes up for
+    // it (as FFmpeg's scale filter does), so both rungs show 16:9 and a player can switch
+    // between them (the dash muxer refuses a set whose aspects differ).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("wide.mp4");
+    common::ffmpeg_clip(
+        &source,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=640x360:r=25:d=4",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    );
+    let out = dir.path().join("out");
+    let manifest = out.join("manifest.mpd");
+    let result = run(&[
+        "transcode",
+        path(&source),
+        path(&manifest),
+        "--renditions",
+        "360,240",
+        "--segments",
+        "2",
+        "--preset",
+        "ultrafast",
+        "-q",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    assert_eq!(text.matches("contentType=\"video\"").count(), 1, "{text}");
+    assert_eq!(text.matches("mimeType=\"video/mp4\"").count(), 2, "{text}");
+    assert!(text.contains("par=\"16:9\""), "{text}");
+    let (frames, _) = representation_frames(&out, 1);
+    assert_eq!(frames, 100);
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args([
+            "stream=width,height,sample_aspect_ratio,display_aspect_ratio",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(dir.path().join("representation-1.mp4"))
+        .output()
+        .expect("ffprobe runs");
+    assert_eq!(
+        String::from_utf8_lossy(&probe.stdout).trim(),
+        "426,240,640:639,16:9"
+    );
+}
+
+#[test]
 fn a_codec_a_package_cannot_hold_is_refused_before_any_work() {
     let dir = tempfile::tempdir().expect("temp dir");
     let source = dir.path().join("source.mp4");
