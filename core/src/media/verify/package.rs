@@ -69,6 +69,7 @@ fn verify_hls(
     for uri in videos {
         let playlist = dir.join(&uri);
         let mut output: MediaInfo = probe(&playlist)?;
+        output.size_bytes = rendition_bytes(&playlist);
         output.audio = audio_tracks.clone();
         verdicts.push(RenditionVerified {
             rendition: playlist,
@@ -116,6 +117,30 @@ fn verify_dash(
         ));
     }
     Ok(verdicts)
+}
+
+/// The bytes of a media playlist's segments and initialization section, as found on disk
+/// (the playlist's own size when it names none).
+fn rendition_bytes(playlist: &Path) -> u64 {
+    let text = std::fs::read_to_string(playlist).unwrap_or_default();
+    let dir = playlist.parent().unwrap_or(Path::new("."));
+    let files = text.lines().map(str::trim).filter_map(|line| {
+        if line.starts_with("#EXT-X-MAP:") {
+            attribute(line, "URI")
+        } else if !line.is_empty() && !line.starts_with('#') {
+            Some(line.to_owned())
+        } else {
+            None
+        }
+    });
+    let bytes: u64 = files
+        .map(|name| std::fs::metadata(dir.join(name)).map_or(0, |meta| meta.len()))
+        .sum();
+    if bytes > 0 {
+        bytes
+    } else {
+        std::fs::metadata(playlist).map_or(0, |meta| meta.len())
+    }
 }
 
 /// The variant URIs (lines after `#EXT-X-STREAM-INF`) and audio rendition URIs of a master
