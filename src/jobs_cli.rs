@@ -38,12 +38,20 @@ pub(crate) struct SubmitSettings {
     /// Output height in pixels (at most the source's unless --upscale).
     #[arg(long)]
     pub(crate) height: Option<u32>,
-    /// Allow --height above the source's height.
-    #[arg(long, requires = "height")]
+    /// Allow --height (or a --renditions rung) above the source's height.
+    #[arg(long)]
     pub(crate) upscale: bool,
     /// Output container: mp4, mov, mkv or webm.
     #[arg(long)]
     pub(crate) container: Option<String>,
+    /// An ABR ladder from one decode, as `transcode --renditions` takes it: heights, each with
+    /// an optional rate (1080,720:crf=23,480:bitrate=1M); a file per rung, or a package.
+    #[arg(long, value_name = "LADDER")]
+    pub(crate) renditions: Option<String>,
+    /// hls or dash: a package (master playlist or manifest, playlists, fragments) under the
+    /// output prefix instead of one file per rendition.
+    #[arg(long, value_name = "hls|dash")]
+    pub(crate) packaging: Option<String>,
     /// One of the stack's named templates (its JobTemplates).
     #[arg(long)]
     pub(crate) template: Option<String>,
@@ -77,6 +85,12 @@ impl SubmitSettings {
         }
         if let Some(container) = &self.container {
             put("container", container.as_str().into());
+        }
+        if let Some(renditions) = &self.renditions {
+            put("renditions", renditions.as_str().into());
+        }
+        if let Some(packaging) = &self.packaging {
+            put("packaging", packaging.as_str().into());
         }
         if let Some(template) = &self.template {
             put("template", template.as_str().into());
@@ -490,13 +504,16 @@ mod tests {
             height: Some(720),
             upscale: true,
             template: Some("web".into()),
+            renditions: Some("720,480:crf=30".into()),
+            packaging: Some("hls".into()),
             set: vec!["colour = red".into()],
             ..SubmitSettings::default()
         };
         let spec = settings.to_spec().expect("spec");
         assert_eq!(
             serde_json::Value::Object(spec),
-            serde_json::json!({"crf": 20, "height": 720, "upscale": true, "template": "web", "colour": "red"})
+            serde_json::json!({"crf": 20, "height": 720, "upscale": true, "template": "web",
+                "renditions": "720,480:crf=30", "packaging": "hls", "colour": "red"})
         );
         let bad = SubmitSettings {
             set: vec!["colour".into()],
