@@ -415,10 +415,26 @@ pub(crate) fn summary(record: &JobRecord, now: u64) -> Vec<String> {
     )];
     match record.status {
         JobStatus::Succeeded => {
-            lines.push(format!(
-                "output: {} ({} bytes)",
-                record.output, record.result.output_bytes
-            ));
+            if record.result.outputs.is_empty() {
+                lines.push(format!(
+                    "output: {} ({} bytes)",
+                    record.output, record.result.output_bytes
+                ));
+            } else {
+                // Every rendition's object, or every object of a package (the manifest first).
+                lines.push(format!(
+                    "outputs: {} objects, {} bytes",
+                    record.result.outputs.len(),
+                    record.result.output_bytes
+                ));
+                lines.extend(
+                    record
+                        .result
+                        .outputs
+                        .iter()
+                        .map(|o| format!("  {} ({} bytes)", o.name, o.bytes)),
+                );
+            }
             lines.extend(
                 record
                     .result
