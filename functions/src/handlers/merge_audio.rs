@@ -114,7 +114,18 @@ where
     O: ObjectStore + MultipartStore + Clone + 'static,
 {
     let job_id = task.job_id.clone();
-    super::task(&services.store, &job_id, merge_audio_body(services, task)).await
+    let result = super::task(&services.store, &job_id, merge_audio_body(services, task)).await;
+    if result
+        .as_ref()
+        .is_err_and(|error| error.kind == treemux_core::ErrorKind::Superseded)
+    {
+        // The root is the job's last task: a superseded job's upload and scratch go now (every
+        // segment and merge finished before it), whichever check stopped it.
+        let paths = JobPaths::new(&services.config.scratch_root, &job_id);
+        abort_output_upload(&services.objects, &paths).await;
+        let _ = tokio::fs::remove_dir_all(paths.dir).await;
+    }
+    result
 }
 
 async fn merge_audio_body<S, O, X>(
