@@ -200,3 +200,58 @@ async fn a_job_superseded_before_its_root_leaves_no_manifest() {
         "the superseded job's scratch removed"
     );
 }
+
+#[tokio::test]
+async fn a_dash_package_has_its_manifest_and_every_representation_decodes_whole() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let services = packaged(dir.path());
+    let metadata: BTreeMap<String, String> = [
+        ("treemux-renditions", "180,120"),
+        ("treemux-packaging", "dash"),
+    ]
+    .iter()
+    .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+    .collect();
+    services
+        .objects
+        .put_metadata(BUCKET, KEY, &metadata)
+        .expect("metadata");
+    let (id, input) = analyze(&services, "0055AED6DCD90281E5").await;
+    drive(&services, &input).await;
+    let record = job(&services.store, &id).await;
+    assert_eq!(record.status, JobStatus::Succeeded, "{:?}", record.error);
+    let manifest = format!("s3://treemux-output/{PREFIX}manifest.mpd");
+    assert_eq!(record.output, manifest);
+    assert_eq!(
+        record.result.outputs[0].name, manifest,
+        "the manifest first"
+    );
+    let package = dir.path().join("buckets/treemux-output").join(PREFIX);
+    assert_eq!(
+        files(&package).len(),
+        record.result.outputs.len(),
+        "every object on the record"
+    );
+    // Each representation, its init segment and fragments joined, decodes every one of the
+    // 150 frames at its height.
+    let stored = files(&package);
+    for (id, height) in [(0, "180"), (1, "120")] {
+        let mut bytes = std::fs::read(package.join(format!("init-{id}.m4s"))).expect("init");
+        for chunk in stored
+            .iter()
+            .filter(|f| f.starts_with(&format!("chunk-{id}-")))
+        {
+            bytes.extend(std::fs::read(package.join(chunk)).expect("fragment"));
+        }
+        let joined = dir.path().join(format!("representation-{id}.mp4"));
+        std::fs::write(&joined, bytes).expect("joined");
+        let output = Command::new("ffprobe")
+            .args(["-v", "error", "-count_frames", "-show_entries"])
+            .args(["stream=height,nb_read_frames", "-of", "csv=p=0"])
+            .arg(&joined)
+            .output()
+            .expect("ffprobe runs");
+        let probed = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        assert_eq!(probed, format!("{height},150"), "representation {id}");
+    }
+}
