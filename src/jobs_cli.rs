@@ -585,6 +585,21 @@ mod tests {
             lines[2].contains("convert 12.5 s") && lines[2].contains("30 s"),
             "{lines:?}"
         );
+        // A ladder or a package: every object with its size.
+        done.result.outputs = vec![
+            treemux_core::summary::OutputFile {
+                name: "s3://out/t/a.mp4/master.m3u8".into(),
+                bytes: 345,
+            },
+            treemux_core::summary::OutputFile {
+                name: "s3://out/t/a.mp4/v0/init.mp4".into(),
+                bytes: 12000,
+            },
+        ];
+        let lines = summary(&done, 2000);
+        assert_eq!(lines[1], "outputs: 2 objects, 12345 bytes");
+        assert_eq!(lines[2], "  s3://out/t/a.mp4/master.m3u8 (345 bytes)");
+        assert_eq!(lines[3], "  s3://out/t/a.mp4/v0/init.mp4 (12000 bytes)");
         let mut failed = record(JobStatus::Failed);
         failed.error = Some("TreemuxInvalidInput: bad".into());
         assert_eq!(summary(&failed, 2000)[1], "cause: TreemuxInvalidInput: bad");
