@@ -216,4 +216,17 @@ fn renditions_and_packaging_are_read_layered_and_checked() {
     let rung_crf = check(&[("treemux-renditions", "720:crf=60,360")]);
     assert!(rung_crf.is_err_and(|e| e.contains("rendition 720p") && e.contains("crf 60")));
     assert_eq!(check(&[("treemux-renditions", "720,360")]), Ok(()));
+
+    // A stack template may carry a ladder and its packaging (as MediaConvert's ABR templates).
+    let templates = parse_templates(r#"{"abr": {"renditions": "720,480", "packaging": "hls"}}"#)
+        .expect("the test's template is readable");
+    let chosen = metadata(&[("treemux-template", "abr")]).expect("readable");
+    let resolved = resolve(&defaults, Container::Mp4, &templates, None, &chosen)
+        .expect("the template is valid");
+    assert_eq!(resolved.settings.renditions.len(), 2);
+    assert_eq!(resolved.settings.packaging, Some(PackageFormat::Hls));
+    assert_eq!(
+        resolved.from["packaging"],
+        "TREEMUX_TEMPLATES template abr: packaging"
+    );
 }
