@@ -26,7 +26,7 @@ use treemux_core::summary::OutputFile;
 pub const PACKAGE_UPLOADS: usize = 16;
 
 /// Rungs 1… of a ladder of files, each muxed into scratch and uploaded to its key
-/// (`manifest.rendition_keys`); returns every rung's object, rung 0's (`rung0_bytes`, already
+/// (`manifest.rendition_keys`), each upload running while the next rung is muxed; returns every rung's object, rung 0's (`rung0_bytes`, already
 /// uploaded by parts) first. Empty for a job without a ladder. Precondition: every rung's root
 /// and the audio are finished.
 pub(super) async fn upload_other_rungs<S, O, X>(
@@ -51,6 +51,7 @@ where
         bytes: rung0_bytes,
     }];
     let mut source = None;
+    let mut uploads = tokio::task::JoinSet::new();
     for (rung, key) in (1u32..).zip(&manifest.rendition_keys[1..]) {
         let marker = paths.dir.join(format!("output-{rung}.uploaded"));
         if let Some(bytes) = read_marker(&marker).await {
@@ -80,14 +81,29 @@ where
         .await?;
         let bytes = file_size(&file).await?;
         ensure_newest(services, manifest).await?;
-        services.objects.put_from_path(&file, bucket, key).await?;
-        let _ = write_once(&marker, bytes.to_string().into_bytes()).await;
-        let _ = tokio::fs::remove_file(&file).await;
-        tracing::info!(job_id = %manifest.job_id, rung, key = %key, bytes, "merge-audio: rendition uploaded");
+        // Uploaded while the next rung is muxed (the Lambda's time is bounded).
+        let (objects, upload_bucket, upload_key, job_id) = (
+            services.objects.clone(),
+            bucket.clone(),
+            key.clone(),
+            manifest.job_id.clone(),
+        );
+        uploads.spawn(async move {
+            objects
+                .put_from_path(&file, &upload_bucket, &upload_key)
+                .await?;
+            let _ = write_once(&marker, bytes.to_string().into_bytes()).await;
+            let _ = tokio::fs::remove_file(&file).await;
+            tracing::info!(job_id = %job_id, rung, key = %upload_key, bytes, "merge-audio: rendition uploaded");
+            Ok::<_, HandlerError>(())
+        });
         outputs.push(OutputFile {
             name: name(key),
             bytes,
         });
+    }
+    while let Some(done) = uploads.join_next().await {
+        done.map_err(|e| HandlerError::internal(format!("a rendition upload stopped: {e}")))??;
     }
     Ok(outputs)
 }
