@@ -1,7 +1,8 @@
 //! merge-audio's outputs beyond one file, through the handlers with in-memory fakes: an HLS
 //! package (`x-amz-meta-treemux-packaging`) uploaded as objects under the output prefix, every
 //! one listed with its size on the job record, which verify's `verify_package` passes; a job
-//! superseded by a newer upload before its root leaves no manifest and no scratch.
+//! superseded by a newer upload before its root leaves no manifest and no scratch; a DASH
+//! ladder; a ladder's root retried after a failed upload redoes only what is missing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -254,4 +255,73 @@ async fn a_dash_package_has_its_manifest_and_every_representation_decodes_whole(
         let probed = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         assert_eq!(probed, format!("{height},150"), "representation {id}");
     }
+}
+
+#[tokio::test]
+async fn a_ladder_root_retried_after_a_failed_upload_finishes_only_what_is_missing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let services = services_for(dir.path(), &clip(dir.path()));
+    let metadata: BTreeMap<String, String> = [("treemux-renditions", "120,180")]
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    services
+        .objects
+        .put_metadata(BUCKET, KEY, &metadata)
+        .expect("metadata");
+    let (id, input) = analyze(&services, "0055AED6DCD90281E5").await;
+    let (root, _) = drive_to_root(&services, &input).await;
+    // The 120p object cannot be written (a directory holds its name): the root fails
+    // transiently after rung 0's object is complete.
+    let out = dir.path().join("buckets/treemux-output/transcoded/uploads");
+    let blocker = out.join("café clip.webm_120p.mp4");
+    std::fs::create_dir_all(blocker.join("in-the-way")).expect("blocker");
+    let error = handlers::merge_audio(&services, root.clone())
+        .await
+        .expect_err("the 120p upload fails");
+    assert_eq!(error.name(), "TreemuxTransient", "{}", error.message);
+    let rung_0 = out.join("café clip.webm_180p.mp4");
+    let first = std::fs::metadata(&rung_0)
+        .expect("rung 0 uploaded")
+        .modified()
+        .expect("a modification time");
+    assert_eq!(job(&services.store, &id).await.status, JobStatus::Running);
+
+    // Retried (as Step Functions retries a transient error): rung 0 found complete, the 120p
+    // rung muxed and uploaded, the job done.
+    std::fs::remove_dir_all(&blocker).expect("blocker removed");
+    handlers::merge_audio(&services, root)
+        .await
+        .expect("the retried root");
+    let record = job(&services.store, &id).await;
+    assert_eq!(record.status, JobStatus::Succeeded, "{:?}", record.error);
+    assert_eq!(
+        std::fs::metadata(&rung_0)
+            .and_then(|m| m.modified())
+            .expect("rung 0"),
+        first,
+        "rung 0 is not uploaded again"
+    );
+    let source = dir.path().join("clip.mp4");
+    for (file, height) in [(&rung_0, 180), (&blocker, 120)] {
+        let report = treemux_core::media::verify::verify(&source, file, &VerifyOptions::default())
+            .expect("verify runs");
+        assert!(
+            report.passed(),
+            "{}: {:?}",
+            file.display(),
+            report.failures().collect::<Vec<_>>()
+        );
+        let named = record
+            .result
+            .outputs
+            .iter()
+            .find(|o| o.name.ends_with(&format!("_{height}p.mp4")))
+            .expect("on the record");
+        assert_eq!(named.bytes, std::fs::metadata(file).expect("object").len());
+    }
+    assert!(
+        !dir.path().join("efs/jobs").join(&id).exists(),
+        "scratch removed"
+    );
 }
