@@ -29,6 +29,18 @@ pub struct RunOutput {
     /// `media::streams::plan`); everything else of the source is in the output.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Every file or object written, when there is more than the one output: each rendition's
+    /// file, or every object of an HLS/DASH package (manifest, playlists, init segments,
+    /// fragments); `output_bytes` is then their sum. Empty: the one output.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputFile>,
+}
+
+/// One written output: its name (`s3://bucket/key` on AWS) and bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    pub name: String,
+    pub bytes: u64,
 }
 
 /// The merge tree's shape: `leaves` = 2^`levels`, of which the first `real_segments` are
@@ -112,6 +124,7 @@ impl From<&TranscodeReport> for RunSummary {
             result: RunOutput {
                 output_bytes: report.output_bytes,
                 warnings: report.warnings.clone(),
+                outputs: Vec::new(),
             },
             settings: report.settings.clone(),
             workers: report.workers,

@@ -105,13 +105,27 @@ impl JobEvent {
                 frames: record.progress.frames_total,
             },
             JobStatus::Succeeded => {
-                let (bucket, key) = record.output.strip_prefix("s3://")?.split_once('/')?;
-                JobChange::Succeeded {
-                    outputs: vec![OutputObject {
+                let object = |name: &str, bytes: u64| {
+                    let (bucket, key) = name.strip_prefix("s3://")?.split_once('/')?;
+                    Some(OutputObject {
                         bucket: bucket.to_owned(),
                         key: key.to_owned(),
-                        bytes: record.result.output_bytes,
-                    }],
+                        bytes,
+                    })
+                };
+                // Every rendition's object, or every object of a package; else the one output.
+                let outputs = if record.result.outputs.is_empty() {
+                    vec![object(&record.output, record.result.output_bytes)?]
+                } else {
+                    record
+                        .result
+                        .outputs
+                        .iter()
+                        .map(|file| object(&file.name, file.bytes))
+                        .collect::<Option<Vec<_>>>()?
+                };
+                JobChange::Succeeded {
+                    outputs,
                     stage_seconds: record.stage_seconds.clone(),
                     elapsed_seconds: record.updated_at.saturating_sub(record.created_at),
                     warnings: record.result.warnings.clone(),

@@ -102,7 +102,8 @@ async fn analyze_the_real_s3_event_then_run_the_whole_job() {
         record.result,
         RunOutput {
             output_bytes: written,
-            warnings: Vec::new()
+            warnings: Vec::new(),
+            outputs: Vec::new(),
         }
     );
     assert!(

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::error::HandlerError;
 use crate::events::{AnalyzeOutcome, AnalyzedJob, ExecutionInput, S3Event};
-use crate::job::{output_key, JobManifest, JobPaths};
+use crate::job::{output_key, output_keys, JobManifest, JobPaths};
 use crate::job_settings::{self, ResolvedSettings, SettingsError, SettingsLayer};
 use crate::ports::{ExecutionStarter, ObjectError, ObjectStore, ObjectVersion};
 use std::collections::BTreeMap;
@@ -16,9 +16,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use treemux_core::engine::{self, JobSpec};
+use treemux_core::local::FRAGMENT_SECONDS;
 use treemux_core::media::probe::{self, PacketReads};
 use treemux_core::media::source::{self, OverlaySource, Source};
 use treemux_core::names::Stage;
+use treemux_core::renditions::rendition_settings;
 use treemux_core::settings::JobSettings;
 use treemux_core::state::{JobStatus, JobStore, JobUpdate, LatestClaim, StateStore};
 
@@ -278,8 +280,20 @@ where
     let JobSettings {
         container,
         encode: settings,
+        renditions,
+        packaging,
     } = resolved.settings.clone();
-    let output = output_key(&config.output_prefix, key, container.extension());
+    // Each rung's settings (tallest first) and where its file goes, or the package's manifest.
+    let ladder = rendition_settings(&settings, &renditions);
+    let heights: Vec<u32> = ladder.iter().filter_map(|rung| rung.height).collect();
+    let single = output_key(&config.output_prefix, key, container.extension());
+    let rendition_keys = output_keys(&single, &heights, packaging);
+    let output = rendition_keys[0].clone();
+    let rendition_keys = if packaging.is_some() || ladder.is_empty() {
+        Vec::new()
+    } else {
+        rendition_keys
+    };
     let recorded = JobUpdate::Settings {
         settings: resolved.settings.clone(),
         from: resolved.from.clone(),
@@ -324,7 +338,7 @@ where
             }
             error
         };
-        let job = engine::prepare_job(
+        let mut job = engine::prepare_job(
             &source,
             info,
             &source_name,
@@ -334,6 +348,13 @@ where
             &config.plan,
         )
         .map_err(with_origins)?;
+        // Every rung checked as the job's own settings are (a rung taller than the source
+        // without upscale is refused here), and a package's keyframe grid, as locally.
+        job.set_renditions(&ladder, &source_name, &output_name)
+            .map_err(with_origins)?;
+        if packaging.is_some() {
+            job.align_keyframes(FRAGMENT_SECONDS);
+        }
         // Before any work: an output one multipart upload cannot hold is refused now, not by
         // merge-audio after every segment was encoded.
         engine::check_output_fits_multipart(&job, &source_name).map_err(with_origins)?;
@@ -343,6 +364,8 @@ where
             plan,
             tree,
             audio_actions,
+            renditions,
+            keyframes,
             ..
         } = job;
         let segment_bytes = plan
@@ -368,6 +391,10 @@ where
                 plan,
                 tree,
                 audio_actions,
+                renditions,
+                keyframes,
+                packaging,
+                rendition_keys,
             },
             opening,
         ))
