@@ -44,12 +44,22 @@ pub(crate) async fn dry_run(
     .context("the probe stopped abnormally")?
     .with_context(|| format!("{name}: cannot plan it"))?;
     planned.apply(&mut inputs, false);
+    // The ladder and packaging asked for, as analyze will read them (checked there, with
+    // everything else, before any work).
+    let spec = args.settings.to_spec()?;
+    let shown = |name: &str| {
+        spec.get(name)
+            .map(|value| value.as_str().map_or(value.to_string(), str::to_owned))
+    };
+    let (renditions, packaging) = (shown("renditions"), shown("packaging"));
     let projection = model::project(&inputs)?;
     if args.json {
         let mut json = serde_json::to_value(&projection)?;
         if let serde_json::Value::Object(fields) = &mut json {
             fields.insert("input".to_owned(), serde_json::to_value(&planned)?);
             fields.insert("dry_run".to_owned(), true.into());
+            fields.insert("renditions".to_owned(), renditions.clone().into());
+            fields.insert("packaging".to_owned(), packaging.clone().into());
         }
         outln!("{}", serde_json::to_string_pretty(&json)?);
     } else {
@@ -57,6 +67,13 @@ pub(crate) async fn dry_run(
         for line in planned.describe() {
             outln!("{line}");
         }
+        outln!(
+            "renditions: {}; packaging: {}",
+            renditions.as_deref().unwrap_or("one (no ladder)"),
+            packaging
+                .as_deref()
+                .unwrap_or("none (a file per rendition)")
+        );
         crate::bench_cli::print_projection(&projection);
     }
     Ok(ExitCode::SUCCESS)

@@ -23,7 +23,10 @@ pub(crate) struct ProbeArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct VerifyArgs {
+    /// The file the output was made from.
     source: PathBuf,
+    /// The output file, or an HLS master playlist (out/master.m3u8) or DASH manifest
+    /// (out/manifest.mpd): every rendition is checked with the audio tracks.
     output: PathBuf,
     /// Lowest acceptable average PSNR in dB.
     #[arg(long, default_value_t = VerifyOptions::default().min_psnr_db)]
@@ -170,7 +173,7 @@ pub(crate) fn verify_command(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `verify SOURCE out/master.m3u8`: every rendition of the package, each with the package's
+/// `verify SOURCE out/master.m3u8` (or `out/manifest.mpd`): every rendition of the package, each with the package's
 /// audio; passes when all do.
 fn verify_package(args: &VerifyArgs, options: &VerifyOptions) -> anyhow::Result<ExitCode> {
     let verdicts = verify::verify_package(&args.source, &args.output, options)?;

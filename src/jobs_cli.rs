@@ -38,12 +38,20 @@ pub(crate) struct SubmitSettings {
     /// Output height in pixels (at most the source's unless --upscale).
     #[arg(long)]
     pub(crate) height: Option<u32>,
-    /// Allow --height above the source's height.
-    #[arg(long, requires = "height")]
+    /// Allow --height (or a --renditions rung) above the source's height.
+    #[arg(long)]
     pub(crate) upscale: bool,
     /// Output container: mp4, mov, mkv or webm.
     #[arg(long)]
     pub(crate) container: Option<String>,
+    /// An ABR ladder from one decode, as `transcode --renditions` takes it: heights, each with
+    /// an optional rate (1080,720:crf=23,480:bitrate=1M); a file per rung, or a package.
+    #[arg(long, value_name = "LADDER")]
+    pub(crate) renditions: Option<String>,
+    /// hls or dash: a package (master playlist or manifest, playlists, fragments) under the
+    /// output prefix instead of one file per rendition.
+    #[arg(long, value_name = "hls|dash")]
+    pub(crate) packaging: Option<String>,
     /// One of the stack's named templates (its JobTemplates).
     #[arg(long)]
     pub(crate) template: Option<String>,
@@ -77,6 +85,12 @@ impl SubmitSettings {
         }
         if let Some(container) = &self.container {
             put("container", container.as_str().into());
+        }
+        if let Some(renditions) = &self.renditions {
+            put("renditions", renditions.as_str().into());
+        }
+        if let Some(packaging) = &self.packaging {
+            put("packaging", packaging.as_str().into());
         }
         if let Some(template) = &self.template {
             put("template", template.as_str().into());
@@ -401,16 +415,32 @@ pub(crate) fn summary(record: &JobRecord, now: u64) -> Vec<String> {
     )];
     match record.status {
         JobStatus::Succeeded => {
-            lines.push(format!(
-                "output: {} ({} bytes)",
-                record.output, record.result.output_bytes
-            ));
+            if record.result.outputs.is_empty() {
+                lines.push(format!(
+                    "output: {} ({} bytes)",
+                    record.output, record.result.output_bytes
+                ));
+            } else {
+                // Every rendition's object, or every object of a package (the manifest first).
+                lines.push(format!(
+                    "outputs: {} objects, {} bytes",
+                    record.result.outputs.len(),
+                    record.result.output_bytes
+                ));
+                lines.extend(
+                    record
+                        .result
+                        .outputs
+                        .iter()
+                        .map(|o| format!("  {} ({} bytes)", o.name, o.bytes)),
+                );
+            }
             lines.extend(
                 record
                     .result
                     .thumbnails
                     .iter()
-                    .map(|file| format!("thumbnail: {} ({} bytes)", file.path, file.bytes)),
+                    .map(|file| format!("thumbnail: {} ({} bytes)", file.name, file.bytes)),
             );
             lines.extend(
                 record
@@ -497,13 +527,16 @@ mod tests {
             height: Some(720),
             upscale: true,
             template: Some("web".into()),
+            renditions: Some("720,480:crf=30".into()),
+            packaging: Some("hls".into()),
             set: vec!["colour = red".into()],
             ..SubmitSettings::default()
         };
         let spec = settings.to_spec().expect("spec");
         assert_eq!(
             serde_json::Value::Object(spec),
-            serde_json::json!({"crf": 20, "height": 720, "upscale": true, "template": "web", "colour": "red"})
+            serde_json::json!({"crf": 20, "height": 720, "upscale": true, "template": "web",
+                "renditions": "720,480:crf=30", "packaging": "hls", "colour": "red"})
         );
         let bad = SubmitSettings {
             set: vec!["colour".into()],
@@ -559,6 +592,21 @@ mod tests {
             lines[2].contains("convert 12.5 s") && lines[2].contains("30 s"),
             "{lines:?}"
         );
+        // A ladder or a package: every object with its size.
+        done.result.outputs = vec![
+            treemux_core::summary::OutputFile {
+                name: "s3://out/t/a.mp4/master.m3u8".into(),
+                bytes: 345,
+            },
+            treemux_core::summary::OutputFile {
+                name: "s3://out/t/a.mp4/v0/init.mp4".into(),
+                bytes: 12000,
+            },
+        ];
+        let lines = summary(&done, 2000);
+        assert_eq!(lines[1], "outputs: 2 objects, 12345 bytes");
+        assert_eq!(lines[2], "  s3://out/t/a.mp4/master.m3u8 (345 bytes)");
+        assert_eq!(lines[3], "  s3://out/t/a.mp4/v0/init.mp4 (12000 bytes)");
         let mut failed = record(JobStatus::Failed);
         failed.error = Some("TreemuxInvalidInput: bad".into());
         assert_eq!(summary(&failed, 2000)[1], "cause: TreemuxInvalidInput: bad");

@@ -133,6 +133,127 @@ fn a_dash_ladder_decodes_frame_exact_per_representation() {
     assert_eq!((frames_0, frames_1), (250, 250));
     assert_eq!(fragments_0, 3);
     assert_eq!(fragments_0, fragments_1, "fragments aligned");
+
+    // verify reads the manifest: every representation judged with the audio.
+    let result = run(&["verify", path(&source), path(&manifest), "--json"]);
+    let report = json(&result);
+    assert!(
+        result.status.success() && report["passed"] == true,
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
+    assert_eq!(report["renditions"].as_array().map(Vec::len), Some(2));
+    // A package missing a fragment is refused, naming it.
+    std::fs::remove_file(out.join("chunk-1-00002.m4s")).expect("remove a fragment");
+    let result = run(&["verify", path(&source), path(&manifest)]);
+    assert!(!result.status.success());
+    assert!(
+        stderr(&result).contains("chunk-1-00002.m4s"),
+        "{}",
+        stderr(&result)
+    );
+}
+
+#[test]
+fn a_widescreen_dash_ladder_keeps_its_aspect_in_one_adaptation_set() {
+    // 640x360 at 240 lines is 426.7 pixels wide, rounded to 426: the pixel aspect makes up for
+    // it (as FFmpeg's scale filter does), so both rungs show 16:9 and a player can switch
+    // between them (the dash muxer refuses a set whose aspects differ).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("wide.mp4");
+    common::ffmpeg_clip(
+        &source,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=640x360:r=25:d=4",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    );
+    let out = dir.path().join("out");
+    let manifest = out.join("manifest.mpd");
+    let result = run(&[
+        "transcode",
+        path(&source),
+        path(&manifest),
+        "--renditions",
+        "360,240",
+        "--segments",
+        "2",
+        "--preset",
+        "ultrafast",
+        "-q",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    assert_eq!(text.matches("contentType=\"video\"").count(), 1, "{text}");
+    assert_eq!(text.matches("mimeType=\"video/mp4\"").count(), 2, "{text}");
+    assert!(text.contains("par=\"16:9\""), "{text}");
+    let (frames, _) = representation_frames(&out, 1);
+    assert_eq!(frames, 100);
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args([
+            "stream=width,height,sample_aspect_ratio,display_aspect_ratio",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(dir.path().join("representation-1.mp4"))
+        .output()
+        .expect("ffprobe runs");
+    assert_eq!(
+        String::from_utf8_lossy(&probe.stdout).trim(),
+        "426,240,640:639,16:9"
+    );
+}
+
+#[test]
+fn a_multi_track_hls_package_keeps_each_tracks_language_default_and_sync() {
+    // Sample 15: three audio tracks (AAC 5.1 eng default, AAC 5.1 fra, Opus deu), the Opus one
+    // re-encoded to AAC for the fMP4 renditions.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = common::bundled("15_DERIVED_bbb_h264_3audio_aac51_aac51_opus.mkv");
+    let master = dir.path().join("out/master.m3u8");
+    let result = run(&[
+        "transcode",
+        path(&source),
+        path(&master),
+        "--segments",
+        "2",
+        "--preset",
+        "ultrafast",
+        "-q",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let text = std::fs::read_to_string(&master).expect("master playlist");
+    let media: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-MEDIA:"))
+        .collect();
+    assert_eq!(media.len(), 3, "{text}");
+    for (line, (language, default)) in
+        media
+            .iter()
+            .zip([("eng", "YES"), ("fra", "NO"), ("deu", "NO")])
+    {
+        assert!(line.contains(&format!("LANGUAGE=\"{language}\"")), "{line}");
+        assert!(line.contains(&format!("DEFAULT={default}")), "{line}");
+    }
+    let result = run(&["verify", path(&source), path(&master), "--json"]);
+    let report = json(&result);
+    assert!(
+        result.status.success() && report["passed"] == true,
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
 }
 
 #[test]

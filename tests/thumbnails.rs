@@ -266,7 +266,7 @@ fn poster_and_sheets_show_the_source_frames_at_their_times() {
         .as_array()
         .expect("the summary lists the thumbnails")
         .iter()
-        .map(|f| f["path"].as_str().expect("path").to_owned())
+        .map(|f| f["name"].as_str().expect("name").to_owned())
         .collect();
     let names = [
         "out.poster.jpg",

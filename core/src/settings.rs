@@ -413,15 +413,35 @@ impl Container {
     }
 }
 
-/// What one job is made with: its output container and encoder settings (recorded on the job
-/// record of a job on AWS).
+/// What one job is made with: its output container and encoder settings, its ladder and its
+/// packaging (recorded on the job record of a job on AWS).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSettings {
     pub container: Container,
     pub encode: EncodeSettings,
+    /// The ABR ladder as asked for (`--renditions`), in the order given; empty: one rendition
+    /// with `encode` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renditions: Vec<crate::renditions::Rendition>,
+    /// An HLS or DASH package instead of one file per rendition; `None`: files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packaging: Option<crate::media::package::PackageFormat>,
     /// A poster and, with an interval, thumbnail sheets beside the output; `None`: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thumbnails: Option<crate::thumbnails::ThumbnailRequest>,
+}
+
+impl JobSettings {
+    /// One rendition in one file: `encode` in `container`.
+    pub fn new(container: Container, encode: EncodeSettings) -> Self {
+        Self {
+            container,
+            encode,
+            renditions: Vec::new(),
+            packaging: None,
+            thumbnails: None,
+        }
+    }
 }
 
 /// Parses a bitrate such as `2500000`, `800k` or `2.5M` into bits per second.

@@ -29,17 +29,21 @@ pub struct RunOutput {
     /// `media::streams::plan`); everything else of the source is in the output.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Every file or object written, when there is more than the one output: each rendition's
+    /// file, or every object of an HLS/DASH package (manifest, playlists, init segments,
+    /// fragments); `output_bytes` is then their sum. Empty: the one output.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputFile>,
     /// The thumbnail files written beside the output (poster, sheets, WebVTT index): local
     /// paths, or `s3://bucket/key` addresses; absent without thumbnails.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thumbnails: Vec<OutputFile>,
 }
 
-/// One file a run wrote besides its output.
+/// One written output: its name (`s3://bucket/key` on AWS) and bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputFile {
-    /// A local path, or an `s3://bucket/key` address.
-    pub path: String,
+    pub name: String,
     pub bytes: u64,
 }
 
@@ -124,11 +128,12 @@ impl From<&TranscodeReport> for RunSummary {
             result: RunOutput {
                 output_bytes: report.output_bytes,
                 warnings: report.warnings.clone(),
+                outputs: Vec::new(),
                 thumbnails: report
                     .thumbnails
                     .iter()
                     .map(|file| OutputFile {
-                        path: file.display().to_string(),
+                        name: file.display().to_string(),
                         bytes: std::fs::metadata(file).map_or(0, |meta| meta.len()),
                     })
                     .collect(),

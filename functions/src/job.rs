@@ -12,8 +12,10 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use treemux_core::engine::{JobSpec, ScratchLayout};
 use treemux_core::media::audio::AudioAction;
+use treemux_core::media::package::PackageFormat;
 use treemux_core::media::probe::MediaInfo;
 use treemux_core::plan::SegmentPlan;
+use treemux_core::renditions::{rendition_output, KeyframeGrid};
 use treemux_core::settings::Container;
 use treemux_core::settings::EncodeSettings;
 use treemux_core::tree::MergeTree;
@@ -170,6 +172,29 @@ pub fn output_key(prefix: &str, key: &str, extension: &str) -> String {
 }
 
 /// Files of one job under the scratch root (EFS in AWS).
+/// The keys of a job's outputs: with `packaging`, the package's manifest under a prefix named
+/// as the single output without its extension (`out/a.mp4.mp4` → `out/a.mp4/master.m3u8`,
+/// the playlists and fragments beside it); else one key per rung of `heights` (tallest
+/// first), named as the local runner names its files (`out/a.mp4_720p.mp4`), or `output`
+/// itself without a ladder. The first key is the job's `output_key`.
+pub fn output_keys(output: &str, heights: &[u32], packaging: Option<PackageFormat>) -> Vec<String> {
+    if let Some(format) = packaging {
+        let stem = output.rsplit_once('.').map_or(output, |(stem, _)| stem);
+        return vec![format!("{stem}/{}", format.manifest_name())];
+    }
+    if heights.is_empty() {
+        return vec![output.to_owned()];
+    }
+    heights
+        .iter()
+        .map(|&height| {
+            rendition_output(Path::new(output), height)
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
 #[derive(Clone, Debug)]
 pub struct JobPaths {
     pub dir: PathBuf,
@@ -202,9 +227,25 @@ impl JobPaths {
         self.dir.join("source-opening.bin")
     }
 
-    /// Segments, node indexes and the audio: the layout the core's engine defines.
+    /// Segments, node indexes and the audio: the layout the core's engine defines (for one
+    /// rendition; [`Self::layout_of`] for the job's own).
     pub fn layout(&self) -> ScratchLayout {
         ScratchLayout::new(&self.dir)
+    }
+
+    /// The layout of `manifest`'s job, with a directory per rendition of its ladder.
+    pub fn layout_of(&self, manifest: &JobManifest) -> ScratchLayout {
+        self.layout().with_renditions(manifest.renditions.len())
+    }
+
+    /// Where merge-audio writes rung `rung`'s file (`rung` ≥ 1) before uploading it.
+    pub fn rendition_output(&self, rung: u32, extension: &str) -> PathBuf {
+        self.dir.join(format!("output-{rung}.{extension}"))
+    }
+
+    /// Where merge-audio writes the job's HLS/DASH package before uploading it.
+    pub fn package_dir(&self) -> PathBuf {
+        self.dir.join("package")
     }
 
     pub fn output(&self, extension: &str) -> PathBuf {
@@ -244,6 +285,19 @@ pub struct JobManifest {
     pub plan: SegmentPlan,
     pub tree: MergeTree,
     pub audio_actions: Vec<AudioAction>,
+    /// Every rendition's settings, tallest first, for a job with a ladder (empty: `settings`
+    /// alone); `settings` is then the first.
+    #[serde(default)]
+    pub renditions: Vec<EncodeSettings>,
+    /// The keyframe grid of a packaged job (so the renditions' fragments align).
+    #[serde(default)]
+    pub keyframes: Option<KeyframeGrid>,
+    /// An HLS/DASH package whose manifest is `output_key`; `None`: a file per rendition.
+    #[serde(default)]
+    pub packaging: Option<PackageFormat>,
+    /// Each rendition's output key, for a ladder of files (the first is `output_key`).
+    #[serde(default)]
+    pub rendition_keys: Vec<String>,
     /// The job's thumbnails, planned by analyze (its `poster`/`thumbnails` settings); absent
     /// when it asked for none (and in manifests from before thumbnails).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -264,8 +318,8 @@ impl JobManifest {
             plan: self.plan.clone(),
             tree: self.tree,
             audio_actions: self.audio_actions.clone(),
-            renditions: Vec::new(),
-            keyframes: None,
+            renditions: self.renditions.clone(),
+            keyframes: self.keyframes,
             thumbnails: self.thumbnails.clone(),
         }
     }
@@ -327,6 +381,24 @@ mod tests {
             "out/a b/x.mov.mp4"
         );
         assert_eq!(output_key("out/", "..", "mp4"), "out/video.mp4");
+    }
+
+    #[test]
+    fn renditions_and_packages_are_named_as_the_local_runner_names_them() {
+        let output = output_key("out/", "up/x.mov", "mp4");
+        assert_eq!(output_keys(&output, &[], None), ["out/up/x.mov.mp4"]);
+        assert_eq!(
+            output_keys(&output, &[1080, 720], None),
+            ["out/up/x.mov_1080p.mp4", "out/up/x.mov_720p.mp4"]
+        );
+        assert_eq!(
+            output_keys(&output, &[720, 480], Some(PackageFormat::Hls)),
+            ["out/up/x.mov/master.m3u8"]
+        );
+        assert_eq!(
+            output_keys(&output, &[], Some(PackageFormat::Dash)),
+            ["out/up/x.mov/manifest.mpd"]
+        );
     }
 
     #[test]

@@ -105,24 +105,32 @@ impl JobEvent {
                 frames: record.progress.frames_total,
             },
             JobStatus::Succeeded => {
-                let (bucket, key) = record.output.strip_prefix("s3://")?.split_once('/')?;
-                let thumbnails = record.result.thumbnails.iter().filter_map(|file| {
-                    let (bucket, key) = file.path.strip_prefix("s3://")?.split_once('/')?;
+                let object = |name: &str, bytes: u64| {
+                    let (bucket, key) = name.strip_prefix("s3://")?.split_once('/')?;
                     Some(OutputObject {
                         bucket: bucket.to_owned(),
                         key: key.to_owned(),
-                        bytes: file.bytes,
+                        bytes,
                     })
-                });
+                };
+                // Every rendition's object, or every object of a package; else the one output.
+                let outputs = if record.result.outputs.is_empty() {
+                    vec![object(&record.output, record.result.output_bytes)?]
+                } else {
+                    record
+                        .result
+                        .outputs
+                        .iter()
+                        .map(|file| object(&file.name, file.bytes))
+                        .collect::<Option<Vec<_>>>()?
+                };
+                // Then the output's thumbnails.
+                let mut outputs = outputs;
+                for file in &record.result.thumbnails {
+                    outputs.push(object(&file.name, file.bytes)?);
+                }
                 JobChange::Succeeded {
-                    // The output first, then its thumbnails.
-                    outputs: std::iter::once(OutputObject {
-                        bucket: bucket.to_owned(),
-                        key: key.to_owned(),
-                        bytes: record.result.output_bytes,
-                    })
-                    .chain(thumbnails)
-                    .collect(),
+                    outputs,
                     stage_seconds: record.stage_seconds.clone(),
                     elapsed_seconds: record.updated_at.saturating_sub(record.created_at),
                     warnings: record.result.warnings.clone(),

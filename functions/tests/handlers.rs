@@ -103,6 +103,7 @@ async fn analyze_the_real_s3_event_then_run_the_whole_job() {
         RunOutput {
             output_bytes: written,
             warnings: Vec::new(),
+            outputs: Vec::new(),
             thumbnails: Vec::new(),
         }
     );

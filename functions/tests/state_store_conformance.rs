@@ -69,12 +69,13 @@ async fn conformance<S: StateStore + JobStore>(store: &S, job: &str) {
     (encode.rate, encode.height, encode.upscale) =
         (RateControl::Bitrate(1_500_000), Some(720), true);
     let settings = JobSettings {
-        container: Container::WebM,
-        encode,
+        renditions: treemux_core::renditions::parse_renditions("720,360:crf=40")
+            .expect("the test's ladder is valid"),
         thumbnails: Some(treemux_core::thumbnails::ThumbnailRequest {
             interval_ms: Some(2500),
             poster_at_ms: None,
         }),
+        ..JobSettings::new(Container::WebM, encode)
     };
     let from = BTreeMap::from([(
         "bitrate".to_owned(),

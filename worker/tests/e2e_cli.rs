@@ -75,7 +75,18 @@ async fn submit_status_jobs_and_a_dry_run() {
     let uri = format!("s3://{}/sources/clip.webm", stack.output_bucket);
 
     // A dry run plans the object and starts nothing.
-    let dry = treemux(&env, &["submit", &uri, "--dry-run"]);
+    let dry = treemux(
+        &env,
+        &[
+            "submit",
+            &uri,
+            "--dry-run",
+            "--renditions",
+            "180,120:crf=30",
+            "--packaging",
+            "hls",
+        ],
+    );
     let dry_out = text(&dry.stdout);
     assert!(dry.status.success(), "{dry_out}{}", text(&dry.stderr));
     for part in [
@@ -83,6 +94,7 @@ async fn submit_status_jobs_and_a_dry_run() {
         "planned as analyze plans it",
         "segment",
         "EC2",
+        "renditions: 180,120:crf=30; packaging: hls",
     ] {
         assert!(dry_out.contains(part), "{part:?} in {dry_out}");
     }

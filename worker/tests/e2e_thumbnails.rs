@@ -151,7 +151,7 @@ async fn thumbnails_by_metadata_appear_beside_the_output_and_are_valid() {
         .result
         .thumbnails
         .iter()
-        .map(|f| f.path.as_str())
+        .map(|f| f.name.as_str())
         .collect();
     let keys = stack.output_keys().await;
     for name in names {
@@ -166,7 +166,7 @@ async fn thumbnails_by_metadata_appear_beside_the_output_and_are_valid() {
     // Each listed size is the object's.
     for file in &record.result.thumbnails {
         let object = file
-            .path
+            .name
             .rsplit_once(&stack.output_bucket)
             .expect("address")
             .1;
@@ -182,14 +182,14 @@ async fn thumbnails_by_metadata_appear_beside_the_output_and_are_valid() {
             head.content_length(),
             Some(file.bytes as i64),
             "{}",
-            file.path
+            file.name
         );
-        let wanted = if file.path.ends_with(".vtt") {
+        let wanted = if file.name.ends_with(".vtt") {
             "text/vtt"
         } else {
             "image/jpeg"
         };
-        assert_eq!(head.content_type(), Some(wanted), "{}", file.path);
+        assert_eq!(head.content_type(), Some(wanted), "{}", file.name);
     }
     let poster = fetch(&stack, &format!("{prefix}.poster.jpg")).await;
     assert_eq!(picture(&poster), "mjpeg,320,180");

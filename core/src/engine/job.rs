@@ -90,6 +90,18 @@ impl JobSpec {
         Ok(())
     }
 
+    /// Forces keyframes every `seconds` of the source's timeline in every rendition (an HLS or
+    /// DASH package cuts its fragments there, so the renditions' fragments align).
+    pub fn align_keyframes(&mut self, seconds: f64) {
+        let time_base = self.info.video.time_base;
+        self.keyframes = Some(KeyframeGrid::every(
+            seconds,
+            self.info.video.first_pts,
+            i64::from(time_base.num),
+            i64::from(time_base.den),
+        ));
+    }
+
     /// What the output keeps of subtitles, cover art, chapters and tags (and warnings for the
     /// rest): decided from the probe, the same in every runner.
     pub fn extras(&self) -> ExtrasPlan {

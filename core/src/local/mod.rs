@@ -26,8 +26,8 @@ use crate::media::remux::{MuxTarget, RemuxReport};
 use crate::media::source::Source;
 use crate::names::{Stage, TaskKind};
 use crate::plan::{PlanOptions, SegmentPlan};
-use crate::renditions::{rendition_output, rendition_settings, KeyframeGrid, Rendition};
-use crate::settings::{EncodeSettings, VideoCodec};
+use crate::renditions::{rendition_output, rendition_settings, Rendition};
+use crate::settings::EncodeSettings;
 use crate::state::InMemoryStateStore;
 use crate::thumbnails::ThumbnailRequest;
 use crate::tree::{MergeKind, MergeTree, NodeId};
@@ -262,14 +262,11 @@ fn transcode_into(
     on_progress: &(dyn Fn(Progress) + Sync),
     started: Instant,
 ) -> Result<TranscodeReport, Error> {
-    if package.is_some() && !matches!(options.settings.codec, VideoCodec::H264 | VideoCodec::H265) {
-        return Err(Error::request(
-            output,
-            format!(
-                "HLS and DASH packages here hold h264 or h265 video, not {}",
-                options.settings.codec
-            ),
-        ));
+    if let Some(format) = package {
+        // The package's segments are MP4's (fragmented), whatever the container option says.
+        format
+            .check(crate::settings::Container::Mp4, options.settings.codec)
+            .map_err(|problem| Error::request(output, problem))?;
     }
     // With a ladder (or a package) the output names the rungs' files and is not written itself.
     let existing = if options.renditions.is_empty() || package.is_some() {
@@ -336,13 +333,7 @@ fn transcode_into(
         None => None,
     };
     if package.is_some() {
-        let time_base = job.info.video.time_base;
-        job.keyframes = Some(KeyframeGrid::every(
-            FRAGMENT_SECONDS,
-            job.info.video.first_pts,
-            i64::from(time_base.num),
-            i64::from(time_base.den),
-        ));
+        job.align_keyframes(FRAGMENT_SECONDS);
     }
     let (plan, tree, info) = (&job.plan, job.tree, &job.info);
     let (workers, threads) =

@@ -248,6 +248,10 @@ pub fn content_type(key: &str) -> &'static str {
         "mov" => "video/quicktime",
         "mkv" => "video/x-matroska",
         "webm" => "video/webm",
+        // An HLS/DASH package's manifests and fragments.
+        "m3u8" => "application/vnd.apple.mpegurl",
+        "mpd" => "application/dash+xml",
+        "m4s" => "video/iso.segment",
         _ => "video/mp4",
     }
 }
@@ -472,6 +476,11 @@ mod tests {
         assert_eq!(content_type("transcoded/a.mp4.mov"), "video/quicktime");
         assert_eq!(content_type("transcoded/a.mp4.mkv"), "video/x-matroska");
         assert_eq!(content_type("transcoded/a.mp4.webm"), "video/webm");
+        assert_eq!(
+            content_type("transcoded/a.mp4/master.m3u8"),
+            "application/vnd.apple.mpegurl"
+        );
+        assert_eq!(content_type("t/a/manifest.mpd"), "application/dash+xml");
         assert_eq!(content_type("transcoded/a.mp4.poster.jpg"), "image/jpeg");
         assert_eq!(
             content_type("transcoded/a.mp4.thumbnails-0.jpg"),

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::error::HandlerError;
 use crate::events::{AnalyzeOutcome, AnalyzedJob, ExecutionInput, S3Event};
-use crate::job::{output_key, JobManifest, JobPaths};
+use crate::job::{output_key, output_keys, JobManifest, JobPaths};
 use crate::job_settings::{self, ResolvedSettings, SettingsError, SettingsLayer};
 use crate::ports::{ExecutionStarter, ObjectError, ObjectStore, ObjectVersion};
 use std::collections::BTreeMap;
@@ -16,9 +16,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use treemux_core::engine::{self, JobSpec};
+use treemux_core::local::FRAGMENT_SECONDS;
 use treemux_core::media::probe::{self, PacketReads};
 use treemux_core::media::source::{self, OverlaySource, Source};
 use treemux_core::names::Stage;
+use treemux_core::renditions::rendition_settings;
 use treemux_core::settings::JobSettings;
 use treemux_core::state::{JobStatus, JobStore, JobUpdate, LatestClaim, StateStore};
 
@@ -278,9 +280,21 @@ where
     let JobSettings {
         container,
         encode: settings,
+        renditions,
+        packaging,
         thumbnails,
     } = resolved.settings.clone();
-    let output = output_key(&config.output_prefix, key, container.extension());
+    // Each rung's settings (tallest first) and where its file goes, or the package's manifest.
+    let ladder = rendition_settings(&settings, &renditions);
+    let heights: Vec<u32> = ladder.iter().filter_map(|rung| rung.height).collect();
+    let single = output_key(&config.output_prefix, key, container.extension());
+    let rendition_keys = output_keys(&single, &heights, packaging);
+    let output = rendition_keys[0].clone();
+    let rendition_keys = if packaging.is_some() || ladder.is_empty() {
+        Vec::new()
+    } else {
+        rendition_keys
+    };
     let recorded = JobUpdate::Settings {
         settings: resolved.settings.clone(),
         from: resolved.from.clone(),
@@ -335,6 +349,13 @@ where
             &config.plan,
         )
         .map_err(with_origins)?;
+        // Every rung checked as the job's own settings are (a rung taller than the source
+        // without upscale is refused here), and a package's keyframe grid, as locally.
+        job.set_renditions(&ladder, &source_name, &output_name)
+            .map_err(with_origins)?;
+        if packaging.is_some() {
+            job.align_keyframes(FRAGMENT_SECONDS);
+        }
         if let Some(request) = &thumbnails {
             job.set_thumbnails(request, &source_name)
                 .map_err(with_origins)?;
@@ -348,6 +369,8 @@ where
             plan,
             tree,
             audio_actions,
+            renditions,
+            keyframes,
             thumbnails,
             ..
         } = job;
@@ -374,6 +397,10 @@ where
                 plan,
                 tree,
                 audio_actions,
+                renditions,
+                keyframes,
+                packaging,
+                rendition_keys,
                 thumbnails,
             },
             opening,

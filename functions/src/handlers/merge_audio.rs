@@ -4,8 +4,8 @@
 //! recorded ETags, only while the job is its key's newest. An output that cannot be laid out by
 //! sizes (see the core's `engine::lay_out_root`) is muxed straight into the upload in one pass.
 
-use super::upload_parts;
 use super::{blocking, job_source, now, read_manifest, supersede, write_once, Services};
+use super::{root_outputs, upload_parts};
 use crate::error::HandlerError;
 use crate::events::{JobDone, JobTask, RootStep};
 use crate::job::{JobManifest, JobPaths};
@@ -23,7 +23,7 @@ use treemux_core::summary::RunOutput;
 
 /// Stops a job whose input key has a newer upload's job recorded: marks it SUPERSEDED (the
 /// reason on its record) and returns `TreemuxSuperseded`.
-async fn ensure_newest<S: JobStore, O: MultipartStore, X>(
+pub(super) async fn ensure_newest<S: JobStore, O: MultipartStore, X>(
     services: &Services<S, O, X>,
     manifest: &JobManifest,
 ) -> Result<(), HandlerError> {
@@ -114,7 +114,18 @@ where
     O: ObjectStore + MultipartStore + Clone + 'static,
 {
     let job_id = task.job_id.clone();
-    super::task(&services.store, &job_id, merge_audio_body(services, task)).await
+    let result = super::task(&services.store, &job_id, merge_audio_body(services, task)).await;
+    if result
+        .as_ref()
+        .is_err_and(|error| error.kind == treemux_core::ErrorKind::Superseded)
+    {
+        // The root is the job's last task: a superseded job's upload and scratch go now (every
+        // segment and merge finished before it), whichever check stopped it.
+        let paths = JobPaths::new(&services.config.scratch_root, &job_id);
+        abort_output_upload(&services.objects, &paths).await;
+        let _ = tokio::fs::remove_dir_all(paths.dir).await;
+    }
+    result
 }
 
 async fn merge_audio_body<S, O, X>(
@@ -129,78 +140,28 @@ where
     let manifest = read_manifest(&services.config, &task.job_id).await?;
     let paths = JobPaths::new(&services.config.scratch_root, &task.job_id);
     ensure_newest(services, &manifest).await?;
-    let (bucket, key) = (manifest.output_bucket.clone(), manifest.output_key.clone());
-    let completed_marker = paths.dir.join("upload-completed");
     let job = manifest.job();
     // The same decision the local runner makes: what the output keeps, and a warning for the rest.
     let warnings = job.warnings();
-    let layout = paths.layout();
-    let bytes = if completed_marker.is_file() {
-        // An earlier attempt completed the upload and died before recording the job's success.
-        tokio::fs::read_to_string(&completed_marker)
-            .await
-            .ok()
-            .and_then(|text| text.trim().parse().ok())
-            .unwrap_or(0)
-    } else if task.complete {
-        complete_by_parts(services, &manifest, &paths).await?
+    let layout = paths.layout_of(&manifest);
+    let (bytes, outputs) = if let Some(format) = manifest.packaging {
+        // A package instead of files: no output by parts.
+        root_outputs::upload_package(services, &manifest, &job, &layout, format).await?
     } else {
-        // The audio first: joined once from the pieces the segments copied (MP4/MOV), found
-        // when split-audio extracted it, or a streaming pass if the pieces do not add up.
-        let source = job_source(services, &manifest).await?;
-        let (audio_job, audio_layout, audio_source) = (job.clone(), layout.clone(), source.clone());
-        blocking(move || {
-            engine::finish_audio(&audio_source, &audio_job, &audio_layout)
-                .map(|_| ())
-                .map_err(HandlerError::from)
-        })
-        .await?;
-        let (layout_job, layout_scratch, layout_source) =
-            (job.clone(), layout.clone(), source.clone());
-        let laid_out = blocking(move || {
-            engine::lay_out_root(&layout_source, &layout_job, &layout_scratch)
-                .map_err(HandlerError::from)
-        })
-        .await?;
-        match laid_out {
-            RootLayout::Parts(output) => {
-                let parts = output.parts().map_err(|error| {
-                    HandlerError::invalid(format!("s3://{bucket}/{key}: {error}"))
-                })?;
-                let upload_id = output_upload(&services.objects, &paths, &bucket, &key).await?;
-                let output = Arc::new(output);
-                let first = parts
-                    .first()
-                    .ok_or_else(|| HandlerError::internal("no parts"))?;
-                upload_parts::upload_part(
-                    &services.objects,
-                    &paths,
-                    &output,
-                    first,
-                    (&bucket, &key, &upload_id),
-                )
-                .await?;
-                if parts.len() > 1 {
-                    let groups = upload_parts::part_groups(&task.job_id, parts.len(), UPLOAD_TASKS);
-                    tracing::info!(
-                        job_id = %task.job_id,
-                        parts = parts.len(),
-                        groups = groups.len(),
-                        bytes = output.total_bytes,
-                        "merge-audio: laid out, part 1 uploaded"
-                    );
-                    return Ok(RootStep::UploadParts {
-                        job_id: task.job_id,
-                        groups,
-                    });
-                }
-                complete_by_parts(services, &manifest, &paths).await?
-            }
-            RootLayout::OnePass(reason) => {
-                tracing::info!(job_id = %task.job_id, reason, "merge-audio: one pass");
-                stream_output(services, &manifest, &paths, source).await?
-            }
-        }
+        let bytes = rung_0(services, &task, &manifest, &paths, &job, &layout).await?;
+        let bytes = match bytes {
+            Ok(bytes) => bytes,
+            Err(step) => return Ok(step),
+        };
+        // The other rungs of a ladder, each its own object.
+        let outputs =
+            root_outputs::upload_other_rungs(services, &manifest, &job, &layout, bytes).await?;
+        let total = if outputs.is_empty() {
+            bytes
+        } else {
+            outputs.iter().map(|o| o.bytes).sum()
+        };
+        (total, outputs)
     };
     // The output is complete: its thumbnails (if asked for) beside it, before the success.
     let thumbnails = super::thumbnails::upload_thumbnails(services, &manifest, &paths).await?;
@@ -219,6 +180,7 @@ where
     let output = RunOutput {
         output_bytes: bytes,
         warnings,
+        outputs,
         thumbnails,
     };
     services
@@ -245,6 +207,92 @@ where
         output: format!("s3://{}/{}", manifest.output_bucket, manifest.output_key),
         bytes,
     }))
+}
+
+/// Rung 0's file (the output of a job without a ladder): its bytes once its upload is complete,
+/// or the upload-parts step to return first (`Err`).
+async fn rung_0<S, O, X>(
+    services: &Services<S, O, X>,
+    task: &JobTask,
+    manifest: &JobManifest,
+    paths: &JobPaths,
+    job: &treemux_core::engine::JobSpec,
+    layout: &treemux_core::engine::ScratchLayout,
+) -> Result<Result<u64, RootStep>, HandlerError>
+where
+    S: StateStore + JobStore,
+    O: ObjectStore + MultipartStore + Clone + 'static,
+{
+    let (bucket, key) = (manifest.output_bucket.clone(), manifest.output_key.clone());
+    let completed_marker = paths.dir.join("upload-completed");
+    let bytes = if completed_marker.is_file() {
+        // An earlier attempt completed the upload and died before recording the job's success.
+        tokio::fs::read_to_string(&completed_marker)
+            .await
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0)
+    } else if task.complete {
+        complete_by_parts(services, manifest, paths).await?
+    } else {
+        // The audio first: joined once from the pieces the segments copied (MP4/MOV), found
+        // when split-audio extracted it, or a streaming pass if the pieces do not add up.
+        let source = job_source(services, manifest).await?;
+        let (audio_job, audio_layout, audio_source) = (job.clone(), layout.clone(), source.clone());
+        blocking(move || {
+            engine::finish_audio(&audio_source, &audio_job, &audio_layout)
+                .map(|_| ())
+                .map_err(HandlerError::from)
+        })
+        .await?;
+        let (layout_job, layout_scratch, layout_source) =
+            (job.clone(), layout.clone(), source.clone());
+        let laid_out = blocking(move || {
+            engine::lay_out_root(&layout_source, &layout_job, &layout_scratch)
+                .map_err(HandlerError::from)
+        })
+        .await?;
+        match laid_out {
+            RootLayout::Parts(output) => {
+                let parts = output.parts().map_err(|error| {
+                    HandlerError::invalid(format!("s3://{bucket}/{key}: {error}"))
+                })?;
+                let upload_id = output_upload(&services.objects, paths, &bucket, &key).await?;
+                let output = Arc::new(output);
+                let first = parts
+                    .first()
+                    .ok_or_else(|| HandlerError::internal("no parts"))?;
+                upload_parts::upload_part(
+                    &services.objects,
+                    paths,
+                    &output,
+                    first,
+                    (&bucket, &key, &upload_id),
+                )
+                .await?;
+                if parts.len() > 1 {
+                    let groups = upload_parts::part_groups(&task.job_id, parts.len(), UPLOAD_TASKS);
+                    tracing::info!(
+                        job_id = %task.job_id,
+                        parts = parts.len(),
+                        groups = groups.len(),
+                        bytes = output.total_bytes,
+                        "merge-audio: laid out, part 1 uploaded"
+                    );
+                    return Ok(Err(RootStep::UploadParts {
+                        job_id: task.job_id.clone(),
+                        groups,
+                    }));
+                }
+                complete_by_parts(services, manifest, paths).await?
+            }
+            RootLayout::OnePass(reason) => {
+                tracing::info!(job_id = %task.job_id, reason, "merge-audio: one pass");
+                stream_output(services, manifest, paths, source).await?
+            }
+        }
+    };
+    Ok(Ok(bytes))
 }
 
 /// Completes the output's upload with the ETags the part uploads recorded, checked right before
@@ -295,7 +343,7 @@ where
     let (bucket, key) = (manifest.output_bucket.clone(), manifest.output_key.clone());
     let completed_marker = paths.dir.join("upload-completed");
     let job = manifest.job();
-    let layout = paths.layout();
+    let layout = paths.layout_of(manifest);
     // Refused before anything is uploaded: an output S3 cannot take in 10,000 parts of at
     // most 5 GiB (the segments and audio, with room for the index).
     let media = engine::media_bytes(&job, &layout);

@@ -59,7 +59,7 @@ where
             )));
         }
     }
-    let layout = JobPaths::new(&services.config.scratch_root, &task.job_id).layout();
+    let layout = JobPaths::new(&services.config.scratch_root, &task.job_id).layout_of(&manifest);
     // The claim is this task's, so an index at the node was recorded by an earlier attempt of
     // this same task that died before marking the pair: the merge is done already.
     let (node, crashes) = (task.node, services.config.crashes.clone());

@@ -11,6 +11,7 @@
 //! - `segments.rs`: split-audio and split-and-convert (one segment);
 //! - `merge_video.rs`: one pair of the merge tree;
 //! - `merge_audio.rs`: the root: audio joined, the output streamed into its multipart upload;
+//! - `root_outputs.rs`: the root's other outputs: a ladder's other rungs, an HLS/DASH package;
 //! - `thumbnails.rs`: the root's thumbnails composed and uploaded beside the output;
 //! - `job_failed.rs`: a failed job's record and clean-up, also for an analyze that gave up.
 
@@ -20,6 +21,7 @@ mod event_jobs;
 mod job_failed;
 mod merge_audio;
 mod merge_video;
+mod root_outputs;
 mod segments;
 mod thumbnails;
 mod upload_parts;

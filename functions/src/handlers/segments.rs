@@ -39,7 +39,7 @@ where
 {
     let started = Instant::now();
     let manifest = read_manifest(&services.config, &task.job_id).await?;
-    let layout = JobPaths::new(&services.config.scratch_root, &task.job_id).layout();
+    let layout = JobPaths::new(&services.config.scratch_root, &task.job_id).layout_of(&manifest);
     let source = job_source(services, &manifest).await?;
     // A repeated task finds the audio extracted and its report recorded: nothing is redone.
     let produced = blocking(move || {
@@ -101,7 +101,7 @@ where
         )));
     }
     let leaf = NodeId::leaf(task.segment);
-    let layout = JobPaths::new(&services.config.scratch_root, &task.job_id).layout();
+    let layout = JobPaths::new(&services.config.scratch_root, &task.job_id).layout_of(&manifest);
     let tree = manifest.tree;
     let crashes = services.config.crashes.clone();
     let index = task.segment;

@@ -1,7 +1,8 @@
 //! The root's thumbnails on AWS: composed once every segment is done (the core's
 //! `engine::finish_thumbnails`, from the tiles the segment workers left in the job's EFS
 //! scratch) and uploaded beside the output key (`videos/a.mp4` → `videos/a.poster.jpg`,
-//! `videos/a.thumbnails.vtt`, `videos/a.thumbnails-0.jpg`, …), as the job record lists them.
+//! `videos/a.thumbnails.vtt`, `videos/a.thumbnails-0.jpg`, …; inside an HLS/DASH package's
+//! prefix `poster.jpg`, …), as the job record lists them.
 
 use super::{blocking, Services};
 use crate::error::HandlerError;
@@ -38,7 +39,8 @@ where
     }
     let (bucket, key) = (&manifest.output_bucket, &manifest.output_key);
     let (dir, stem) = beside(key);
-    let names = ThumbnailNames::new(Some(stem));
+    // Inside a package's prefix unprefixed, as locally inside its directory.
+    let names = ThumbnailNames::new(manifest.packaging.is_none().then_some(stem));
     let layout = paths.layout();
     let files = blocking(move || {
         engine::finish_thumbnails(&job, &layout, &names).map_err(HandlerError::from)
@@ -56,7 +58,7 @@ where
             .put_from_path(&file.path, bucket, &object)
             .await?;
         uploaded.push(OutputFile {
-            path: format!("s3://{bucket}/{object}"),
+            name: format!("s3://{bucket}/{object}"),
             bytes,
         });
     }

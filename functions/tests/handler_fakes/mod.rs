@@ -99,6 +99,33 @@ pub fn started_input(services: &TestServices) -> ExecutionInput {
 /// Runs the job the way the state machine does: audio beside the segments, each segment task
 /// climbing while it wins merges, then merge-audio. Returns the tasks that merged.
 pub async fn drive(services: &TestServices, input: &ExecutionInput) -> Vec<MergeTask> {
+    let (job, merges) = drive_to_root(services, input).await;
+    let step = handlers::merge_audio(services, job.clone())
+        .await
+        .expect("merge-audio");
+    if let treemux_functions::events::RootStep::UploadParts { groups, .. } = step {
+        for group in groups {
+            handlers::upload_parts(services, group)
+                .await
+                .expect("upload-parts");
+        }
+        let complete = JobTask {
+            complete: true,
+            ..job
+        };
+        handlers::merge_audio(services, complete)
+            .await
+            .expect("complete merge-audio");
+    }
+    merges
+}
+
+/// [`drive`] up to the root: every task before merge-audio. Returns merge-audio's task and the
+/// tasks that merged.
+pub async fn drive_to_root(
+    services: &TestServices,
+    input: &ExecutionInput,
+) -> (JobTask, Vec<MergeTask>) {
     // split-audio and merge-audio take the job as Step Functions passes it (fixture).
     let job: JobTask =
         serde_json::from_str(&fixture("task-job.json").replace("JOB_ID", &input.job_id))
@@ -134,24 +161,7 @@ pub async fn drive(services: &TestServices, input: &ExecutionInput) -> Vec<Merge
         }
     }
     assert_eq!(audio_ready, 1, "exactly one task reaches the root");
-    let step = handlers::merge_audio(services, job.clone())
-        .await
-        .expect("merge-audio");
-    if let treemux_functions::events::RootStep::UploadParts { groups, .. } = step {
-        for group in groups {
-            handlers::upload_parts(services, group)
-                .await
-                .expect("upload-parts");
-        }
-        let complete = JobTask {
-            complete: true,
-            ..job
-        };
-        handlers::merge_audio(services, complete)
-            .await
-            .expect("complete merge-audio");
-    }
-    merges
+    (job, merges)
 }
 
 pub async fn job(store: &InMemoryStateStore, id: &str) -> treemux_core::state::JobRecord {

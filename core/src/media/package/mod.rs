@@ -19,6 +19,7 @@ mod mux;
 pub use mux::{PackageStreams, PackageVideo};
 
 use super::MediaError;
+use crate::settings::{Container, VideoCodec};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -48,6 +49,42 @@ impl PackageFormat {
             Self::Hls => "HLS",
             Self::Dash => "DASH",
         }
+    }
+
+    /// By name, as a job's `packaging` setting gives it (`hls`, `dash`, any case).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "hls" => Some(Self::Hls),
+            "dash" => Some(Self::Dash),
+            _ => None,
+        }
+    }
+
+    /// The manifest's file name where a package gets its name from its directory (an AWS
+    /// output prefix): `master.m3u8` or `manifest.mpd`.
+    pub fn manifest_name(self) -> &'static str {
+        match self {
+            Self::Hls => "master.m3u8",
+            Self::Dash => "manifest.mpd",
+        }
+    }
+
+    /// Whether a package can be made of `codec` video asked for in `container`: fragmented MP4
+    /// (the container `mp4`) holding H.264 or H.265. The error says what was expected.
+    pub fn check(self, container: Container, codec: VideoCodec) -> Result<(), String> {
+        if container != Container::Mp4 {
+            return Err(format!(
+                "{} packages are fragmented MP4: the container must be mp4, not {}",
+                self.name(),
+                container.extension()
+            ));
+        }
+        if !matches!(codec, VideoCodec::H264 | VideoCodec::H265) {
+            return Err(format!(
+                "HLS and DASH packages here hold h264 or h265 video, not {codec}"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -167,6 +204,17 @@ mod tests {
             Some(PackageFormat::Dash)
         );
         assert_eq!(PackageFormat::from_path(Path::new("out.mp4")), None);
+        assert_eq!(PackageFormat::parse(" HLS "), Some(PackageFormat::Hls));
+        assert_eq!(PackageFormat::parse("dash"), Some(PackageFormat::Dash));
+        assert_eq!(PackageFormat::parse("smooth"), None);
+        let hls = PackageFormat::Hls;
+        assert!(hls.check(Container::Mp4, VideoCodec::H265).is_ok());
+        assert!(hls
+            .check(Container::Matroska, VideoCodec::H264)
+            .is_err_and(|e| e.contains("must be mp4, not mkv")));
+        assert!(hls
+            .check(Container::Mp4, VideoCodec::Av1)
+            .is_err_and(|e| e.contains("not av1")));
         assert_eq!(PackageFormat::from_path(Path::new("m3u8")), None);
     }
 }

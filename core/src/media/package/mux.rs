@@ -114,12 +114,27 @@ pub(super) fn write(
         None => (None, Vec::new(), Vec::new()),
     };
     let tracks = audio_time_bases.len();
-    let sizes: Vec<(u32, u32)> = streams
-        .video
-        .iter()
-        .map(|rendition| crate::media::convert::output_size(&info.video, rendition.settings))
-        .collect();
-    let options = muxer_options(format, dir, info, &sizes, tracks, fragment_seconds);
+    // Each rendition's displayed aspect: its size and pixel aspect as the segments carry them,
+    // the pixel aspect also on the stream itself, where the dash muxer reads it (as the ffmpeg
+    // CLI sets it).
+    let mut shapes = Vec::with_capacity(streams.video.len());
+    for (index, rendition) in streams.video.iter().enumerate() {
+        let (width, height) = crate::media::convert::output_size(&info.video, rendition.settings);
+        let sar = match muxer.stream_mut(index) {
+            Some(mut stream) => {
+                // SAFETY: the stream and its parameters belong to the open muxer.
+                unsafe {
+                    let stream = stream.as_mut_ptr();
+                    let sar = (*(*stream).codecpar).sample_aspect_ratio;
+                    (*stream).sample_aspect_ratio = sar;
+                    (sar.num, sar.den)
+                }
+            }
+            None => (0, 1),
+        };
+        shapes.push(PictureShape { width, height, sar });
+    }
+    let options = muxer_options(format, dir, info, &shapes, tracks, fragment_seconds);
     muxer.write_header_with(options).map_err(&write_failed)?;
     let time_bases: Vec<ffmpeg::Rational> = muxer.streams().map(|s| s.time_base()).collect();
     let mut outputs = Vec::with_capacity(videos);
@@ -268,11 +283,11 @@ fn muxer_options(
     format: PackageFormat,
     dir: &Path,
     info: &MediaInfo,
-    sizes: &[(u32, u32)],
+    shapes: &[PictureShape],
     tracks: usize,
     fragment_seconds: f64,
 ) -> ffmpeg::Dictionary<'static> {
-    let videos = sizes.len();
+    let videos = shapes.len();
     let mut options = ffmpeg::Dictionary::new();
     let seconds = format!("{fragment_seconds}");
     match format {
@@ -310,26 +325,49 @@ fn muxer_options(
                 "media_seg_name",
                 "chunk-$RepresentationID$-$Number%05d$.m4s",
             );
-            options.set("adaptation_sets", &adaptation_sets(sizes, tracks));
+            options.set("adaptation_sets", &adaptation_sets(shapes, tracks));
         }
     }
     options
 }
 
-/// The DASH adaptation sets: the video renditions, one set per picture aspect ratio (DASH
-/// wants one ratio per set, and sizes rounded to even numbers, 852x480 beside 1280x720,
-/// differ), then a set per audio track (streams after the video), each with its language.
-fn adaptation_sets(sizes: &[(u32, u32)], tracks: usize) -> String {
-    fn reduced(width: u32, height: u32) -> (u32, u32) {
-        let (mut a, mut b) = (width.max(1), height.max(1));
+/// A rendition's picture as DASH groups it: size in pixels and pixel aspect (`0/1` unknown,
+/// read as square).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PictureShape {
+    width: u32,
+    height: u32,
+    sar: (i32, i32),
+}
+
+impl PictureShape {
+    /// The displayed aspect ratio, reduced (`width × sar : height`).
+    fn displayed_aspect(&self) -> (u64, u64) {
+        let (num, den) = if self.sar.0 > 0 && self.sar.1 > 0 {
+            (self.sar.0 as u64, self.sar.1 as u64)
+        } else {
+            (1, 1)
+        };
+        let (width, height) = (
+            u64::from(self.width.max(1)) * num,
+            u64::from(self.height.max(1)) * den,
+        );
+        let (mut a, mut b) = (width, height);
         while b != 0 {
             (a, b) = (b, a % b);
         }
         (width / a, height / a)
     }
-    let mut groups: Vec<((u32, u32), Vec<usize>)> = Vec::new();
-    for (stream, &(width, height)) in sizes.iter().enumerate() {
-        let ratio = reduced(width, height);
+}
+
+/// The DASH adaptation sets: the video renditions, one set per displayed aspect ratio (the
+/// dash muxer refuses a set whose pictures differ in it; rungs scaled from one source share
+/// it, their pixel aspect making up for widths rounded to even numbers), then a set per audio
+/// track (streams after the video), each with its language.
+fn adaptation_sets(shapes: &[PictureShape], tracks: usize) -> String {
+    let mut groups: Vec<((u64, u64), Vec<usize>)> = Vec::new();
+    for (stream, shape) in shapes.iter().enumerate() {
+        let ratio = shape.displayed_aspect();
         match groups.iter_mut().find(|(r, _)| *r == ratio) {
             Some((_, streams)) => streams.push(stream),
             None => groups.push((ratio, vec![stream])),
@@ -348,7 +386,7 @@ fn adaptation_sets(sizes: &[(u32, u32)], tracks: usize) -> String {
         sets.push(format!(
             "id={},streams={}",
             groups.len() + track,
-            sizes.len() + track
+            shapes.len() + track
         ));
     }
     sets.join(" ")
@@ -533,11 +571,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn adaptation_sets_group_renditions_by_aspect_ratio() {
+    fn adaptation_sets_group_renditions_by_displayed_aspect_ratio() {
+        let shape = |width, height, sar| PictureShape { width, height, sar };
+        // 852x480 at 640:639 shows 16:9 as 1280x720 does: one set; square 852x480 does not.
         assert_eq!(
-            adaptation_sets(&[(1280, 720), (852, 480), (640, 360)], 2),
-            "id=0,streams=0,2 id=1,streams=1 id=2,streams=3 id=3,streams=4"
+            adaptation_sets(
+                &[
+                    shape(1280, 720, (1, 1)),
+                    shape(852, 480, (640, 639)),
+                    shape(640, 360, (0, 1))
+                ],
+                2
+            ),
+            "id=0,streams=0,1,2 id=1,streams=3 id=2,streams=4"
         );
-        assert_eq!(adaptation_sets(&[(320, 180)], 0), "id=0,streams=0");
+        assert_eq!(
+            adaptation_sets(&[shape(1280, 720, (1, 1)), shape(852, 480, (1, 1))], 0),
+            "id=0,streams=0 id=1,streams=1"
+        );
+        assert_eq!(
+            adaptation_sets(&[shape(320, 180, (1, 1))], 0),
+            "id=0,streams=0"
+        );
     }
 }

@@ -98,6 +98,18 @@ pub fn output_picture(
         (width, height)
     };
     let sar = (video.sample_aspect_ratio.num, video.sample_aspect_ratio.den);
+    // Scaling to a height rounds the width to an even number, which changes the displayed
+    // aspect slightly (1280x720 → 852x480); the pixel aspect makes up for it, as FFmpeg's
+    // scale filter does (640:639), so every rung of a ladder shows the source's exact aspect.
+    let sar = if settings.height.is_some() {
+        scaled_sample_aspect(
+            sar,
+            (video.width, video.height),
+            (scaled_width, scaled_height),
+        )
+    } else {
+        sar
+    };
     let sample_aspect_ratio = if orientation.swaps_axes() && sar.0 > 0 && sar.1 > 0 {
         (sar.1, sar.0)
     } else {
@@ -114,6 +126,30 @@ pub fn output_picture(
         color,
         source_full_range,
     })
+}
+
+/// The pixel aspect that keeps `source` pixels of aspect `sar` (`0/1` unknown, read as square)
+/// showing the same picture once scaled to `scaled` pixels, both in the source's coded
+/// orientation; reduced, and `sar` itself when the scale keeps the aspect exactly.
+fn scaled_sample_aspect(sar: (i32, i32), source: (u32, u32), scaled: (u32, u32)) -> (i32, i32) {
+    let (num, den) = if sar.0 > 0 && sar.1 > 0 {
+        (i64::from(sar.0), i64::from(sar.1))
+    } else {
+        (1, 1)
+    };
+    let num = num * i64::from(source.0) * i64::from(scaled.1);
+    let den = den * i64::from(scaled.0) * i64::from(source.1);
+    if num == 0 || den == 0 || num == den && (sar.0 <= 0 || sar.1 <= 0) {
+        return sar;
+    }
+    let (mut a, mut b) = (num, den);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    match (i32::try_from(num / a), i32::try_from(den / a)) {
+        (Ok(num), Ok(den)) => (num, den),
+        _ => sar,
+    }
 }
 
 /// The encoded size for `orientation`: the source's size (cropped to even: 4:2:0 needs even
@@ -147,5 +183,40 @@ pub fn displayed_size(
         (height, width)
     } else {
         (width, height)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scaled_sample_aspect;
+
+    #[test]
+    fn a_rounded_width_is_made_up_for_by_the_pixel_aspect() {
+        // 1280x720 at 480 lines: 853.3 rounds to 852, shown at exactly 16:9 with 640:639.
+        assert_eq!(
+            scaled_sample_aspect((1, 1), (1280, 720), (852, 480)),
+            (640, 639)
+        );
+        assert_eq!(
+            scaled_sample_aspect((0, 1), (1280, 720), (852, 480)),
+            (640, 639)
+        );
+        // An exact scale keeps the source's aspect, unknown staying unknown.
+        assert_eq!(
+            scaled_sample_aspect((0, 1), (1280, 720), (640, 360)),
+            (0, 1)
+        );
+        assert_eq!(
+            scaled_sample_aspect((1, 1), (1920, 1080), (1280, 720)),
+            (1, 1)
+        );
+        // Anamorphic sources keep their displayed aspect: 720x576 at 16:15 is 4:3 (with 4:3's
+        // own rounding at 360 lines, 450 wide).
+        let (num, den) = scaled_sample_aspect((16, 15), (720, 576), (450, 360));
+        assert_eq!(
+            i64::from(num) * 450 * 3,
+            i64::from(den) * 360 * 4,
+            "{num}:{den} shows 4:3"
+        );
     }
 }

@@ -16,6 +16,7 @@
 //! `audio`, `extras` (streams, chapters, tags) and quality from `metrics` (PSNR, SSIM).
 
 mod audio;
+mod dash;
 mod decode;
 mod extras;
 mod frames;

@@ -12,12 +12,14 @@
 //!    uploaded, so it is the most specific and wins.
 //!
 //! The settings are named as the CLI's options are: `codec`, `crf`, `bitrate`, `preset`,
-//! `height`, `upscale`, `container`, `poster` (true/false: a poster JPEG beside the output) and
-//! `thumbnails` (seconds between thumbnail tiles: sprite sheets and a WebVTT index, and the
-//! poster), and `template`. A name treemux does not know, or a value
+//! `height`, `upscale`, `container`, `renditions` (the CLI's ladder, `1080,720:crf=23,480`;
+//! `none` for one rendition), `packaging` (`hls`, `dash`, or `none`: files), `poster`
+//! (true/false: a poster JPEG beside the output), `thumbnails` (seconds between thumbnail tiles:
+//! sprite sheets and a WebVTT index, and the poster) and `template`. A name treemux does not know, or a value
 //! it cannot read, is an error naming the setting and where it came from. What the values mean
-//! together (a preset the codec's encoder takes, a CRF in its range, a container that can hold
-//! the codec, a height no taller than the source unless `upscale`) is checked by the core's own
+//! together (a preset the codec's encoder takes, a CRF in its range on every rung, a container
+//! that can hold the codec, a package of MP4 holding H.264 or H.265, a height or a rung no
+//! taller than the source unless `upscale`) is checked by the core's own
 //! checks, the CLI's ([`EncodeSettings::validate`], [`Container::allows`],
 //! `treemux_core::engine::prepare_job`).
 //!
@@ -28,6 +30,8 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use treemux_core::media::package::PackageFormat;
+use treemux_core::renditions::{parse_renditions, rendition_settings, Rendition};
 use treemux_core::settings::{
     parse_bitrate, Container, EncodeSettings, JobSettings, RateControl, VideoCodec,
 };
@@ -43,7 +47,7 @@ pub const SPEC_SUFFIX: &str = ".treemux.json";
 pub const SPEC_MAX_BYTES: u64 = 64 * 1024;
 
 /// Every setting name a layer may set (a template cannot name another template).
-pub const SETTING_NAMES: [&str; 10] = [
+pub const SETTING_NAMES: [&str; 12] = [
     "codec",
     "crf",
     "bitrate",
@@ -51,6 +55,8 @@ pub const SETTING_NAMES: [&str; 10] = [
     "height",
     "upscale",
     "container",
+    "renditions",
+    "packaging",
     "poster",
     "thumbnails",
     "template",
@@ -104,6 +110,10 @@ pub struct SettingsLayer {
     pub height: Option<Option<u32>>,
     pub upscale: Option<bool>,
     pub container: Option<Container>,
+    /// `Some(vec![])`: one rendition (the value `none`), over a ladder a layer below asked for.
+    pub renditions: Option<Vec<Rendition>>,
+    /// `Some(None)`: files (the value `none`).
+    pub packaging: Option<Option<PackageFormat>>,
     pub poster: Option<bool>,
     /// Milliseconds between thumbnail tiles (the `thumbnails` setting is in seconds).
     pub thumbnails_ms: Option<u64>,
@@ -142,6 +152,8 @@ impl SettingsLayer {
         self.height = top.height.or(self.height);
         self.upscale = top.upscale.or(self.upscale);
         self.container = top.container.or(self.container);
+        self.renditions = top.renditions.clone().or(self.renditions);
+        self.packaging = top.packaging.or(self.packaging);
         self.poster = top.poster.or(self.poster);
         self.thumbnails_ms = top.thumbnails_ms.or(self.thumbnails_ms);
         self.template = top.template.clone().or(self.template);
@@ -276,6 +288,29 @@ impl SettingsLayer {
                     Container::parse(value)
                         .ok_or_else(|| bad("one of mp4, mov, mkv, webm".to_owned()))?,
                 )
+            }
+            "renditions" if value.is_empty() || value.eq_ignore_ascii_case("none") => {
+                self.renditions = Some(Vec::new())
+            }
+            "renditions" => {
+                let ladder = parse_renditions(value).map_err(|problem| {
+                    // The parser's words are the flag's (`--renditions 1080,x: …`): keep the why.
+                    let why = problem
+                        .split_once(": ")
+                        .map_or(problem.as_str(), |(_, why)| why);
+                    bad(format!(
+                        "heights such as 1080,720:crf=23,480 or none ({why})"
+                    ))
+                })?;
+                self.renditions = Some(ladder)
+            }
+            "packaging" if value.is_empty() || value.eq_ignore_ascii_case("none") => {
+                self.packaging = Some(None)
+            }
+            "packaging" => {
+                self.packaging = Some(Some(PackageFormat::parse(value).ok_or_else(|| {
+                    bad("hls, dash or none (one file per rendition)".to_owned())
+                })?))
             }
             "template" if template && !value.is_empty() => self.template = Some(value.to_owned()),
             "template" if template => return Err(bad("a template's name".to_owned())),
@@ -431,6 +466,10 @@ pub fn resolve(
     if let Some(upscale) = last(&|l| l.upscale.is_some()).and_then(|l| l.upscale) {
         encode.upscale = upscale;
     }
+    let renditions = last(&|l| l.renditions.is_some())
+        .and_then(|l| l.renditions.clone())
+        .unwrap_or_default();
+    let packaging = last(&|l| l.packaging.is_some()).and_then(|l| l.packaging.flatten());
     // Tiles come with the poster; the poster alone when asked for.
     let interval_ms = last(&|l| l.thumbnails_ms.is_some()).and_then(|l| l.thumbnails_ms);
     let poster = last(&|l| l.poster.is_some()).and_then(|l| l.poster) == Some(true);
@@ -440,9 +479,10 @@ pub fn resolve(
     });
     let resolved = ResolvedSettings {
         settings: JobSettings {
-            container,
-            encode,
+            renditions,
+            packaging,
             thumbnails,
+            ..JobSettings::new(container, encode)
         },
         from,
     };
@@ -466,11 +506,15 @@ pub fn in_setting_terms(message: &str) -> String {
 }
 
 impl ResolvedSettings {
-    /// The core's checks that need no source: the preset and rate for the codec, and a
-    /// container that can hold it.
+    /// The core's checks that need no source: the preset and rate for the codec (on every
+    /// rung), a container that can hold it, and a package that can.
     fn check(&self) -> Result<(), SettingsError> {
         let JobSettings {
-            container, encode, ..
+            container,
+            encode,
+            renditions,
+            packaging,
+            ..
         } = &self.settings;
         let invalid = |problem: String| SettingsError::Invalid {
             problem: in_setting_terms(&problem),
@@ -483,145 +527,23 @@ impl ResolvedSettings {
                 encode.codec
             )));
         }
-        encode.validate().map_err(invalid)
+        if let Some(format) = packaging {
+            format
+                .check(*container, encode.codec)
+                .map_err(|problem| invalid(format!("packaging {}: {problem}", format.name())))?;
+        }
+        encode.validate().map_err(invalid)?;
+        for rung in rendition_settings(encode, renditions) {
+            rung.validate().map_err(|problem| {
+                invalid(format!(
+                    "rendition {}p: {problem}",
+                    rung.height.unwrap_or_default()
+                ))
+            })?;
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn metadata(pairs: &[(&str, &str)]) -> Result<SettingsLayer, SettingsError> {
-        SettingsLayer::from_metadata(
-            &pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        )
-    }
-
-    #[test]
-    fn metadata_names_and_values_are_read_or_refused_by_name() {
-        let layer = metadata(&[
-            ("treemux-codec", "h265"),
-            ("treemux-crf", "26"),
-            ("treemux-height", "720"),
-            ("Treemux-Upscale", "yes"),
-            ("camera", "not treemux's"),
-        ])
-        .expect("layer");
-        assert_eq!(layer.codec, Some(VideoCodec::H265));
-        assert_eq!(layer.rate, Some(RateControl::Crf(26)));
-        assert_eq!(layer.height, Some(Some(720)));
-        assert_eq!(layer.upscale, Some(true));
-        assert_eq!(layer.from["crf"], "x-amz-meta-treemux-crf");
-        let unknown = metadata(&[("treemux-qualty", "20")]).expect_err("unknown");
-        assert!(unknown.to_string().contains("unknown setting \"qualty\""));
-        assert!(unknown.to_string().contains("x-amz-meta-treemux-qualty"));
-        let bad = metadata(&[("treemux-crf", "high")]).expect_err("bad");
-        assert!(bad
-            .to_string()
-            .contains("crf=\"high\": expected a whole number"));
-        let both = metadata(&[("treemux-crf", "20"), ("treemux-bitrate", "2M")]);
-        assert!(matches!(both, Err(SettingsError::CrfAndBitrate { .. })));
-    }
-
-    #[test]
-    fn json_values_may_be_numbers_strings_or_booleans() {
-        let spec = SettingsLayer::from_spec(
-            br#"{"crf": 30, "height": "480", "upscale": false, "container": "webm"}"#,
-            "s3://in/a.mp4.treemux.json",
-        )
-        .expect("spec");
-        assert_eq!(spec.rate, Some(RateControl::Crf(30)));
-        assert_eq!(spec.container, Some(Container::WebM));
-        assert_eq!(spec.from["height"], "s3://in/a.mp4.treemux.json: height");
-        assert!(SettingsLayer::from_spec(b"[1]", "spec").is_err());
-        assert!(SettingsLayer::from_spec(br#"{"crf": [1]}"#, "spec").is_err());
-        let nested = parse_templates(r#"{"a": {"template": "b"}}"#).expect_err("nested");
-        assert!(nested.to_string().contains("unknown setting \"template\""));
-    }
-
-    #[test]
-    fn layers_apply_in_order_and_a_new_codec_starts_from_its_defaults() {
-        let mut defaults = EncodeSettings::new(VideoCodec::H264);
-        defaults.preset = "veryfast".into();
-        defaults.threads = 2;
-        let templates = parse_templates(r#"{"small": {"height": 360, "crf": 28}}"#)
-            .expect("the test's settings are readable");
-        let spec = SettingsLayer::from_spec(br#"{"template": "small", "crf": 30}"#, "spec")
-            .expect("the test's settings are readable");
-        let meta = metadata(&[("treemux-crf", "31")]).expect("the test's settings are readable");
-        let resolved = resolve(&defaults, Container::Mp4, &templates, Some(&spec), &meta)
-            .expect("the test's settings are readable");
-        let encode = &resolved.settings.encode;
-        assert_eq!(
-            encode.rate,
-            RateControl::Crf(31),
-            "metadata over spec over template"
-        );
-        assert_eq!(encode.height, Some(360), "the template's");
-        assert_eq!(encode.preset, "veryfast", "the stack's, same codec");
-        assert_eq!(encode.threads, 2);
-        assert_eq!(resolved.from["crf"], "x-amz-meta-treemux-crf");
-        assert_eq!(
-            resolved.from["height"],
-            "TREEMUX_TEMPLATES template small: height"
-        );
-        assert_eq!(resolved.from["template"], "spec: template");
-
-        let vp9 = metadata(&[("treemux-codec", "vp9")]).expect("the test's settings are readable");
-        let resolved = resolve(&defaults, Container::Mp4, &templates, None, &vp9)
-            .expect("the test's settings are readable");
-        assert_eq!(
-            resolved.settings.encode.preset, "4",
-            "vp9's default, not veryfast"
-        );
-        assert_eq!(resolved.settings.encode.rate, RateControl::Crf(31));
-
-        let webm =
-            metadata(&[("treemux-container", "webm")]).expect("the test's settings are readable");
-        let resolved = resolve(&defaults, Container::Mp4, &templates, None, &webm)
-            .expect("the test's settings are readable");
-        assert_eq!(resolved.settings.encode.codec, VideoCodec::Vp9);
-
-        let bitrate =
-            metadata(&[("treemux-bitrate", "1M")]).expect("the test's settings are readable");
-        let resolved = resolve(&defaults, Container::Mp4, &templates, Some(&spec), &bitrate)
-            .expect("the test's settings are readable");
-        assert_eq!(
-            resolved.settings.encode.rate,
-            RateControl::Bitrate(1_000_000)
-        );
-        assert!(!resolved.from.contains_key("crf"));
-    }
-
-    #[test]
-    fn combinations_are_checked_by_the_cores_rules() {
-        let defaults = EncodeSettings::new(VideoCodec::H264);
-        let none = Templates::new();
-        let check = |pairs: &[(&str, &str)]| {
-            resolve(
-                &defaults,
-                Container::Mp4,
-                &none,
-                None,
-                &metadata(pairs).expect("the test's settings are readable"),
-            )
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-        };
-        let webm_h264 = check(&[("treemux-container", "webm"), ("treemux-codec", "h264")]);
-        assert!(
-            webm_h264.is_err_and(|e| e.contains("a .webm file cannot hold h264 video")
-                && e.contains("container from x-amz-meta-treemux-container"))
-        );
-        let preset = check(&[("treemux-preset", "sluggish")]);
-        assert!(preset.is_err_and(|e| e.contains("preset sluggish")
-            && e.contains("preset from x-amz-meta-treemux-preset")));
-        assert!(check(&[("treemux-crf", "60")]).is_err_and(|e| e.contains("0 to 51")));
-        let template = check(&[("treemux-template", "web")]);
-        assert!(template.is_err_and(|e| e.contains("template \"web\"") && e.contains("has none")));
-        assert_eq!(check(&[]), Ok(()));
-    }
-}
+mod tests;
