@@ -2,7 +2,8 @@
 //! upload with `x-amz-meta-treemux-thumbnails: 1` gets a poster, a sprite sheet and a WebVTT
 //! index as objects beside its output (each valid: ffprobe's size and codec, the poster the
 //! source's frame by PSNR, the cues contiguous over the video and inside the sheet), recorded on
-//! the job (its settings and its output); a job spec's `poster: true` gets the poster alone;
+//! the job (its settings and its output); a job spec's `poster: true` gets the poster alone; an
+//! HLS package gets its set inside its prefix;
 //! `thumbnails: 0` fails the job naming the setting, before any work.
 
 mod common;
@@ -238,6 +239,38 @@ async fn thumbnails_by_metadata_appear_beside_the_output_and_are_valid() {
             .iter()
             .any(|k| k.starts_with("transcoded/uploads/only.mp4.thumbnails")),
         "no sheets without thumbnails: {keys:?}"
+    );
+
+    // An HLS package: its thumbnails inside its prefix, unprefixed, as locally.
+    stack
+        .upload_with_metadata(
+            "uploads/pkg.mp4",
+            &source,
+            &[
+                ("treemux-packaging", "hls"),
+                ("treemux-thumbnails", "2"),
+                ("treemux-preset", "ultrafast"),
+            ],
+        )
+        .await;
+    let record = finished(&stack, "uploads/pkg.mp4").await;
+    assert_eq!(record.status, JobStatus::Succeeded, "{:?}", record.error);
+    let keys = stack.output_keys().await;
+    for name in [
+        "master.m3u8",
+        "poster.jpg",
+        "thumbnails.vtt",
+        "thumbnails-0.jpg",
+    ] {
+        let object = format!("transcoded/uploads/pkg.mp4/{name}");
+        assert!(keys.contains(&object), "{object} in {keys:?}");
+    }
+    let vtt =
+        std::fs::read_to_string(fetch(&stack, "transcoded/uploads/pkg.mp4/thumbnails.vtt").await)
+            .expect("VTT");
+    assert!(
+        vtt.contains("00:00:02.000 --> 00:00:04.000\nthumbnails-0.jpg#xywh=160,0,160,90"),
+        "{vtt}"
     );
 
     // A bad interval: the job fails naming the setting, before any work.
