@@ -22,9 +22,11 @@ fn e_tag_path(paths: &JobPaths, number: i32) -> PathBuf {
     paths.dir.join(format!("part-{number:05}.etag"))
 }
 
-/// The job's output layout, which merge-audio stored before any part was uploaded.
+/// The job's output layout, which merge-audio stored before any part was uploaded, without the
+/// header: the parts after the first and the completion never need its bytes, and reading it in
+/// every task would read the output's whole index (megabytes an hour) again per task.
 pub(super) fn stored_layout(layout: &ScratchLayout) -> Result<OutputLayout, HandlerError> {
-    engine::finished_layout(layout).ok_or_else(|| {
+    engine::finished_layout_without_header(layout).ok_or_else(|| {
         HandlerError::internal(format!(
             "{}: the output's layout is missing, so its parts cannot be written",
             layout.output_layout().display()
