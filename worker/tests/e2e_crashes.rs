@@ -11,7 +11,7 @@
 //! `TREEMUX_STACK_CRASH_RUNS` (default 10) sets how many seeded random runs
 //! `seeded_random_crashes_heal` makes, `TREEMUX_STACK_CRASH_PARALLEL` (default 10) how many at
 //! once, and `TREEMUX_STACK_CRASH_SEED` the first seed: a longer soak is
-//! `TREEMUX_STACK_CRASH_RUNS=1000 cargo test -p treemux-functions --test e2e_crashes -- --nocapture`.
+//! `TREEMUX_STACK_CRASH_RUNS=1000 cargo test -p treemux-worker --test e2e_crashes -- --nocapture`.
 
 mod common;
 
