@@ -4,7 +4,7 @@
 
 use super::encoder::SegmentEncoder;
 use super::gate::{Admit, FrameGate};
-use super::{Rung, SegmentReport, SEGMENT_MUXER};
+use super::{EncodedSegment, Rung, SegmentReport, SEGMENT_MUXER};
 use crate::atomic_file::AtomicFile;
 use crate::media::audio::{SegmentAudio, SegmentAudioCopy};
 use crate::media::probe::MediaInfo;
@@ -34,7 +34,7 @@ impl From<MediaError> for PassError {
 /// One attempt: decode from `seek_to` (a dts; `None` = the start of the file) and encode each
 /// decoded frame into every rung (and copy `audio`'s share of the audio). Keyframes are forced
 /// where `keyframes` says, so every rung has them at the same frames. Returns rung 0's report
-/// (every rung encodes the same frames).
+/// (every rung encodes the same frames) and each rung's index, built as its file was written.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn encode_pass(
     reading: &Source,
@@ -45,7 +45,7 @@ pub(super) fn encode_pass(
     seek_to: Option<i64>,
     audio: Option<&SegmentAudio>,
     on_frame: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
-) -> Result<SegmentReport, PassError> {
+) -> Result<EncodedSegment, PassError> {
     let (source, video) = (reading.name(), &info.video);
     let (mut input, failure) = source::open(reading)?;
     let stream_index = video.stream_index;
@@ -77,6 +77,7 @@ pub(super) fn encode_pass(
         let partial = AtomicFile::create(rung.output).map_err(MediaError::from)?;
         let mut muxer = util::open_output(&partial, SEGMENT_MUXER)?;
         let encoder = SegmentEncoder::open(
+            segment.index,
             info,
             rung.settings,
             &mut muxer,
@@ -191,12 +192,12 @@ pub(super) fn encode_pass(
         })?;
         drop(muxer);
         check_frame_count(info, segment, source, frames_encoded)?;
-        finished_files.push((partial, frames_encoded));
+        finished_files.push((partial, frames_encoded, encoder.into_index()?));
     }
     if let Some(copy) = audio_copy.as_mut() {
         read_rest_of_share(&mut input, copy, reading, &failure)?;
     }
-    let (first_partial, frames_encoded) = finished_files
+    let (first_partial, frames_encoded, _) = finished_files
         .first()
         .expect("one finished file per rung, and at least one rung");
     let frames_encoded = *frames_encoded;
@@ -207,16 +208,22 @@ pub(super) fn encode_pass(
         copy.commit()?;
     }
     // Rung 0 last: its file is what a repeated task looks for first.
-    for (partial, _) in finished_files.into_iter().rev() {
+    let mut indexes = Vec::with_capacity(finished_files.len());
+    for (partial, _, index) in finished_files.into_iter().rev() {
         partial.commit().map_err(MediaError::from)?;
+        indexes.push(index);
     }
-    Ok(SegmentReport {
-        index: segment.index,
-        frames_encoded,
-        lead_in_dropped: gate.dropped,
-        timestamps_adjusted: gate.adjusted,
-        bytes,
-        seconds: 0.0,
+    indexes.reverse();
+    Ok(EncodedSegment {
+        report: SegmentReport {
+            index: segment.index,
+            frames_encoded,
+            lead_in_dropped: gate.dropped,
+            timestamps_adjusted: gate.adjusted,
+            bytes,
+            seconds: 0.0,
+        },
+        indexes,
     })
 }
 
