@@ -20,17 +20,30 @@ pub enum CrashPoint {
     /// After the `n`th merge this process completes (from 0) wrote its file, before the pair is
     /// marked merged and its inputs are removed.
     AfterMerge(u32),
+    /// After part `n` of the output's multipart upload was uploaded, before its ETag is
+    /// recorded (the retry uploads it again, replacing it).
+    AfterPartUpload(i32),
+    /// After part `n`'s ETag was recorded, before its task goes on or answers.
+    AfterPartRecord(i32),
 }
 
 impl CrashPoint {
     /// The accepted spellings, for error messages.
     pub const SYNTAX: &'static str =
-        "before-encode:N, mid-encode:N:FRAMES, after-segment:N, after-confirm:N or after-merge:N";
+        "before-encode:N, mid-encode:N:FRAMES, after-segment:N, after-confirm:N, after-merge:N, \
+         after-part-upload:N or after-part-record:N";
 
     /// Parses one of [`CrashPoint::SYNTAX`].
     pub fn parse(text: &str) -> Option<Self> {
         let parts: Vec<&str> = text.trim().split(':').collect();
         let number = |i: usize| parts.get(i).and_then(|p| p.parse::<u32>().ok());
+        // S3 numbers parts from 1.
+        let part = |i: usize| {
+            parts
+                .get(i)
+                .and_then(|p| p.parse::<i32>().ok())
+                .filter(|&n| n >= 1)
+        };
         Some(match (parts.first().copied()?, parts.len()) {
             ("before-encode", 2) => Self::BeforeEncode(number(1)?),
             ("mid-encode", 3) => Self::MidEncode {
@@ -40,6 +53,8 @@ impl CrashPoint {
             ("after-segment", 2) => Self::AfterSegment(number(1)?),
             ("after-confirm", 2) => Self::AfterConfirm(number(1)?),
             ("after-merge", 2) => Self::AfterMerge(number(1)?),
+            ("after-part-upload", 2) => Self::AfterPartUpload(part(1)?),
+            ("after-part-record", 2) => Self::AfterPartRecord(part(1)?),
             _ => return None,
         })
     }
@@ -54,6 +69,8 @@ impl fmt::Display for CrashPoint {
             Self::AfterSegment(n) => write!(f, "after-segment:{n}"),
             Self::AfterConfirm(n) => write!(f, "after-confirm:{n}"),
             Self::AfterMerge(n) => write!(f, "after-merge:{n}"),
+            Self::AfterPartUpload(n) => write!(f, "after-part-upload:{n}"),
+            Self::AfterPartRecord(n) => write!(f, "after-part-record:{n}"),
         }
     }
 }
@@ -110,6 +127,8 @@ mod tests {
             CrashPoint::AfterSegment(0),
             CrashPoint::AfterConfirm(7),
             CrashPoint::AfterMerge(2),
+            CrashPoint::AfterPartUpload(1),
+            CrashPoint::AfterPartRecord(12),
         ] {
             assert_eq!(CrashPoint::parse(&point.to_string()), Some(point));
         }
@@ -119,6 +138,8 @@ mod tests {
             "mid-encode:1",
             "after-merge:x",
             "explode:1",
+            "after-part-upload:0",
+            "after-part-record",
         ] {
             assert_eq!(CrashPoint::parse(wrong), None, "{wrong:?}");
         }

@@ -202,9 +202,37 @@ impl OutputLayout {
         &self.runs[first..last.max(first)]
     }
 
-    /// The multipart parts of the output (see [`cut_into_parts`]).
+    /// The multipart parts of the output (see [`cut_into_parts_at`]), cut where a segment's
+    /// video starts: a part task then reads each segment file it needs from its start, and no
+    /// segment is read by two tasks (a cut inside one makes both read it, the second from its
+    /// first packet up to the cut).
     pub fn parts(&self) -> Result<Vec<OutputPart>, PartPlanError> {
-        cut_into_parts(self.total_bytes, self.header_len)
+        cut_into_parts_at(self.total_bytes, self.header_len, &self.segment_starts())
+    }
+
+    /// Output offsets where each segment's first video sample starts, ascending.
+    pub fn segment_starts(&self) -> Vec<u64> {
+        // Each leaf's first byte in the video stream.
+        let mut leaf_starts = Vec::with_capacity(self.video.leaf_packets.len());
+        let (mut packet, mut byte) = (0usize, 0u64);
+        for &count in &self.video.leaf_packets {
+            leaf_starts.push(byte);
+            let end = (packet + count as usize).min(self.video.sizes.len());
+            byte += self.video.sizes[packet..end]
+                .iter()
+                .map(|&size| u64::from(size))
+                .sum::<u64>();
+            packet = end;
+        }
+        let mut starts = Vec::with_capacity(leaf_starts.len());
+        for run in self.runs.iter().filter(|run| run.stream == 0) {
+            let stream_end = run.stream_offset + run.len;
+            let first = leaf_starts.partition_point(|&start| start < run.stream_offset);
+            for &leaf_start in leaf_starts[first..].iter().take_while(|&&s| s < stream_end) {
+                starts.push(run.offset + (leaf_start - run.stream_offset));
+            }
+        }
+        starts
     }
 }
 
@@ -213,12 +241,28 @@ impl OutputLayout {
 /// larger only when more than 9,000 would be needed), the last one whatever remains. One part
 /// when the whole output fits in the first.
 pub fn cut_into_parts(total_bytes: u64, header_len: u64) -> Result<Vec<OutputPart>, PartPlanError> {
+    cut_into_parts_at(total_bytes, header_len, &[])
+}
+
+/// As [`cut_into_parts`], each cut moved on to the first of `boundaries` (ascending output
+/// offsets) at or after it, unless that would make the part larger than S3 allows: parts are
+/// never smaller than the plan's, so never more of them.
+pub fn cut_into_parts_at(
+    total_bytes: u64,
+    header_len: u64,
+    boundaries: &[u64],
+) -> Result<Vec<OutputPart>, PartPlanError> {
     let plan = plan_parts(total_bytes, header_len)?;
     let mut parts = Vec::new();
     let mut start = 0;
     let mut size = plan.first_part_bytes;
     while start < total_bytes || parts.is_empty() {
-        let end = (start + size).min(total_bytes);
+        let cut = start + size;
+        let snapped = boundaries
+            .get(boundaries.partition_point(|&b| b < cut))
+            .copied()
+            .filter(|&b| b - start <= crate::output_plan::MAX_PART_BYTES);
+        let end = snapped.unwrap_or(cut).min(total_bytes);
         parts.push(OutputPart {
             number: parts.len() as i32 + 1,
             start,
@@ -252,6 +296,33 @@ mod tests {
             offset,
             size,
         }
+    }
+
+    #[test]
+    fn parts_are_cut_where_a_segment_starts() {
+        const MIB: u64 = 1024 * 1024;
+        // Segments start every 3 MiB after a 1 KiB header; 40 MiB in all.
+        let boundaries: Vec<u64> = (1..14).map(|i| 1024 + i * 3 * MIB).collect();
+        let parts = cut_into_parts_at(40 * MIB, 1024, &boundaries).expect("parts");
+        let plain = cut_into_parts(40 * MIB, 1024).expect("parts");
+        assert!(parts.len() <= plain.len(), "never more parts");
+        for (part, next) in parts.iter().zip(parts.iter().skip(1)) {
+            assert_eq!(part.end, next.start, "contiguous");
+            assert!(
+                boundaries.contains(&part.end),
+                "{part:?} ends where a segment starts"
+            );
+            assert!(
+                part.end - part.start >= 8 * MIB,
+                "{part:?} at least the plan's size"
+            );
+        }
+        assert_eq!(parts.last().map(|p| p.end), Some(40 * MIB));
+        // No boundary after a cut: the plan's cut.
+        assert_eq!(
+            cut_into_parts_at(40 * MIB, 1024, &[]).expect("parts"),
+            plain
+        );
     }
 
     #[test]

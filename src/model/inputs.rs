@@ -18,6 +18,10 @@ pub struct ModelInputs {
     /// index the merges combine.
     #[serde(default = "default_index_bytes_per_video_second")]
     pub index_bytes_per_video_second: f64,
+    /// CPU seconds of the root's layout pass per second of video: a stand-in mux of every
+    /// sample, so it grows with the samples (video frames and audio packets), on one thread.
+    #[serde(default = "default_layout_cpu_seconds_per_video_second")]
+    pub layout_cpu_seconds_per_video_second: f64,
     /// Audio bytes per second of video, all tracks (read once from the source by split-audio).
     #[serde(default = "default_audio_bytes_per_video_second")]
     pub audio_bytes_per_video_second: f64,
@@ -89,6 +93,12 @@ pub struct ModelInputs {
     /// encoder threads beyond which one ffmpeg stops getting faster.
     pub baseline_efficiency: f64,
     pub baseline_max_useful_threads: f64,
+}
+
+/// Measured (`core/tests/layout_cost.rs`, 2026-12-02): 0.52 CPU-s for one hour at 25 fps with
+/// 48 kHz AAC (90,000 video samples, 168,751 audio packets: 2.0 µs a sample).
+fn default_layout_cpu_seconds_per_video_second() -> f64 {
+    0.52 / 3600.0
 }
 
 fn default_index_bytes_per_video_second() -> f64 {
@@ -178,6 +188,7 @@ impl Default for ModelInputs {
             source_bytes_per_video_second: 1_250_000.0,
             output_bytes_per_video_second: 625_000.0,
             index_bytes_per_video_second: default_index_bytes_per_video_second(),
+            layout_cpu_seconds_per_video_second: default_layout_cpu_seconds_per_video_second(),
             audio_bytes_per_video_second: default_audio_bytes_per_video_second(),
             segments: planned_segments(3600.0, 4.0, 1024),
             min_segment_seconds: default_min_segment_seconds(),

@@ -149,6 +149,10 @@ fn check(inputs: &ModelInputs) -> Result<(), ModelError> {
             inputs.audio_bytes_per_video_second,
         ),
         ("cold_start_seconds", inputs.cold_start_seconds),
+        (
+            "layout_cpu_seconds_per_video_second",
+            inputs.layout_cpu_seconds_per_video_second,
+        ),
         ("transition_seconds", inputs.transition_seconds),
         ("s3_first_byte_seconds", inputs.s3_first_byte_seconds),
         ("lambda_per_gb_second", inputs.lambda_per_gb_second),
@@ -374,8 +378,10 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
     } else {
         0.0
     };
+    // The layout pass (a stand-in mux of every sample) runs on one thread.
+    let layout_cpu = inputs.layout_cpu_seconds_per_video_second * inputs.video_seconds;
     let root_billed = if by_parts {
-        cold + (index_bytes + 2.0 * audio_bytes) / efs + index_bytes / s3 + first_byte
+        cold + (index_bytes + 2.0 * audio_bytes) / efs + index_bytes / s3 + first_byte + layout_cpu
     } else {
         cold + index_bytes / s3 + first_byte
     };

@@ -263,9 +263,10 @@ async fn data_path() {
 }
 
 /// State transitions of the stack's one execution: the events that enter a state (Step
-/// Functions bills per transition), from the execution history; `None` when the history does
-/// not show the distributed Map's child executions (moto's does not: it records the few states
-/// of the parent only, which would understate the count by the segments' and merges' states).
+/// Functions bills per transition), from the execution history; `None` when the execution ran
+/// a distributed Map: its child executions (each segment's and merge's states) are not in the
+/// parent's history (on AWS they are executions of their own; moto records none), so the
+/// parent's few states would understate the count. The model then takes the definition's.
 async fn state_transitions(stack: &Stack) -> Option<u64> {
     let execution = stack
         .sfn
@@ -305,5 +306,5 @@ async fn state_transitions(stack: &Stack) -> Option<u64> {
             break;
         }
     }
-    (entered > 0 && map_runs > 0).then_some(entered)
+    (entered > 0 && map_runs == 0).then_some(entered)
 }

@@ -1,7 +1,8 @@
 //! Workers that die on the local AWS stack: `treemux worker` aborts at a chosen crash point
 //! inside a handler (before encoding, mid-encode, after writing its segment but before
 //! confirming it, after confirming but before answering, after writing a merge but before
-//! marking it) or is SIGKILLed at a random moment. Its unanswered task messages come back after
+//! marking it, after uploading a part of the output but before recording its ETag, after
+//! recording it) or is SIGKILLed at a random moment. Its unanswered task messages come back after
 //! the visibility timeout with the same task tokens, a new worker process takes them (the
 //! supervisor in `common::stack` restarts it, as Lambda would start a new sandbox), and the job
 //! must still succeed with the fault-free run's decoded frames, every pair merged exactly once,
@@ -10,7 +11,7 @@
 //! `TREEMUX_STACK_CRASH_RUNS` (default 10) sets how many seeded random runs
 //! `seeded_random_crashes_heal` makes, `TREEMUX_STACK_CRASH_PARALLEL` (default 10) how many at
 //! once, and `TREEMUX_STACK_CRASH_SEED` the first seed: a longer soak is
-//! `TREEMUX_STACK_CRASH_RUNS=1000 cargo test -p treemux-functions --test e2e_crashes -- --nocapture`.
+//! `TREEMUX_STACK_CRASH_RUNS=1000 cargo test -p treemux-worker --test e2e_crashes -- --nocapture`.
 
 mod common;
 
@@ -33,11 +34,23 @@ const OUTPUT_KEY: &str = "transcoded/uploads/clip.mp4.mp4";
 /// A 4 s clip with exactly known content: 100 frames of a moving test pattern at 25 fps with a
 /// keyframe every 12 frames (so the planner can cut 4 segments), and a 440 Hz tone.
 fn clip(dir: &Path) -> PathBuf {
-    let path = dir.join("clip.mp4");
+    clip_of_size(dir, "160x96", false)
+}
+
+/// [`clip`] at `size` (`WxH`), with seeded noise on the picture when `noisy` (a lossless
+/// encode of it is then large: about 29 MB at 640x360).
+fn clip_of_size(dir: &Path, size: &str, noisy: bool) -> PathBuf {
+    let path = dir.join(format!("clip-{size}.mp4"));
+    let noise = if noisy {
+        "noise=alls=20:allf=t"
+    } else {
+        "null"
+    };
     let status = Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc2=size=160x96:rate=25:duration=4")
+        .arg(format!("testsrc2=size={size}:rate=25:duration=4"))
         .args(["-f", "lavfi", "-i", "sine=frequency=440:duration=4"])
+        .args(["-vf", noise])
         .args([
             "-c:v",
             "libx264",
@@ -60,7 +73,19 @@ fn clip(dir: &Path) -> PathBuf {
 
 /// Runs the clip through a stack with no faults; returns its decoded frame hashes.
 async fn fault_free_frames(source: &Path) -> Vec<u64> {
-    let clean = Stack::new("crash-reference", "").await;
+    fault_free_frames_with(source, Vec::new()).await
+}
+
+/// [`fault_free_frames`] with the worker's environment `env` added.
+async fn fault_free_frames_with(source: &Path, env: Vec<(String, String)>) -> Vec<u64> {
+    let clean = Stack::with_worker(
+        "crash-reference",
+        WorkerSetup {
+            env,
+            ..WorkerSetup::faults("")
+        },
+    )
+    .await;
     clean.upload(KEY, source).await;
     let (status, job) = clean.finished_job().await;
     assert_eq!(status, "SUCCEEDED", "{}", clean.worker_log());
@@ -88,13 +113,25 @@ async fn crashing_run(
     faults: String,
     kill_after: Option<Duration>,
 ) -> Result<Healed, String> {
+    crashing_run_with(label, source, reference, faults, kill_after, Vec::new()).await
+}
+
+/// [`crashing_run`] with the worker's environment `env` added.
+async fn crashing_run_with(
+    label: String,
+    source: Arc<PathBuf>,
+    reference: Arc<Vec<u64>>,
+    faults: String,
+    kill_after: Option<Duration>,
+    env: Vec<(String, String)>,
+) -> Result<Healed, String> {
     let stack = Stack::with_worker(
         "crash",
         WorkerSetup {
             faults: faults.clone(),
             visibility_seconds: VISIBILITY_SECONDS,
             restart: true,
-            env: Vec::new(),
+            env,
             definition: None,
         },
     )
@@ -217,6 +254,60 @@ async fn a_worker_that_dies_at_each_point_heals_to_the_same_frames() {
     assert_eq!(fired, expected, "each run crashed once, at its own point");
 }
 
+/// The output uploaded by parts (a lossless encode of a noisy 640x360 clip: four 8 MiB parts, so
+/// upload-parts runs beside merge-audio's part 1): a worker dying after a part's upload and
+/// before its ETag is recorded, or just after, heals; the completion uses the last recorded
+/// ETags (S3 refuses a completion whose ETags do not match its parts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_dies_inside_upload_parts_heals_to_the_same_frames() {
+    if !stack_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = clip_of_size(dir.path(), "640x360", true);
+    let env: Vec<(String, String)> = [("TREEMUX_CRF", "0"), ("TREEMUX_PRESET", "ultrafast")]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let reference = fault_free_frames_with(&source, env.clone()).await;
+    // Part 1 is merge-audio's, parts 2 and 3 upload-parts tasks'.
+    let points = [
+        "after-part-upload:1",
+        "after-part-record:1",
+        "after-part-upload:2",
+        "after-part-record:3",
+    ];
+    let (source, reference) = (Arc::new(source), Arc::new(reference));
+    let mut runs = JoinSet::new();
+    for point in points {
+        runs.spawn(crashing_run_with(
+            point.to_owned(),
+            source.clone(),
+            reference.clone(),
+            format!("crash:{point}"),
+            None,
+            env.clone(),
+        ));
+    }
+    let mut fired = Vec::new();
+    while let Some(outcome) = runs.join_next().await {
+        let healed = outcome.expect("run").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            healed.restarts, 1,
+            "{:?}: one new worker took over",
+            healed.fired
+        );
+        fired.extend(healed.fired);
+    }
+    fired.sort();
+    let mut expected: Vec<String> = points.iter().map(|p| p.to_string()).collect();
+    expected.sort();
+    assert_eq!(
+        fired, expected,
+        "each run crashed once, at its own point (the output has 3+ parts)"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_random_crashes_heal() {
     if !stack_available() {
@@ -283,6 +374,8 @@ async fn seeded_random_crashes_heal() {
             "after-segment",
             "after-confirm",
             "after-merge",
+            "after-part-upload",
+            "after-part-record",
         ] {
             assert!(
                 fired_kinds.get(kind).is_some_and(|&n| n > 0),
@@ -298,11 +391,14 @@ fn random_faults(seed: u64) -> (String, Option<Duration>) {
     let mut faults = Vec::new();
     for _ in 0..1 + rng.below(2) {
         let segment = rng.below(4);
-        faults.push(match rng.below(5) {
+        faults.push(match rng.below(7) {
             0 => format!("crash:before-encode:{segment}"),
             1 => format!("crash:mid-encode:{segment}:{}", 1 + rng.below(24)),
             2 => format!("crash:after-segment:{segment}"),
             3 => format!("crash:after-confirm:{segment}"),
+            // The small clip's output is one part, merge-audio's.
+            4 => "crash:after-part-upload:1".to_owned(),
+            5 => "crash:after-part-record:1".to_owned(),
             _ => format!("crash:after-merge:{}", rng.below(3)),
         });
     }

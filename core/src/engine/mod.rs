@@ -58,7 +58,10 @@ pub use job::{
     JobSpec,
 };
 pub use layout::{media_bytes, scan_finished, ScratchLayout};
-pub use root::{finish_root_to_file, finished_layout, lay_out_root, write_output_part, RootLayout};
+pub use root::{
+    finish_root_to_file, finished_layout, finished_layout_without_header, lay_out_root,
+    write_output_part, RootLayout,
+};
 pub use tasks::{
     extract_audio, finish_audio, finish_package, finish_rendition, finish_root, node_finished,
     produce_pair, produce_segment, Produced,

@@ -27,10 +27,17 @@ pub enum RootLayout {
 
 /// The layout of a previous attempt, if it finished (the layout is written last).
 pub fn finished_layout(layout: &ScratchLayout) -> Option<OutputLayout> {
-    let json = std::fs::read(layout.output_layout()).ok()?;
-    let mut found: OutputLayout = serde_json::from_slice(&json).ok()?;
+    let mut found = finished_layout_without_header(layout)?;
     found.header = std::fs::read(layout.output_header()).ok()?;
     (found.header.len() as u64 == found.header_len).then_some(found)
+}
+
+/// As [`finished_layout`] with the header left empty (not read from scratch): for the tasks
+/// that write parts after the first, which never hold header bytes (part 1 is at least the
+/// header and a MiB more). Writing a range that needs the header then fails, naming it.
+pub fn finished_layout_without_header(layout: &ScratchLayout) -> Option<OutputLayout> {
+    let json = std::fs::read(layout.output_layout()).ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 /// Lays the root's output out (unless an earlier attempt did): the mux with stand-in video

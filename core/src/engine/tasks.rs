@@ -68,7 +68,7 @@ pub fn produce_segment(
     // A segment file is committed atomically, so one that exists is whole: an earlier attempt
     // died after writing it and before recording its index. Rungs are encoded together (one
     // decode): any missing file means encoding them all again.
-    let report = if paths.iter().all(|path| path.is_file()) {
+    let encoded = if paths.iter().all(|path| path.is_file()) {
         None
     } else {
         crashes.at(CrashPoint::BeforeEncode(index));
@@ -103,9 +103,20 @@ pub fn produce_segment(
             &with_crashes,
         )?)
     };
-    // Rung 0's index last: it is what "done" means.
-    for (rung_layout, path) in layouts.iter().zip(&paths).rev() {
-        let described = merge::describe_segment(path, index)?;
+    // Rung 0's index last: it is what "done" means. A fresh encode built each index as it
+    // wrote the file; only a file committed by an earlier attempt is read back to describe it.
+    let (report, mut built) = match encoded {
+        Some(encoded) => (
+            Some(encoded.report),
+            encoded.indexes.into_iter().map(Some).collect(),
+        ),
+        None => (None, vec![None; paths.len()]),
+    };
+    for ((rung_layout, path), built) in layouts.iter().zip(&paths).zip(&mut built).rev() {
+        let described = match built.take() {
+            Some(index) => index,
+            None => merge::describe_segment(path, index)?,
+        };
         write_json_atomically(&rung_layout.index(leaf), &described)?;
     }
     crashes.at(CrashPoint::AfterSegment(index));

@@ -11,9 +11,10 @@
 //! segment's last. The final mux derives them afresh from the pts of the whole joined sequence
 //! ([`crate::timestamps::decode_timestamps`]), which keeps decode order and every pts intact.
 
+use super::segment_index::{stream_facts, SegmentIndexer, SegmentPacket};
 use super::util;
 use super::MediaError;
-use crate::join::{fnv1a, NodeIndex, StreamFacts, VideoSamples};
+use crate::join::NodeIndex;
 use ffmpeg_next as ffmpeg;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -27,38 +28,6 @@ pub struct MergeReport {
     pub seconds: f64,
 }
 
-/// The facts of stream 0 of an open segment file, and its codec headers.
-fn stream_facts(
-    path: &Path,
-    input: &ffmpeg::format::context::Input,
-) -> Result<(StreamFacts, Vec<u8>), MediaError> {
-    let stream = input.stream(0).ok_or_else(|| MediaError::Unsupported {
-        path: path.to_owned(),
-        reason: "the segment file has no stream".into(),
-    })?;
-    let parameters = stream.parameters();
-    // SAFETY: codecpar of an open stream is valid while the input lives; extradata holds
-    // extradata_size bytes when non-null.
-    let (width, height, extradata) = unsafe {
-        let par = &*parameters.as_ptr();
-        let extradata = if par.extradata.is_null() {
-            &[][..]
-        } else {
-            std::slice::from_raw_parts(par.extradata, par.extradata_size.max(0) as usize)
-        };
-        (par.width, par.height, extradata.to_vec())
-    };
-    let facts = StreamFacts {
-        codec: util::codec_name(parameters.id()),
-        width,
-        height,
-        time_base: util::time_base(stream.time_base()),
-        extradata_len: extradata.len(),
-        extradata_hash: fnv1a(&extradata),
-    };
-    Ok((facts, extradata))
-}
-
 /// Packet flags other than "keyframe" that an MP4 sample cannot carry from an index.
 fn has_other_flags(packet: &ffmpeg::Packet) -> bool {
     !(packet.flags() - ffmpeg::packet::Flags::KEY).is_empty()
@@ -66,65 +35,28 @@ fn has_other_flags(packet: &ffmpeg::Packet) -> bool {
 
 /// The index of segment `leaf`, read from its file (demuxing only: headers, packet timestamps
 /// and, for the output's layout, each packet's size as an MP4 sample; no decoding).
+///
+/// A freshly encoded segment's index is built as its packets are written (the convert pass), so
+/// this read of a whole segment is only for a committed file without an index: scratch from an
+/// older version, or an attempt that died between committing the file and recording its index.
 pub fn describe_segment(path: &Path, leaf: u32) -> Result<NodeIndex, MediaError> {
     util::init();
     let mut input = util::open_input(path)?;
-    let (stream, extradata) = stream_facts(path, &input)?;
-    let (mut first_pts, mut last_pts, mut packets, mut bytes) = (i64::MAX, i64::MIN, 0u64, 0u64);
-    let mut all_pts = Vec::new();
-    let form = crate::nal::sample_form(&stream.codec, &extradata);
-    let mut samples = form.map(|form| VideoSamples {
-        form,
-        sizes: Vec::new(),
-        keyframes: Vec::new(),
-        leaf_packets: Vec::new(),
-    });
+    let stream = input.stream(0).ok_or_else(|| MediaError::Unsupported {
+        path: path.to_owned(),
+        reason: "the segment file has no stream".into(),
+    })?;
+    let (facts, extradata) = stream_facts(&stream);
+    let mut indexer = SegmentIndexer::new(leaf, facts, &extradata);
     while let Some(packet) = util::read_packet(path, &mut input)? {
-        if let Some(known) = samples.as_mut() {
-            let size = packet
-                .data()
-                .and_then(|data| crate::nal::sample_size(known.form, data))
-                .and_then(|size| u32::try_from(size).ok())
-                .filter(|_| !has_other_flags(&packet));
-            match size {
-                Some(size) => {
-                    if packet.is_key() {
-                        known.keyframes.push(packets);
-                    }
-                    known.sizes.push(size);
-                }
-                None => samples = None,
-            }
-        }
-        let pts = packet.pts().ok_or_else(|| MediaError::Unsupported {
-            path: path.to_owned(),
-            reason: "a packet has no presentation timestamp".into(),
-        })?;
-        first_pts = first_pts.min(pts);
-        last_pts = last_pts.max(pts);
-        all_pts.push(pts);
-        packets += 1;
-        bytes += packet.size() as u64;
-    }
-    if packets == 0 {
-        return Err(MediaError::Unsupported {
-            path: path.to_owned(),
-            reason: "the segment file holds no frames".into(),
+        indexer.record(SegmentPacket {
+            pts: packet.pts(),
+            data: packet.data().unwrap_or_default(),
+            key: packet.is_key(),
+            other_flags: has_other_flags(&packet),
         });
     }
-    if let Some(known) = samples.as_mut() {
-        known.leaf_packets.push(packets);
-    }
-    Ok(NodeIndex {
-        leaves: vec![leaf],
-        stream,
-        first_pts,
-        last_pts,
-        packets,
-        bytes,
-        pts: all_pts,
-        samples,
-    })
+    indexer.finish(path)
 }
 
 /// Joins two neighbouring nodes' indexes; the error names the two nodes' files.

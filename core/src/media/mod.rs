@@ -13,6 +13,7 @@ pub mod package;
 pub mod picture;
 pub mod probe;
 pub mod remux;
+pub(crate) mod segment_index;
 pub mod source;
 pub mod streams;
 pub mod thumbnail;

@@ -264,6 +264,7 @@ where
                     .ok_or_else(|| HandlerError::internal("no parts"))?;
                 upload_parts::upload_part(
                     &services.objects,
+                    &services.config.crashes,
                     paths,
                     &output,
                     first,

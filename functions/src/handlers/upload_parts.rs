@@ -13,6 +13,7 @@ use crate::job::JobPaths;
 use crate::upload::MultipartStore;
 use std::path::PathBuf;
 use treemux_core::engine::{self, ScratchLayout};
+use treemux_core::fault::{CrashPlan, CrashPoint};
 use treemux_core::output_layout::{OutputLayout, OutputPart};
 use treemux_core::state::JobStore;
 
@@ -21,9 +22,11 @@ fn e_tag_path(paths: &JobPaths, number: i32) -> PathBuf {
     paths.dir.join(format!("part-{number:05}.etag"))
 }
 
-/// The job's output layout, which merge-audio stored before any part was uploaded.
+/// The job's output layout, which merge-audio stored before any part was uploaded, without the
+/// header: the parts after the first and the completion never need its bytes, and reading it in
+/// every task would read the output's whole index (megabytes an hour) again per task.
 pub(super) fn stored_layout(layout: &ScratchLayout) -> Result<OutputLayout, HandlerError> {
-    engine::finished_layout(layout).ok_or_else(|| {
+    engine::finished_layout_without_header(layout).ok_or_else(|| {
         HandlerError::internal(format!(
             "{}: the output's layout is missing, so its parts cannot be written",
             layout.output_layout().display()
@@ -42,8 +45,12 @@ pub(super) async fn recorded_upload(paths: &JobPaths) -> Result<String, HandlerE
 }
 
 /// Fills `part` from the scratch files, uploads it and records its ETag; returns its bytes.
+///
+/// Crash points: `after-part-upload:N` (uploaded, ETag not recorded: the retry uploads it
+/// again and records that ETag) and `after-part-record:N`.
 pub(super) async fn upload_part<O: MultipartStore>(
     objects: &O,
+    crashes: &CrashPlan,
     paths: &JobPaths,
     output: &std::sync::Arc<OutputLayout>,
     part: &OutputPart,
@@ -58,6 +65,7 @@ pub(super) async fn upload_part<O: MultipartStore>(
     let e_tag = objects
         .upload_part(bucket, key, upload_id, part.number, bytes)
         .await?;
+    crashes.at(CrashPoint::AfterPartUpload(part.number));
     let record = e_tag_path(paths, part.number);
     let written = record.clone();
     blocking(move || {
@@ -65,6 +73,7 @@ pub(super) async fn upload_part<O: MultipartStore>(
             .map_err(|e| HandlerError::transient(format!("{}: {e}", written.display())))
     })
     .await?;
+    crashes.at(CrashPoint::AfterPartRecord(part.number));
     Ok(len)
 }
 
@@ -124,7 +133,15 @@ where
                         parts.len()
                     ))
                 })?;
-            uploaded.bytes += upload_part(&services.objects, &paths, &output, part, target).await?;
+            uploaded.bytes += upload_part(
+                &services.objects,
+                &services.config.crashes,
+                &paths,
+                &output,
+                part,
+                target,
+            )
+            .await?;
             uploaded.parts += 1;
         }
         tracing::info!(

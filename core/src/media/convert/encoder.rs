@@ -2,8 +2,10 @@
 //! scale to the output picture, the turn into the pixels) and the stream it writes to.
 
 use super::options::encoder_options;
+use crate::join::NodeIndex;
 use crate::media::picture::{self, Orientation, OutputPicture};
 use crate::media::probe::MediaInfo;
+use crate::media::segment_index::{stream_facts, SegmentIndexer, SegmentPacket};
 use crate::media::util;
 use crate::media::MediaError;
 use crate::settings::{EncodeSettings, RateControl};
@@ -36,11 +38,15 @@ pub(super) struct SegmentEncoder {
     offset: i64,
     packet: ffmpeg::Packet,
     path: std::path::PathBuf,
+    /// The segment file's index, built from the packets as they are written, so the segment
+    /// is never read back to describe it.
+    index: SegmentIndexer,
 }
 
 impl SegmentEncoder {
-    /// `fixed_keyframes`: see [`encoder_options`].
+    /// `fixed_keyframes`: see [`encoder_options`]; `leaf`: the segment's number, for its index.
     pub(super) fn open(
+        leaf: u32,
         info: &MediaInfo,
         settings: &EncodeSettings,
         muxer: &mut ffmpeg::format::context::Output,
@@ -124,7 +130,14 @@ impl SegmentEncoder {
             path: path.to_owned(),
             source,
         })?;
-        let stream_time_base = muxer.stream(0).map(|s| s.time_base()).unwrap_or(time_base);
+        let written = muxer.stream(0).ok_or_else(|| MediaError::Unsupported {
+            path: path.to_owned(),
+            reason: "the segment muxer lost its stream".into(),
+        })?;
+        // What the header holds (the muxer may have settled the time base and extradata).
+        let stream_time_base = written.time_base();
+        let (facts, extradata) = stream_facts(&written);
+        let index = SegmentIndexer::new(leaf, facts, &extradata);
 
         let turned_format = rotation_format(&picture);
         let rotated = (picture.orientation != Orientation::Upright)
@@ -159,6 +172,7 @@ impl SegmentEncoder {
             offset: util::offset_ticks(info.intermediate_offset_seconds, stream_time_base),
             packet: ffmpeg::Packet::empty(),
             path: path.to_owned(),
+            index,
         })
     }
 
@@ -248,6 +262,15 @@ impl SegmentEncoder {
             self.packet
                 .rescale_ts(self.encoder_time_base, self.stream_time_base);
             util::shift_packet(&mut self.packet, self.offset);
+            // Recorded before the write, which may take the packet's data. The segment muxer
+            // (NUT) keeps each packet's payload, pts and keyframe flag as given, and no other
+            // flag (an encoder's "disposable" on a B-frame is not stored, so it is not counted).
+            self.index.record(SegmentPacket {
+                pts: self.packet.pts(),
+                data: self.packet.data().unwrap_or_default(),
+                key: self.packet.is_key(),
+                other_flags: false,
+            });
             self.packet
                 .write(muxer)
                 .map_err(|source| MediaError::Write {
@@ -271,6 +294,11 @@ impl SegmentEncoder {
             })?;
         self.drain(muxer)?;
         Ok(self.frames)
+    }
+
+    /// The index of the file written, once [`Self::finish`] has flushed the encoder.
+    pub(super) fn into_index(self) -> Result<NodeIndex, MediaError> {
+        self.index.finish(&self.path)
     }
 }
 

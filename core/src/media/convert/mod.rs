@@ -25,6 +25,7 @@ use super::source::{segment_byte_range, Source};
 use super::thumbnail::SegmentThumbnailSpec;
 use super::util;
 use super::MediaError;
+use crate::join::NodeIndex;
 use crate::plan::Segment;
 use crate::renditions::KeyframeGrid;
 use crate::settings::EncodeSettings;
@@ -55,6 +56,15 @@ pub struct SegmentReport {
     pub timestamps_adjusted: u64,
     pub bytes: u64,
     pub seconds: f64,
+}
+
+/// One segment encoded into every rung: rung 0's report, and each rung's [`NodeIndex`] (in
+/// rung order), built from the packets as they were written: equal to
+/// [`super::merge::describe_segment`] of the committed file, without reading it back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncodedSegment {
+    pub report: SegmentReport,
+    pub indexes: Vec<NodeIndex>,
 }
 
 /// The encoded frame size for a source video: the requested height as displayed (width
@@ -103,6 +113,7 @@ pub fn convert_segment_from(
         None,
         on_frame,
     )
+    .map(|encoded| encoded.report)
 }
 
 /// As [`convert_segment_from`], into every rung of `rungs` from one decode: each frame the
@@ -110,7 +121,8 @@ pub fn convert_segment_from(
 /// size). Every rung's segment starts with a keyframe at the segment's first frame, and with
 /// `keyframes` also at the first frame of each slot of that grid (so keyframes fall on the same
 /// frames in every rung). The report is rung 0's (`bytes` its file's); the files are committed
-/// together, rung 0's last, and only when every rung holds every frame.
+/// together, rung 0's last, and only when every rung holds every frame; with them comes each
+/// rung's index ([`EncodedSegment`]).
 ///
 /// With `thumbnails`, the segment's planned tiles and poster are taken from the decoded frames
 /// (upright, at the displayed aspect) and written before the segment files are committed.
@@ -124,7 +136,7 @@ pub fn convert_segment_renditions(
     audio: Option<&SegmentAudio>,
     thumbnails: Option<&SegmentThumbnailSpec>,
     on_frame: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
-) -> Result<SegmentReport, MediaError> {
+) -> Result<EncodedSegment, MediaError> {
     util::init();
     let hint = segment_byte_range(info, segment);
     let reading = source.clone().with_hint(hint.or_else(|| source.hint()));
@@ -153,7 +165,7 @@ pub fn convert_segment_renditions(
         PassError::Media(error) => error,
         PassError::SeekOvershoot => unreachable!("the second pass never seeks"),
     })?;
-    report.seconds = started.elapsed().as_secs_f64();
+    report.report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 

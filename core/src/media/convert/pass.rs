@@ -4,7 +4,7 @@
 
 use super::encoder::SegmentEncoder;
 use super::gate::{Admit, FrameGate};
-use super::{Rung, SegmentReport, SEGMENT_MUXER};
+use super::{EncodedSegment, Rung, SegmentReport, SEGMENT_MUXER};
 use crate::atomic_file::AtomicFile;
 use crate::media::audio::{SegmentAudio, SegmentAudioCopy};
 use crate::media::probe::MediaInfo;
@@ -36,7 +36,7 @@ impl From<MediaError> for PassError {
 /// decoded frame into every rung (and copy `audio`'s share of the audio, and take the
 /// `thumbnails` the segment holds from the frames as decoded). Keyframes are forced
 /// where `keyframes` says, so every rung has them at the same frames. Returns rung 0's report
-/// (every rung encodes the same frames).
+/// (every rung encodes the same frames) and each rung's index, built as its file was written.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn encode_pass(
     reading: &Source,
@@ -48,7 +48,7 @@ pub(super) fn encode_pass(
     audio: Option<&SegmentAudio>,
     thumbnails: Option<&SegmentThumbnailSpec>,
     on_frame: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
-) -> Result<SegmentReport, PassError> {
+) -> Result<EncodedSegment, PassError> {
     let (source, video) = (reading.name(), &info.video);
     let (mut input, failure) = source::open(reading)?;
     let stream_index = video.stream_index;
@@ -81,6 +81,7 @@ pub(super) fn encode_pass(
         let partial = AtomicFile::create(rung.output).map_err(MediaError::from)?;
         let mut muxer = util::open_output(&partial, SEGMENT_MUXER)?;
         let encoder = SegmentEncoder::open(
+            segment.index,
             info,
             rung.settings,
             &mut muxer,
@@ -199,12 +200,12 @@ pub(super) fn encode_pass(
         })?;
         drop(muxer);
         check_frame_count(info, segment, source, frames_encoded)?;
-        finished_files.push((partial, frames_encoded));
+        finished_files.push((partial, frames_encoded, encoder.into_index()?));
     }
     if let Some(copy) = audio_copy.as_mut() {
         read_rest_of_share(&mut input, copy, reading, &failure)?;
     }
-    let (first_partial, frames_encoded) = finished_files
+    let (first_partial, frames_encoded, _) = finished_files
         .first()
         .expect("one finished file per rung, and at least one rung");
     let frames_encoded = *frames_encoded;
@@ -219,16 +220,22 @@ pub(super) fn encode_pass(
         copy.commit()?;
     }
     // Rung 0 last: its file is what a repeated task looks for first.
-    for (partial, _) in finished_files.into_iter().rev() {
+    let mut indexes = Vec::with_capacity(finished_files.len());
+    for (partial, _, index) in finished_files.into_iter().rev() {
         partial.commit().map_err(MediaError::from)?;
+        indexes.push(index);
     }
-    Ok(SegmentReport {
-        index: segment.index,
-        frames_encoded,
-        lead_in_dropped: gate.dropped,
-        timestamps_adjusted: gate.adjusted,
-        bytes,
-        seconds: 0.0,
+    indexes.reverse();
+    Ok(EncodedSegment {
+        report: SegmentReport {
+            index: segment.index,
+            frames_encoded,
+            lead_in_dropped: gate.dropped,
+            timestamps_adjusted: gate.adjusted,
+            bytes,
+            seconds: 0.0,
+        },
+        indexes,
     })
 }
 
