@@ -438,6 +438,13 @@ pub(crate) fn summary(record: &JobRecord, now: u64) -> Vec<String> {
             lines.extend(
                 record
                     .result
+                    .thumbnails
+                    .iter()
+                    .map(|file| format!("thumbnail: {} ({} bytes)", file.name, file.bytes)),
+            );
+            lines.extend(
+                record
+                    .result
                     .warnings
                     .iter()
                     .map(|w| format!("warning: {w}")),

@@ -36,6 +36,20 @@ pub(crate) struct TranscodeArgs {
     /// A rung taller than the source is refused unless --upscale.
     #[arg(long, value_name = "HEIGHTS", group = "picture_height")]
     renditions: Option<String>,
+    /// Write a poster JPEG (the displayed picture, upright) beside OUTPUT (out.mp4 →
+    /// out.poster.jpg; inside a package's directory: poster.jpg), taken from the frames the
+    /// segment workers decode.
+    #[arg(long)]
+    poster: bool,
+    /// The poster's time, seconds from the start (default 10% into the video; the first frame
+    /// of clips under 2 s). Implies --poster.
+    #[arg(long, value_name = "SECONDS", value_parser = non_negative_seconds)]
+    poster_at: Option<f64>,
+    /// A thumbnail every SECONDS (and the poster): sprite sheets of 160-pixel-wide tiles, at
+    /// most 10x10 per sheet (out.thumbnails-0.jpg, …), indexed by a WebVTT file
+    /// (out.thumbnails.vtt) whose cues point at each tile with #xywh=.
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    thumbnails: Option<f64>,
     /// Keep the scratch directory with segments and merges.
     #[arg(long)]
     keep_temp: bool,
@@ -74,6 +88,14 @@ pub(crate) fn positive_seconds(text: &str) -> Result<f64, String> {
         .ok_or_else(|| "expected a positive number of seconds".to_owned())
 }
 
+/// Parses a number of seconds at or after the start (`--poster-at`).
+fn non_negative_seconds(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+        .ok_or_else(|| "expected a number of seconds, 0 or more".to_owned())
+}
+
 pub(crate) fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     let settings = encode_settings(&args.encode, Container::from_path(&args.output))?;
     let mut options = TranscodeOptions::new(settings);
@@ -82,6 +104,15 @@ pub(crate) fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     options.keep_temp = args.keep_temp;
     options.temp_root = args.temp_dir.clone();
     options.resume = args.resume;
+    if args.poster || args.poster_at.is_some() || args.thumbnails.is_some() {
+        options.thumbnails = Some(
+            treemux_core::thumbnails::ThumbnailRequest::from_seconds(
+                args.thumbnails,
+                args.poster_at,
+            )
+            .context("--thumbnails must be at least 0.001 s and --poster-at 0 s or more")?,
+        );
+    }
     if let Some(ladder) = &args.renditions {
         options.renditions =
             treemux_core::renditions::parse_renditions(ladder).map_err(anyhow::Error::msg)?;
@@ -224,6 +255,9 @@ fn print_transcode_summary(report: &TranscodeReport, verbose: bool) {
             rendition.output.display(),
             rendition.output_bytes
         );
+    }
+    for file in &report.thumbnails {
+        outln!("  thumbnails: {}", file.display());
     }
     if let Some(dir) = &report.temp_dir {
         outln!("  scratch kept in {}", dir.display());

@@ -13,6 +13,8 @@
 //! - [`names`]: the stages, timeline task kinds and Lambda functions both runners name alike.
 //! - [`summary`]: a finished run as plain data (`transcode --json`, read by bench and diagram;
 //!   its output part is kept by the Lambda job record too).
+//! - [`thumbnails`]: which frames a job's poster and thumbnail tiles show, their sheets, names
+//!   and WebVTT index (pure; the pixels are `media::thumbnail`'s).
 //! - [`process`]: process start-up that keeps encodes repeatable.
 //! - [`fault`]: crash points for fault-injection tests (inert unless a test names one).
 
@@ -36,6 +38,7 @@ pub mod settings;
 pub mod state;
 pub mod steps;
 pub mod summary;
+pub mod thumbnails;
 pub mod timestamps;
 pub mod tree;
 

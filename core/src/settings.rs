@@ -426,6 +426,9 @@ pub struct JobSettings {
     /// An HLS or DASH package instead of one file per rendition; `None`: files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packaging: Option<crate::media::package::PackageFormat>,
+    /// A poster and, with an interval, thumbnail sheets beside the output; `None`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnails: Option<crate::thumbnails::ThumbnailRequest>,
 }
 
 impl JobSettings {
@@ -436,6 +439,7 @@ impl JobSettings {
             encode,
             renditions: Vec::new(),
             packaging: None,
+            thumbnails: None,
         }
     }
 }

@@ -34,6 +34,10 @@ pub struct RunOutput {
     /// fragments); `output_bytes` is then their sum. Empty: the one output.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<OutputFile>,
+    /// The thumbnail files written beside the output (poster, sheets, WebVTT index): local
+    /// paths, or `s3://bucket/key` addresses; absent without thumbnails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thumbnails: Vec<OutputFile>,
 }
 
 /// One written output: its name (`s3://bucket/key` on AWS) and bytes.
@@ -125,6 +129,14 @@ impl From<&TranscodeReport> for RunSummary {
                 output_bytes: report.output_bytes,
                 warnings: report.warnings.clone(),
                 outputs: Vec::new(),
+                thumbnails: report
+                    .thumbnails
+                    .iter()
+                    .map(|file| OutputFile {
+                        name: file.display().to_string(),
+                        bytes: std::fs::metadata(file).map_or(0, |meta| meta.len()),
+                    })
+                    .collect(),
             },
             settings: report.settings.clone(),
             workers: report.workers,

@@ -298,6 +298,10 @@ pub struct JobManifest {
     /// Each rendition's output key, for a ladder of files (the first is `output_key`).
     #[serde(default)]
     pub rendition_keys: Vec<String>,
+    /// The job's thumbnails, planned by analyze (its `poster`/`thumbnails` settings); absent
+    /// when it asked for none (and in manifests from before thumbnails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnails: Option<treemux_core::thumbnails::ThumbnailPlan>,
 }
 
 fn mp4() -> Container {
@@ -316,6 +320,7 @@ impl JobManifest {
             audio_actions: self.audio_actions.clone(),
             renditions: self.renditions.clone(),
             keyframes: self.keyframes,
+            thumbnails: self.thumbnails.clone(),
         }
     }
 }

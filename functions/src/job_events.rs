@@ -124,6 +124,11 @@ impl JobEvent {
                         .map(|file| object(&file.name, file.bytes))
                         .collect::<Option<Vec<_>>>()?
                 };
+                // Then the output's thumbnails.
+                let mut outputs = outputs;
+                for file in &record.result.thumbnails {
+                    outputs.push(object(&file.name, file.bytes)?);
+                }
                 JobChange::Succeeded {
                     outputs,
                     stage_seconds: record.stage_seconds.clone(),

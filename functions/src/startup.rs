@@ -46,6 +46,11 @@ fn self_test(input: &Path, output: &Path) -> Result<serde_json::Value, treemux_c
     settings.preset = "veryfast".to_owned();
     let mut options = TranscodeOptions::new(settings);
     options.plan.exact_segments = Some(2);
+    // Thumbnails too: the layer must hold the mjpeg encoder they are written with.
+    options.thumbnails = Some(treemux_core::thumbnails::ThumbnailRequest {
+        interval_ms: Some(1000),
+        poster_at_ms: None,
+    });
     let report = transcode(input, output, &options, &|_| {})?;
     let (codec_version, configuration) = treemux_core::media::codec_library();
     Ok(serde_json::json!({
@@ -55,6 +60,7 @@ fn self_test(input: &Path, output: &Path) -> Result<serde_json::Value, treemux_c
         "segments": report.segments.len(),
         "frames": report.segments.iter().map(|s| s.frames_encoded).sum::<u64>(),
         "output_bytes": report.output_bytes,
+        "thumbnails": report.thumbnails,
         "libavcodec": { "version": codec_version, "configuration": configuration },
     }))
 }

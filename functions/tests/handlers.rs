@@ -104,6 +104,7 @@ async fn analyze_the_real_s3_event_then_run_the_whole_job() {
             output_bytes: written,
             warnings: Vec::new(),
             outputs: Vec::new(),
+            thumbnails: Vec::new(),
         }
     );
     assert!(

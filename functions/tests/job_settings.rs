@@ -432,3 +432,77 @@ async fn a_submitted_job_with_an_unknown_setting_fails_naming_it() {
     );
     assert!(services.executions.started.lock().expect("lock").is_empty());
 }
+
+/// `poster` and `thumbnails` as settings: read from metadata and job specs, the later layer
+/// winning, a thumbnail interval bringing the poster; a bad value refused naming it.
+#[test]
+fn poster_and_thumbnail_settings_resolve_by_layer() {
+    use treemux_core::settings::EncodeSettings;
+    use treemux_core::thumbnails::ThumbnailRequest;
+    use treemux_functions::job_settings::{resolve, SettingsLayer, Templates};
+    let defaults = EncodeSettings::new(VideoCodec::H264);
+    let metadata = |pairs: &[(&str, &str)]| {
+        SettingsLayer::from_metadata(
+            &pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    };
+    let spec = SettingsLayer::from_spec(br#"{"poster": true}"#, "s3://in/a.mp4.treemux.json")
+        .expect("spec");
+    let none = metadata(&[]).expect("empty");
+    let resolved = resolve(
+        &defaults,
+        Container::Mp4,
+        &Templates::new(),
+        Some(&spec),
+        &none,
+    )
+    .expect("resolves");
+    assert_eq!(
+        resolved.settings.thumbnails,
+        Some(ThumbnailRequest::default()),
+        "the poster alone"
+    );
+    assert_eq!(
+        resolved.from["poster"],
+        "s3://in/a.mp4.treemux.json: poster"
+    );
+    let tiles = metadata(&[("treemux-thumbnails", "2.5")]).expect("seconds");
+    let resolved = resolve(
+        &defaults,
+        Container::Mp4,
+        &Templates::new(),
+        Some(&spec),
+        &tiles,
+    )
+    .expect("resolves");
+    assert_eq!(
+        resolved.settings.thumbnails.and_then(|t| t.interval_ms),
+        Some(2500)
+    );
+    let off = metadata(&[("treemux-poster", "false")]).expect("flag");
+    let resolved = resolve(
+        &defaults,
+        Container::Mp4,
+        &Templates::new(),
+        Some(&spec),
+        &off,
+    )
+    .expect("resolves");
+    assert_eq!(resolved.settings.thumbnails, None, "metadata over the spec");
+    let untouched =
+        resolve(&defaults, Container::Mp4, &Templates::new(), None, &none).expect("resolves");
+    assert_eq!(untouched.settings.thumbnails, None, "none by default");
+    for bad in ["0", "-3", "often", "NaN"] {
+        let error = metadata(&[("treemux-thumbnails", bad)]).expect_err(bad);
+        assert!(
+            error.to_string().contains(&format!(
+                "x-amz-meta-treemux-thumbnails: thumbnails={bad:?}"
+            )),
+            "{error}"
+        );
+    }
+    assert!(metadata(&[("treemux-poster", "maybe")]).is_err());
+}

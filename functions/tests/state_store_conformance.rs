@@ -71,6 +71,10 @@ async fn conformance<S: StateStore + JobStore>(store: &S, job: &str) {
     let settings = JobSettings {
         renditions: treemux_core::renditions::parse_renditions("720,360:crf=40")
             .expect("the test's ladder is valid"),
+        thumbnails: Some(treemux_core::thumbnails::ThumbnailRequest {
+            interval_ms: Some(2500),
+            poster_at_ms: None,
+        }),
         ..JobSettings::new(Container::WebM, encode)
     };
     let from = BTreeMap::from([(

@@ -16,6 +16,7 @@ use crate::plan::{
 };
 use crate::renditions::KeyframeGrid;
 use crate::settings::{Container, EncodeSettings, RateControl};
+use crate::thumbnails::ThumbnailPlan;
 use crate::tree::MergeTree;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -44,6 +45,9 @@ pub struct JobSpec {
     /// segment.
     #[serde(default)]
     pub keyframes: Option<KeyframeGrid>,
+    /// The poster and tiles the segment workers take ([`Self::set_thumbnails`]); `None`: none.
+    #[serde(default)]
+    pub thumbnails: Option<ThumbnailPlan>,
 }
 
 impl JobSpec {
@@ -164,6 +168,7 @@ pub fn prepare_job(
         audio_actions,
         renditions: Vec::new(),
         keyframes: None,
+        thumbnails: None,
     })
 }
 

@@ -68,6 +68,21 @@ impl ScratchLayout {
         self.dir.join(format!("audio-{index}.nut"))
     }
 
+    /// Segment `index`'s thumbnail tiles (raw planes, in order), when it takes any.
+    pub fn segment_thumbnails(&self, index: u32) -> PathBuf {
+        self.dir.join(format!("thumbnails-{index}.raw"))
+    }
+
+    /// The poster (JPEG), written by the segment holding its frame.
+    pub fn poster(&self) -> PathBuf {
+        self.dir.join("poster.jpg")
+    }
+
+    /// Where the root composes the thumbnail files (named as beside the output).
+    pub fn thumbnail_dir(&self) -> PathBuf {
+        self.dir.join("thumbnails")
+    }
+
     /// The [`AudioReport`] of the extraction that wrote [`Self::audio`]: a repeated task needs it
     /// to know the audio is there and what it holds.
     pub fn audio_report(&self) -> PathBuf {

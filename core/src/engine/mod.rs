@@ -17,6 +17,10 @@
 //!   written before the segment, so a committed segment has its audio beside it.
 //! - `audio.nut` and `audio.json`: every audio track, extracted once (joined from the pieces by
 //!   [`finish_audio`], or by one streaming pass, [`extract_audio`]), and its report.
+//! - `thumbnails-<i>.raw` and `poster.jpg`: the thumbnail tiles segment `i` took from the
+//!   frames it decoded (raw planes, in order) and the poster, by the segment holding its frame
+//!   ([`JobSpec::set_thumbnails`]); written before the segment, so a committed segment has them.
+//!   `thumbnails/`: the sheets, WebVTT index and poster [`finish_thumbnails`] composed.
 //! - `output-header.bin`, `output-layout.json` and `audio-track-<n>.raw`: the output laid out
 //!   by [`lay_out_root`] (its header, which samples fill which bytes, each audio track's
 //!   samples in order), from which every part of it is filled ([`write_output_part`]).
@@ -47,6 +51,7 @@ mod job;
 mod layout;
 mod root;
 mod tasks;
+mod thumbs;
 
 pub use job::{
     check_output_fits_multipart, frame_costs, plan_at_real_keyframes, plan_for, prepare_job,
@@ -61,3 +66,4 @@ pub use tasks::{
     extract_audio, finish_audio, finish_package, finish_rendition, finish_root, node_finished,
     produce_pair, produce_segment, Produced,
 };
+pub use thumbs::{finish_thumbnails, ThumbnailFile};

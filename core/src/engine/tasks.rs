@@ -91,6 +91,7 @@ pub fn produce_segment(
             .map(|(settings, output)| convert::Rung { settings, output })
             .collect();
         let audio = job.segment_audio(layout, index);
+        let thumbnails = job.segment_thumbnails(layout, index);
         Some(convert::convert_segment_renditions(
             source,
             &job.info,
@@ -98,6 +99,7 @@ pub fn produce_segment(
             &targets,
             job.keyframes.as_ref(),
             audio.as_ref(),
+            thumbnails.as_ref(),
             &with_crashes,
         )?)
     };

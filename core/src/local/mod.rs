@@ -9,6 +9,7 @@
 mod output_path;
 mod run;
 mod scratch;
+mod thumbnails;
 
 pub use crate::progress::Progress;
 pub use output_path::check_output_path;
@@ -28,6 +29,7 @@ use crate::plan::{PlanOptions, SegmentPlan};
 use crate::renditions::{rendition_output, rendition_settings, Rendition};
 use crate::settings::EncodeSettings;
 use crate::state::InMemoryStateStore;
+use crate::thumbnails::ThumbnailRequest;
 use crate::tree::{MergeKind, MergeTree, NodeId};
 use run::{Outcomes, Run};
 use scratch::{resume_dir, resume_key, Scratch};
@@ -67,6 +69,9 @@ pub struct TranscodeOptions {
     /// own file ([`rendition_output`]: `out.mp4` → `out_720p.mp4`); empty: one output at
     /// `settings`.
     pub renditions: Vec<Rendition>,
+    /// A poster and, with an interval, thumbnail sheets and their WebVTT index, put beside the
+    /// output (inside a package's directory) under the existing-output rule; `None`: none.
+    pub thumbnails: Option<ThumbnailRequest>,
 }
 
 impl TranscodeOptions {
@@ -84,6 +89,7 @@ impl TranscodeOptions {
             fault: None,
             interrupt: None,
             renditions: Vec::new(),
+            thumbnails: None,
         }
     }
 }
@@ -179,6 +185,9 @@ pub struct TranscodeReport {
     /// What an HLS/DASH output wrote (playlists, fragments, measured bitrates).
     #[serde(default)]
     pub package: Option<PackageReport>,
+    /// The thumbnail files written (poster, sheets, WebVTT index); empty without.
+    #[serde(default)]
+    pub thumbnails: Vec<PathBuf>,
 }
 
 /// One rendition of a ladder run: its settings (as encoded, `threads` per worker), where it
@@ -312,6 +321,17 @@ fn transcode_into(
         &options.plan,
     )?;
     job.set_renditions(&ladder, input, output)?;
+    let thumbnail_targets = match &options.thumbnails {
+        Some(request) => {
+            job.set_thumbnails(request, input)?;
+            let targets = thumbnails::ThumbnailTargets::new(output, package.is_some());
+            if let Some(plan) = &job.thumbnails {
+                targets.check(plan, options.existing_output)?;
+            }
+            Some(targets)
+        }
+        None => None,
+    };
     if package.is_some() {
         job.align_keyframes(FRAGMENT_SECONDS);
     }
@@ -345,6 +365,7 @@ fn transcode_into(
                     .collect::<Vec<_>>(),
                 plan,
                 &job.audio_actions,
+                job.thumbnails.as_ref(),
             ),
         )?)
     } else {
@@ -375,11 +396,15 @@ fn transcode_into(
         outcomes: Mutex::new(Outcomes::default()),
         on_progress,
     };
+    let mut composed = Vec::new();
     let result = run
         .execute(workers, options.resume)
         .and_then(|mut outcomes| {
             let source = Source::file(&job.info.path)?;
             run.finish_audio(&source, &mut outcomes)?;
+            if let Some(targets) = &thumbnail_targets {
+                composed = engine::finish_thumbnails(&job, &run.layout, &targets.names)?;
+            }
             on_progress(Progress::Muxing);
             let muxing = Instant::now();
             if let Some(format) = package {
@@ -420,6 +445,22 @@ fn transcode_into(
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((outcomes, remuxes, None, muxing.elapsed().as_secs_f64()))
         });
+    // The thumbnails once the output is complete (from scratch, before it goes); if they
+    // cannot be put in place, the output files go too.
+    let mut placed_thumbnails = Vec::new();
+    let result = result.and_then(|done| match &thumbnail_targets {
+        Some(targets) => match targets.place(&composed) {
+            Ok(placed) => {
+                placed_thumbnails = placed;
+                Ok(done)
+            }
+            Err(error) => {
+                thumbnails::remove_all(if package.is_some() { &[] } else { &outputs });
+                Err(error)
+            }
+        },
+        None => Ok(done),
+    });
     let temp_dir = if options.keep_temp {
         Some(scratch.keep())
     } else {
@@ -527,6 +568,7 @@ fn transcode_into(
         temp_dir,
         renditions,
         package: packaged,
+        thumbnails: placed_thumbnails,
     })
 }
 

@@ -5,6 +5,7 @@ use crate::error::Error;
 use crate::media::audio::AudioAction;
 use crate::plan::SegmentPlan;
 use crate::settings::{Container, EncodeSettings};
+use crate::thumbnails::ThumbnailPlan;
 use std::path::{Path, PathBuf};
 
 /// The scratch directory: a fresh temporary one, or the named one `--resume` reuses.
@@ -50,7 +51,7 @@ fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
 }
 
 /// Identifies a run for `--resume`: the same input file (path, size, modification time), the
-/// same output container, encoder settings, plan and audio actions give the same key; anything
+/// same output container, encoder settings, plan, audio actions and thumbnails give the same key; anything
 /// else gives another, so stale work is never reused.
 pub(super) fn resume_key(
     input: &Path,
@@ -58,6 +59,7 @@ pub(super) fn resume_key(
     rungs: &[EncodeSettings],
     plan: &SegmentPlan,
     audio_actions: &[AudioAction],
+    thumbnails: Option<&ThumbnailPlan>,
 ) -> u64 {
     let file = std::fs::canonicalize(input).unwrap_or_else(|_| input.to_owned());
     let (size, modified) = std::fs::metadata(input).map_or((0, 0), |meta| {
@@ -80,6 +82,14 @@ pub(super) fn resume_key(
         .unwrap_or_default(),
         serde_json::to_string(&plan.segments).unwrap_or_default(),
     );
+    // Thumbnails change what a segment leaves in scratch (runs without keep their old key).
+    let identity = match thumbnails {
+        Some(plan) => format!(
+            "{identity}\n{}",
+            serde_json::to_string(plan).unwrap_or_default()
+        ),
+        None => identity,
+    };
     fnv1a(identity.as_bytes(), 0xcbf2_9ce4_8422_2325)
 }
 

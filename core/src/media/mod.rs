@@ -16,6 +16,7 @@ pub mod remux;
 pub(crate) mod segment_index;
 pub mod source;
 pub mod streams;
+pub mod thumbnail;
 pub mod verify;
 
 pub(crate) mod util;

@@ -239,9 +239,12 @@ fn object_error(
 }
 
 /// The `Content-Type` of an output, by its key's extension (the container it holds), so a
-/// browser served the object plays it: MP4, QuickTime, Matroska, WebM.
+/// browser served the object plays it: MP4, QuickTime, Matroska, WebM; and of its thumbnails
+/// (JPEG pictures, the WebVTT index).
 pub fn content_type(key: &str) -> &'static str {
     match crate::job::safe_extension(key).as_str() {
+        "jpg" => "image/jpeg",
+        "vtt" => "text/vtt",
         "mov" => "video/quicktime",
         "mkv" => "video/x-matroska",
         "webm" => "video/webm",
@@ -478,6 +481,12 @@ mod tests {
             "application/vnd.apple.mpegurl"
         );
         assert_eq!(content_type("t/a/manifest.mpd"), "application/dash+xml");
+        assert_eq!(content_type("transcoded/a.mp4.poster.jpg"), "image/jpeg");
+        assert_eq!(
+            content_type("transcoded/a.mp4.thumbnails-0.jpg"),
+            "image/jpeg"
+        );
+        assert_eq!(content_type("transcoded/a.mp4.thumbnails.vtt"), "text/vtt");
     }
 
     #[test]

@@ -282,6 +282,7 @@ where
         encode: settings,
         renditions,
         packaging,
+        thumbnails,
     } = resolved.settings.clone();
     // Each rung's settings (tallest first) and where its file goes, or the package's manifest.
     let ladder = rendition_settings(&settings, &renditions);
@@ -355,6 +356,10 @@ where
         if packaging.is_some() {
             job.align_keyframes(FRAGMENT_SECONDS);
         }
+        if let Some(request) = &thumbnails {
+            job.set_thumbnails(request, &source_name)
+                .map_err(with_origins)?;
+        }
         // Before any work: an output one multipart upload cannot hold is refused now, not by
         // merge-audio after every segment was encoded.
         engine::check_output_fits_multipart(&job, &source_name).map_err(with_origins)?;
@@ -366,6 +371,7 @@ where
             audio_actions,
             renditions,
             keyframes,
+            thumbnails,
             ..
         } = job;
         let segment_bytes = plan
@@ -395,6 +401,7 @@ where
                 keyframes,
                 packaging,
                 rendition_keys,
+                thumbnails,
             },
             opening,
         ))

@@ -163,6 +163,8 @@ where
         };
         (total, outputs)
     };
+    // The output is complete: its thumbnails (if asked for) beside it, before the success.
+    let thumbnails = super::thumbnails::upload_thumbnails(services, &manifest, &paths).await?;
     let seconds = started.elapsed().as_secs_f64();
     services
         .store
@@ -179,6 +181,7 @@ where
         output_bytes: bytes,
         warnings,
         outputs,
+        thumbnails,
     };
     services
         .store

@@ -12,6 +12,7 @@
 //! - `merge_video.rs`: one pair of the merge tree;
 //! - `merge_audio.rs`: the root: audio joined, the output streamed into its multipart upload;
 //! - `root_outputs.rs`: the root's other outputs: a ladder's other rungs, an HLS/DASH package;
+//! - `thumbnails.rs`: the root's thumbnails composed and uploaded beside the output;
 //! - `job_failed.rs`: a failed job's record and clean-up, also for an analyze that gave up.
 
 mod analyze;
@@ -22,6 +23,7 @@ mod merge_audio;
 mod merge_video;
 mod root_outputs;
 mod segments;
+mod thumbnails;
 mod upload_parts;
 
 pub use analyze::analyze;

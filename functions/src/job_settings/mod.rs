@@ -13,7 +13,9 @@
 //!
 //! The settings are named as the CLI's options are: `codec`, `crf`, `bitrate`, `preset`,
 //! `height`, `upscale`, `container`, `renditions` (the CLI's ladder, `1080,720:crf=23,480`;
-//! `none` for one rendition), `packaging` (`hls`, `dash`, or `none`: files) and `template`. A name treemux does not know, or a value
+//! `none` for one rendition), `packaging` (`hls`, `dash`, or `none`: files), `poster`
+//! (true/false: a poster JPEG beside the output), `thumbnails` (seconds between thumbnail tiles:
+//! sprite sheets and a WebVTT index, and the poster) and `template`. A name treemux does not know, or a value
 //! it cannot read, is an error naming the setting and where it came from. What the values mean
 //! together (a preset the codec's encoder takes, a CRF in its range on every rung, a container
 //! that can hold the codec, a package of MP4 holding H.264 or H.265, a height or a rung no
@@ -33,6 +35,7 @@ use treemux_core::renditions::{parse_renditions, rendition_settings, Rendition};
 use treemux_core::settings::{
     parse_bitrate, Container, EncodeSettings, JobSettings, RateControl, VideoCodec,
 };
+use treemux_core::thumbnails::ThumbnailRequest;
 
 /// Object metadata names treemux reads, after S3's `x-amz-meta-` (S3 gives them lowercased).
 pub const METADATA_PREFIX: &str = "treemux-";
@@ -44,7 +47,7 @@ pub const SPEC_SUFFIX: &str = ".treemux.json";
 pub const SPEC_MAX_BYTES: u64 = 64 * 1024;
 
 /// Every setting name a layer may set (a template cannot name another template).
-pub const SETTING_NAMES: [&str; 10] = [
+pub const SETTING_NAMES: [&str; 12] = [
     "codec",
     "crf",
     "bitrate",
@@ -54,6 +57,8 @@ pub const SETTING_NAMES: [&str; 10] = [
     "container",
     "renditions",
     "packaging",
+    "poster",
+    "thumbnails",
     "template",
 ];
 
@@ -109,6 +114,9 @@ pub struct SettingsLayer {
     pub renditions: Option<Vec<Rendition>>,
     /// `Some(None)`: files (the value `none`).
     pub packaging: Option<Option<PackageFormat>>,
+    pub poster: Option<bool>,
+    /// Milliseconds between thumbnail tiles (the `thumbnails` setting is in seconds).
+    pub thumbnails_ms: Option<u64>,
     pub template: Option<String>,
     /// Where each setting this layer sets came from, by setting name.
     pub from: BTreeMap<String, String>,
@@ -146,6 +154,8 @@ impl SettingsLayer {
         self.container = top.container.or(self.container);
         self.renditions = top.renditions.clone().or(self.renditions);
         self.packaging = top.packaging.or(self.packaging);
+        self.poster = top.poster.or(self.poster);
+        self.thumbnails_ms = top.thumbnails_ms.or(self.thumbnails_ms);
         self.template = top.template.clone().or(self.template);
         self.from
             .extend(top.from.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -251,12 +261,27 @@ impl SettingsLayer {
                 }
                 self.height = Some(Some(height));
             }
-            "upscale" => {
-                self.upscale = Some(match value.to_ascii_lowercase().as_str() {
+            "upscale" | "poster" => {
+                let flag = match value.to_ascii_lowercase().as_str() {
                     "1" | "true" | "yes" => true,
                     "0" | "false" | "no" => false,
                     _ => return Err(bad("true or false (1 or 0)".to_owned())),
-                })
+                };
+                if name == "upscale" {
+                    self.upscale = Some(flag);
+                } else {
+                    self.poster = Some(flag);
+                }
+            }
+            "thumbnails" => {
+                let request = value
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(|seconds| ThumbnailRequest::from_seconds(Some(seconds), None))
+                    .ok_or_else(|| {
+                        bad("seconds between thumbnails (a number above 0, e.g. 10)".to_owned())
+                    })?;
+                self.thumbnails_ms = request.interval_ms;
             }
             "container" => {
                 self.container = Some(
@@ -445,10 +470,18 @@ pub fn resolve(
         .and_then(|l| l.renditions.clone())
         .unwrap_or_default();
     let packaging = last(&|l| l.packaging.is_some()).and_then(|l| l.packaging.flatten());
+    // Tiles come with the poster; the poster alone when asked for.
+    let interval_ms = last(&|l| l.thumbnails_ms.is_some()).and_then(|l| l.thumbnails_ms);
+    let poster = last(&|l| l.poster.is_some()).and_then(|l| l.poster) == Some(true);
+    let thumbnails = (interval_ms.is_some() || poster).then_some(ThumbnailRequest {
+        interval_ms,
+        poster_at_ms: None,
+    });
     let resolved = ResolvedSettings {
         settings: JobSettings {
             renditions,
             packaging,
+            thumbnails,
             ..JobSettings::new(container, encode)
         },
         from,
@@ -481,6 +514,7 @@ impl ResolvedSettings {
             encode,
             renditions,
             packaging,
+            ..
         } = &self.settings;
         let invalid = |problem: String| SettingsError::Invalid {
             problem: in_setting_terms(&problem),

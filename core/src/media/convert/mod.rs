@@ -22,6 +22,7 @@ use super::audio::SegmentAudio;
 use super::picture::{self, Orientation};
 use super::probe::{MediaInfo, VideoInfo};
 use super::source::{segment_byte_range, Source};
+use super::thumbnail::SegmentThumbnailSpec;
 use super::util;
 use super::MediaError;
 use crate::join::NodeIndex;
@@ -109,6 +110,7 @@ pub fn convert_segment_from(
         &[Rung { settings, output }],
         None,
         audio,
+        None,
         on_frame,
     )
     .map(|encoded| encoded.report)
@@ -121,6 +123,10 @@ pub fn convert_segment_from(
 /// frames in every rung). The report is rung 0's (`bytes` its file's); the files are committed
 /// together, rung 0's last, and only when every rung holds every frame; with them comes each
 /// rung's index ([`EncodedSegment`]).
+///
+/// With `thumbnails`, the segment's planned tiles and poster are taken from the decoded frames
+/// (upright, at the displayed aspect) and written before the segment files are committed.
+#[allow(clippy::too_many_arguments)]
 pub fn convert_segment_renditions(
     source: &Source,
     info: &MediaInfo,
@@ -128,6 +134,7 @@ pub fn convert_segment_renditions(
     rungs: &[Rung<'_>],
     keyframes: Option<&KeyframeGrid>,
     audio: Option<&SegmentAudio>,
+    thumbnails: Option<&SegmentThumbnailSpec>,
     on_frame: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
 ) -> Result<EncodedSegment, MediaError> {
     util::init();
@@ -145,11 +152,12 @@ pub fn convert_segment_renditions(
         keyframes,
         seek.map(|p| seek_timestamp(info, p)),
         audio,
+        thumbnails,
         on_frame,
     ) {
         // The demuxer landed after the cut (an imprecise index): decode from the start instead.
         Err(PassError::SeekOvershoot) => encode_pass(
-            &reading, info, segment, rungs, keyframes, None, audio, on_frame,
+            &reading, info, segment, rungs, keyframes, None, audio, thumbnails, on_frame,
         ),
         other => other,
     }

@@ -9,6 +9,7 @@ use crate::atomic_file::AtomicFile;
 use crate::media::audio::{SegmentAudio, SegmentAudioCopy};
 use crate::media::probe::MediaInfo;
 use crate::media::source::{self, ReadFailure, Source};
+use crate::media::thumbnail::{SegmentThumbnailSpec, SegmentThumbnails};
 use crate::media::util;
 use crate::media::MediaError;
 use crate::plan::Segment;
@@ -32,7 +33,8 @@ impl From<MediaError> for PassError {
 }
 
 /// One attempt: decode from `seek_to` (a dts; `None` = the start of the file) and encode each
-/// decoded frame into every rung (and copy `audio`'s share of the audio). Keyframes are forced
+/// decoded frame into every rung (and copy `audio`'s share of the audio, and take the
+/// `thumbnails` the segment holds from the frames as decoded). Keyframes are forced
 /// where `keyframes` says, so every rung has them at the same frames. Returns rung 0's report
 /// (every rung encodes the same frames) and each rung's index, built as its file was written.
 #[allow(clippy::too_many_arguments)]
@@ -44,6 +46,7 @@ pub(super) fn encode_pass(
     keyframes: Option<&KeyframeGrid>,
     seek_to: Option<i64>,
     audio: Option<&SegmentAudio>,
+    thumbnails: Option<&SegmentThumbnailSpec>,
     on_frame: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
 ) -> Result<EncodedSegment, PassError> {
     let (source, video) = (reading.name(), &info.video);
@@ -72,6 +75,7 @@ pub(super) fn encode_pass(
         None => None,
     };
 
+    let mut thumbnails = thumbnails.map(|spec| SegmentThumbnails::new(spec, video));
     let mut outputs = Vec::with_capacity(rungs.len());
     for rung in rungs {
         let partial = AtomicFile::create(rung.output).map_err(MediaError::from)?;
@@ -101,6 +105,10 @@ pub(super) fn encode_pass(
             Admit::End => return Ok(true),
             Admit::Encode(pts) => pts,
         };
+        // Before the encoders: they may crop the frame's declared size.
+        if let Some(thumbnails) = thumbnails.as_mut() {
+            thumbnails.offer(frame, pts)?;
+        }
         // A keyframe at the first frame of each slot of the grid (the segment's first frame
         // is one anyway: every encoder starts there).
         let key = keyframes.is_some_and(|grid| {
@@ -204,6 +212,10 @@ pub(super) fn encode_pass(
     let bytes = std::fs::metadata(first_partial.path())
         .map_err(MediaError::io(first_partial.target()))?
         .len();
+    // Thumbnails and audio before the segment: a committed segment has them beside it.
+    if let Some(thumbnails) = thumbnails {
+        thumbnails.commit(source)?;
+    }
     if let Some(copy) = audio_copy {
         copy.commit()?;
     }

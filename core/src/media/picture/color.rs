@@ -65,6 +65,17 @@ pub fn scaler(
     to_full_range: bool,
     space: i32,
 ) -> Result<ffmpeg::software::scaling::Context, ffmpeg::Error> {
+    scaler_between(from, (from_full_range, space), to, (to_full_range, space))
+}
+
+/// As [`scaler`], with each side's own (full range, colour space): for pictures leaving the
+/// video's colour space (JPEG thumbnails are BT.601, full range).
+pub fn scaler_between(
+    from: (ffmpeg::format::Pixel, u32, u32),
+    (from_full_range, from_space): (bool, i32),
+    to: (ffmpeg::format::Pixel, u32, u32),
+    (to_full_range, to_space): (bool, i32),
+) -> Result<ffmpeg::software::scaling::Context, ffmpeg::Error> {
     let mut context = ffmpeg::software::scaling::Context::get(
         from.0,
         from.1,
@@ -74,15 +85,14 @@ pub fn scaler(
         to.2,
         ffmpeg::software::scaling::Flags::BICUBIC,
     )?;
-    let coefficients = sws_coefficients(space);
     // SAFETY: the context is valid; the tables are static; brightness 0, contrast and saturation
     // 1.0 in 16.16 fixed point are swscale's neutral values.
     let status = unsafe {
         ffmpeg::ffi::sws_setColorspaceDetails(
             context.as_mut_ptr(),
-            coefficients,
+            sws_coefficients(from_space),
             libc::c_int::from(from_full_range),
-            coefficients,
+            sws_coefficients(to_space),
             libc::c_int::from(to_full_range),
             0,
             1 << 16,

@@ -16,7 +16,7 @@ mod hdr;
 mod orientation;
 mod pixels;
 
-pub use color::{frame_is_full_range, scaler, ColorTags};
+pub use color::{frame_is_full_range, scaler, scaler_between, ColorTags};
 pub use hdr::{HdrStatic, MasteringDisplay};
 pub use orientation::{rotate_frame, Orientation};
 pub use pixels::{choose_pixel_format, pixel_by_name, pixel_name, pixel_traits, PixelTraits};
