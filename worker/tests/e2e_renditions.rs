@@ -8,40 +8,20 @@
 
 mod common;
 
+use common::jobs::{newest_final_job, tone_clip};
 use common::stack::Stack;
 use common::stack_available;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use treemux_core::media::package::PackageFormat;
 use treemux_core::media::verify::{verify, verify_package, VerifyOptions};
-use treemux_core::state::{JobRecord, JobStatus, JobStore};
+use treemux_core::state::{JobRecord, JobStatus};
 use treemux_functions::job_events::{JobChange, JobEvent};
 
-/// An 8 s, 25 fps 640x360 clip with a tone, keyframes every second, by the ffmpeg CLI.
+/// An 8 s, 25 fps 640x360 clip with a tone, a keyframe every second.
 fn clip(dir: &Path) -> PathBuf {
-    let path = dir.join("clip.mp4");
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=25:duration=8",
-        ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000:duration=8",
-        ])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg runs");
-    assert!(status.success(), "ffmpeg made {}", path.display());
-    path
+    tone_clip(dir, "clip.mp4", 8, (640, 360))
 }
 
 /// The height ffprobe reads of a file's first video stream.
@@ -60,31 +40,7 @@ fn height(path: &Path) -> u32 {
 
 /// Waits for `key`'s newest job to end.
 async fn finished(stack: &Stack, key: &str) -> JobRecord {
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        if let Some(id) = stack
-            .store
-            .latest_job(&stack.input_bucket, key)
-            .await
-            .expect("read")
-        {
-            let record = stack
-                .store
-                .get_job(&id)
-                .await
-                .expect("read")
-                .expect("record");
-            if record.status.is_final() {
-                return record;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{key}: no finished job; worker log:\n{}",
-            stack.worker_log()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    newest_final_job(stack, key, Duration::from_secs(240)).await
 }
 
 /// Downloads `key` of the output bucket to `path`.

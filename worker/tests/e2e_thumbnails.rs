@@ -8,60 +8,22 @@
 
 mod common;
 
+use common::jobs::{newest_final_job, tone_clip};
 use common::stack::Stack;
 use common::stack_available;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
-use treemux_core::state::{JobRecord, JobStatus, JobStore};
+use std::time::Duration;
+use treemux_core::state::{JobRecord, JobStatus};
 
-/// A 4 s, 25 fps 320x180 clip with a tone, by the ffmpeg CLI.
+/// A 4 s, 25 fps 320x180 clip with a tone.
 fn clip(dir: &Path) -> PathBuf {
-    let path = dir.join("clip.mp4");
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x180:rate=25:duration=4",
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:duration=4"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg runs");
-    assert!(status.success(), "ffmpeg made {}", path.display());
-    path
+    tone_clip(dir, "clip.mp4", 4, (320, 180))
 }
 
+/// Waits for `key`'s newest job to end.
 async fn finished(stack: &Stack, key: &str) -> JobRecord {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        if let Some(id) = stack
-            .store
-            .latest_job(&stack.input_bucket, key)
-            .await
-            .expect("read")
-        {
-            let record = stack
-                .store
-                .get_job(&id)
-                .await
-                .expect("read")
-                .expect("record");
-            if record.status.is_final() {
-                return record;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{key}: no finished job; worker log:\n{}",
-            stack.worker_log()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    newest_final_job(stack, key, Duration::from_secs(180)).await
 }
 
 /// Downloads output object `key` to its own file.

@@ -8,43 +8,17 @@
 
 mod common;
 
+use common::jobs::tone_clip;
 use common::stack::{logged, Stack};
 use common::stack_available;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 use treemux_core::media::verify::{verify, VerifyOptions};
 use treemux_core::state::JobStatus;
 
 /// A `seconds`-long 25 fps clip with a tone, `width`x`height`, written by the ffmpeg CLI.
-fn clip(dir: &Path, name: &str, seconds: u32, (width, height): (u32, u32)) -> PathBuf {
-    let path = dir.join(name);
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "testsrc2=size={width}x{height}:rate=25:duration={seconds}"
-        ))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=440:sample_rate=48000:duration={seconds}"
-        ))
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args(["-c:a", "aac", "-shortest"])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg runs");
-    assert!(status.success(), "ffmpeg made {}", path.display());
-    path
+fn clip(dir: &Path, name: &str, seconds: u32, size: (u32, u32)) -> PathBuf {
+    tone_clip(dir, name, seconds, size)
 }
 
 fn assert_verified(source: &Path, output: &Path) {

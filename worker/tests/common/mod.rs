@@ -8,4 +8,5 @@ mod functions_common;
 pub use functions_common::*;
 
 pub mod job_events;
+pub mod jobs;
 pub mod stack;
