@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{entries, json, path, pattern_clip, run, stderr};
+use common::{assert_verifies, entries, path, pattern_clip, run, stderr};
 use std::path::Path;
 use std::process::Command;
 
@@ -77,13 +77,7 @@ fn an_hls_ladder_verifies_rendition_by_rendition() {
         "nothing else left"
     );
 
-    let result = run(&["verify", path(&source), path(&master), "--json"]);
-    let report = json(&result);
-    assert!(
-        result.status.success() && report["passed"] == true,
-        "{}",
-        serde_json::to_string_pretty(&report).unwrap_or_default()
-    );
+    let report = assert_verifies(&source, &master);
     let renditions = report["renditions"].as_array().expect("renditions");
     assert_eq!(renditions.len(), 2);
     for rendition in renditions {
@@ -135,13 +129,7 @@ fn a_dash_ladder_decodes_frame_exact_per_representation() {
     assert_eq!(fragments_0, fragments_1, "fragments aligned");
 
     // verify reads the manifest: every representation judged with the audio.
-    let result = run(&["verify", path(&source), path(&manifest), "--json"]);
-    let report = json(&result);
-    assert!(
-        result.status.success() && report["passed"] == true,
-        "{}",
-        serde_json::to_string_pretty(&report).unwrap_or_default()
-    );
+    let report = assert_verifies(&source, &manifest);
     assert_eq!(report["renditions"].as_array().map(Vec::len), Some(2));
     // A package missing a fragment is refused, naming it.
     std::fs::remove_file(out.join("chunk-1-00002.m4s")).expect("remove a fragment");
@@ -247,13 +235,7 @@ fn a_multi_track_hls_package_keeps_each_tracks_language_default_and_sync() {
         assert!(line.contains(&format!("LANGUAGE=\"{language}\"")), "{line}");
         assert!(line.contains(&format!("DEFAULT={default}")), "{line}");
     }
-    let result = run(&["verify", path(&source), path(&master), "--json"]);
-    let report = json(&result);
-    assert!(
-        result.status.success() && report["passed"] == true,
-        "{}",
-        serde_json::to_string_pretty(&report).unwrap_or_default()
-    );
+    assert_verifies(&source, &master);
 }
 
 #[test]

@@ -128,7 +128,13 @@ pub fn assert_verifies(source: &Path, output: &Path) -> serde_json::Value {
         "verify {} against {} failed:\n{}",
         output.display(),
         source.display(),
-        serde_json::to_string_pretty(&report["report"]["checks"]).unwrap_or_default()
+        // A file's checks, or a package's report with every rendition's.
+        serde_json::to_string_pretty(if report["report"].is_null() {
+            &report
+        } else {
+            &report["report"]["checks"]
+        })
+        .unwrap_or_default()
     );
     report
 }

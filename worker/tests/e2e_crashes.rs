@@ -211,6 +211,28 @@ async fn crashing_run_with(
     })
 }
 
+/// Awaits `runs` (one per crash point of `points`): each healed with one new worker, and the
+/// crashes that fired are exactly `points`, each once.
+async fn assert_each_crashed_once_at_its_point(
+    mut runs: JoinSet<Result<Healed, String>>,
+    points: &[&str],
+) {
+    let mut fired = Vec::new();
+    while let Some(outcome) = runs.join_next().await {
+        let healed = outcome.expect("run").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            healed.restarts, 1,
+            "{:?}: one new worker took over",
+            healed.fired
+        );
+        fired.extend(healed.fired);
+    }
+    fired.sort();
+    let mut expected: Vec<String> = points.iter().map(|p| p.to_string()).collect();
+    expected.sort();
+    assert_eq!(fired, expected, "each run crashed once, at its own point");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_dies_at_each_point_heals_to_the_same_frames() {
     if !stack_available() {
@@ -238,20 +260,7 @@ async fn a_worker_that_dies_at_each_point_heals_to_the_same_frames() {
             None,
         ));
     }
-    let mut fired = Vec::new();
-    while let Some(outcome) = runs.join_next().await {
-        let healed = outcome.expect("run").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            healed.restarts, 1,
-            "{:?}: one new worker took over",
-            healed.fired
-        );
-        fired.extend(healed.fired);
-    }
-    fired.sort();
-    let mut expected: Vec<String> = points.iter().map(|p| p.to_string()).collect();
-    expected.sort();
-    assert_eq!(fired, expected, "each run crashed once, at its own point");
+    assert_each_crashed_once_at_its_point(runs, &points).await;
 }
 
 /// The output uploaded by parts (a lossless encode of a noisy 640x360 clip: four 8 MiB parts, so
@@ -289,23 +298,7 @@ async fn a_worker_that_dies_inside_upload_parts_heals_to_the_same_frames() {
             env.clone(),
         ));
     }
-    let mut fired = Vec::new();
-    while let Some(outcome) = runs.join_next().await {
-        let healed = outcome.expect("run").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            healed.restarts, 1,
-            "{:?}: one new worker took over",
-            healed.fired
-        );
-        fired.extend(healed.fired);
-    }
-    fired.sort();
-    let mut expected: Vec<String> = points.iter().map(|p| p.to_string()).collect();
-    expected.sort();
-    assert_eq!(
-        fired, expected,
-        "each run crashed once, at its own point (the output has 3+ parts)"
-    );
+    assert_each_crashed_once_at_its_point(runs, &points).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
