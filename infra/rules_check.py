@@ -67,6 +67,7 @@ PARAMETER_VARIABLES = {
     "OutputPrefix": "TREEMUX_OUTPUT_PREFIX",
     "JobTtlDays": "TREEMUX_TTL_DAYS",
     "ProgressEventSeconds": "TREEMUX_PROGRESS_EVENT_SECONDS",
+    "TimeoutSeconds": "TREEMUX_FUNCTION_TIMEOUT_SECONDS",
 }
 
 

@@ -174,6 +174,17 @@ pub fn write_atomically(target: &Path, bytes: &[u8]) -> Result<(), AtomicFileErr
     partial.commit()
 }
 
+/// Writes `bytes` to `target` complete or not at all, unless `target` exists: true when this
+/// call wrote it (two writers racing for one name: exactly one wins, the other changes nothing).
+pub fn write_atomically_unless_exists(
+    target: &Path,
+    bytes: &[u8],
+) -> Result<bool, AtomicFileError> {
+    let partial = AtomicFile::create(target)?;
+    std::fs::write(partial.path(), bytes).map_err(|source| partial.error(source))?;
+    partial.commit_unless_exists()
+}
+
 fn directory_of(target: &Path) -> &Path {
     match target.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,

@@ -17,8 +17,8 @@ pub enum CrashPoint {
     AfterSegment(u32),
     /// After segment `n` was confirmed to its pair, before its task merges or returns.
     AfterConfirm(u32),
-    /// After the `n`th merge this process completes (from 0) wrote its file, before the pair is
-    /// marked merged and its inputs are removed.
+    /// After the `n`th merge this process completes (from 0) wrote its index, before the pair is
+    /// marked merged (on AWS inside the split-and-convert or merge-video task that climbs).
     AfterMerge(u32),
     /// After part `n` of the output's multipart upload was uploaded, before its ETag is
     /// recorded (the retry uploads it again, replacing it).

@@ -95,6 +95,7 @@ async fn setup(test: &str) -> Setup {
                     ..PlanOptions::default()
                 },
                 crashes: Default::default(),
+                climb_seconds: treemux_functions::handlers::climb_seconds_for(900.0),
             },
         },
         s3,

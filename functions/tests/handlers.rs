@@ -11,7 +11,7 @@ use treemux_functions::events::{JobFailedInput, MergeTask, S3Event, SegmentTask}
 use treemux_functions::handlers::{self};
 
 mod handler_fakes;
-use handler_fakes::{drive, fixture, sample, services, services_for, started_input};
+use handler_fakes::{drive, fixture, job, sample, services, services_for, started_input};
 
 #[tokio::test]
 async fn analyze_the_real_s3_event_then_run_the_whole_job() {
@@ -38,7 +38,10 @@ async fn analyze_the_real_s3_event_then_run_the_whole_job() {
     assert_eq!(services.executions.started.lock().expect("lock").len(), 1);
 
     let merges = drive(&services, &input).await;
-    assert_eq!(merges.len(), 3, "4 segments, 3 merges");
+    assert!(
+        merges.is_empty(),
+        "every merge inside the split-and-convert task that completed its pair: {merges:?}"
+    );
     let record = services
         .store
         .get_job(&input.job_id)
@@ -110,6 +113,45 @@ async fn analyze_the_real_s3_event_then_run_the_whole_job() {
     assert!(
         !dir.path().join("efs/jobs").join(&input.job_id).exists(),
         "scratch removed"
+    );
+}
+
+/// With no climbing budget (a task that has used its time), every merge is handed to the state
+/// machine as a merge-video task, which merges the same pairs once each: same record, same
+/// output.
+#[tokio::test]
+async fn merges_handed_over_run_as_merge_video_tasks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut services = services(dir.path(), "06_bbb_vp9_opus_320x180.webm");
+    services.config.climb_seconds = 0.0;
+    let event: S3Event = serde_json::from_str(&fixture("s3-object-created.json")).expect("event");
+    handlers::analyze(&services, event).await.expect("analyze");
+    let input = started_input(&services);
+    let merges = drive(&services, &input).await;
+    assert_eq!(merges.len(), 3, "4 segments, 3 merge-video tasks");
+    let record = job(&services.store, &input.job_id).await;
+    assert_eq!(record.status, JobStatus::Succeeded);
+    assert_eq!(
+        (
+            record.segments_done.len(),
+            record.merges_done.len(),
+            record.merge_runs
+        ),
+        (4, 3, 3)
+    );
+    let output = dir
+        .path()
+        .join("buckets/treemux-output/transcoded/uploads/café clip.webm.mp4");
+    let report = verify(
+        &sample("06_bbb_vp9_opus_320x180.webm"),
+        &output,
+        &VerifyOptions::default(),
+    )
+    .expect("verify");
+    assert!(
+        report.passed(),
+        "{:?}",
+        report.failures().collect::<Vec<_>>()
     );
 }
 
@@ -268,7 +310,10 @@ async fn sources_whose_timestamps_need_repair_come_out_as_ffmpeg_shows_them() {
 #[tokio::test]
 async fn state_machine_task_fixtures() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let services = services(dir.path(), "06_bbb_vp9_opus_320x180.webm");
+    let mut services = services(dir.path(), "06_bbb_vp9_opus_320x180.webm");
+    // Merges handed over (no climbing budget), so split-and-convert answers with the `Merge`
+    // step the state machine's Choice reads and merge-video's fixture is its task.
+    services.config.climb_seconds = 0.0;
     let event: S3Event = serde_json::from_str(&fixture("s3-object-created.json")).expect("event");
     handlers::analyze(&services, event).await.expect("analyze");
     let job_id = started_input(&services).job_id;

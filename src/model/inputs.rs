@@ -18,6 +18,10 @@ pub struct ModelInputs {
     /// index the merges combine.
     #[serde(default = "default_index_bytes_per_video_second")]
     pub index_bytes_per_video_second: f64,
+    /// The shared index as analyze stores it on EFS, compressed (zlib), over its plain bytes:
+    /// what each segment worker reads of it.
+    #[serde(default = "default_saved_index_ratio")]
+    pub saved_index_ratio: f64,
     /// CPU seconds of the root's layout pass per second of video: a stand-in mux of every
     /// sample, so it grows with the samples (video frames and audio packets), on one thread.
     #[serde(default = "default_layout_cpu_seconds_per_video_second")]
@@ -99,6 +103,13 @@ pub struct ModelInputs {
 /// 48 kHz AAC (90,000 video samples, 168,751 audio packets: 2.0 µs a sample).
 fn default_layout_cpu_seconds_per_video_second() -> f64 {
     0.52 / 3600.0
+}
+
+/// Measured (`core/src/media/source/demux_tests.rs`'s clip, 2026-12-02): a ten-minute x264
+/// (B-frames) and AAC `moov` of 465 kB deflates to 165 kB (0.35); the opening also holds
+/// FFmpeg's read-ahead into the media, which does not shrink, hence 0.4.
+fn default_saved_index_ratio() -> f64 {
+    0.4
 }
 
 fn default_index_bytes_per_video_second() -> f64 {
@@ -188,6 +199,7 @@ impl Default for ModelInputs {
             source_bytes_per_video_second: 1_250_000.0,
             output_bytes_per_video_second: 625_000.0,
             index_bytes_per_video_second: default_index_bytes_per_video_second(),
+            saved_index_ratio: default_saved_index_ratio(),
             layout_cpu_seconds_per_video_second: default_layout_cpu_seconds_per_video_second(),
             audio_bytes_per_video_second: default_audio_bytes_per_video_second(),
             segments: planned_segments(3600.0, 4.0, 1024),

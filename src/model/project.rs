@@ -144,6 +144,7 @@ fn check(inputs: &ModelInputs) -> Result<(), ModelError> {
             "index_bytes_per_video_second",
             inputs.index_bytes_per_video_second,
         ),
+        ("saved_index_ratio", inputs.saved_index_ratio),
         (
             "audio_bytes_per_video_second",
             inputs.audio_bytes_per_video_second,
@@ -238,9 +239,10 @@ fn data_movement(inputs: &ModelInputs, tree_levels: u32) -> DataMovement {
         inputs.index_bytes_per_video_second * v,
         inputs.audio_bytes_per_video_second * v,
     );
-    // The definition's transitions: three per Map child (convert, choice, end), two per merge,
-    // ten for the job around them.
-    let definition_transitions = 3.0 * n + 2.0 * (n - 1.0) + 10.0;
+    // The definition's transitions: three per Map child (convert, choice, end) and ten for the
+    // job around them. Merges add none: the task that completes a pair merges it, and the pairs
+    // above, inside its own invocation (a merge-video task only past its time budget).
+    let definition_transitions = 3.0 * n + 10.0;
     match &inputs.measured_data_path {
         None => {
             // Analyze reads the index, the segment workers their byte ranges (the whole source
@@ -258,12 +260,13 @@ fn data_movement(inputs: &ModelInputs, tree_levels: u32) -> DataMovement {
                 s3_put_bytes,
                 // The parts, plus creating and completing the upload.
                 s3_put_requests: parts + 2.0,
-                // Segments and audio once (together the output), the shared index, and each
-                // tree level's combined indexes (the whole index once per level).
-                efs_written: output + index * (1.0 + levels),
-                // The root reads the output's bytes once; every worker opens the shared index;
-                // each level's merges read their children's indexes.
-                efs_read: output + index * (n + levels + 1.0),
+                // Segments and audio once (together the output), the shared index (stored
+                // compressed), and each tree level's combined indexes (the whole index once per
+                // level).
+                efs_written: output + index * (inputs.saved_index_ratio + levels),
+                // The root reads the output's bytes once; every worker opens the shared
+                // (compressed) index; each level's merges read their children's indexes.
+                efs_read: output + index * (n * inputs.saved_index_ratio + levels + 1.0),
                 root_read: output + index,
                 root_upload: output,
                 segment_get: source / n,
@@ -324,20 +327,21 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
     let moved = data_movement(inputs, tree_levels);
 
     // Function durations (billed), then the transitions around them (not billed).
-    let analyze_billed = cold + first_byte + index_bytes / s3 + index_bytes / efs;
+    let saved_index_bytes = index_bytes * inputs.saved_index_ratio;
+    let analyze_billed = cold + first_byte + index_bytes / s3 + saved_index_bytes / efs;
     let split_audio_billed = cold + first_byte + audio_bytes / s3 + audio_bytes / efs;
     let encode_cpu = inputs.encode_cpu_seconds_per_video_second * inputs.video_seconds / n;
     let segment_billed = cold
         + first_byte
         + moved.segment_get / s3
-        + index_bytes / efs
+        + saved_index_bytes / efs
         + encode_cpu / (inputs.function_vcpus * inputs.function_thread_efficiency)
         + moved.segment_write / efs;
     // A merge at level l reads its children's indexes (together the index of 2^l segments) and
-    // writes their combination.
+    // writes their combination, inside the segment task that completed the pair: no cold start.
     let merge_billed = |level: u32| {
         let combined = (index_bytes * f64::from(1u32 << level) / n).min(index_bytes);
-        cold + 2.0 * combined / efs
+        2.0 * combined / efs
     };
     // Where the output's bytes go up: from the root, or from the nodes at `part_level`, each
     // reading its leaves from EFS and uploading them as one part.
@@ -396,9 +400,7 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
     let encode_seconds = f64::from(waves) * segment_seconds;
     // Merges run as soon as both halves exist, so only the path above the last segment to finish
     // is left: one merge per level.
-    let merge_tail_seconds = (1..=tree_levels)
-        .map(|level| merge_billed(level) + 2.0 * transition)
-        .sum::<f64>()
+    let merge_tail_seconds = (1..=tree_levels).map(merge_billed).sum::<f64>()
         + part_level.map_or(0.0, |level| part_upload_billed(level) - cold);
     // merge-audio, the Choice, the Map and its task, the completing task: their transitions.
     let merge_audio_seconds = root_billed
@@ -420,16 +422,16 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
         + part_level.map_or(0.0, |level| {
             (n / f64::from(1u32 << level)).ceil() * (part_upload_billed(level) - cold)
         });
+    // The merges run inside split-and-convert invocations, at their memory.
     let lambda_dollars = inputs.lambda_per_gb_second
-        * (n * segment_billed * gb(inputs.convert_memory_mb)
+        * ((n * segment_billed + merges_billed) * gb(inputs.convert_memory_mb)
             + (analyze_billed
                 + split_audio_billed
-                + merges_billed
                 + root_billed
                 + groups_billed
                 + complete_billed)
                 * gb(inputs.task_memory_mb))
-        + inputs.lambda_per_request * (2.0 * n + 5.0 + upload_tasks);
+        + inputs.lambda_per_request * (n + 5.0 + upload_tasks);
     let step_functions_dollars = moved.transitions * inputs.transition_price;
     let efs_dollars = moved.efs_written / 1e9 * inputs.efs_write_per_gb
         + moved.efs_read / 1e9 * inputs.efs_read_per_gb;

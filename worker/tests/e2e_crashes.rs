@@ -167,7 +167,7 @@ async fn crashing_run_with(
     let mut writes = std::collections::BTreeMap::<&str, u32>::new();
     for line in log
         .lines()
-        .filter(|l| l.contains("merge-video: merge file written"))
+        .filter(|l| l.contains("merge: merge file written"))
     {
         if let Some(node) = common::stack::field(line, "node") {
             *writes.entry(node).or_default() += 1;

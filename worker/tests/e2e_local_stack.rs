@@ -92,9 +92,12 @@ async fn a_segment_that_fails_once_is_retried_to_the_same_frames() {
     }
     let source = sample("06_bbb_vp9_opus_320x180.webm");
     let clean = Stack::new("clean", "").await;
-    let flaky = Stack::new(
+    // Merges handed to merge-video tasks (no climbing inside a task), so that one fails too.
+    let flaky = Stack::with_worker(
         "flaky",
-        "fail-once:split-and-convert:1,fail-once:merge-video",
+        merges_as_tasks(WorkerSetup::faults(
+            "fail-once:split-and-convert:1,fail-once:merge-video",
+        )),
     )
     .await;
     clean.upload("uploads/a.webm", &source).await;
@@ -132,29 +135,54 @@ async fn a_segment_that_fails_once_is_retried_to_the_same_frames() {
     );
 }
 
+/// Every task delivered twice (the copy runs after the first), both ways merges run: inside the
+/// split-and-convert tasks that complete each pair (the default: the copy climbs the same path
+/// and finds every merge done), and as merge-video tasks of the state machine.
 #[tokio::test]
 async fn tasks_delivered_twice_merge_each_pair_once() {
     if !stack_available() {
         return;
     }
-    let stack = Stack::new("twice", "duplicate:split-and-convert,duplicate:merge-video").await;
+    let faults = "duplicate:split-and-convert,duplicate:merge-video";
+    let climbing = Stack::new("twice", faults).await;
+    let handed_over =
+        Stack::with_worker("twice-tasks", merges_as_tasks(WorkerSetup::faults(faults))).await;
     let source = sample("06_bbb_vp9_opus_320x180.webm");
-    stack.upload("uploads/b.webm", &source).await;
-    let (status, job) = stack.finished_job().await;
-    assert_eq!(status, "SUCCEEDED", "worker log:\n{}", stack.worker_log());
-    assert!(
-        stack.worker_log().contains("delivered twice"),
-        "duplicates happened"
-    );
-    assert_eq!(
-        (job.merges_done.len(), job.merge_runs),
-        (3, 3),
-        "merges counted across duplicates"
-    );
-    assert_verified(
-        &source,
-        &stack.download("transcoded/uploads/b.webm.mp4").await,
-    );
+    climbing.upload("uploads/b.webm", &source).await;
+    handed_over.upload("uploads/b.webm", &source).await;
+    for (stack, merge_tasks) in [(&climbing, false), (&handed_over, true)] {
+        let (status, job) = stack.finished_job().await;
+        let log = stack.worker_log();
+        assert_eq!(status, "SUCCEEDED", "worker log:\n{log}");
+        assert!(log.contains("delivered twice"), "duplicates happened");
+        assert_eq!(
+            (job.merges_done.len(), job.merge_runs),
+            (3, 3),
+            "merges counted across duplicates\n{log}"
+        );
+        assert_eq!(
+            logged(
+                &log,
+                "worker: task answered",
+                &[("function", "merge-video")]
+            ),
+            merge_tasks,
+            "merge-video tasks ran only where merges are handed over:\n{log}"
+        );
+        assert_verified(
+            &source,
+            &stack.download("transcoded/uploads/b.webm.mp4").await,
+        );
+    }
+}
+
+/// `setup` with every merge handed to the state machine as a merge-video task
+/// (`TREEMUX_CLIMB_SECONDS=0`), as when a task's climbing budget is spent.
+fn merges_as_tasks(mut setup: WorkerSetup) -> WorkerSetup {
+    setup
+        .env
+        .push(("TREEMUX_CLIMB_SECONDS".to_owned(), "0".to_owned()));
+    setup
 }
 
 #[tokio::test]

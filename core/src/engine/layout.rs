@@ -188,3 +188,17 @@ pub(crate) fn write_json_atomically<T: Serialize>(target: &Path, value: &T) -> R
     })?;
     Ok(crate::atomic_file::write_atomically(target, &json)?)
 }
+
+/// As [`write_json_atomically`], unless `target` exists: true when this call wrote it.
+pub(crate) fn write_json_unless_exists<T: Serialize>(
+    target: &Path,
+    value: &T,
+) -> Result<bool, Error> {
+    let json = serde_json::to_vec(value).map_err(|error| Error::Io {
+        path: target.to_owned(),
+        source: error.into(),
+    })?;
+    Ok(crate::atomic_file::write_atomically_unless_exists(
+        target, &json,
+    )?)
+}

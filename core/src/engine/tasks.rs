@@ -20,7 +20,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::layout::write_json_atomically;
+use super::layout::{write_json_atomically, write_json_unless_exists};
 use super::{JobSpec, ScratchLayout};
 
 /// Whether a task did its work or found it done by an earlier attempt.
@@ -190,7 +190,13 @@ pub fn produce_pair(
                 ))
             }
         };
-        write_json_atomically(&rung_layout.index(node), &joined)?;
+        if rung > 0 {
+            write_json_atomically(&rung_layout.index(node), &joined)?;
+        } else if !write_json_unless_exists(&rung_layout.index(node), &joined)? {
+            // Another copy of this task (a duplicate delivery, both holding the claim in the
+            // same name) finished the merge first: the same index, written once.
+            return Ok(Produced::Found);
+        }
     }
     crashes.merge_written();
     Ok(Produced::Made((kind, report)))

@@ -1,6 +1,6 @@
 //! The handlers' configuration from the environment the template (or the local stack) sets.
 
-use crate::handlers::Config;
+use crate::handlers::{climb_seconds_for, Config};
 use crate::job_settings::{self, SettingsLayer, Templates};
 use std::path::PathBuf;
 use treemux_core::plan::PlanOptions;
@@ -22,7 +22,9 @@ pub(super) fn env_or(name: &str, default: &str) -> String {
 /// `TREEMUX_CONTAINER` (mp4, mov, mkv or webm; default mp4), `TREEMUX_TEMPLATES` (named
 /// settings an upload may choose, a JSON object such as `{"web-720p": {"height": 720, "crf":
 /// 23}}`; see [`crate::job_settings`]), `TREEMUX_THREADS` (default: the vCPUs),
-/// `TREEMUX_MAX_SEGMENTS` (default 1024), `TREEMUX_MIN_SEGMENT_SECONDS` (default 4).
+/// `TREEMUX_MAX_SEGMENTS` (default 1024), `TREEMUX_MIN_SEGMENT_SECONDS` (default 4),
+/// `TREEMUX_FUNCTION_TIMEOUT_SECONDS` (the template's `TimeoutSeconds`, default 900) and
+/// `TREEMUX_CLIMB_SECONDS` (default: from that timeout, [`climb_seconds_for`]).
 /// Each template is checked at start-up as a job choosing it would be.
 pub fn config_from_env() -> Result<Config, String> {
     let settings = encode_settings_from(|name| std::env::var(name).ok())?;
@@ -86,6 +88,15 @@ fn config_with(mut settings: EncodeSettings) -> Result<Config, String> {
     let min_segment_seconds: f64 = env_or("TREEMUX_MIN_SEGMENT_SECONDS", "4")
         .parse()
         .map_err(|_| "TREEMUX_MIN_SEGMENT_SECONDS: expected seconds".to_owned())?;
+    let timeout_seconds: f64 = env_or("TREEMUX_FUNCTION_TIMEOUT_SECONDS", "900")
+        .parse()
+        .map_err(|_| "TREEMUX_FUNCTION_TIMEOUT_SECONDS: expected seconds".to_owned())?;
+    let climb_seconds = match std::env::var("TREEMUX_CLIMB_SECONDS") {
+        Ok(seconds) => seconds
+            .parse()
+            .map_err(|_| format!("TREEMUX_CLIMB_SECONDS={seconds}: expected seconds"))?,
+        Err(_) => climb_seconds_for(timeout_seconds),
+    };
     Ok(Config {
         scratch_root: PathBuf::from(env("TREEMUX_SCRATCH_DIR")?),
         output_bucket: env("TREEMUX_OUTPUT_BUCKET")?,
@@ -99,6 +110,7 @@ fn config_with(mut settings: EncodeSettings) -> Result<Config, String> {
             ..PlanOptions::default()
         },
         crashes: Default::default(),
+        climb_seconds,
     })
 }
 

@@ -409,7 +409,7 @@ where
     .await?;
     // Before the manifest: a worker that finds the manifest finds this too. (A duplicate
     // analyze writes the same bytes: the first copy stays.)
-    write_once(&opening_path, opening.to_bytes()).await?;
+    write_once(&opening_path, opening.to_compressed_bytes()).await?;
     let bytes = serde_json::to_vec(&manifest)
         .map_err(|e| HandlerError::internal(format!("job {id}: manifest: {e}")))?;
     let path = JobPaths::new(&services.config.scratch_root, id).manifest();

@@ -9,7 +9,8 @@
 //! - `event_jobs.rs`: an S3 event's uploads and the job id each one names;
 //! - `analyze.rs`: an upload → a planned job and its execution;
 //! - `segments.rs`: split-audio and split-and-convert (one segment);
-//! - `merge_video.rs`: one pair of the merge tree;
+//! - `merge_video.rs`: one pair of the merge tree, and the climb up it that split-and-convert
+//!   shares;
 //! - `merge_audio.rs`: the root: audio joined, the output streamed into its multipart upload;
 //! - `root_outputs.rs`: the root's other outputs: a ladder's other rungs, an HLS/DASH package;
 //! - `thumbnails.rs`: the root's thumbnails composed and uploaded beside the output;
@@ -66,7 +67,21 @@ pub struct Config {
     /// Points where a handler dies on purpose: empty except in the worker's fault-injection
     /// runs (`TREEMUX_WORKER_FAULTS=crash:…`).
     pub crashes: Arc<CrashPlan>,
+    /// Seconds a task (split-and-convert, merge-video) may have run and still start the next
+    /// merge up the tree itself; past it, the merge is handed to the state machine as a
+    /// merge-video task. Merges combine indexes only (well under a second a level), so
+    /// [`climb_seconds_for`] leaves two minutes of the function's timeout for them.
+    pub climb_seconds: f64,
 }
+
+/// The climbing budget ([`Config::climb_seconds`]) for functions that time out after
+/// `timeout_seconds`.
+pub fn climb_seconds_for(timeout_seconds: f64) -> f64 {
+    (timeout_seconds - CLIMB_RESERVE_SECONDS).max(0.0)
+}
+
+/// What a task's timeout keeps back from climbing: room for the merge it starts last.
+const CLIMB_RESERVE_SECONDS: f64 = 120.0;
 
 /// The outside world, as the handlers see it.
 #[derive(Debug)]
@@ -243,7 +258,14 @@ where
 {
     let paths = JobPaths::new(&services.config.scratch_root, &manifest.job_id);
     let saved = match tokio::fs::read(paths.source_opening()).await {
-        Ok(bytes) => SavedRanges::from_bytes(&bytes).unwrap_or_default(),
+        Ok(bytes) => SavedRanges::from_bytes(&bytes).unwrap_or_else(|| {
+            // Still correct (every read goes to the store), only slower and dearer: say so.
+            tracing::warn!(
+                path = %paths.source_opening().display(),
+                "the saved source opening is unreadable; reading the source's index from S3"
+            );
+            SavedRanges::default()
+        }),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => SavedRanges::default(),
         Err(error) => {
             return Err(HandlerError::transient(format!(

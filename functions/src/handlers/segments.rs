@@ -1,5 +1,5 @@
 //! The segment tasks: split-audio (the whole audio once, where segments do not carry it) and
-//! split-and-convert (one segment encoded, then the merge decision).
+//! split-and-convert (one segment encoded, then the merges it completes, climbing the tree).
 
 use super::{blocking, job_source, now, read_manifest, Services};
 use crate::error::HandlerError;
@@ -67,7 +67,8 @@ where
     Ok(task)
 }
 
-/// split-and-convert: encode one segment, then decide whether this task merges next.
+/// split-and-convert: encode one segment, then merge the pair it completes and the pairs above
+/// while it has time ([`super::merge_video`]'s climb); the step left for the state machine.
 pub async fn split_and_convert<S, O, X>(
     services: &Services<S, O, X>,
     task: SegmentTask,
@@ -93,6 +94,7 @@ where
     S: StateStore + JobStore,
     O: ObjectStore,
 {
+    let started = Instant::now();
     let manifest = read_manifest(&services.config, &task.job_id).await?;
     if task.segment >= manifest.tree.real_leaves {
         return Err(HandlerError::invalid(format!(
@@ -122,8 +124,8 @@ where
         .segments
         .get(index as usize)
         .map_or(0, |segment| segment.frames);
+    let job = manifest.job();
     let produced = blocking(move || {
-        let job = manifest.job();
         engine::produce_segment(
             &source,
             &job,
@@ -152,6 +154,7 @@ where
         .await?;
     super::announce::progress(services, &task.job_id).await;
     let next = engine::node_finished(&services.store, &task.job_id, &tree, leaf, &crashes).await?;
+    let next = super::merge_video::climb(services, &manifest, next, started).await?;
     tracing::info!(
         job_id = %task.job_id,
         segment = index,

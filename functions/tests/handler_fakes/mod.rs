@@ -65,6 +65,7 @@ pub fn services_for(dir: &Path, upload: &Path) -> TestServices {
                 ..PlanOptions::default()
             },
             crashes: Default::default(),
+            climb_seconds: treemux_functions::handlers::climb_seconds_for(900.0),
         },
     }
 }

@@ -396,3 +396,77 @@ fn fetched_per_reader() {
     }
     println!("segments: {total} of {size}");
 }
+
+/// The opening analyze saves for every worker (an MP4's `moov` and what FFmpeg reads around it)
+/// survives compression exactly, serves the same probe, and is stored in well under the plain
+/// form's bytes; a truncated compressed file is refused, not half read.
+#[test]
+fn a_compressed_opening_is_the_same_opening_in_fewer_bytes() {
+    use super::super::probe::{probe_source, PacketReads};
+    // Ten minutes of a small picture: 15,000 video samples with B-frames and 28,000 AAC
+    // packets, so the sample tables, not FFmpeg's read-ahead into the media, make the opening.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("long.mp4");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=160x96:rate=25:duration=600")
+        .args(["-f", "lavfi", "-i", "sine=frequency=300:duration=600"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-crf",
+            "40",
+            "-g",
+            "50",
+        ])
+        .args([
+            "-bf",
+            "2",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "24k",
+            "-movflags",
+            "+faststart",
+        ])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(
+        status.success(),
+        "ffmpeg could not write {}",
+        path.display()
+    );
+    let file = || Arc::new(FileSource::open(&path).expect("sample"));
+    let opening = opening_reads(&Source::new(&path, file()), 1 << 26).expect("opening");
+    assert!(opening.total_bytes() > 0, "the opening read something");
+    let (plain, compressed) = (opening.to_bytes(), opening.to_compressed_bytes());
+    assert_eq!(SavedRanges::from_bytes(&compressed), Some(opening.clone()));
+    assert!(
+        compressed.len() * 10 < plain.len() * 7,
+        "{} compressed bytes for {} plain",
+        compressed.len(),
+        plain.len()
+    );
+    assert_eq!(
+        SavedRanges::from_bytes(&compressed[..compressed.len() - 9]),
+        None
+    );
+    let from_saved = |saved: SavedRanges| {
+        let source = Source::new(
+            &path,
+            Arc::new(OverlaySource {
+                saved,
+                inner: file(),
+            }),
+        );
+        probe_source(&source, PacketReads::IndexWherePossible).expect("probe")
+    };
+    let decompressed = SavedRanges::from_bytes(&compressed).expect("parses");
+    assert_eq!(
+        serde_json::to_value(from_saved(decompressed)).expect("json"),
+        serde_json::to_value(from_saved(opening)).expect("json")
+    );
+}

@@ -15,6 +15,8 @@ pub struct SavedRanges {
 }
 
 const SAVED_MAGIC: &[u8; 8] = b"TMXRNG01";
+/// [`SavedRanges::to_compressed_bytes`]: this magic, then the plain form deflated (zlib).
+const COMPRESSED_MAGIC: &[u8; 8] = b"TMXRNZ01";
 
 impl SavedRanges {
     /// Adds `bytes` at `offset`, merging with the ranges it touches.
@@ -87,8 +89,38 @@ impl SavedRanges {
         out
     }
 
-    /// Parses [`SavedRanges::to_bytes`]; `None` for anything else.
-    pub fn from_bytes(mut data: &[u8]) -> Option<Self> {
+    /// [`SavedRanges::to_bytes`] compressed (zlib, `flate2`): an MP4's sample tables shrink to
+    /// about 40% (sizes and offsets of similar magnitude, repeated composition offsets), and every
+    /// segment worker reads the saved `moov` from EFS, which charges per byte read.
+    pub fn to_compressed_bytes(&self) -> Vec<u8> {
+        use std::io::Write;
+        let mut out = COMPRESSED_MAGIC.to_vec();
+        let mut encoder = flate2::write::ZlibEncoder::new(&mut out, flate2::Compression::new(6));
+        encoder
+            .write_all(&self.to_bytes())
+            .and_then(|()| encoder.finish().map(|_| ()))
+            .expect("writing to memory cannot fail");
+        out
+    }
+
+    /// Parses [`SavedRanges::to_bytes`] or [`SavedRanges::to_compressed_bytes`]; `None` for
+    /// anything else. A truncated or corrupt file is refused by the plain form's parse (counts
+    /// and lengths must match exactly), since zlib may inflate a cut stream without an error.
+    pub fn from_bytes(data: &[u8]) -> Option<Self> {
+        match data.strip_prefix(COMPRESSED_MAGIC) {
+            Some(deflated) => {
+                use std::io::Read;
+                let mut plain = Vec::new();
+                flate2::read::ZlibDecoder::new(deflated)
+                    .read_to_end(&mut plain)
+                    .ok()?;
+                Self::from_plain_bytes(&plain)
+            }
+            None => Self::from_plain_bytes(data),
+        }
+    }
+
+    fn from_plain_bytes(mut data: &[u8]) -> Option<Self> {
         fn take<'a>(data: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
             let (head, rest) = data.split_at_checked(n)?;
             *data = rest;
