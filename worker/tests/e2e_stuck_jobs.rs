@@ -225,7 +225,8 @@ async fn report_end(
     assert_eq!(
         stack.scratch_files(),
         Vec::<PathBuf>::new(),
-        "job-failed leaves no scratch"
+        "job-failed leaves no scratch\n{}",
+        stack.worker_log()
     );
     failed
 }
@@ -331,6 +332,7 @@ async fn analyze_failing_on_every_attempt_fails_its_job_with_the_cause() {
     assert_eq!(
         stack.scratch_files(),
         Vec::<PathBuf>::new(),
-        "job-failed leaves no scratch"
+        "job-failed leaves no scratch\n{}",
+        stack.worker_log()
     );
 }

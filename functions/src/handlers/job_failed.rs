@@ -70,8 +70,25 @@ async fn remove_scratch<O: MultipartStore>(config: &Config, objects: &O, job_id:
     if job_id.bytes().all(|b| b.is_ascii_hexdigit()) && !job_id.is_empty() {
         let paths = JobPaths::new(&config.scratch_root, job_id);
         abort_output_upload(objects, &paths).await;
-        let _ = tokio::fs::remove_dir_all(paths.dir).await;
+        remove_dir_retrying(&paths.dir).await;
     }
+}
+
+/// Removes `dir` and everything in it. A task of the job may still be running (Lambda finishes
+/// an invocation whose execution has ended), and a file it renames or creates while the walk
+/// runs makes one pass fail part way: try again, a few times, briefly.
+async fn remove_dir_retrying(dir: &std::path::Path) {
+    for attempt in 1..=5u64 {
+        match tokio::fs::remove_dir_all(dir).await {
+            Ok(()) => return,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
+            Err(error) => {
+                tracing::info!(dir = %dir.display(), attempt, %error, "scratch removal retried");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+            }
+        }
+    }
+    tracing::warn!(dir = %dir.display(), "scratch not fully removed");
 }
 
 /// job-failed as analyze's failure destination: every attempt of analyze on `record`'s S3 event

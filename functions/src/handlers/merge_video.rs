@@ -71,6 +71,8 @@ where
             );
             break;
         }
+        // As every task starts: a job that failed or was superseded meanwhile merges no more.
+        super::ensure_active(&services.store, &manifest.job_id).await?;
         next = merge_pair(services, manifest, node, child).await?;
     }
     Ok(next)
