@@ -42,21 +42,11 @@ async fn analyze_the_real_s3_event_then_run_the_whole_job() {
         merges.is_empty(),
         "every merge inside the split-and-convert task that completed its pair: {merges:?}"
     );
-    let record = services
-        .store
-        .get_job(&input.job_id)
-        .await
-        .expect("read")
-        .expect("record");
-    assert_eq!(record.status, JobStatus::Succeeded);
-    assert_eq!(
-        (
-            record.segments_done.len(),
-            record.merges_done.len(),
-            record.merge_runs
-        ),
-        (4, 3, 3)
-    );
+    let record = job(&services.store, &input.job_id).await;
+    let output = dir
+        .path()
+        .join("buckets/treemux-output/transcoded/uploads/café clip.webm.mp4");
+    assert_succeeded_merging_each_pair_once(&record, &output);
     // The progress as the command line's bar counts it: all done.
     let progress = record.progress;
     assert_eq!((progress.segments_done, progress.segments_total), (4, 4));
@@ -78,25 +68,11 @@ async fn analyze_the_real_s3_event_then_run_the_whole_job() {
         record.output,
         "s3://treemux-output/transcoded/uploads/café clip.webm.mp4"
     );
-    let output = dir
-        .path()
-        .join("buckets/treemux-output/transcoded/uploads/café clip.webm.mp4");
     // Smaller than S3's smallest part: the whole output is the upload's single part.
     let bytes = std::fs::metadata(&output).expect("output").len();
     assert!(
         bytes < treemux_core::output_plan::MIN_PART_BYTES,
         "{bytes} bytes"
-    );
-    let report = verify(
-        &sample("06_bbb_vp9_opus_320x180.webm"),
-        &output,
-        &VerifyOptions::default(),
-    )
-    .expect("verify");
-    assert!(
-        report.passed(),
-        "{:?}",
-        report.failures().collect::<Vec<_>>()
     );
     // The record keeps the output as a local run's summary does: its size, and no warnings
     // (this source's streams all fit the MP4).
@@ -130,6 +106,15 @@ async fn merges_handed_over_run_as_merge_video_tasks() {
     let merges = drive(&services, &input).await;
     assert_eq!(merges.len(), 3, "4 segments, 3 merge-video tasks");
     let record = job(&services.store, &input.job_id).await;
+    let output = dir
+        .path()
+        .join("buckets/treemux-output/transcoded/uploads/café clip.webm.mp4");
+    assert_succeeded_merging_each_pair_once(&record, &output);
+}
+
+/// The four-segment job of sample 06 ended SUCCEEDED with every segment and pair done once
+/// (three merges, three merge runs), and its `output` passes verify against the sample.
+fn assert_succeeded_merging_each_pair_once(record: &treemux_core::state::JobRecord, output: &Path) {
     assert_eq!(record.status, JobStatus::Succeeded);
     assert_eq!(
         (
@@ -139,12 +124,9 @@ async fn merges_handed_over_run_as_merge_video_tasks() {
         ),
         (4, 3, 3)
     );
-    let output = dir
-        .path()
-        .join("buckets/treemux-output/transcoded/uploads/café clip.webm.mp4");
     let report = verify(
         &sample("06_bbb_vp9_opus_320x180.webm"),
-        &output,
+        output,
         &VerifyOptions::default(),
     )
     .expect("verify");
