@@ -182,11 +182,18 @@ pub fn scan_finished(
 /// Writes `value` as JSON to `target`, complete or not at all (renamed into place from a
 /// private name of this call's own, so a duplicate task writing the same file cannot truncate it).
 pub(crate) fn write_json_atomically<T: Serialize>(target: &Path, value: &T) -> Result<(), Error> {
-    let json = serde_json::to_vec(value).map_err(|error| Error::Io {
+    Ok(crate::atomic_file::write_atomically(
+        target,
+        &json_for(target, value)?,
+    )?)
+}
+
+/// `value` as the JSON to be written at `target` (named in the error).
+fn json_for<T: Serialize>(target: &Path, value: &T) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(value).map_err(|error| Error::Io {
         path: target.to_owned(),
         source: error.into(),
-    })?;
-    Ok(crate::atomic_file::write_atomically(target, &json)?)
+    })
 }
 
 /// As [`write_json_atomically`], unless `target` exists: true when this call wrote it.
@@ -194,11 +201,8 @@ pub(crate) fn write_json_unless_exists<T: Serialize>(
     target: &Path,
     value: &T,
 ) -> Result<bool, Error> {
-    let json = serde_json::to_vec(value).map_err(|error| Error::Io {
-        path: target.to_owned(),
-        source: error.into(),
-    })?;
     Ok(crate::atomic_file::write_atomically_unless_exists(
-        target, &json,
+        target,
+        &json_for(target, value)?,
     )?)
 }
