@@ -1,13 +1,13 @@
 //! Jobs that must fail or start nothing, each with its cause on the job record: the S3 test
-//! event, a bad upload, an output too large for a multipart upload, and analyze giving up on an
-//! unavailable store.
+//! event, a bad upload, an output too large for a multipart upload, analyze giving up on an
+//! unavailable store, and an attempt of analyze racing job-failed.
 
 use std::path::Path;
 use treemux_core::settings::RateControl;
 use treemux_core::state::{InMemoryStateStore, JobStatus, JobStore};
 use treemux_functions::events::{JobFailedInput, S3Event};
 use treemux_functions::handlers::{self, Services};
-use treemux_functions::ports::{ObjectError, ObjectStore, RecordingStarter};
+use treemux_functions::ports::{LocalDirStore, ObjectError, ObjectStore, RecordingStarter};
 
 mod handler_fakes;
 use handler_fakes::{fixture, job, services};
@@ -128,9 +128,6 @@ async fn an_output_too_large_for_a_multipart_upload_is_refused_up_front() {
     );
 }
 
-/// The Step Functions task fixtures, with the job id of a real analyzed job substituted, run
-/// through split-and-convert, merge-video (a retried task walks on instead of merging twice)
-/// and job-failed.
 /// An object store that answers every request as S3 answering 503 would: a transient error.
 #[derive(Clone, Debug)]
 struct UnavailableObjects;
@@ -326,4 +323,179 @@ async fn analyze_giving_up_fails_its_created_job_with_the_cause() {
         assert_eq!(kept.status, status, "{kept:?}");
         assert_eq!(kept.error, None, "{kept:?}");
     }
+}
+
+/// The local object store, except that its first `head` (analyze reading the upload's
+/// metadata, after it found its job CREATED) waits until `release` is notified, having
+/// notified `reached`: so a test can run another handler at exactly that point.
+#[derive(Clone, Debug)]
+struct GatedObjects {
+    inner: LocalDirStore,
+    gate: std::sync::Arc<Gate>,
+}
+
+#[derive(Debug)]
+struct Gate {
+    first: std::sync::atomic::AtomicBool,
+    reached: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl GatedObjects {
+    async fn gate(&self) {
+        let gate = &self.gate;
+        if gate.first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            gate.reached.notify_one();
+            gate.release.notified().await;
+        }
+    }
+}
+
+impl treemux_functions::upload::MultipartStore for GatedObjects {
+    async fn create_upload(&self, bucket: &str, key: &str) -> Result<String, ObjectError> {
+        self.inner.create_upload(bucket, key).await
+    }
+
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        bytes: Vec<u8>,
+    ) -> Result<String, ObjectError> {
+        self.inner
+            .upload_part(bucket, key, upload_id, number, bytes)
+            .await
+    }
+
+    async fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(i32, String)],
+    ) -> Result<(), ObjectError> {
+        self.inner
+            .complete_upload(bucket, key, upload_id, parts)
+            .await
+    }
+
+    async fn abort_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), ObjectError> {
+        self.inner.abort_upload(bucket, key, upload_id).await
+    }
+}
+
+impl ObjectStore for GatedObjects {
+    async fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &treemux_functions::ports::ObjectVersion,
+    ) -> Result<treemux_functions::ports::ObjectHead, ObjectError> {
+        self.gate().await;
+        self.inner.head(bucket, key, version).await
+    }
+
+    async fn read_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &treemux_functions::ports::ObjectVersion,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, ObjectError> {
+        self.inner
+            .read_range(bucket, key, version, offset, len)
+            .await
+    }
+
+    async fn get_to_path(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &treemux_functions::ports::ObjectVersion,
+        path: &Path,
+    ) -> Result<u64, ObjectError> {
+        self.inner.get_to_path(bucket, key, version, path).await
+    }
+
+    async fn put_from_path(&self, path: &Path, bucket: &str, key: &str) -> Result<(), ObjectError> {
+        self.inner.put_from_path(path, bucket, key).await
+    }
+
+    async fn exists(&self, bucket: &str, key: &str) -> Result<bool, ObjectError> {
+        self.inner.exists(bucket, key).await
+    }
+}
+
+/// An attempt of analyze that found its job CREATED, while job-failed fails the job (an
+/// earlier attempt's execution was stopped) and removes its scratch: the attempt writes the
+/// manifest and the saved opening again, then sees the job ended. It starts nothing and
+/// leaves no scratch behind, and the job stays FAILED with job-failed's cause.
+#[tokio::test]
+async fn an_analyze_racing_job_failed_leaves_no_scratch_and_starts_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base = services(dir.path(), "06_bbb_vp9_opus_320x180.webm");
+    let services = Services {
+        store: base.store,
+        objects: GatedObjects {
+            inner: base.objects,
+            gate: std::sync::Arc::new(Gate {
+                first: true.into(),
+                reached: Default::default(),
+                release: Default::default(),
+            }),
+        },
+        executions: base.executions,
+        events: base.events,
+        config: base.config,
+    };
+    let event: S3Event = serde_json::from_str(&fixture("s3-object-created.json")).expect("event");
+    let job_id = handlers::Upload::from_record(&event.records[0])
+        .expect("upload")
+        .job_id(&services.config);
+    let stopped = async {
+        services.objects.gate.reached.notified().await;
+        assert_eq!(
+            job(&services.store, &job_id).await.status,
+            JobStatus::Created
+        );
+        let input: JobFailedInput = serde_json::from_value(serde_json::json!({
+            "job_id": job_id,
+            "error": {"Error": "States.Aborted", "Cause": "the execution was stopped"},
+        }))
+        .expect("job-failed input");
+        handlers::job_failed(&services, input)
+            .await
+            .expect("job-failed");
+        services.objects.gate.release.notify_one();
+    };
+    let (analyzed, ()) = tokio::join!(handlers::analyze(&services, event), stopped);
+    let outcome = analyzed.expect("analyze");
+    assert_eq!(outcome.jobs.len(), 1);
+    assert_eq!(outcome.jobs[0].outcome, "failed");
+    let record = job(&services.store, &job_id).await;
+    assert_eq!(record.status, JobStatus::Failed);
+    assert!(
+        record
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("States.Aborted")),
+        "{:?}",
+        record.error
+    );
+    assert!(
+        services.executions.started.lock().expect("lock").is_empty(),
+        "no execution for a job that ended"
+    );
+    assert!(
+        !dir.path().join("efs/jobs").join(&job_id).exists(),
+        "no scratch left behind"
+    );
 }

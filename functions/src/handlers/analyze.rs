@@ -168,19 +168,29 @@ where
         }
         LatestClaim::Newest { previous: None } => {}
     }
-    match prepare(services, id, upload).await {
+    let prepared = prepare(services, id, upload).await;
+    // The job may have ended while it was prepared: a newer upload superseded it, or job-failed
+    // failed it (an earlier attempt's execution was stopped) and removed its scratch, which this
+    // attempt may have written again (or failed to write, its directory gone). Checked after the
+    // writes, so either job-failed's removal came after them or this check sees the job ended:
+    // start nothing, leave nothing behind, and report the end rather than an error to retry.
+    let status = services.store.get_job(id).await?.map(|job| job.status);
+    if let Some(ended @ (JobStatus::Superseded | JobStatus::Failed)) = status {
+        let _ = tokio::fs::remove_dir_all(JobPaths::new(&config.scratch_root, id).dir).await;
+        tracing::info!(
+            job_id = %id,
+            status = ended.name(),
+            "analyze: the job ended while it was prepared; nothing started"
+        );
+        let outcome = if ended == JobStatus::Failed {
+            "failed"
+        } else {
+            "superseded"
+        };
+        return Ok((outcome, 0));
+    }
+    match prepared {
         Ok(manifest) => {
-            // A newer upload may have superseded this job while it was prepared: start nothing.
-            if services
-                .store
-                .get_job(id)
-                .await?
-                .is_some_and(|job| job.status == JobStatus::Superseded)
-            {
-                let _ =
-                    tokio::fs::remove_dir_all(JobPaths::new(&config.scratch_root, id).dir).await;
-                return Ok(("superseded", 0));
-            }
             let input = ExecutionInput {
                 job_id: id.to_owned(),
                 segments: (0..manifest.plan.segments.len() as u32).collect(),
