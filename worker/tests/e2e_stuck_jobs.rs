@@ -54,6 +54,23 @@ async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
+/// Waits until the worker has finished an asynchronous invocation of job-failed. job-failed
+/// marks the job FAILED first (so running tasks stop) and removes scratch after, so seeing
+/// FAILED alone does not mean its clean-up is done.
+async fn job_failed_finished(stack: &Stack) {
+    wait_for("job-failed's invocation finishes", 60, || async {
+        stack
+            .worker_log()
+            .lines()
+            .any(|line| {
+                line.contains("worker: asynchronous invocation")
+                    && line.contains("function=\"job-failed\"")
+            })
+            .then_some(())
+    })
+    .await;
+}
+
 async fn job(stack: &Stack, job_id: &str) -> JobRecord {
     stack
         .store
@@ -222,6 +239,7 @@ async fn report_end(
         (record.status == JobStatus::Failed).then_some(record)
     })
     .await;
+    job_failed_finished(stack).await;
     assert_eq!(
         stack.scratch_files(),
         Vec::<PathBuf>::new(),
@@ -329,6 +347,7 @@ async fn analyze_failing_on_every_attempt_fails_its_job_with_the_cause() {
         );
     }
     assert_eq!(stack.executions().await, 0, "no execution started");
+    job_failed_finished(&stack).await;
     assert_eq!(
         stack.scratch_files(),
         Vec::<PathBuf>::new(),
