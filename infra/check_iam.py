@@ -1,6 +1,9 @@
 """Least-privilege check for infra/template.yaml: fails on any wildcard IAM action, any resource
 that is not scoped to this stack's own buckets, table, file system, functions or state machine,
-and any managed policy or SAM policy template (whose contents this check cannot see).
+and any managed policy or SAM policy template (whose contents this check cannot see). Then the
+other way round: every S3 call a function's handler makes (NEEDED below, from functions/src/
+handlers/) is granted on the right bucket, so a policy that is too narrow fails here and not on
+the first deployed job.
 
 Usage: python infra/check_iam.py TEMPLATE   (exit 1 and one line per problem when it fails)
 """
@@ -11,7 +14,7 @@ from cfnlint.decode import decode
 # Statement resources may be a Ref/GetAtt of one of the template's own resources, a Sub string
 # naming one of them (objects in our buckets, executions of our state machine), or a Sub spelling
 # out exactly the computed BucketName of one of the template's buckets.
-OWN_PLACEHOLDERS = ("${InputBucket}", "${OutputBucket}", "${AWS::StackName}")
+OWN_PLACEHOLDERS = ("${InputBucket}", "${OutputBucket}", "${SegmentBucket}", "${AWS::StackName}")
 
 
 def sub_parts(sub):
@@ -112,16 +115,78 @@ def problems(template):
                         yield f"{where}: {problem}"
 
 
+# What each function's handler does in S3: (action, bucket). "input" is the upload bucket
+# (spelled out by its computed name, see InputBucket), the others by logical id.
+NEEDED = {
+    # The upload's index by ranged reads.
+    "AnalyzeFunction": [("s3:GetObject", "input"), ("s3:GetObjectVersion", "input")],
+    # Its audio ranges.
+    "SplitAudioFunction": [("s3:GetObject", "input"), ("s3:GetObjectVersion", "input")],
+    # Its segment's byte ranges; its segment file kept (removed again if the job ended).
+    "SplitAndConvertFunction": [("s3:GetObject", "input"), ("s3:GetObjectVersion", "input"),
+                                ("s3:PutObject", "SegmentBucket"), ("s3:DeleteObject", "SegmentBucket")],
+    # The source for the layout (extras) or the one pass; the segments it reads, then removes;
+    # the output's upload.
+    "MergeAudioFunction": [("s3:GetObject", "input"), ("s3:GetObjectVersion", "input"),
+                           ("s3:GetObject", "SegmentBucket"), ("s3:DeleteObject", "SegmentBucket"),
+                           ("s3:PutObject", "OutputBucket"), ("s3:AbortMultipartUpload", "OutputBucket")],
+    "UploadPartsFunction": [("s3:GetObject", "SegmentBucket"), ("s3:PutObject", "OutputBucket")],
+    # A failed job's output upload aborted, its kept segments removed.
+    "JobFailedFunction": [("s3:AbortMultipartUpload", "OutputBucket"), ("s3:DeleteObject", "SegmentBucket")],
+}
+
+
+def names_bucket(target, bucket):
+    """True when a statement's resource names objects of `bucket` ("input" or a logical id)."""
+    if not isinstance(target, dict) or "Fn::Sub" not in target:
+        return False
+    text, _ = sub_parts(target["Fn::Sub"])
+    if bucket == "input":
+        return text.startswith("arn:${AWS::Partition}:s3:::treemux-input-")
+    return text.startswith(f"arn:${{AWS::Partition}}:s3:::${{{bucket}}}/")
+
+
+def missing_grants(template):
+    resources = template.get("Resources", {})
+    present = [function for function in NEEDED if function in resources]
+    if present:  # the stack, not a fixture of a few statements: every function is there
+        for function in NEEDED:
+            if function not in resources:
+                yield f"{function}: no such function (renamed? update NEEDED in infra/check_iam.py)"
+    for function, needed in NEEDED.items():
+        if function not in resources:
+            continue
+        properties = resources[function].get("Properties", {}) or {}
+        statements = [
+            statement
+            for policy in properties.get("Policies", []) or []
+            if isinstance(policy, dict)
+            for statement in conditional_branches(policy.get("Statement", []))
+            if isinstance(statement, dict) and statement.get("Effect") == "Allow"
+        ]
+        for action, bucket in needed:
+            granted = False
+            for statement in statements:
+                actions = statement.get("Action", [])
+                actions = actions if isinstance(actions, list) else [actions]
+                targets = statement.get("Resource", [])
+                targets = targets if isinstance(targets, list) else [targets]
+                if action in actions and any(names_bucket(t, bucket) for t in targets):
+                    granted = True
+            if not granted:
+                yield f"{function}: its handler needs {action} on the {bucket} bucket, which no statement grants"
+
+
 def main(path):
     template, matches = decode(path)
     if template is None:
         print(f"{path}: cannot parse: {matches}")
         return 1
-    found = list(problems(template))
+    found = list(problems(template)) + list(missing_grants(template))
     for problem in found:
         print(f"{path}: {problem}")
     if not found:
-        print(f"{path}: IAM statements are least-privilege (no wildcard actions, every resource scoped to this stack)")
+        print(f"{path}: IAM statements are least-privilege (no wildcard actions, every resource scoped to this stack) and grant every S3 call the handlers make")
     return 1 if found else 0
 
 

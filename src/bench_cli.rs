@@ -433,23 +433,27 @@ pub(crate) fn print_projection(projection: &Projection) {
     );
     let counts_from = match &inputs.measured_data_path {
         Some(measured) => format!(
-            "scaled from {} ({} segments: source read {:.2}×, scratch written {:.2}× and read {:.2}× the output, uploaded {:.2}×)",
+            "scaled from {} ({} segments: source read {:.2}×, scratch written {:.2}× and read {:.2}× the output, segments kept {:.2}× and read {:.2}×, uploaded {:.2}×)",
             measured.source,
             measured.segments,
             measured.source_read_ratio,
             measured.scratch_write_ratio,
             measured.scratch_read_ratio,
+            measured.segment_write_ratio,
+            measured.segment_read_ratio,
             measured.output_upload_ratio
         ),
         None => "the design's own counts (no --data-path)".to_owned(),
     };
     outln!(
-        "        moved: S3 {:.2} GB read in {:.0} GETs, {:.2} GB uploaded in {:.0} PUTs ({:.0} parts); {counts_from}",
+        "        moved: S3 {:.2} GB read in {:.0} GETs, {:.2} GB uploaded in {:.0} PUTs ({:.0} parts); segments kept in S3 {:.2} GB ({:.0} requests); {counts_from}",
         lambda.s3_get_bytes / 1e9,
         lambda.s3_get_requests,
         lambda.s3_put_bytes / 1e9,
         lambda.s3_put_requests,
-        lambda.output_parts
+        lambda.output_parts,
+        lambda.segment_object_bytes / 1e9,
+        lambda.segment_object_requests
     );
     for ec2 in &projection.ec2 {
         outln!(

@@ -202,6 +202,63 @@ impl OutputLayout {
         &self.runs[first..last.max(first)]
     }
 
+    /// The segments (by position in [`Self::leaves`]) whose video samples hold bytes of `range`,
+    /// in order: the segment files a writer of that range reads (from the start of the first).
+    /// Empty when the range holds no video.
+    pub fn segments_in(&self, range: Range<u64>) -> Range<usize> {
+        // The video stream's bytes the range holds.
+        let mut stream_bytes: Option<Range<u64>> = None;
+        for run in self
+            .runs_in(range.clone())
+            .iter()
+            .filter(|run| run.stream == 0)
+        {
+            let from = run.stream_offset + (run.offset.max(range.start) - run.offset);
+            let to = run.stream_offset + (run.end().min(range.end) - run.offset);
+            stream_bytes = Some(match stream_bytes {
+                Some(bytes) => bytes.start.min(from)..bytes.end.max(to),
+                None => from..to,
+            });
+        }
+        let Some(bytes) = stream_bytes.filter(|bytes| bytes.start < bytes.end) else {
+            return 0..0;
+        };
+        // The packets holding its first and last byte, then the segments holding those.
+        let (mut first_packet, mut last_packet) = (None, None);
+        let mut position = 0u64;
+        for (packet, &size) in self.video.sizes.iter().enumerate() {
+            let end = position + u64::from(size);
+            if first_packet.is_none() && end > bytes.start {
+                first_packet = Some(packet as u64);
+            }
+            if end >= bytes.end {
+                last_packet = Some(packet as u64);
+                break;
+            }
+            position = end;
+        }
+        let (Some(first_packet), Some(last_packet)) = (first_packet, last_packet) else {
+            return 0..0;
+        };
+        let (mut first, mut last) = (None, None);
+        let mut packets_before = 0u64;
+        for (segment, &count) in self.video.leaf_packets.iter().enumerate() {
+            let holds = |packet: u64| packet >= packets_before && packet < packets_before + count;
+            if holds(first_packet) {
+                first = Some(segment);
+            }
+            if holds(last_packet) {
+                last = Some(segment);
+                break;
+            }
+            packets_before += count;
+        }
+        match (first, last) {
+            (Some(first), Some(last)) => first..last + 1,
+            _ => 0..0,
+        }
+    }
+
     /// The multipart parts of the output (see [`cut_into_parts_at`]), cut where a segment's
     /// video starts: a part task then reads each segment file it needs from its start, and no
     /// segment is read by two tasks (a cut inside one makes both read it, the second from its
@@ -323,6 +380,60 @@ mod tests {
             cut_into_parts_at(40 * MIB, 1024, &[]).expect("parts"),
             plain
         );
+    }
+
+    #[test]
+    fn a_byte_range_reads_the_segments_whose_video_it_holds() {
+        // Three segments of 2, 1 and 2 samples (20+10 | 30 | 5+5), audio between: video
+        // 100..130, audio 130..145, video 145..185.
+        let samples = VideoSamples {
+            leaf_packets: vec![2, 1, 2],
+            ..video(&[20, 10, 30, 5, 5])
+        };
+        let entries = vec![
+            entry(0, 100, 20),
+            entry(0, 120, 10),
+            entry(1, 130, 15),
+            entry(0, 145, 30),
+            entry(0, 175, 5),
+            entry(0, 180, 5),
+        ];
+        let runs = OutputLayout::tile(entries, 100, 185, &samples, &[15]).expect("tiles");
+        let layout = OutputLayout {
+            header: vec![0; 100],
+            header_len: 100,
+            total_bytes: 185,
+            runs,
+            leaves: vec![4, 5, 6],
+            video: samples,
+            audio_bytes: vec![15],
+            audio_packets: 1,
+        };
+        assert_eq!(layout.segments_in(0..185), 0..3, "everything");
+        assert_eq!(layout.segments_in(0..100), 0..0, "the header alone");
+        assert_eq!(layout.segments_in(130..145), 0..0, "audio alone");
+        assert_eq!(layout.segments_in(0..130), 0..1, "the first segment");
+        assert_eq!(
+            layout.segments_in(125..146),
+            0..2,
+            "the end of one, the start of the next"
+        );
+        assert_eq!(layout.segments_in(145..175), 1..2, "the second exactly");
+        assert_eq!(layout.segments_in(174..176), 1..3);
+        assert_eq!(layout.segments_in(180..185), 2..3, "the last sample");
+        // Cuts inside a segment make both sides read it; cuts where one starts do not.
+        let mut read = Vec::new();
+        for range in [0..120, 120..145, 145..180, 180..185] {
+            read.extend(layout.segments_in(range));
+        }
+        assert_eq!(read, vec![0, 0, 1, 2, 2]);
+        let starts = layout.segment_starts();
+        assert_eq!(starts, vec![100, 145, 175]);
+        let mut read = Vec::new();
+        for range in [0..145, 145..175, 175..185] {
+            read.extend(layout.segments_in(range));
+        }
+        assert_eq!(read, vec![0, 1, 2]);
     }
 
     #[test]

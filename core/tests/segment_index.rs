@@ -87,6 +87,35 @@ fn assert_same(built: &NodeIndex, described: &NodeIndex, what: &str) {
 /// Encodes segment `index` of `job` (rung files under `dir`), then checks each rung's recorded
 /// index against its file; then removes the indexes and checks that the task, finding the files
 /// committed, records the described ones. Returns rung 0's index.
+/// A keeper that records what it was given, checking that the file is there and that the
+/// segment is not yet recorded done (keeping comes first).
+struct RecordingKeeper {
+    layout: ScratchLayout,
+    kept: std::sync::Mutex<Vec<(u32, PathBuf)>>,
+}
+
+impl RecordingKeeper {
+    /// What was kept since the last call.
+    fn taken(&self) -> Vec<(u32, PathBuf)> {
+        std::mem::take(&mut *self.kept.lock().expect("lock"))
+    }
+}
+
+impl engine::SegmentKeeper for RecordingKeeper {
+    fn keep(&self, index: u32, file: &Path) -> Result<(), treemux_core::Error> {
+        assert!(file.is_file(), "{} is kept once committed", file.display());
+        assert!(
+            self.layout.finished(NodeId::leaf(index)).is_none(),
+            "segment {index} is kept before it is recorded done"
+        );
+        self.kept
+            .lock()
+            .expect("lock")
+            .push((index, file.to_owned()));
+        Ok(())
+    }
+}
+
 fn check_segment(input: &Path, job: &JobSpec, dir: &Path, index: u32, what: &str) -> NodeIndex {
     std::fs::create_dir_all(dir).expect("scratch dir");
     let layout = ScratchLayout::new(dir).with_renditions(job.rungs().len());
@@ -97,10 +126,21 @@ fn check_segment(input: &Path, job: &JobSpec, dir: &Path, index: u32, what: &str
     };
     let none = CrashPlan::default();
     let go_on = |_| ControlFlow::Continue(());
-    let produced = engine::produce_segment(&source, job, &settings, &layout, index, &none, &go_on)
-        .expect("segment");
-    assert!(matches!(produced, Produced::Made(_)), "{what}: encoded");
     let leaf = NodeId::leaf(index);
+    let keeper = RecordingKeeper {
+        layout: layout.clone(),
+        kept: Default::default(),
+    };
+    let produced = engine::produce_segment(
+        &source, job, &settings, &layout, index, &none, &keeper, &go_on,
+    )
+    .expect("segment");
+    assert!(matches!(produced, Produced::Made(_)), "{what}: encoded");
+    assert_eq!(
+        keeper.taken(),
+        vec![(index, layout.segment(index))],
+        "{what}: rung 0's file is kept once, before the segment is recorded done"
+    );
     let mut built = Vec::new();
     for rung in 0..layout.renditions() {
         let rung_layout = layout.rendition(rung);
@@ -125,11 +165,27 @@ fn check_segment(input: &Path, job: &JobSpec, dir: &Path, index: u32, what: &str
     for rung in 0..layout.renditions() {
         std::fs::remove_file(layout.rendition(rung).index(leaf)).expect("remove index");
     }
-    let again = engine::produce_segment(&source, job, &settings, &layout, index, &none, &go_on)
-        .expect("segment again");
+    let again = engine::produce_segment(
+        &source, job, &settings, &layout, index, &none, &keeper, &go_on,
+    )
+    .expect("segment again");
     assert!(
         matches!(again, Produced::Found),
         "{what}: the committed file is kept"
+    );
+    assert_eq!(
+        keeper.taken(),
+        vec![(index, layout.segment(index))],
+        "{what}: a repeated task that records a committed file keeps it again"
+    );
+    let done = engine::produce_segment(
+        &source, job, &settings, &layout, index, &none, &keeper, &go_on,
+    )
+    .expect("segment done");
+    assert!(matches!(done, Produced::Found), "{what}: done");
+    assert!(
+        keeper.taken().is_empty(),
+        "{what}: a segment already done is not kept again"
     );
     for (rung, built) in built.iter().enumerate() {
         let described = layout

@@ -302,6 +302,10 @@ pub struct JobManifest {
     /// when it asked for none (and in manifests from before thumbnails).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thumbnails: Option<treemux_core::thumbnails::ThumbnailPlan>,
+    /// Where rung 0's segment files are kept between tasks ([`crate::segment_objects`]);
+    /// `None`: on scratch (a stack without a segment bucket, a package, older manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_objects: Option<crate::segment_objects::SegmentObjects>,
 }
 
 fn mp4() -> Container {

@@ -24,6 +24,7 @@ pub mod job;
 pub mod job_events;
 pub mod job_settings;
 pub mod ports;
+pub mod segment_objects;
 pub mod startup;
 pub mod submit;
 pub mod upload;

@@ -122,6 +122,14 @@ pub trait ObjectStore: Send + Sync + Clone + std::fmt::Debug + 'static {
         bucket: &str,
         key: &str,
     ) -> impl Future<Output = Result<bool, ObjectError>> + Send;
+
+    /// Deletes the objects `keys` (in batches, as S3's DeleteObjects takes up to 1,000 a
+    /// request); a key that holds nothing is fine.
+    fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: &[String],
+    ) -> impl Future<Output = Result<(), ObjectError>> + Send;
 }
 
 /// Why an execution did not start.
@@ -321,6 +329,19 @@ impl ObjectStore for LocalDirStore {
 
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, ObjectError> {
         Ok(self.path(bucket, key)?.is_file())
+    }
+
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<(), ObjectError> {
+        for key in keys {
+            let path = self.path(bucket, key)?;
+            match tokio::fs::remove_file(&path).await {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(local(&path)(error))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 

@@ -96,6 +96,8 @@ async fn setup(test: &str) -> Setup {
                 },
                 crashes: Default::default(),
                 climb_seconds: treemux_functions::handlers::climb_seconds_for(900.0),
+                segment_bucket: None,
+                local_dir: std::env::temp_dir(),
             },
         },
         s3,

@@ -227,6 +227,9 @@ impl ObjectStore for UnavailableObjects {
     async fn exists(&self, _bucket: &str, _key: &str) -> Result<bool, ObjectError> {
         Ok(false)
     }
+    async fn delete_objects(&self, bucket: &str, _keys: &[String]) -> Result<(), ObjectError> {
+        Err(unavailable(bucket, "(several)"))
+    }
 }
 
 /// analyze's failure destination: Lambda's invocation record (fixture) after every attempt of
@@ -431,6 +434,9 @@ impl ObjectStore for GatedObjects {
 
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, ObjectError> {
         self.inner.exists(bucket, key).await
+    }
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<(), ObjectError> {
+        self.inner.delete_objects(bucket, keys).await
     }
 }
 

@@ -11,7 +11,9 @@ use treemux_functions::events::{JobFailedInput, MergeTask, S3Event, SegmentTask}
 use treemux_functions::handlers::{self};
 
 mod handler_fakes;
-use handler_fakes::{drive, fixture, job, sample, services, services_for, started_input};
+use handler_fakes::{
+    drive, fixture, job, sample, segment_objects, services, services_for, started_input,
+};
 
 #[tokio::test]
 async fn analyze_the_real_s3_event_then_run_the_whole_job() {
@@ -89,6 +91,11 @@ async fn analyze_the_real_s3_event_then_run_the_whole_job() {
     assert!(
         !dir.path().join("efs/jobs").join(&input.job_id).exists(),
         "scratch removed"
+    );
+    assert_eq!(
+        segment_objects(&services),
+        Vec::<std::path::PathBuf>::new(),
+        "segment objects removed"
     );
 }
 
@@ -365,5 +372,10 @@ async fn state_machine_task_fixtures() {
     assert!(
         !dir.path().join("efs/jobs").join(&job_id).exists(),
         "scratch removed"
+    );
+    assert_eq!(
+        segment_objects(&services),
+        Vec::<std::path::PathBuf>::new(),
+        "segment objects removed"
     );
 }

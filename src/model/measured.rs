@@ -22,6 +22,17 @@ pub struct DataPathMeasurement {
     pub source_read_ratio: f64,
     pub scratch_write_ratio: f64,
     pub output_upload_ratio: f64,
+    /// The segment files kept as objects between tasks (the segment bucket, seen by the same
+    /// proxy): bytes and requests each way. Zero in measurements of runs that kept them on
+    /// scratch.
+    #[serde(default)]
+    pub segment_put_bytes: f64,
+    #[serde(default)]
+    pub segment_put_requests: f64,
+    #[serde(default)]
+    pub segment_get_bytes: f64,
+    #[serde(default)]
+    pub segment_get_requests: f64,
 }
 
 /// A measurement reduced to what scales to another video: bytes moved as multiples of the
@@ -44,6 +55,16 @@ pub struct MeasuredDataPath {
     pub put_bytes_per_request: f64,
     /// `None` when the run did not count them: the definition's count is used.
     pub transitions_per_segment: Option<f64>,
+    /// Segment-object bytes written and read ÷ output bytes, and requests per segment (PUTs
+    /// and GETs).
+    #[serde(default)]
+    pub segment_write_ratio: f64,
+    #[serde(default)]
+    pub segment_read_ratio: f64,
+    #[serde(default)]
+    pub segment_puts_per_segment: f64,
+    #[serde(default)]
+    pub segment_gets_per_segment: f64,
 }
 
 impl DataPathMeasurement {
@@ -72,6 +93,10 @@ impl DataPathMeasurement {
             ("scratch_write_ratio", self.scratch_write_ratio),
             ("output_upload_ratio", self.output_upload_ratio),
             ("sfn_transitions", self.sfn_transitions.unwrap_or(0.0)),
+            ("segment_put_bytes", self.segment_put_bytes),
+            ("segment_put_requests", self.segment_put_requests),
+            ("segment_get_bytes", self.segment_get_bytes),
+            ("segment_get_requests", self.segment_get_requests),
         ];
         for (name, value) in non_negative {
             if !(value.is_finite() && value >= 0.0) {
@@ -95,6 +120,10 @@ impl DataPathMeasurement {
             transitions_per_segment: self
                 .sfn_transitions
                 .map(|transitions| transitions / f64::from(self.segments)),
+            segment_write_ratio: self.segment_put_bytes / self.output_bytes,
+            segment_read_ratio: self.segment_get_bytes / self.output_bytes,
+            segment_puts_per_segment: self.segment_put_requests / f64::from(self.segments),
+            segment_gets_per_segment: self.segment_get_requests / f64::from(self.segments),
         })
     }
 }

@@ -41,6 +41,10 @@ pub struct LambdaProjection {
     pub output_parts: f64,
     pub efs_bytes_written: f64,
     pub efs_bytes_read: f64,
+    /// The segment files kept in the segment bucket between tasks: bytes (written once, read
+    /// once) and requests. S3 bills the requests, not the bytes, inside a region.
+    pub segment_object_bytes: f64,
+    pub segment_object_requests: f64,
     /// `design` or the measurement the counts were scaled from.
     pub counts_from: String,
 }
@@ -187,6 +191,16 @@ fn check(inputs: &ModelInputs) -> Result<(), ModelError> {
             ("output_upload_ratio", measured.output_upload_ratio),
             ("get_bytes_per_request", measured.get_bytes_per_request),
             ("put_bytes_per_request", measured.put_bytes_per_request),
+            ("segment_write_ratio", measured.segment_write_ratio),
+            ("segment_read_ratio", measured.segment_read_ratio),
+            (
+                "segment_puts_per_segment",
+                measured.segment_puts_per_segment,
+            ),
+            (
+                "segment_gets_per_segment",
+                measured.segment_gets_per_segment,
+            ),
             (
                 "transitions_per_segment",
                 measured.transitions_per_segment.unwrap_or(1.0),
@@ -216,10 +230,17 @@ struct DataMovement {
     s3_put_requests: f64,
     efs_written: f64,
     efs_read: f64,
-    /// What the root reads from EFS and uploads.
+    /// The segment files kept as objects in the segment bucket: bytes written (and read, once
+    /// each, by the part writers) and the requests (PUTs, and GETs with the first segment's
+    /// by the layout pass; the deletes at the job's end, one per thousand, counted as PUTs).
+    segment_object_bytes: f64,
+    segment_object_puts: f64,
+    segment_object_gets: f64,
+    /// What the root's part writers read (the segments from the segment bucket, the audio
+    /// from EFS) and upload.
     root_read: f64,
     root_upload: f64,
-    /// What one segment reads from S3 and writes to EFS.
+    /// What one segment reads from S3 and writes (its file, to the segment bucket).
     segment_get: f64,
     segment_write: f64,
     transitions: f64,
@@ -260,13 +281,17 @@ fn data_movement(inputs: &ModelInputs, tree_levels: u32) -> DataMovement {
                 s3_put_bytes,
                 // The parts, plus creating and completing the upload.
                 s3_put_requests: parts + 2.0,
-                // Segments and audio once (together the output), the shared index (stored
-                // compressed), and each tree level's combined indexes (the whole index once per
-                // level).
-                efs_written: output + index * (inputs.saved_index_ratio + levels),
-                // The root reads the output's bytes once; every worker opens the shared
-                // (compressed) index; each level's merges read their children's indexes.
-                efs_read: output + index * (n * inputs.saved_index_ratio + levels + 1.0),
+                // No video: the audio three times (the segments' pieces, joined once, the
+                // root's per-track copies), the shared index (stored compressed), and each
+                // tree level's combined indexes (the whole index once per level).
+                efs_written: 3.0 * audio + index * (inputs.saved_index_ratio + levels),
+                // The audio three times (joined from the pieces, laid out, read by the part
+                // writers); every worker opens the shared (compressed) index; each level's
+                // merges read their children's indexes, the root the whole.
+                efs_read: 3.0 * audio + index * (n * inputs.saved_index_ratio + levels + 1.0),
+                segment_object_bytes: (output - audio).max(0.0),
+                segment_object_puts: n + (n / 1000.0).ceil(),
+                segment_object_gets: n + 1.0,
                 root_read: output + index,
                 root_upload: output,
                 segment_get: source / n,
@@ -291,12 +316,15 @@ fn data_movement(inputs: &ModelInputs, tree_levels: u32) -> DataMovement {
                     .max(1.0),
                 efs_written,
                 efs_read,
-                // Conservative: every byte read from scratch is read by the root, every byte
-                // written is written by the segments.
-                root_read: efs_read,
+                segment_object_bytes: measured.segment_write_ratio * output,
+                segment_object_puts: measured.segment_puts_per_segment * n,
+                segment_object_gets: measured.segment_gets_per_segment * n,
+                // Conservative: every byte read from scratch or the segment bucket is read by
+                // the root, every byte written is written by the segments.
+                root_read: efs_read + measured.segment_read_ratio * output,
                 root_upload: s3_put_bytes,
                 segment_get: s3_get_bytes / n,
-                segment_write: efs_written / n,
+                segment_write: (efs_written + measured.segment_write_ratio * output) / n,
                 transitions: measured
                     .transitions_per_segment
                     .map_or(definition_transitions, |per_segment| per_segment * n),
@@ -336,7 +364,7 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
         + moved.segment_get / s3
         + saved_index_bytes / efs
         + encode_cpu / (inputs.function_vcpus * inputs.function_thread_efficiency)
-        + moved.segment_write / efs;
+        + moved.segment_write / efs.min(s3);
     // A merge at level l reads its children's indexes (together the index of 2^l segments) and
     // writes their combination, inside the segment task that completed the pair: no cold start.
     let merge_billed = |level: u32| {
@@ -369,8 +397,9 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
     // are fewer parts (nondecreasing in the bytes either way).
     let part = moved.put_bytes_per_request;
     let share = |bytes: f64| (bytes / 40.0).max(bytes.min(part));
-    let group_stream =
-        |read: f64, upload: f64| (read / efs).max(upload / (f64::from(inputs.upload_streams) * s3));
+    let group_stream = |read: f64, upload: f64| {
+        (read / efs.min(s3)).max(upload / (f64::from(inputs.upload_streams) * s3))
+    };
     let group_billed = if by_parts {
         cold + first_byte + group_stream(share(moved.root_read), share(moved.root_upload))
     } else {
@@ -435,8 +464,9 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
     let step_functions_dollars = moved.transitions * inputs.transition_price;
     let efs_dollars = moved.efs_written / 1e9 * inputs.efs_write_per_gb
         + moved.efs_read / 1e9 * inputs.efs_read_per_gb;
-    let s3_request_dollars =
-        moved.s3_get_requests * inputs.s3_get_price + moved.s3_put_requests * inputs.s3_put_price;
+    let s3_request_dollars = (moved.s3_get_requests + moved.segment_object_gets)
+        * inputs.s3_get_price
+        + (moved.s3_put_requests + moved.segment_object_puts) * inputs.s3_put_price;
     let output_parts = part_level.map_or_else(
         || {
             (moved.root_upload / moved.put_bytes_per_request)
@@ -551,6 +581,8 @@ pub fn project(inputs: &ModelInputs) -> Result<Projection, ModelError> {
             output_parts,
             efs_bytes_written: moved.efs_written,
             efs_bytes_read: moved.efs_read,
+            segment_object_bytes: moved.segment_object_bytes,
+            segment_object_requests: moved.segment_object_puts + moved.segment_object_gets,
             counts_from: inputs
                 .measured_data_path
                 .as_ref()

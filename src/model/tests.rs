@@ -44,16 +44,26 @@ fn the_default_hour_of_1080p() {
     assert_eq!(lambda.counts_from, "design");
 
     // Every byte moves once: the source read once (plus its index and the audio's ranges),
-    // the output written to EFS once (plus the small indexes) and uploaded once.
+    // the video kept in the segment bucket once and read from it once, only the audio and the
+    // small indexes on EFS, the output uploaded once.
     let source = inputs.source_bytes_per_video_second * inputs.video_seconds;
     let output = inputs.output_bytes_per_video_second * inputs.video_seconds;
     let index = inputs.index_bytes_per_video_second * inputs.video_seconds;
     let audio = inputs.audio_bytes_per_video_second * inputs.video_seconds;
     assert!((lambda.s3_get_bytes - (source + index + audio)).abs() < 1.0);
-    // The shared index stored compressed (0.4 of it), each of the ten levels' indexes in full.
-    assert!((lambda.efs_bytes_written - (output + 10.4 * index)).abs() < 1.0);
+    // The audio three times (pieces, joined, the root's copies), the shared index stored
+    // compressed (0.4 of it), each of the ten levels' indexes in full.
+    assert!((lambda.efs_bytes_written - (3.0 * audio + 10.4 * index)).abs() < 1.0);
+    assert!((lambda.segment_object_bytes - (output - audio)).abs() < 1.0);
+    // A PUT per segment and a delete per thousand; a GET per segment and the layout's first.
+    assert_eq!(lambda.segment_object_requests, 900.0 + 1.0 + 901.0);
     assert!((lambda.s3_put_bytes - output).abs() < 1.0);
-    assert!(lambda.s3_get_bytes < 1.02 * source && lambda.efs_bytes_written < 1.02 * output);
+    assert!(lambda.s3_get_bytes < 1.02 * source && lambda.efs_bytes_written < 0.1 * output);
+    // Issue 13's target for this hour: at most 30 s and $0.45 a job.
+    assert!(
+        lambda.wall_seconds <= 30.0 && lambda.dollars <= 0.45,
+        "{lambda:?}"
+    );
     // Merges move indexes, not video, inside the task that completes each pair: no cold start
     // or transition per level, the tail under a second.
     assert!(lambda.merge_tail_seconds < 1.0, "{lambda:?}");
@@ -116,6 +126,21 @@ fn measured_counts_scale_to_the_modelled_video() {
     assert_eq!(lambda.s3_get_requests, (1.07 * source / per_get).ceil());
     let per_put = 15_513_600.0 / 5.0;
     assert_eq!(lambda.s3_put_requests, (1.01 * output / per_put).ceil());
+
+    // A run that kept its segments as objects: their bytes and requests scale the same way.
+    let mut kept = measured();
+    kept.segment_write_ratio = 0.99;
+    kept.segment_read_ratio = 1.02;
+    kept.segment_puts_per_segment = 33.0 / 32.0;
+    kept.segment_gets_per_segment = 33.0 / 32.0;
+    let with_kept = project(&ModelInputs {
+        measured_data_path: Some(kept),
+        ..ModelInputs::default()
+    })
+    .expect("valid");
+    assert!((with_kept.lambda.segment_object_bytes - 0.99 * output).abs() < 1.0);
+    assert!((with_kept.lambda.segment_object_requests - 2.0 * 33.0 / 32.0 * 900.0).abs() < 1e-6);
+    assert!(with_kept.lambda.s3_request_dollars > lambda.s3_request_dollars);
 
     // Without the transitions counted, the definition's count stands in.
     let mut uncounted = measured();

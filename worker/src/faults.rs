@@ -293,6 +293,9 @@ impl<O: ObjectStore> ObjectStore for FaultyObjects<O> {
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, ObjectError> {
         self.inner.exists(bucket, key).await
     }
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<(), ObjectError> {
+        self.inner.delete_objects(bucket, keys).await
+    }
 }
 
 /// Uploads are not affected by `fail-reads`.

@@ -1,7 +1,8 @@
 //! What moves on the AWS path (issue 13's numbers), measured from outside the handlers: a
 //! counting HTTP proxy (`scripts/s3-counting-proxy.py`) between the worker and the local stack's
 //! S3 counts GET and PUT bytes per key, and the worker's `/proc/PID/io` counts what it wrote to
-//! and read from files (scratch).
+//! and read from files (scratch, once the copies in its local directory are taken out: see
+//! `data_path`).
 //!
 //! `data_path` is a measurement, not a test (ignored; `scripts/bench-data-path` runs it): it
 //! prints and writes `target/bench/data-path.json`. `the_counting_proxy_counts` proves the proxy
@@ -236,8 +237,19 @@ async fn data_path() {
     let s3_get_requests = total(&stats, |k| k.starts_with(&input_prefix), "get_requests");
     let s3_put_bytes = total(&stats, |k| k.starts_with(&output_prefix), "put_bytes");
     let s3_put_requests = total(&stats, |k| k.starts_with(&output_prefix), "put_requests");
-    let scratch_write_bytes = written_after - written_before;
-    let scratch_read_bytes = read_after - read_before;
+    let segment_prefix = format!("{}/", stack.segment_bucket);
+    let segment = |field| total(&stats, |k| k.starts_with(&segment_prefix), field);
+    let (segment_put_bytes, segment_put_requests) = (segment("put_bytes"), segment("put_requests"));
+    let (segment_get_bytes, segment_get_requests) = (segment("get_bytes"), segment("get_requests"));
+    // The worker's file I/O is scratch (EFS) and its local directory (Lambda's /tmp, not
+    // billed by the byte): each segment file is written there once by its encoder and read
+    // once to be uploaded (the proxy's PUT bytes), and each fetched copy written once and read
+    // once by its part's writer (the proxy's GET bytes). What is left is scratch.
+    let (file_write_bytes, file_read_bytes) =
+        (written_after - written_before, read_after - read_before);
+    let local_bytes = segment_put_bytes + segment_get_bytes;
+    let scratch_write_bytes = file_write_bytes.saturating_sub(local_bytes);
+    let scratch_read_bytes = file_read_bytes.saturating_sub(local_bytes);
     let sfn_transitions = state_transitions(&stack).await;
     let ratio = |a: u64, b: u64| (a as f64 / b as f64 * 1000.0).round() / 1000.0;
     let result = serde_json::json!({
@@ -248,12 +260,20 @@ async fn data_path() {
         "s3_get_requests": s3_get_requests,
         "s3_put_bytes": s3_put_bytes,
         "s3_put_requests": s3_put_requests,
+        "file_write_bytes": file_write_bytes,
+        "file_read_bytes": file_read_bytes,
         "scratch_write_bytes": scratch_write_bytes,
         "scratch_read_bytes": scratch_read_bytes,
+        "segment_put_bytes": segment_put_bytes,
+        "segment_put_requests": segment_put_requests,
+        "segment_get_bytes": segment_get_bytes,
+        "segment_get_requests": segment_get_requests,
         "sfn_transitions": sfn_transitions,
         "source_read_ratio": ratio(s3_get_bytes, source_bytes),
         "scratch_write_ratio": ratio(scratch_write_bytes, output_bytes),
         "output_upload_ratio": ratio(s3_put_bytes, output_bytes),
+        "segment_write_ratio": ratio(segment_put_bytes, output_bytes),
+        "segment_read_ratio": ratio(segment_get_bytes, output_bytes),
     });
     let text = serde_json::to_string_pretty(&result).expect("JSON");
     println!("{text}");

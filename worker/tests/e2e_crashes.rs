@@ -200,7 +200,7 @@ async fn crashing_run_with(
             reference.len()
         ));
     }
-    let left = stack.scratch_files();
+    let left = stack.scratch_files().await;
     if !left.is_empty() {
         return fail(format!("scratch files left: {left:?}"));
     }

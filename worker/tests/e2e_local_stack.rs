@@ -79,9 +79,9 @@ async fn an_upload_becomes_a_verified_output() {
     common::browser::assert_plays_in_browser(&output, 320, 180);
     assert_no_secrets(&stack.worker_log());
     assert!(
-        stack.scratch_files().is_empty(),
+        stack.scratch_files().await.is_empty(),
         "scratch left: {:?}",
-        stack.scratch_files()
+        stack.scratch_files().await
     );
 }
 
@@ -230,9 +230,9 @@ async fn a_permanent_failure_fails_the_job_and_leaves_no_output() {
         "the input object is untouched"
     );
     assert!(
-        stack.scratch_files().is_empty(),
+        stack.scratch_files().await.is_empty(),
         "scratch left: {:?}",
-        stack.scratch_files()
+        stack.scratch_files().await
     );
 }
 
@@ -308,11 +308,25 @@ async fn hostile_keys_cannot_escape_the_job_directory() {
     for entry in std::fs::read_dir(stack.dir.path()).expect("list").flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         assert!(
-            ["efs", "worker.log"].contains(&name.as_str()),
+            ["efs", "local", "worker.log"].contains(&name.as_str()),
             "a file escaped the scratch root: {name}"
         );
     }
-    for path in stack.scratch_files() {
+    let local = stack.dir.path().join("local");
+    let kept = format!("s3://{}/", stack.segment_bucket);
+    for path in stack.scratch_files().await {
+        if path.starts_with(&local) {
+            continue;
+        }
+        if let Some(key) = path.to_str().and_then(|p| p.strip_prefix(&kept)) {
+            // A kept segment: under its job id, named by its number, whatever the upload's key.
+            let (job, name) = key.split_once('/').expect("under a job folder");
+            assert!(
+                job.bytes().all(|b| b.is_ascii_hexdigit()) && name.starts_with("node-0-"),
+                "{key}"
+            );
+            continue;
+        }
         let relative = path.strip_prefix(&efs).expect("inside the scratch root");
         let first = relative
             .components()
@@ -473,8 +487,8 @@ async fn a_large_output_is_uploaded_by_parts_in_parallel() {
     assert!(groups >= 2, "{groups} upload-parts tasks:\n{log}");
     assert_verified(&source, &output);
     assert!(
-        stack.scratch_files().is_empty(),
+        stack.scratch_files().await.is_empty(),
         "scratch left: {:?}",
-        stack.scratch_files()
+        stack.scratch_files().await
     );
 }

@@ -209,9 +209,9 @@ async fn a_ladder_makes_a_verified_object_per_rung_and_an_hls_package_verifies()
         );
     }
     assert!(
-        stack.scratch_files().is_empty(),
+        stack.scratch_files().await.is_empty(),
         "scratch removed: {:?}",
-        stack.scratch_files()
+        stack.scratch_files().await
     );
 
     // A rung above the source's 360 lines, and a package in Matroska: refused before any work.

@@ -241,7 +241,7 @@ async fn report_end(
     .await;
     job_failed_finished(stack).await;
     assert_eq!(
-        stack.scratch_files(),
+        stack.scratch_files().await,
         Vec::<PathBuf>::new(),
         "job-failed leaves no scratch\n{}",
         stack.worker_log()
@@ -349,7 +349,7 @@ async fn analyze_failing_on_every_attempt_fails_its_job_with_the_cause() {
     assert_eq!(stack.executions().await, 0, "no execution started");
     job_failed_finished(&stack).await;
     assert_eq!(
-        stack.scratch_files(),
+        stack.scratch_files().await,
         Vec::<PathBuf>::new(),
         "job-failed leaves no scratch\n{}",
         stack.worker_log()

@@ -108,9 +108,9 @@ async fn a_file_replaced_while_its_job_runs_leaves_the_newest_as_the_output() {
     let output = stack.download("transcoded/uploads/race.mp4.mp4").await;
     assert_verified(&short, &output);
     assert!(
-        stack.scratch_files().is_empty(),
+        stack.scratch_files().await.is_empty(),
         "scratch left: {:?}",
-        stack.scratch_files()
+        stack.scratch_files().await
     );
 }
 

@@ -17,6 +17,8 @@ pub struct ScratchLayout {
     /// Renditions the job encodes (1 without a ladder): rung 0's files are this directory's,
     /// rung `k`'s those of [`Self::rendition`]`(k)`.
     renditions: u32,
+    /// Where rung 0's segment files are, when not in `dir` ([`Self::with_segments_in`]).
+    segment_dir: Option<PathBuf>,
 }
 
 impl ScratchLayout {
@@ -24,7 +26,17 @@ impl ScratchLayout {
         Self {
             dir: dir.into(),
             renditions: 1,
+            segment_dir: None,
         }
+    }
+
+    /// The same layout with rung 0's segment files in `dir` instead of beside the rest: a task
+    /// of the Lambda runner encodes or reads them in its own local directory, and between tasks
+    /// they are kept elsewhere (a [`SegmentKeeper`](super::SegmentKeeper) other than
+    /// [`KeptInScratch`](super::KeptInScratch)). Everything else stays where it was.
+    pub fn with_segments_in(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.segment_dir = Some(dir.into());
+        self
     }
 
     /// The layout of a job encoding `count` renditions (see [`JobSpec::rungs`]).
@@ -50,7 +62,15 @@ impl ScratchLayout {
 
     /// The encoded video of segment `index`.
     pub fn segment(&self, index: u32) -> PathBuf {
-        self.dir.join(format!("node-0-{index}.nut"))
+        self.segment_dir
+            .as_ref()
+            .unwrap_or(&self.dir)
+            .join(Self::segment_name(index))
+    }
+
+    /// The file name of segment `index`'s encoded video, wherever it is kept.
+    pub fn segment_name(index: u32) -> String {
+        format!("node-0-{index}.nut")
     }
 
     /// The index of a finished node; present only when the node is done.

@@ -8,7 +8,11 @@
 //! task (a retry, a duplicate delivery, a `--resume`) finds the same work done.
 //!
 //! # Scratch layout (one directory per job)
-//! - `node-0-<i>.nut`: segment `i`, written once by [`produce_segment`].
+//! - `node-0-<i>.nut`: segment `i`, written once by [`produce_segment`] and handed to a
+//!   [`SegmentKeeper`]: the local runner's leaves it here; the Lambda runner encodes it in the
+//!   task's own directory ([`ScratchLayout::with_segments_in`]) and keeps it as an object, so
+//!   the shared scratch never holds video there, and its part writers fetch the segments
+//!   [`segments_for_part`] names.
 //! - `node-<level>-<index>.json`: the [`NodeIndex`](crate::join::NodeIndex) of a finished node
 //!   (a segment, or a merge of two). Its presence is what "done" means; it is written (renamed
 //!   into place) last.
@@ -48,6 +52,7 @@
 //! ([`extract_audio`]).
 
 mod job;
+mod keeper;
 mod layout;
 mod root;
 mod tasks;
@@ -57,10 +62,11 @@ pub use job::{
     check_output_fits_multipart, frame_costs, plan_at_real_keyframes, plan_for, prepare_job,
     JobSpec,
 };
+pub use keeper::{KeptInScratch, SegmentKeeper};
 pub use layout::{media_bytes, scan_finished, ScratchLayout};
 pub use root::{
     finish_root_to_file, finished_layout, finished_layout_without_header, lay_out_root,
-    write_output_part, RootLayout,
+    segments_for_layout, segments_for_part, segments_for_root, write_output_part, RootLayout,
 };
 pub use tasks::{
     extract_audio, finish_audio, finish_package, finish_rendition, finish_root, node_finished,

@@ -95,6 +95,32 @@ pub fn lay_out_root(
     }
 }
 
+/// The segments (leaf numbers) [`lay_out_root`] reads: none when an earlier attempt laid the
+/// output out, else the root's first (for the video's codec parameters; the rest of the pass
+/// uses only the index). For a runner whose segment files are fetched before each step.
+pub fn segments_for_layout(job: &JobSpec, layout: &ScratchLayout) -> Result<Vec<u32>, Error> {
+    if finished_layout_without_header(layout).is_some() {
+        return Ok(Vec::new());
+    }
+    let index = super::tasks::root_index(job, layout)?;
+    Ok(index.leaves.first().copied().into_iter().collect())
+}
+
+/// The segments (leaf numbers) [`write_output_part`] reads for `part`: those its video bytes
+/// come from, in order.
+pub fn segments_for_part(output: &OutputLayout, part: &OutputPart) -> Vec<u32> {
+    output
+        .leaves
+        .get(output.segments_in(part.range()))
+        .map(<[u32]>::to_vec)
+        .unwrap_or_default()
+}
+
+/// The segments (leaf numbers) [`super::finish_root`] reads: every one of the root's, in order.
+pub fn segments_for_root(job: &JobSpec, layout: &ScratchLayout) -> Result<Vec<u32>, Error> {
+    Ok(super::tasks::root_index(job, layout)?.leaves)
+}
+
 /// The bytes of `part` of the output laid out by `output` (see
 /// [`remux::write_part`]), from the job's scratch files in `layout`.
 pub fn write_output_part(

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::layout::{write_json_atomically, write_json_unless_exists};
-use super::{JobSpec, ScratchLayout};
+use super::{JobSpec, ScratchLayout, SegmentKeeper};
 
 /// Whether a task did its work or found it done by an earlier attempt.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,11 +31,15 @@ pub enum Produced<T> {
 }
 
 /// Produces segment `index`: encodes it to its file (unless an earlier attempt committed the
-/// file), then records its index, which makes it done. A segment already done is left as it is.
+/// file), hands rung 0's file to `keeper`, then records its index, which makes it done. A
+/// segment already done is left as it is.
 ///
 /// Crash points: `before-encode`, `mid-encode` (through `on_frame`), `after-segment` (when the
 /// segment is done). `on_frame` is called after every encoded frame; breaking stops the encode
 /// with [`MediaError::Interrupted`].
+// The job, the segment and the three things each runner supplies (crash points, a keeper, a
+// frame callback): grouping them would only rename the arguments.
+#[allow(clippy::too_many_arguments)]
 pub fn produce_segment(
     source: &Source,
     job: &JobSpec,
@@ -43,6 +47,7 @@ pub fn produce_segment(
     layout: &ScratchLayout,
     index: u32,
     crashes: &CrashPlan,
+    keeper: &dyn SegmentKeeper,
     on_frame: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
 ) -> Result<Produced<SegmentReport>, Error> {
     let leaf = NodeId::leaf(index);
@@ -112,6 +117,9 @@ pub fn produce_segment(
         ),
         None => (None, vec![None; paths.len()]),
     };
+    if let Some(file) = paths.first() {
+        keeper.keep(index, file)?;
+    }
     for ((rung_layout, path), built) in layouts.iter().zip(&paths).zip(&mut built).rev() {
         let described = match built.take() {
             Some(index) => index,

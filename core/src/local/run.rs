@@ -242,6 +242,7 @@ impl Run<'_> {
                 &self.layout,
                 index,
                 &self.crashes,
+                &engine::KeptInScratch,
                 &on_frame,
             )
         })?;

@@ -23,8 +23,10 @@ pub(super) fn env_or(name: &str, default: &str) -> String {
 /// settings an upload may choose, a JSON object such as `{"web-720p": {"height": 720, "crf":
 /// 23}}`; see [`crate::job_settings`]), `TREEMUX_THREADS` (default: the vCPUs),
 /// `TREEMUX_MAX_SEGMENTS` (default 1024), `TREEMUX_MIN_SEGMENT_SECONDS` (default 4),
-/// `TREEMUX_FUNCTION_TIMEOUT_SECONDS` (the template's `TimeoutSeconds`, default 900) and
-/// `TREEMUX_CLIMB_SECONDS` (default: from that timeout, [`climb_seconds_for`]).
+/// `TREEMUX_FUNCTION_TIMEOUT_SECONDS` (the template's `TimeoutSeconds`, default 900),
+/// `TREEMUX_CLIMB_SECONDS` (default: from that timeout, [`climb_seconds_for`]),
+/// `TREEMUX_SEGMENT_BUCKET` (where segment files are kept between tasks; empty or unset: on
+/// scratch) and `TREEMUX_LOCAL_DIR` (a task's own files; default the temporary directory).
 /// Each template is checked at start-up as a job choosing it would be.
 pub fn config_from_env() -> Result<Config, String> {
     let settings = encode_settings_from(|name| std::env::var(name).ok())?;
@@ -111,6 +113,11 @@ fn config_with(mut settings: EncodeSettings) -> Result<Config, String> {
         },
         crashes: Default::default(),
         climb_seconds,
+        segment_bucket: std::env::var("TREEMUX_SEGMENT_BUCKET")
+            .ok()
+            .filter(|bucket| !bucket.trim().is_empty()),
+        local_dir: std::env::var_os("TREEMUX_LOCAL_DIR")
+            .map_or_else(std::env::temp_dir, PathBuf::from),
     })
 }
 

@@ -70,7 +70,13 @@ pub async fn services_from_env() -> Result<AwsServices, String> {
             state_machine_arn: env_or("TREEMUX_STATE_MACHINE_ARN", ""),
         },
         events: job_events_from_env(&sdk)?,
-        config: config_from_env()?,
+        config: {
+            let config = config_from_env()?;
+            // A process serving tasks starts with no segment copies: what a crashed one left
+            // (Lambda keeps /tmp across a runtime restart) goes now.
+            crate::segment_objects::clear_local_copies(&config.local_dir);
+            config
+        },
     })
 }
 

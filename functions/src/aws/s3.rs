@@ -464,6 +464,46 @@ impl ObjectStore for S3Store {
             }),
         }
     }
+
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<(), ObjectError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        for batch in keys.chunks(1000) {
+            let failed = |message: String| ObjectError::Failed {
+                bucket: bucket.into(),
+                key: batch.first().cloned().unwrap_or_default(),
+                message,
+            };
+            let objects = batch
+                .iter()
+                .map(|key| ObjectIdentifier::builder().key(key).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| failed(error.to_string()))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|error| failed(error.to_string()))?;
+            let response = self
+                .client
+                .delete_objects()
+                .bucket(bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|error| {
+                    failed(aws_sdk_s3::error::DisplayErrorContext(error).to_string())
+                })?;
+            // Quiet mode lists only the keys that were not deleted.
+            if let Some(error) = response.errors().first() {
+                return Err(ObjectError::Failed {
+                    bucket: bucket.into(),
+                    key: error.key().unwrap_or_default().to_owned(),
+                    message: error.message().unwrap_or("not deleted").to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::events::{AnalyzeOutcome, AnalyzedJob, ExecutionInput, S3Event};
 use crate::job::{output_key, output_keys, JobManifest, JobPaths};
 use crate::job_settings::{self, ResolvedSettings, SettingsError, SettingsLayer};
 use crate::ports::{ExecutionStarter, ObjectError, ObjectStore, ObjectVersion};
+use crate::segment_objects::SegmentObjects;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -389,6 +390,12 @@ where
             .iter()
             .map(|segment| source::segment_byte_range(&info, segment).map(|r| [r.start, r.end]))
             .collect();
+        // A package reads every segment of every rung at the root: kept on scratch.
+        let segment_objects = config
+            .segment_bucket
+            .as_deref()
+            .filter(|_| packaging.is_none())
+            .map(|bucket| SegmentObjects::for_job(bucket, &id_owned));
         Ok((
             JobManifest {
                 job_id: id_owned,
@@ -412,6 +419,7 @@ where
                 packaging,
                 rendition_keys,
                 thumbnails,
+                segment_objects,
             },
             opening,
         ))

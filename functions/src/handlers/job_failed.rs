@@ -3,11 +3,12 @@
 //! destination.
 
 use super::event_jobs::{new_job_record, EventJob};
-use super::merge_audio::abort_output_upload;
+use super::merge_audio::end_unfinished_job;
 use super::{event_jobs, now, Config, Services};
 use crate::error::HandlerError;
 use crate::events::{AsyncInvocationRecord, JobFailedInput};
 use crate::job::JobPaths;
+use crate::ports::ObjectStore;
 use crate::upload::MultipartStore;
 use treemux_core::state::{JobRecord, JobStatus, JobStore, JobUpdate, StateStore};
 
@@ -27,7 +28,7 @@ pub async fn job_failed<S, O, X>(
 ) -> Result<JobFailedOutcome, HandlerError>
 where
     S: StateStore + JobStore,
-    O: MultipartStore,
+    O: MultipartStore + ObjectStore,
 {
     match input {
         JobFailedInput::Task(task) => {
@@ -64,31 +65,17 @@ where
     }
 }
 
-/// Removes a job's scratch directory (nothing for an id treemux did not make).
-/// Aborts the job's output upload first, if merge-audio started one.
-async fn remove_scratch<O: MultipartStore>(config: &Config, objects: &O, job_id: &str) {
+/// Removes a job's scratch directory (nothing for an id treemux did not make), after what it
+/// holds elsewhere (its output upload, its kept segments: [`end_unfinished_job`]).
+async fn remove_scratch<O: MultipartStore + ObjectStore>(
+    config: &Config,
+    objects: &O,
+    job_id: &str,
+) {
     if job_id.bytes().all(|b| b.is_ascii_hexdigit()) && !job_id.is_empty() {
         let paths = JobPaths::new(&config.scratch_root, job_id);
-        abort_output_upload(objects, &paths).await;
-        remove_dir_retrying(&paths.dir).await;
+        end_unfinished_job(objects, &paths).await;
     }
-}
-
-/// Removes `dir` and everything in it. A task of the job may still be running (Lambda finishes
-/// an invocation whose execution has ended), and a file it renames or creates while the walk
-/// runs makes one pass fail part way: try again, a few times, briefly.
-async fn remove_dir_retrying(dir: &std::path::Path) {
-    for attempt in 1..=5u64 {
-        match tokio::fs::remove_dir_all(dir).await {
-            Ok(()) => return,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
-            Err(error) => {
-                tracing::info!(dir = %dir.display(), attempt, %error, "scratch removal retried");
-                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
-            }
-        }
-    }
-    tracing::warn!(dir = %dir.display(), "scratch not fully removed");
 }
 
 /// job-failed as analyze's failure destination: every attempt of analyze on `record`'s S3 event
@@ -102,7 +89,7 @@ pub async fn analyze_gave_up<S, O, X>(
 ) -> Result<JobFailedOutcome, HandlerError>
 where
     S: StateStore + JobStore,
-    O: MultipartStore,
+    O: MultipartStore + ObjectStore,
 {
     let config = &services.config;
     let cause = record.describe();

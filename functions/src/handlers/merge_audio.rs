@@ -10,6 +10,7 @@ use crate::error::HandlerError;
 use crate::events::{JobDone, JobTask, RootStep};
 use crate::job::{JobManifest, JobPaths};
 use crate::ports::ObjectStore;
+use crate::segment_objects::remove_segment_objects;
 use crate::upload::{self, MultipartStore, PartWriter};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use treemux_core::summary::RunOutput;
 
 /// Stops a job whose input key has a newer upload's job recorded: marks it SUPERSEDED (the
 /// reason on its record) and returns `TreemuxSuperseded`.
-pub(super) async fn ensure_newest<S: JobStore, O: MultipartStore, X>(
+pub(super) async fn ensure_newest<S: JobStore, O: MultipartStore + ObjectStore, X>(
     services: &Services<S, O, X>,
     manifest: &JobManifest,
 ) -> Result<(), HandlerError> {
@@ -35,8 +36,7 @@ pub(super) async fn ensure_newest<S: JobStore, O: MultipartStore, X>(
             );
             supersede(services, &manifest.job_id, &newest, reason.clone()).await?;
             let paths = JobPaths::new(&services.config.scratch_root, &manifest.job_id);
-            abort_output_upload(&services.objects, &paths).await;
-            let _ = tokio::fs::remove_dir_all(paths.dir).await;
+            end_unfinished_job(&services.objects, &paths).await;
             Err(HandlerError::superseded(format!(
                 "job {}: {reason}",
                 manifest.job_id
@@ -77,23 +77,52 @@ async fn output_upload<O: MultipartStore>(
     }
 }
 
-/// Aborts the job's output upload, if it started one (its parts are billed until then).
-pub(super) async fn abort_output_upload<O: MultipartStore>(objects: &O, paths: &JobPaths) {
-    let record = paths.dir.join("upload.json");
+/// Ends a job that ends without its output (failed or superseded): aborts its output upload,
+/// if merge-audio started one (its parts are billed until aborted), removes its scratch
+/// directory, then its kept segment objects. In that order: a segment task still running
+/// keeps its file and then looks for the scratch directory, deleting the object itself when it
+/// is gone ([`crate::segment_objects::ObjectKeeper`]), so no object outlives the job.
+pub(super) async fn end_unfinished_job<O: MultipartStore + ObjectStore>(
+    objects: &O,
+    paths: &JobPaths,
+) {
     let manifest = tokio::fs::read(paths.manifest())
         .await
         .ok()
         .and_then(|bytes| serde_json::from_slice::<JobManifest>(&bytes).ok());
-    let upload = tokio::fs::read(&record)
+    let upload = tokio::fs::read(paths.dir.join("upload.json"))
         .await
         .ok()
         .and_then(|bytes| serde_json::from_slice::<String>(&bytes).ok());
-    if let (Some(manifest), Some(upload)) = (manifest, upload) {
+    if let (Some(manifest), Some(upload)) = (&manifest, upload) {
         let aborted = objects
             .abort_upload(&manifest.output_bucket, &manifest.output_key, &upload)
             .await;
         tracing::info!(job_id = %manifest.job_id, aborted = aborted.is_ok(), "output upload aborted");
     }
+    remove_dir_retrying(&paths.dir).await;
+    if let Some(manifest) = &manifest {
+        if let Some(place) = &manifest.segment_objects {
+            remove_segment_objects(objects, place, manifest.tree.real_leaves).await;
+        }
+    }
+}
+
+/// Removes `dir` and everything in it. A task of the job may still be running (Lambda finishes
+/// an invocation whose execution has ended), and a file it renames or creates while the walk
+/// runs makes one pass fail part way: try again, a few times, briefly.
+async fn remove_dir_retrying(dir: &std::path::Path) {
+    for attempt in 1..=5u64 {
+        match tokio::fs::remove_dir_all(dir).await {
+            Ok(()) => return,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
+            Err(error) => {
+                tracing::info!(dir = %dir.display(), attempt, %error, "scratch removal retried");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+            }
+        }
+    }
+    tracing::warn!(dir = %dir.display(), "scratch not fully removed");
 }
 
 /// upload-parts tasks at most per job (an inline Map runs about 40 iterations at once).
@@ -122,8 +151,7 @@ where
         // The root is the job's last task: a superseded job's upload and scratch go now (every
         // segment and merge finished before it), whichever check stopped it.
         let paths = JobPaths::new(&services.config.scratch_root, &job_id);
-        abort_output_upload(&services.objects, &paths).await;
-        let _ = tokio::fs::remove_dir_all(paths.dir).await;
+        end_unfinished_job(&services.objects, &paths).await;
     }
     result
 }
@@ -187,6 +215,11 @@ where
         .store
         .update_job(&task.job_id, &JobUpdate::Output(output), now())
         .await?;
+    // The output is written: its kept segments go before the success is told (a reader of
+    // the success finds nothing of the job left but its output).
+    if let Some(place) = &manifest.segment_objects {
+        remove_segment_objects(&services.objects, place, manifest.tree.real_leaves).await;
+    }
     services
         .store
         .update_job(&task.job_id, &JobUpdate::Succeeded, now())
@@ -245,8 +278,19 @@ where
                 .map_err(HandlerError::from)
         })
         .await?;
-        let (layout_job, layout_scratch, layout_source) =
-            (job.clone(), layout.clone(), source.clone());
+        // The segment files the layout pass and part 1 read, and (one pass) all of them:
+        // fetched into this task's own storage when they are kept as objects.
+        let segments = upload_parts::local_segments(&services.config, manifest)?;
+        let segment_files = segments.as_ref().map(|(local, place)| (local, place));
+        let layout_scratch = match segment_files {
+            Some((local, place)) => {
+                let needed = engine::segments_for_layout(job, layout)?;
+                local.fetch(&services.objects, place, needed).await?;
+                local.layout(layout.clone())
+            }
+            None => layout.clone(),
+        };
+        let (layout_job, layout_source) = (job.clone(), source.clone());
         let laid_out = blocking(move || {
             engine::lay_out_root(&layout_source, &layout_job, &layout_scratch)
                 .map_err(HandlerError::from)
@@ -269,6 +313,7 @@ where
                     &output,
                     first,
                     (&bucket, &key, &upload_id),
+                    segment_files,
                 )
                 .await?;
                 if parts.len() > 1 {
@@ -289,7 +334,7 @@ where
             }
             RootLayout::OnePass(reason) => {
                 tracing::info!(job_id = %task.job_id, reason, "merge-audio: one pass");
-                stream_output(services, manifest, paths, source).await?
+                stream_output(services, manifest, paths, source, segment_files).await?
             }
         }
     };
@@ -330,12 +375,14 @@ where
 }
 
 /// The output muxed once, streamed straight into its multipart upload (the path for outputs
-/// that cannot be laid out by sizes), the upload completed; returns the output's length.
+/// that cannot be laid out by sizes), the upload completed; returns the output's length. Kept
+/// segment objects are all fetched first (this task's local storage must hold the video).
 async fn stream_output<S, O, X>(
     services: &Services<S, O, X>,
     manifest: &JobManifest,
     paths: &JobPaths,
     source: treemux_core::media::source::Source,
+    segments: upload_parts::SegmentFiles<'_>,
 ) -> Result<u64, HandlerError>
 where
     S: StateStore + JobStore,
@@ -344,7 +391,12 @@ where
     let (bucket, key) = (manifest.output_bucket.clone(), manifest.output_key.clone());
     let completed_marker = paths.dir.join("upload-completed");
     let job = manifest.job();
-    let layout = paths.layout_of(manifest);
+    let mut layout = paths.layout_of(manifest);
+    if let Some((local, place)) = segments {
+        let every = engine::segments_for_root(&job, &layout)?;
+        local.fetch(&services.objects, place, every).await?;
+        layout = local.layout(layout);
+    }
     // Refused before anything is uploaded: an output S3 cannot take in 10,000 parts of at
     // most 5 GiB (the segments and audio, with room for the index).
     let media = engine::media_bytes(&job, &layout);

@@ -72,6 +72,12 @@ pub struct Config {
     /// merge-video task. Merges combine indexes only (well under a second a level), so
     /// [`climb_seconds_for`] leaves two minutes of the function's timeout for them.
     pub climb_seconds: f64,
+    /// The bucket that keeps segment files between the task that encodes them and the tasks
+    /// that read them ([`crate::segment_objects`]); `None`: on scratch with the rest.
+    pub segment_bucket: Option<String>,
+    /// The function's own local storage (Lambda's `/tmp`), where a task encodes or fetches the
+    /// segment files it works on.
+    pub local_dir: PathBuf,
 }
 
 /// The climbing budget ([`Config::climb_seconds`]) for functions that time out after

@@ -6,9 +6,10 @@ use crate::error::HandlerError;
 use crate::events::{JobTask, SegmentTask, StepOutput};
 use crate::job::JobPaths;
 use crate::ports::ObjectStore;
+use crate::segment_objects::{LocalSegments, ObjectKeeper};
 use std::ops::ControlFlow;
 use std::time::Instant;
-use treemux_core::engine::{self, Produced};
+use treemux_core::engine::{self, KeptInScratch, Produced, SegmentKeeper};
 use treemux_core::names::Stage;
 use treemux_core::state::{JobStore, JobUpdate, StateStore};
 use treemux_core::tree::NodeId;
@@ -125,6 +126,22 @@ where
         .get(index as usize)
         .map_or(0, |segment| segment.frames);
     let job = manifest.job();
+    // With a segment bucket the file is encoded in this task's own directory and kept as an
+    // object (the video never passes through EFS); else it is committed to scratch.
+    let (layout, keeper, local): (_, Box<dyn SegmentKeeper + Send>, _) =
+        match &manifest.segment_objects {
+            Some(place) => {
+                let local = LocalSegments::new(&services.config.local_dir, &task.job_id)?;
+                let keeper = ObjectKeeper {
+                    objects: services.objects.clone(),
+                    place: place.clone(),
+                    scratch_dir: layout.dir.clone(),
+                    runtime: tokio::runtime::Handle::current(),
+                };
+                (local.layout(layout), Box::new(keeper), Some(local))
+            }
+            None => (layout, Box::new(KeptInScratch), None),
+        };
     let produced = blocking(move || {
         engine::produce_segment(
             &source,
@@ -133,11 +150,14 @@ where
             &layout,
             index,
             &crashes_for_encode,
+            keeper.as_ref(),
             &|_| ControlFlow::Continue(()),
         )
         .map_err(HandlerError::from)
     })
     .await?;
+    // Kept: this task's copy goes.
+    drop(local);
     let seconds = match produced {
         Produced::Made(report) => report.seconds,
         Produced::Found => 0.0,

@@ -9,7 +9,9 @@
 use super::{blocking, read_manifest, Services};
 use crate::error::HandlerError;
 use crate::events::{PartGroup, PartsUploaded};
-use crate::job::JobPaths;
+use crate::job::{JobManifest, JobPaths};
+use crate::ports::ObjectStore;
+use crate::segment_objects::{LocalSegments, SegmentObjects};
 use crate::upload::MultipartStore;
 use std::path::PathBuf;
 use treemux_core::engine::{self, ScratchLayout};
@@ -44,23 +46,56 @@ pub(super) async fn recorded_upload(paths: &JobPaths) -> Result<String, HandlerE
         .map_err(|e| HandlerError::internal(format!("{}: {e}", record.display())))
 }
 
-/// Fills `part` from the scratch files, uploads it and records its ETag; returns its bytes.
+/// Where the segment files a task reads come from: its own copies, fetched from the job's
+/// segment objects, or (`None`) the job's scratch.
+pub(super) type SegmentFiles<'a> = Option<(&'a LocalSegments, &'a SegmentObjects)>;
+
+/// This task's copies of `manifest`'s segment objects (`None` when its segments are on
+/// scratch), in the function's local storage.
+pub(super) fn local_segments(
+    config: &crate::handlers::Config,
+    manifest: &JobManifest,
+) -> Result<Option<(LocalSegments, SegmentObjects)>, HandlerError> {
+    manifest
+        .segment_objects
+        .as_ref()
+        .map(|place| {
+            LocalSegments::new(&config.local_dir, &manifest.job_id)
+                .map(|local| (local, place.clone()))
+        })
+        .transpose()
+}
+
+/// Fills `part` from the segment files (`segments`) and the scratch files, uploads it and
+/// records its ETag; returns its bytes. The segment copies it fetched go once it is filled:
+/// parts are cut where segments start, so no other part reads them.
 ///
 /// Crash points: `after-part-upload:N` (uploaded, ETag not recorded: the retry uploads it
 /// again and records that ETag) and `after-part-record:N`.
-pub(super) async fn upload_part<O: MultipartStore>(
+pub(super) async fn upload_part<O: MultipartStore + ObjectStore>(
     objects: &O,
     crashes: &CrashPlan,
     paths: &JobPaths,
     output: &std::sync::Arc<OutputLayout>,
     part: &OutputPart,
     (bucket, key, upload_id): (&str, &str, &str),
+    segments: SegmentFiles<'_>,
 ) -> Result<u64, HandlerError> {
-    let (layout, laid_out, filled) = (paths.layout(), output.clone(), part.clone());
+    let mut layout = paths.layout();
+    let mut fetched = Vec::new();
+    if let Some((local, place)) = segments {
+        fetched = engine::segments_for_part(output, part);
+        local.fetch(objects, place, fetched.iter().copied()).await?;
+        layout = local.layout(layout);
+    }
+    let (laid_out, filled) = (output.clone(), part.clone());
     let bytes = blocking(move || {
         engine::write_output_part(&layout, &laid_out, &filled).map_err(HandlerError::from)
     })
     .await?;
+    if let Some((local, _)) = segments {
+        local.forget(fetched);
+    }
     let len = bytes.len() as u64;
     let e_tag = objects
         .upload_part(bucket, key, upload_id, part.number, bytes)
@@ -106,7 +141,7 @@ pub async fn upload_parts<S, O, X>(
 ) -> Result<PartsUploaded, HandlerError>
 where
     S: JobStore,
-    O: MultipartStore,
+    O: MultipartStore + ObjectStore,
 {
     let job_id = group.job_id.clone();
     super::task(&services.store, &job_id, async {
@@ -122,6 +157,8 @@ where
             manifest.output_key.as_str(),
             upload_id.as_str(),
         );
+        let segments = local_segments(&services.config, &manifest)?;
+        let segments = segments.as_ref().map(|(local, place)| (local, place));
         let mut uploaded = PartsUploaded { parts: 0, bytes: 0 };
         for number in group.first..=group.last {
             let part = parts
@@ -140,6 +177,7 @@ where
                 &output,
                 part,
                 target,
+                segments,
             )
             .await?;
             uploaded.parts += 1;

@@ -16,6 +16,36 @@ use treemux_functions::ports::{LocalDirStore, RecordingStarter};
 
 pub type TestServices = Services<InMemoryStateStore, LocalDirStore, RecordingStarter>;
 
+/// The "bucket" that keeps segment files between tasks (under `<dir>/buckets`).
+pub const SEGMENT_BUCKET: &str = "treemux-segments";
+
+/// Whatever the tasks left in their local directory (nothing: each removes its copies).
+pub fn local_copies(services: &TestServices) -> Vec<PathBuf> {
+    std::fs::read_dir(&services.config.local_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// Every segment object left in `services`' segment bucket: none once a job has ended.
+pub fn segment_objects(services: &TestServices) -> Vec<PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&services.objects.root.join(SEGMENT_BUCKET), &mut found);
+    found
+}
+
 pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -66,6 +96,9 @@ pub fn services_for(dir: &Path, upload: &Path) -> TestServices {
             },
             crashes: Default::default(),
             climb_seconds: treemux_functions::handlers::climb_seconds_for(900.0),
+            // Segments kept as objects, as the deployed stack keeps them.
+            segment_bucket: Some(SEGMENT_BUCKET.into()),
+            local_dir: dir.join("local"),
         },
     }
 }
@@ -162,6 +195,38 @@ pub async fn drive_to_root(
         }
     }
     assert_eq!(audio_ready, 1, "exactly one task reaches the root");
+    // Every segment is kept where the job's manifest says: as an object each (none on
+    // scratch), or on scratch for a package; no task left a local copy.
+    let scratch = services
+        .config
+        .scratch_root
+        .join("jobs")
+        .join(&input.job_id);
+    let manifest: treemux_functions::job::JobManifest =
+        serde_json::from_slice(&std::fs::read(scratch.join("manifest.json")).expect("manifest"))
+            .expect("manifest parses");
+    let on_scratch: Vec<_> = std::fs::read_dir(&scratch)
+        .expect("scratch")
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("node-0-") && name.ends_with(".nut"))
+        .collect();
+    let kept = segment_objects(services);
+    let (expected_kept, expected_on_scratch) = match manifest.segment_objects {
+        Some(_) => (input.segments.len(), 0),
+        None => (0, input.segments.len()),
+    };
+    assert_eq!(kept.len(), expected_kept, "segment objects: {kept:?}");
+    assert_eq!(
+        on_scratch.len(),
+        expected_on_scratch,
+        "segments on scratch: {on_scratch:?}"
+    );
+    assert_eq!(
+        local_copies(services),
+        Vec::<PathBuf>::new(),
+        "local copies left"
+    );
     (job, merges)
 }
 

@@ -143,6 +143,8 @@ pub struct Stack {
     pub upload_queue: String,
     pub input_bucket: String,
     pub output_bucket: String,
+    /// Where the worker keeps segment files between tasks (TREEMUX_SEGMENT_BUCKET).
+    pub segment_bucket: String,
     pub dir: tempfile::TempDir,
     worker_env: Mutex<WorkerEnv>,
     worker: Mutex<Worker>,
@@ -157,6 +159,8 @@ struct WorkerEnv {
     task_queue: String,
     upload_queue: String,
     scratch: PathBuf,
+    segment_bucket: String,
+    local_dir: PathBuf,
     event_bus: String,
     log: PathBuf,
     visibility_seconds: u32,
@@ -186,6 +190,8 @@ impl WorkerEnv {
             .env("TREEMUX_TASK_QUEUE_URL", &self.task_queue)
             .env("TREEMUX_UPLOAD_QUEUE_URL", &self.upload_queue)
             .env("TREEMUX_SCRATCH_DIR", &self.scratch)
+            .env("TREEMUX_SEGMENT_BUCKET", &self.segment_bucket)
+            .env("TREEMUX_LOCAL_DIR", &self.local_dir)
             .env("TREEMUX_EVENT_BUS", &self.event_bus)
             .env("TREEMUX_PROGRESS_EVENT_SECONDS", "0")
             .env("TREEMUX_PRESET", "veryfast")
@@ -236,12 +242,13 @@ impl Stack {
         let dynamodb = aws_sdk_dynamodb::Client::new(&config);
         let sqs = aws_sdk_sqs::Client::new(&config);
         let sfn = aws_sdk_sfn::Client::new(&config);
-        let (input_bucket, output_bucket, table) = (
+        let (input_bucket, output_bucket, segment_bucket, table) = (
             format!("{name}-in"),
             format!("{name}-out"),
+            format!("{name}-seg"),
             format!("{name}-jobs"),
         );
-        for bucket in [&input_bucket, &output_bucket] {
+        for bucket in [&input_bucket, &output_bucket, &segment_bucket] {
             s3.create_bucket()
                 .bucket(bucket)
                 .send()
@@ -314,6 +321,8 @@ impl Stack {
             task_queue: task_queue.clone(),
             upload_queue: upload_queue.clone(),
             scratch: dir.path().join("efs"),
+            segment_bucket: segment_bucket.clone(),
+            local_dir: dir.path().join("local"),
             event_bus: job_events.bus.clone(),
             log: dir.path().join("worker.log"),
             visibility_seconds: setup.visibility_seconds,
@@ -330,6 +339,7 @@ impl Stack {
             upload_queue,
             input_bucket,
             output_bucket,
+            segment_bucket,
             dir,
             worker_env: Mutex::new(worker_env),
             worker: Mutex::new(Worker {
@@ -581,8 +591,9 @@ impl Stack {
         std::fs::read_to_string(self.dir.path().join("worker.log")).unwrap_or_default()
     }
 
-    /// Every file left under the scratch root.
-    pub fn scratch_files(&self) -> Vec<PathBuf> {
+    /// Everything a job leaves while it runs: every file under the scratch root and the
+    /// workers' local directory, and every kept segment object (as `s3://bucket/key`).
+    pub async fn scratch_files(&self) -> Vec<PathBuf> {
         fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
             for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 let path = entry.path();
@@ -595,6 +606,18 @@ impl Stack {
         }
         let mut found = Vec::new();
         walk(&self.dir.path().join("efs"), &mut found);
+        walk(&self.dir.path().join("local"), &mut found);
+        let listed = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.segment_bucket)
+            .send()
+            .await
+            .expect("list the segment bucket");
+        found.extend(listed.contents().iter().filter_map(|object| {
+            let key = object.key()?;
+            Some(PathBuf::from(format!("s3://{}/{key}", self.segment_bucket)))
+        }));
         found
     }
 }
