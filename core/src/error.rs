@@ -47,6 +47,14 @@ pub enum Error {
     /// The run was told to stop ([`crate::local::TranscodeOptions::interrupt`]).
     #[error("{path}: interrupted before it finished")]
     Interrupted { path: PathBuf },
+    /// A segment file could not be kept ([`crate::engine::SegmentKeeper`]): storage that
+    /// failed (`retryable`) or refused the request as made (a deployment problem).
+    #[error("{path}: {reason}")]
+    Keep {
+        path: PathBuf,
+        reason: String,
+        retryable: bool,
+    },
 }
 
 /// How a failure should be treated by whoever retries work.
@@ -108,6 +116,13 @@ impl Error {
             | Self::OutputTooLarge { .. } => ErrorKind::InvalidInput,
             Self::Media(MediaError::Io { .. } | MediaError::Interrupted { .. })
             | Self::Interrupted { .. } => ErrorKind::Transient,
+            Self::Keep { retryable, .. } => {
+                if *retryable {
+                    ErrorKind::Transient
+                } else {
+                    ErrorKind::Internal
+                }
+            }
             Self::Media(MediaError::Unsupported { .. }) => ErrorKind::InvalidInput,
             Self::Media(MediaError::Layout { .. }) => ErrorKind::Internal,
             Self::Media(_) | Self::Verify(_) => ErrorKind::MediaFailure,

@@ -44,10 +44,13 @@ impl SegmentObjects {
 /// Keeps a committed segment file by uploading it (a repeated upload replaces the object).
 /// Called on a blocking thread (the encode's), so it waits on the runtime `runtime`.
 ///
-/// A job can end while a task of it still runs (job-failed, a stopped execution): the end
-/// removes the job's scratch directory, then its segment objects. A keeper that finds the
-/// scratch directory gone after its upload removes the object itself, so whichever comes
-/// last, no object outlives the job.
+/// A job can end while a task of it still runs (job-failed, a stopped execution, a duplicate
+/// delivery after the success): the end records the job's status, removes its scratch
+/// directory, then its segment objects. A keeper that finds the scratch directory gone after
+/// its upload removes the object itself, and split-and-convert, once the keeper is done, reads
+/// the job's record (strongly consistent) and removes its object if the job has ended
+/// ([`remove_if_job_ended`]): whichever comes last, no object outlives the job (NFS may show a
+/// removed directory for a while; the record cannot).
 #[derive(Debug)]
 pub struct ObjectKeeper<O> {
     pub objects: O,
@@ -60,27 +63,35 @@ pub struct ObjectKeeper<O> {
 impl<O: ObjectStore> SegmentKeeper for ObjectKeeper<O> {
     fn keep(&self, index: u32, file: &Path) -> Result<(), treemux_core::Error> {
         let key = self.place.key(index);
-        // Storage that failed: transient, as a failed write to scratch would be.
-        let failed = |message: String| treemux_core::Error::Io {
+        let failed = |reason: String, retryable: bool| treemux_core::Error::Keep {
             path: self.place.name(index).into(),
-            source: std::io::Error::other(message),
+            reason,
+            retryable,
         };
         self.runtime
             .block_on(self.objects.put_from_path(file, &self.place.bucket, &key))
-            .map_err(|error| failed(error.to_string()))?;
+            // Storage that failed is worth a retry, as a failed write to scratch would be; a
+            // refusal (no such bucket, access denied) is the deployment's, the same again.
+            .map_err(|error| {
+                let retryable = !matches!(error, ObjectError::Refused { .. });
+                failed(error.to_string(), retryable)
+            })?;
         if !self.scratch_dir.is_dir() {
             let removed = self
                 .runtime
                 .block_on(self.objects.delete_objects(&self.place.bucket, &[key]));
-            return Err(failed(format!(
-                "the job ended while segment {index} was encoded ({} is gone); its object is {}",
-                self.scratch_dir.display(),
-                if removed.is_ok() {
-                    "removed"
-                } else {
-                    "left to the bucket's lifecycle rule"
-                }
-            )));
+            let left = if removed.is_ok() {
+                "removed"
+            } else {
+                "left to the bucket's lifecycle rule"
+            };
+            return Err(failed(
+                format!(
+                    "the job ended while segment {index} was encoded ({} is gone); its object is {left}",
+                    self.scratch_dir.display()
+                ),
+                true,
+            ));
         }
         Ok(())
     }
@@ -189,5 +200,161 @@ pub async fn remove_segment_objects<O: ObjectStore>(
         Err(error) => {
             tracing::warn!(%error, "segment objects were not removed (the bucket's lifecycle rule will)")
         }
+    }
+}
+
+/// After segment `index`'s task kept it: removes its object again if job `job_id` has ended
+/// meanwhile (SUCCEEDED, FAILED or SUPERSEDED: the job's end may have removed the objects
+/// before this one was kept). A record that cannot be read leaves the object to the lifecycle
+/// rule.
+pub async fn remove_if_job_ended<S: treemux_core::state::JobStore, O: ObjectStore>(
+    store: &S,
+    objects: &O,
+    job_id: &str,
+    place: &SegmentObjects,
+    index: u32,
+) {
+    use treemux_core::state::JobStatus;
+    let ended = match store.get_job(job_id).await {
+        Ok(Some(job)) => matches!(
+            job.status,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Superseded
+        ),
+        // No record: the job is gone (expired) or never was; nothing else will remove it.
+        Ok(None) => true,
+        Err(_) => false,
+    };
+    if ended {
+        let removed = objects
+            .delete_objects(&place.bucket, &[place.key(index)])
+            .await;
+        tracing::info!(
+            job_id,
+            segment = index,
+            removed = removed.is_ok(),
+            "the job ended while its segment was kept: its object removed"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::LocalDirStore;
+    use treemux_core::state::{InMemoryStateStore, JobRecord, JobStatus, JobStore};
+
+    fn record(job_id: &str, status: JobStatus) -> JobRecord {
+        JobRecord {
+            job_id: job_id.into(),
+            status,
+            source: "s3://in/a.mp4".into(),
+            source_version: String::new(),
+            upload: String::new(),
+            output: "s3://out/a.mp4.mp4".into(),
+            segments: 1,
+            merges: 0,
+            segments_done: Default::default(),
+            merges_done: Default::default(),
+            merge_runs: 0,
+            stage_seconds: Default::default(),
+            progress: Default::default(),
+            error: None,
+            superseded_by: None,
+            result: Default::default(),
+            settings: None,
+            settings_from: Default::default(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    /// A store and segment 0 of job `job_id` kept in it.
+    async fn kept(dir: &Path, job_id: &str) -> (LocalDirStore, SegmentObjects) {
+        let objects = LocalDirStore {
+            root: dir.join("buckets"),
+        };
+        let place = SegmentObjects::for_job("segments", job_id);
+        let file = dir.join("segment.nut");
+        std::fs::write(&file, b"segment bytes").expect("write");
+        objects
+            .put_from_path(&file, &place.bucket, &place.key(0))
+            .await
+            .expect("put");
+        (objects, place)
+    }
+
+    #[tokio::test]
+    async fn a_segment_kept_after_its_job_ended_is_removed_and_a_running_jobs_stays() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = InMemoryStateStore::new();
+        for (job_id, status, stays) in [
+            ("a1", JobStatus::Running, true),
+            ("b2", JobStatus::Failed, false),
+            ("c3", JobStatus::Succeeded, false),
+            ("d4", JobStatus::Superseded, false),
+        ] {
+            store
+                .create_job(&record(job_id, status))
+                .await
+                .expect("record");
+            let (objects, place) = kept(dir.path(), job_id).await;
+            remove_if_job_ended(&store, &objects, job_id, &place, 0).await;
+            assert_eq!(
+                objects
+                    .exists(&place.bucket, &place.key(0))
+                    .await
+                    .expect("exists"),
+                stays,
+                "{status:?}"
+            );
+        }
+        // No record at all: nothing else would ever remove it.
+        let (objects, place) = kept(dir.path(), "e5").await;
+        remove_if_job_ended(&store, &objects, "e5", &place, 0).await;
+        assert!(!objects
+            .exists(&place.bucket, &place.key(0))
+            .await
+            .expect("exists"));
+    }
+
+    #[tokio::test]
+    async fn a_keeper_that_finds_the_scratch_gone_removes_what_it_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let objects = LocalDirStore {
+            root: dir.path().join("buckets"),
+        };
+        let file = dir.path().join("node-0-0.nut");
+        std::fs::write(&file, b"segment bytes").expect("write");
+        let scratch = dir.path().join("efs/jobs/ab");
+        std::fs::create_dir_all(&scratch).expect("scratch");
+        let keeper = ObjectKeeper {
+            objects: objects.clone(),
+            place: SegmentObjects::for_job("segments", "ab"),
+            scratch_dir: scratch.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let keeper = std::sync::Arc::new(keeper);
+        let keep = |keeper: std::sync::Arc<ObjectKeeper<LocalDirStore>>, file: PathBuf| {
+            tokio::task::spawn_blocking(move || keeper.keep(0, &file))
+        };
+        keep(keeper.clone(), file.clone())
+            .await
+            .expect("join")
+            .expect("kept while the job runs");
+        assert!(objects
+            .exists("segments", "ab/node-0-0.nut")
+            .await
+            .expect("exists"));
+        std::fs::remove_dir_all(&scratch).expect("the job ends");
+        let error = keep(keeper.clone(), file.clone())
+            .await
+            .expect("join")
+            .expect_err("the job ended");
+        assert!(error.to_string().contains("the job ended"), "{error}");
+        assert_eq!(error.kind(), treemux_core::ErrorKind::Transient);
+        assert!(!objects
+            .exists("segments", "ab/node-0-0.nut")
+            .await
+            .expect("exists"));
     }
 }

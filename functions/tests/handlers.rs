@@ -31,6 +31,22 @@ async fn analyze_the_real_s3_event_then_run_the_whole_job() {
     assert_eq!(outcome.jobs[0].outcome, "started");
     let input = started_input(&services);
     assert_eq!(input.segments, vec![0, 1, 2, 3]);
+    // A plain MP4 output with a segment bucket: its segments are kept as objects.
+    let manifest: treemux_functions::job::JobManifest = serde_json::from_slice(
+        &std::fs::read(
+            dir.path()
+                .join("efs/jobs")
+                .join(&input.job_id)
+                .join("manifest.json"),
+        )
+        .expect("manifest"),
+    )
+    .expect("manifest parses");
+    assert!(
+        manifest.segment_objects.is_some(),
+        "segments kept as objects: {:?}",
+        manifest.segment_objects
+    );
 
     // The same event again starts nothing.
     let again = handlers::analyze(&services, event)

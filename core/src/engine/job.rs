@@ -108,6 +108,14 @@ impl JobSpec {
         streams::plan(&self.info, self.container)
     }
 
+    /// True unless the output is known, before any work, to be written in one pass from every
+    /// segment in order rather than laid out by sizes and filled by parts (see
+    /// [`crate::media::remux::refusal_before_work`]). A runner that moves segments between
+    /// machines keeps those jobs' segments where the one pass can read them.
+    pub fn may_be_laid_out(&self) -> bool {
+        crate::media::remux::refusal_before_work(&self.extras(), self.container).is_none()
+    }
+
     /// True when the segment workers copy the audio out of the bytes they read
     /// ([`convert::convert_segment_from`]'s `audio`) and
     /// [`finish_audio`](super::finish_audio) joins their pieces: MP4/MOV sources with audio and

@@ -99,7 +99,8 @@ pub fn lay_out_root(
 /// output out, else the root's first (for the video's codec parameters; the rest of the pass
 /// uses only the index). For a runner whose segment files are fetched before each step.
 pub fn segments_for_layout(job: &JobSpec, layout: &ScratchLayout) -> Result<Vec<u32>, Error> {
-    if finished_layout_without_header(layout).is_some() {
+    // The same test lay_out_root makes: a layout without its header is laid out again.
+    if finished_layout(layout).is_some() {
         return Ok(Vec::new());
     }
     let index = super::tasks::root_index(job, layout)?;

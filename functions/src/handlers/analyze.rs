@@ -374,6 +374,14 @@ where
         // Before any work: an output one multipart upload cannot hold is refused now, not by
         // merge-audio after every segment was encoded.
         engine::check_output_fits_multipart(&job, &source_name).map_err(with_origins)?;
+        // A package, and an output written in one pass (another container, kept subtitles,
+        // chapters), read every segment at the root: those stay on scratch, not fetched whole
+        // into the root's local storage.
+        let segment_objects = config
+            .segment_bucket
+            .as_deref()
+            .filter(|_| packaging.is_none() && job.may_be_laid_out())
+            .map(|bucket| SegmentObjects::for_job(bucket, &id_owned));
         let JobSpec {
             info,
             settings,
@@ -390,12 +398,7 @@ where
             .iter()
             .map(|segment| source::segment_byte_range(&info, segment).map(|r| [r.start, r.end]))
             .collect();
-        // A package reads every segment of every rung at the root: kept on scratch.
-        let segment_objects = config
-            .segment_bucket
-            .as_deref()
-            .filter(|_| packaging.is_none())
-            .map(|bucket| SegmentObjects::for_job(bucket, &id_owned));
+
         Ok((
             JobManifest {
                 job_id: id_owned,

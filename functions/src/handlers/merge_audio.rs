@@ -226,6 +226,11 @@ where
         .await?;
     super::announce::state(services, &task.job_id).await;
     let _ = tokio::fs::remove_dir_all(&paths.dir).await;
+    // Again, now that the job is SUCCEEDED and its scratch gone: a duplicate segment task that
+    // kept its file after the first removal deletes it itself only once it sees either.
+    if let Some(place) = &manifest.segment_objects {
+        remove_segment_objects(&services.objects, place, manifest.tree.real_leaves).await;
+    }
     tracing::info!(
         job_id = %task.job_id,
         key = %manifest.source_key,

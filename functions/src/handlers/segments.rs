@@ -6,7 +6,7 @@ use crate::error::HandlerError;
 use crate::events::{JobTask, SegmentTask, StepOutput};
 use crate::job::JobPaths;
 use crate::ports::ObjectStore;
-use crate::segment_objects::{LocalSegments, ObjectKeeper};
+use crate::segment_objects::{remove_if_job_ended, LocalSegments, ObjectKeeper};
 use std::ops::ControlFlow;
 use std::time::Instant;
 use treemux_core::engine::{self, KeptInScratch, Produced, SegmentKeeper};
@@ -155,9 +155,20 @@ where
         )
         .map_err(HandlerError::from)
     })
-    .await?;
-    // Kept: this task's copy goes.
+    .await;
+    // This task's copy goes; its object too if the job ended while it was kept.
     drop(local);
+    if let Some(place) = &manifest.segment_objects {
+        remove_if_job_ended(
+            &services.store,
+            &services.objects,
+            &task.job_id,
+            place,
+            index,
+        )
+        .await;
+    }
+    let produced = produced?;
     let seconds = match produced {
         Produced::Made(report) => report.seconds,
         Produced::Found => 0.0,

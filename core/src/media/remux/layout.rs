@@ -66,23 +66,29 @@ const AUDIO_CODECS: [&str; 13] = [
 
 /// Why the output of `extras`, `container` and the audio file `audio` cannot be laid out by
 /// sizes, if it cannot.
+/// Why an output of `container` keeping `extras` is never laid out by sizes, known before any
+/// work (the rest of [`refusal`] needs the extracted audio or the mux itself); `None`: it may
+/// be.
+pub fn refusal_before_work(extras: &ExtrasPlan, container: Container) -> Option<String> {
+    if !matches!(container, Container::Mp4 | Container::Mov) {
+        return Some(format!("the {container:?} muxer is not laid out by sizes"));
+    }
+    if !extras.streams.is_empty() {
+        return Some("subtitle, picture or other kept streams".into());
+    }
+    if !extras.chapters.is_empty() || extras.timecode.is_some() {
+        return Some("chapters or a timecode (the muxer adds samples for them)".into());
+    }
+    None
+}
+
 fn refusal(
     extras: &ExtrasPlan,
     container: Container,
     audio: Option<&Path>,
 ) -> Result<Option<String>, MediaError> {
-    if !matches!(container, Container::Mp4 | Container::Mov) {
-        return Ok(Some(format!(
-            "the {container:?} muxer is not laid out by sizes"
-        )));
-    }
-    if !extras.streams.is_empty() {
-        return Ok(Some("subtitle, picture or other kept streams".into()));
-    }
-    if !extras.chapters.is_empty() || extras.timecode.is_some() {
-        return Ok(Some(
-            "chapters or a timecode (the muxer adds samples for them)".into(),
-        ));
+    if let Some(reason) = refusal_before_work(extras, container) {
+        return Ok(Some(reason));
     }
     if let Some(path) = audio {
         let input = util::open_input(path)?;

@@ -23,7 +23,7 @@ mod layout;
 mod parts;
 pub(crate) mod video;
 
-pub use layout::{lay_out_output, Laid, LayoutInputs};
+pub use layout::{lay_out_output, refusal_before_work, Laid, LayoutInputs};
 pub use parts::write_part;
 
 use super::merge::LeafVideo;
