@@ -103,7 +103,7 @@ where
                         // The same task delivered again while it still runs waits for it, then
                         // finds its work done, instead of redoing it alongside.
                         let _same_task = in_flight.lock(&task_key(&body)).await;
-                        handle_task(
+                        let answered = handle_task(
                             &services,
                             &sfn,
                             &options.faults,
@@ -111,6 +111,13 @@ where
                             options.async_retry_seconds,
                         )
                         .await;
+                        if !answered {
+                            // Step Functions never heard the answer: the message comes back
+                            // after its visibility timeout and the task (which finds its work
+                            // done) answers again, instead of the execution waiting forever.
+                            keep_hidden.abort();
+                            return;
+                        }
                     } else {
                         handle_upload(
                             &services,
@@ -193,14 +200,18 @@ fn task_key(body: &str) -> String {
     )
 }
 
-/// Runs one state-machine task and answers Step Functions.
+/// Runs one state-machine task and answers Step Functions; false when the answer could not be
+/// sent (after a few tries: moto's Step Functions answers 500 now and then under load), so the
+/// message is left to come back. Every other outcome (answered, or a task that must not be
+/// answered) is true.
 async fn handle_task<S, O, X>(
     services: &Services<S, O, X>,
     sfn: &aws_sdk_sfn::Client,
     faults: &Faults,
     body: &str,
     retry_seconds: f64,
-) where
+) -> bool
+where
     S: StateStore + JobStore,
     O: ObjectStore + MultipartStore + Clone + 'static,
     X: ExecutionStarter,
@@ -208,11 +219,13 @@ async fn handle_task<S, O, X>(
     let message: Value = match serde_json::from_str(body) {
         Ok(message) => message,
         Err(error) => {
-            return tracing::error!(error = %error, "worker: dropping a message that is not JSON")
+            tracing::error!(error = %error, "worker: dropping a message that is not JSON");
+            return true;
         }
     };
     let Some(name) = message["function"].as_str() else {
-        return tracing::error!("worker: dropping a message without a function");
+        tracing::error!("worker: dropping a message without a function");
+        return true;
     };
     let function = match crate::function_named(name) {
         Ok(function) => function,
@@ -239,23 +252,25 @@ async fn handle_task<S, O, X>(
                     );
                 }
             }
-            return;
+            return true;
         }
     };
     let input = message["input"].clone();
     // No token: an asynchronous invocation (what EventBridge makes of job-failed), nobody to answer.
     let Some(token) = message["token"].as_str() else {
-        return invoke_async(services, faults, function, input, retry_seconds).await;
+        invoke_async(services, faults, function, input, retry_seconds).await;
+        return true;
     };
     let job = message["input"]["job_id"].as_str().unwrap_or("-");
     let started = Instant::now();
     let result = match faults.decide(function, &input) {
         FaultAction::Lose => {
-            return tracing::warn!(
+            tracing::warn!(
                 function = function.name(),
                 job_id = job,
                 "worker: injected fault: lost, never answered"
-            )
+            );
+            return true;
         }
         FaultAction::Throttle => {
             tracing::warn!(
@@ -278,57 +293,90 @@ async fn handle_task<S, O, X>(
                     "worker: answering Step Functions failed"
                 );
             }
-            return;
+            return true;
         }
         action => run_action(services, function, input, action).await,
     };
-    let answer = match &result {
-        Ok(output) => {
-            tracing::info!(
-                function = function.name(),
-                job_id = job,
-                seconds = started.elapsed().as_secs_f64(),
-                outcome = "ok",
-                "worker: task answered"
-            );
-            sfn.send_task_success()
+    match &result {
+        Ok(_) => tracing::info!(
+            function = function.name(),
+            job_id = job,
+            seconds = started.elapsed().as_secs_f64(),
+            outcome = "ok",
+            "worker: task answered"
+        ),
+        Err(error) => tracing::warn!(
+            function = function.name(),
+            job_id = job,
+            seconds = started.elapsed().as_secs_f64(),
+            outcome = "failed",
+            error = error.name(),
+            message = %error.message,
+            "worker: task answered"
+        ),
+    }
+    for attempt in 1..=ANSWER_ATTEMPTS {
+        let answer = match &result {
+            Ok(output) => sfn
+                .send_task_success()
                 .task_token(token)
                 .output(output.to_string())
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| aws_sdk_sfn::error::DisplayErrorContext(e).to_string())
+                .map_err(answer_failure),
+            Err(error) => {
+                let cause: String = error.message.chars().take(30_000).collect();
+                sfn.send_task_failure()
+                    .task_token(token)
+                    .error(error.name())
+                    .cause(cause)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(answer_failure)
+            }
+        };
+        match answer {
+            Ok(()) => return true,
+            Err((error, retryable)) => {
+                tracing::warn!(
+                    function = function.name(),
+                    job_id = job,
+                    attempt,
+                    error = %error,
+                    "worker: answering Step Functions failed"
+                );
+                if !retryable {
+                    // Refused (the token answered or timed out already): the same again.
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+            }
         }
-        Err(error) => {
-            tracing::warn!(
-                function = function.name(),
-                job_id = job,
-                seconds = started.elapsed().as_secs_f64(),
-                outcome = "failed",
-                error = error.name(),
-                message = %error.message,
-                "worker: task answered"
-            );
-            let cause: String = error.message.chars().take(30_000).collect();
-            sfn.send_task_failure()
-                .task_token(token)
-                .error(error.name())
-                .cause(cause)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| aws_sdk_sfn::error::DisplayErrorContext(e).to_string())
-        }
-    };
-    if let Err(error) = answer {
-        tracing::warn!(
-            function = function.name(),
-            job_id = job,
-            error = %error,
-            "worker: answering Step Functions failed"
-        );
     }
+    false
 }
+
+/// Why an answer was not taken, and whether sending it again can help: not when Step Functions
+/// answered with a client error (an unknown or expired token), yes for a server error or no
+/// answer at all.
+fn answer_failure<E>(error: aws_sdk_sfn::error::SdkError<E>) -> (String, bool)
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let retryable = error
+        .raw_response()
+        .is_none_or(|response| response.status().is_server_error());
+    (
+        aws_sdk_sfn::error::DisplayErrorContext(error).to_string(),
+        retryable,
+    )
+}
+
+/// Tries at sending a task's answer (each after the SDK's own retries) before the message is
+/// left to come back.
+const ANSWER_ATTEMPTS: u32 = 4;
 
 /// Runs a task the way `action` says ([`FaultAction::Run`], [`FaultAction::RunTwice`] or
 /// [`FaultAction::Fail`]).
