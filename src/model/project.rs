@@ -232,7 +232,7 @@ struct DataMovement {
     efs_read: f64,
     /// The segment files kept as objects in the segment bucket: bytes written (and read, once
     /// each, by the part writers) and the requests (PUTs, and GETs with the first segment's
-    /// by the layout pass; the deletes at the job's end, one per thousand, counted as PUTs).
+    /// by the layout pass; the deletes at the job's end, two per thousand, counted as PUTs).
     segment_object_bytes: f64,
     segment_object_puts: f64,
     segment_object_gets: f64,
@@ -290,7 +290,7 @@ fn data_movement(inputs: &ModelInputs, tree_levels: u32) -> DataMovement {
                 // merges read their children's indexes, the root the whole.
                 efs_read: 3.0 * audio + index * (n * inputs.saved_index_ratio + levels + 1.0),
                 segment_object_bytes: (output - audio).max(0.0),
-                segment_object_puts: n + (n / 1000.0).ceil(),
+                segment_object_puts: n + 2.0 * (n / 1000.0).ceil(),
                 segment_object_gets: n + 1.0,
                 root_read: output + index,
                 root_upload: output,
