@@ -97,6 +97,9 @@ impl<O: ObjectStore> SegmentKeeper for ObjectKeeper<O> {
     }
 }
 
+/// Segment GETs a task has in flight at once.
+const FETCHES_AT_ONCE: usize = 8;
+
 /// The prefix of every [`LocalSegments`] directory's name.
 const LOCAL_PREFIX: &str = "segments-";
 
@@ -146,34 +149,58 @@ impl LocalSegments {
         layout.with_segments_in(self.dir.path())
     }
 
-    /// Fetches the segments `indexes` that are not here yet from `place`. A segment recorded done
-    /// whose object is missing is treemux's own state broken (removed too early, or never
-    /// kept): an internal error naming it, not the upload's fault.
+    /// Fetches the segments `indexes` that are not here yet from `place`, a few at once (each
+    /// GET waits on its first byte; the segments of one part are read back to back). A segment
+    /// recorded done whose object is missing is treemux's own state broken (removed too early,
+    /// or never kept): an internal error naming it, not the upload's fault.
     pub async fn fetch<O: ObjectStore>(
         &self,
         objects: &O,
         place: &SegmentObjects,
         indexes: impl IntoIterator<Item = u32>,
     ) -> Result<u64, HandlerError> {
-        let mut bytes = 0;
-        for index in indexes {
+        let mut missing = indexes.into_iter().filter_map(|index| {
             let path = self.dir.path().join(ScratchLayout::segment_name(index));
-            if path.is_file() {
-                continue;
+            (!path.is_file()).then_some((index, path))
+        });
+        let mut pending = tokio::task::JoinSet::new();
+        let mut bytes = 0;
+        loop {
+            while pending.len() < FETCHES_AT_ONCE {
+                let Some((index, path)) = missing.next() else {
+                    break;
+                };
+                let (objects, place) = (objects.clone(), place.clone());
+                pending.spawn(async move {
+                    objects
+                        .get_to_path(
+                            &place.bucket,
+                            &place.key(index),
+                            &ObjectVersion::default(),
+                            &path,
+                        )
+                        .await
+                        .map_err(|error| match error {
+                            ObjectError::NotFound { .. } => HandlerError::internal(format!(
+                                "segment {index} is recorded done but {} is missing",
+                                place.name(index)
+                            )),
+                            other => HandlerError::from(other),
+                        })
+                });
             }
-            let key = place.key(index);
-            bytes += objects
-                .get_to_path(&place.bucket, &key, &ObjectVersion::default(), &path)
-                .await
-                .map_err(|error| match error {
-                    ObjectError::NotFound { .. } => HandlerError::internal(format!(
-                        "segment {index} is recorded done but {} is missing",
-                        place.name(index)
-                    )),
-                    other => HandlerError::from(other),
-                })?;
+            // Dropping the set on an error stops the other fetches.
+            match pending.join_next().await {
+                Some(joined) => {
+                    bytes += joined.map_err(|error| {
+                        HandlerError::transient(format!(
+                            "a segment fetch ended abnormally: {error}"
+                        ))
+                    })??
+                }
+                None => return Ok(bytes),
+            }
         }
-        Ok(bytes)
     }
 
     /// Removes the copies of `indexes` (read, not needed again by this task).
@@ -181,6 +208,14 @@ impl LocalSegments {
         for index in indexes {
             let _ = std::fs::remove_file(self.dir.path().join(ScratchLayout::segment_name(index)));
         }
+    }
+}
+
+/// Removes the segment objects of `manifest`'s job, if it keeps them as objects (see
+/// [`remove_segment_objects`]).
+pub async fn remove_kept_segments<O: ObjectStore>(objects: &O, manifest: &crate::job::JobManifest) {
+    if let Some(place) = &manifest.segment_objects {
+        remove_segment_objects(objects, place, manifest.tree.real_leaves).await;
     }
 }
 

@@ -10,7 +10,7 @@ use crate::error::HandlerError;
 use crate::events::{JobDone, JobTask, RootStep};
 use crate::job::{JobManifest, JobPaths};
 use crate::ports::ObjectStore;
-use crate::segment_objects::remove_segment_objects;
+use crate::segment_objects::remove_kept_segments;
 use crate::upload::{self, MultipartStore, PartWriter};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -102,9 +102,7 @@ pub(super) async fn end_unfinished_job<O: MultipartStore + ObjectStore>(
     }
     remove_dir_retrying(&paths.dir).await;
     if let Some(manifest) = &manifest {
-        if let Some(place) = &manifest.segment_objects {
-            remove_segment_objects(objects, place, manifest.tree.real_leaves).await;
-        }
+        remove_kept_segments(objects, manifest).await;
     }
 }
 
@@ -217,9 +215,7 @@ where
         .await?;
     // The output is written: its kept segments go before the success is told (a reader of
     // the success finds nothing of the job left but its output).
-    if let Some(place) = &manifest.segment_objects {
-        remove_segment_objects(&services.objects, place, manifest.tree.real_leaves).await;
-    }
+    remove_kept_segments(&services.objects, &manifest).await;
     services
         .store
         .update_job(&task.job_id, &JobUpdate::Succeeded, now())
@@ -228,9 +224,7 @@ where
     let _ = tokio::fs::remove_dir_all(&paths.dir).await;
     // Again, now that the job is SUCCEEDED and its scratch gone: a duplicate segment task that
     // kept its file after the first removal deletes it itself only once it sees either.
-    if let Some(place) = &manifest.segment_objects {
-        remove_segment_objects(&services.objects, place, manifest.tree.real_leaves).await;
-    }
+    remove_kept_segments(&services.objects, &manifest).await;
     tracing::info!(
         job_id = %task.job_id,
         key = %manifest.source_key,
